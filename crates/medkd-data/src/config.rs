@@ -1,0 +1,239 @@
+//! The `[data]` section of a training config. Unknown keys are errors (`deny_unknown_fields`), and
+//! [`DataConfig::validate`] rejects keys that do not apply to the chosen format, so a typo never
+//! silently changes an experiment.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::transform::TransformSpec;
+use crate::{DataError, Task};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFormat {
+    /// A MedMNIST / MedMNIST+ `.npz` with the official train/val/test split.
+    Medmnist,
+    /// One sub-folder per class.
+    Folder,
+    /// A CSV file naming images and their labels.
+    Csv,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub format: DataFormat,
+    /// The npz file, folder root or CSV file; a relative path resolves against the `base_dir`
+    /// given to [`crate::open_splits`].
+    pub path: PathBuf,
+    /// CSV: folder of the image files, relative to the CSV's folder unless absolute (default: the
+    /// CSV's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_dir: Option<PathBuf>,
+    /// CSV: column holding the image file name or stem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_column: Option<String>,
+    /// CSV: extension appended to names in `image_column` that have none (e.g. "jpg").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_ext: Option<String>,
+    /// CSV: column holding one class name per row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// CSV: one-hot columns, one per class, exactly one 1 per row (ISIC 2019 GroundTruth.csv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_columns: Option<Vec<String>>,
+    /// CSV: column holding several class names joined by `multilabel_separator` (NIH ChestX-ray14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multilabel_column: Option<String>,
+    /// CSV multi-label: separator between names (default "|").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multilabel_separator: Option<String>,
+    /// CSV multi-label: the value meaning "no positive label" (default "No Finding").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_finding: Option<String>,
+    /// Fixed class order (folder, `label_column`, `multilabel_column`); default: sorted unique
+    /// names. A name outside this list is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+    /// Override of the task inferred from the data (e.g. "ordinal").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    /// Output channels (1 or 3); default: the images' native channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<usize>,
+    /// Seeded stratified split for sets without an official one (folder, csv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitConfig>,
+    #[serde(default)]
+    pub train_transforms: Vec<TransformSpec>,
+    #[serde(default)]
+    pub eval_transforms: Vec<TransformSpec>,
+    #[serde(default)]
+    pub normalize: NormalizeConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// Fraction of each class that goes to validation.
+    #[serde(default = "default_fraction")]
+    pub val: f64,
+    /// Fraction of each class that goes to test.
+    #[serde(default = "default_fraction")]
+    pub test: f64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_fraction() -> f64 {
+    0.15
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        SplitConfig {
+            val: default_fraction(),
+            test: default_fraction(),
+            seed: 0,
+        }
+    }
+}
+
+impl SplitConfig {
+    pub fn validate(&self) -> Result<(), DataError> {
+        for (name, f) in [("val", self.val), ("test", self.test)] {
+            if !(0.0..1.0).contains(&f) {
+                return Err(DataError::config(format!(
+                    "split.{name} = {f}: fractions must be in [0, 1)"
+                )));
+            }
+        }
+        if self.val + self.test >= 1.0 {
+            return Err(DataError::config(format!(
+                "split.val + split.test = {} must be below 1 so that train is not empty",
+                self.val + self.test
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How images are normalized after the transforms: `(x - mean[c]) / std[c]` per channel.
+/// The field-less kinds are empty struct variants so that stray keys (e.g. `mean` with
+/// `kind = "imagenet"`) are rejected; serde ignores extra keys on unit variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum NormalizeConfig {
+    /// ImageNet statistics (for 1 output channel: the mean of the three channels' values).
+    Imagenet {},
+    /// Mean and std measured on the train split (deterministic subsample, cached per process).
+    Dataset {},
+    /// Values stay in [0, 1].
+    None {},
+    /// Explicit per-channel values.
+    Custom { mean: Vec<f32>, std: Vec<f32> },
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        NormalizeConfig::None {}
+    }
+}
+
+impl DataConfig {
+    /// Checks everything that can be checked without reading the data.
+    pub fn validate(&self) -> Result<(), DataError> {
+        let csv_keys = [
+            ("image_dir", self.image_dir.is_some()),
+            ("image_column", self.image_column.is_some()),
+            ("image_ext", self.image_ext.is_some()),
+            ("label_column", self.label_column.is_some()),
+            ("label_columns", self.label_columns.is_some()),
+            ("multilabel_column", self.multilabel_column.is_some()),
+            ("multilabel_separator", self.multilabel_separator.is_some()),
+            ("no_finding", self.no_finding.is_some()),
+        ];
+        if let Some((key, _)) = csv_keys.iter().find(|(_, set)| *set)
+            && self.format != DataFormat::Csv
+        {
+            return Err(DataError::config(format!(
+                "`{key}` applies only to format = \"csv\""
+            )));
+        }
+        match self.format {
+            DataFormat::Medmnist => {
+                if self.split.is_some() {
+                    return Err(DataError::config(
+                        "[data.split] is not allowed for format = \"medmnist\": MedMNIST has an official split",
+                    ));
+                }
+                if self.classes.is_some() {
+                    return Err(DataError::config(
+                        "`classes` is not allowed for format = \"medmnist\": class names come from the MedMNIST table",
+                    ));
+                }
+            }
+            DataFormat::Folder => {}
+            DataFormat::Csv => self.validate_csv_layout()?,
+        }
+        if let Some(c) = self.channels
+            && c != 1
+            && c != 3
+        {
+            return Err(DataError::config(format!("channels = {c}: must be 1 or 3")));
+        }
+        if let Some(split) = &self.split {
+            split.validate()?;
+        }
+        for spec in self.train_transforms.iter().chain(&self.eval_transforms) {
+            spec.validate()?;
+        }
+        Ok(())
+    }
+
+    fn validate_csv_layout(&self) -> Result<(), DataError> {
+        if self.image_column.is_none() {
+            return Err(DataError::config(
+                "format = \"csv\" needs `image_column` (the column naming each image file)",
+            ));
+        }
+        let layouts = [
+            self.label_column.is_some(),
+            self.label_columns.is_some(),
+            self.multilabel_column.is_some(),
+        ];
+        if layouts.iter().filter(|x| **x).count() != 1 {
+            return Err(DataError::config(
+                "format = \"csv\" needs exactly one of `label_column`, `label_columns`, `multilabel_column`",
+            ));
+        }
+        if self.multilabel_column.is_none()
+            && (self.multilabel_separator.is_some() || self.no_finding.is_some())
+        {
+            return Err(DataError::config(
+                "`multilabel_separator` and `no_finding` apply only with `multilabel_column`",
+            ));
+        }
+        if self.label_columns.is_some() && self.classes.is_some() {
+            return Err(DataError::config(
+                "`classes` cannot be combined with `label_columns`: the columns are the classes",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Output channels: the configured value, else the dataset's native channels.
+    pub fn output_channels(&self, native: usize) -> usize {
+        self.channels.unwrap_or(native)
+    }
+}
+
+/// `path` as given if absolute, else relative to `base`.
+pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}

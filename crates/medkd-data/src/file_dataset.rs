@@ -1,0 +1,102 @@
+//! A dataset of image files on disk: only relative names and targets are kept in memory, images are
+//! decoded on each access. Shared by the folder and CSV layouts.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageDecoder, ImageReader};
+
+use crate::{DataError, DatasetInfo, ImageDataset, Target, Task};
+
+/// File extensions recognised as images (lowercase).
+pub(crate) const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
+
+pub(crate) fn has_image_extension(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+pub(crate) struct FileDataset {
+    info: DatasetInfo,
+    root: PathBuf,
+    /// (path relative to `root`, target)
+    entries: Vec<(String, Target)>,
+}
+
+impl FileDataset {
+    /// The native channel count is read from the first image's header.
+    pub(crate) fn new(
+        name: String,
+        task: Task,
+        class_names: Vec<String>,
+        root: PathBuf,
+        entries: Vec<(String, Target)>,
+    ) -> Result<Self, DataError> {
+        let Some((first, _)) = entries.first() else {
+            return Err(DataError::Dataset {
+                path: root,
+                message: "no images found".into(),
+            });
+        };
+        let info = DatasetInfo {
+            name,
+            task,
+            class_names,
+            channels: native_channels(&root.join(first))?,
+        };
+        Ok(FileDataset {
+            info,
+            root,
+            entries,
+        })
+    }
+}
+
+fn open_reader(path: &Path) -> Result<ImageReader<BufReader<File>>, DataError> {
+    // Guess the format from the content: medical archives often mislabel extensions.
+    ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| DataError::io(path, e))
+}
+
+/// 3 for colour images, 1 for grayscale, from the file header only.
+fn native_channels(path: &Path) -> Result<usize, DataError> {
+    let image_err = |source| DataError::Image {
+        path: path.to_path_buf(),
+        source,
+    };
+    let decoder = open_reader(path)?.into_decoder().map_err(image_err)?;
+    Ok(if decoder.color_type().has_color() {
+        3
+    } else {
+        1
+    })
+}
+
+impl ImageDataset for FileDataset {
+    fn info(&self) -> &DatasetInfo {
+        &self.info
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn image(&self, index: usize) -> Result<DynamicImage, DataError> {
+        let path = self.root.join(&self.entries[index].0);
+        open_reader(&path)?
+            .decode()
+            .map_err(|source| DataError::Image { path, source })
+    }
+
+    fn target(&self, index: usize) -> Target {
+        self.entries[index].1.clone()
+    }
+
+    fn id(&self, index: usize) -> String {
+        self.entries[index].0.clone()
+    }
+}

@@ -1,0 +1,34 @@
+//! Datasets, splits, transforms, a parallel batch loader and MedMNIST download for medkd.
+//!
+//! Formats: MedMNIST / MedMNIST+ `.npz` (official splits), image folders (one sub-folder per
+//! class) and CSV files (class-name, one-hot or multi-label columns). Images stream from disk and
+//! are decoded per sample; see [`open_splits`], [`build_pipelines`] and [`Loader`].
+
+mod config;
+mod csv_dataset;
+mod dataset;
+mod download;
+mod error;
+mod file_dataset;
+mod folder;
+mod loader;
+mod medmnist;
+mod open;
+mod split;
+mod transform;
+
+pub use config::{DataConfig, DataFormat, NormalizeConfig, SplitConfig};
+pub use dataset::{DatasetInfo, ImageDataset, Subset, Target, Task, class_counts};
+pub use download::download_medmnist;
+pub use error::DataError;
+pub use loader::{Batch, EpochIter, Loader, LoaderOptions};
+pub use medmnist::{
+    MEDMNIST_DATASETS, MEDMNIST_SIZES, MedMnistInfo, MedMnistSplit, medmnist_info, open_medmnist,
+    parse_medmnist_stem,
+};
+pub use open::{DataSplits, open_splits};
+pub use split::{
+    SplitIndices, SplitName, SplitRow, read_split_csv, split_rows, stratified_split,
+    write_split_csv,
+};
+pub use transform::{Normalization, Pipeline, Pipelines, Size, TransformSpec, build_pipelines};

@@ -1,0 +1,60 @@
+//! Opening the train/val/test splits a `[data]` config describes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{DataConfig, DataFormat, resolve};
+use crate::csv_dataset::open_csv;
+use crate::folder::open_folder;
+use crate::medmnist::open_medmnist;
+use crate::split::{SplitRow, split_rows, stratified_split};
+use crate::{DataError, ImageDataset, Subset};
+
+pub struct DataSplits {
+    pub train: Arc<dyn ImageDataset>,
+    pub val: Arc<dyn ImageDataset>,
+    pub test: Arc<dyn ImageDataset>,
+    /// The assignment of every sample, to save as split.csv, when the split was made here (folder
+    /// and CSV sets); `None` for an official split.
+    pub split_table: Option<Vec<SplitRow>>,
+}
+
+impl std::fmt::Debug for DataSplits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataSplits")
+            .field("info", self.train.info())
+            .field("train", &self.train.len())
+            .field("val", &self.val.len())
+            .field("test", &self.test.len())
+            .field("split_table", &self.split_table.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// Validates `cfg` and opens its data; relative paths resolve against `base_dir` (the config's
+/// folder).
+pub fn open_splits(cfg: &DataConfig, base_dir: &Path) -> Result<DataSplits, DataError> {
+    cfg.validate()?;
+    let path = resolve(base_dir, &cfg.path);
+    let full: Arc<dyn ImageDataset> = match cfg.format {
+        DataFormat::Medmnist => {
+            let [train, val, test] = open_medmnist(&path, cfg.task)?;
+            return Ok(DataSplits {
+                train: Arc::new(train),
+                val: Arc::new(val),
+                test: Arc::new(test),
+                split_table: None,
+            });
+        }
+        DataFormat::Folder => Arc::new(open_folder(&path, cfg.classes.as_deref(), cfg.task)?),
+        DataFormat::Csv => Arc::new(open_csv(cfg, &path)?),
+    };
+    let split = stratified_split(full.as_ref(), &cfg.split.clone().unwrap_or_default())?;
+    let split_table = split_rows(full.as_ref(), &split);
+    Ok(DataSplits {
+        train: Arc::new(Subset::new(full.clone(), split.train)),
+        val: Arc::new(Subset::new(full.clone(), split.val)),
+        test: Arc::new(Subset::new(full, split.test)),
+        split_table: Some(split_table),
+    })
+}

@@ -1,0 +1,143 @@
+//! Seeded, stratified train/val/test splits for sets without an official one, and the split.csv
+//! that records them.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::SplitConfig;
+use crate::{DataError, ImageDataset, Target, class_counts};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitName {
+    Train,
+    Val,
+    Test,
+}
+
+/// One line of split.csv.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitRow {
+    /// The sample's id (file name relative to the image root).
+    pub image: String,
+    /// Class name; for multi-label samples the positive names joined by "|" (empty if none).
+    pub label: String,
+    pub split: SplitName,
+}
+
+/// Indices of the train, val and test samples, each sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitIndices {
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+/// Splits every stratum by the configured fractions (rounded per stratum, so each class's share
+/// in each split is within half a sample of the target). The stratum of a single-label sample is
+/// its class; of a multi-label sample its rarest positive label (so rare findings reach every
+/// split), or a separate stratum when it has none.
+pub fn stratified_split(
+    ds: &dyn ImageDataset,
+    cfg: &SplitConfig,
+) -> Result<SplitIndices, DataError> {
+    cfg.validate()?;
+    let counts = class_counts(ds);
+    let num_classes = counts.len();
+    let mut strata = vec![Vec::new(); num_classes + 1];
+    for i in 0..ds.len() {
+        let stratum = match ds.target(i) {
+            Target::Class(c) => c,
+            multi => multi
+                .positives()
+                .into_iter()
+                .min_by_key(|&c| (counts[c], c))
+                .unwrap_or(num_classes),
+        };
+        strata[stratum].push(i);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut split = SplitIndices {
+        train: Vec::new(),
+        val: Vec::new(),
+        test: Vec::new(),
+    };
+    for mut members in strata {
+        members.shuffle(&mut rng);
+        let n = members.len();
+        let n_test = (n as f64 * cfg.test).round() as usize;
+        let n_val = ((n as f64 * cfg.val).round() as usize).min(n - n_test);
+        split.test.extend_from_slice(&members[..n_test]);
+        split
+            .val
+            .extend_from_slice(&members[n_test..n_test + n_val]);
+        split.train.extend_from_slice(&members[n_test + n_val..]);
+    }
+    for part in [&mut split.train, &mut split.val, &mut split.test] {
+        part.sort_unstable();
+    }
+    Ok(split)
+}
+
+/// One [`SplitRow`] per sample of `ds`, in dataset order.
+pub fn split_rows(ds: &dyn ImageDataset, split: &SplitIndices) -> Vec<SplitRow> {
+    let mut assignment = vec![SplitName::Train; ds.len()];
+    for &i in &split.val {
+        assignment[i] = SplitName::Val;
+    }
+    for &i in &split.test {
+        assignment[i] = SplitName::Test;
+    }
+    let names = &ds.info().class_names;
+    assignment
+        .into_iter()
+        .enumerate()
+        .map(|(i, split)| SplitRow {
+            image: ds.id(i),
+            label: ds
+                .target(i)
+                .positives()
+                .iter()
+                .map(|&c| names[c].as_str())
+                .collect::<Vec<_>>()
+                .join("|"),
+            split,
+        })
+        .collect()
+}
+
+/// Writes split.csv with the columns image,label,split.
+pub fn write_split_csv(rows: &[SplitRow], path: &Path) -> Result<(), DataError> {
+    let csv_error = |source| DataError::CsvFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut writer = csv::Writer::from_path(path).map_err(csv_error)?;
+    for row in rows {
+        writer.serialize(row).map_err(csv_error)?;
+    }
+    writer.flush().map_err(|e| DataError::io(path, e))
+}
+
+/// Reads a split.csv written by [`write_split_csv`].
+pub fn read_split_csv(path: &Path) -> Result<Vec<SplitRow>, DataError> {
+    let mut reader = csv::Reader::from_path(path).map_err(|source| DataError::CsvFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    reader
+        .deserialize()
+        .enumerate()
+        .map(|(i, row)| {
+            row.map_err(|source| DataError::Csv {
+                path: path.to_path_buf(),
+                row: i + 1,
+                source,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,25 @@
+//! Classification metrics for medkd: accuracy, balanced accuracy, F1, ROC-AUC and calibration
+//! error for single-label and multi-label classifiers.
+//!
+//! Pure Rust with no burn dependency, so it compiles fast and can be checked against
+//! scikit-learn (see `tools/golden/metrics_golden.py` and `tests/golden.rs`).
+
+mod activation;
+mod auc;
+mod calibration;
+mod confusion;
+mod error;
+mod input;
+mod metric;
+mod multi_label;
+mod report;
+mod single_label;
+mod table;
+
+pub use activation::{sigmoid, softmax_rows};
+pub use calibration::ECE_BINS;
+pub use error::EvalError;
+pub use metric::{Metric, higher_is_better};
+pub use multi_label::{MULTI_LABEL_THRESHOLD, MultiLabelReport, evaluate_multi_label};
+pub use report::{ClassMetrics, LabelMetrics};
+pub use single_label::{ClassificationReport, evaluate_single_label};

@@ -1,0 +1,124 @@
+//! Headline metrics by name, for choosing the best checkpoint.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::EvalError;
+
+/// A scalar metric of a report that checkpoints can be ranked by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Accuracy (subset accuracy for multi-label).
+    Accuracy,
+    /// Mean recall over the classes present in the targets (single-label only).
+    BalancedAccuracy,
+    MacroF1,
+    MicroF1,
+    /// ROC-AUC (macro one-vs-rest for K > 2, macro over labels for multi-label).
+    Auc,
+    /// Expected calibration error (single-label only); lower is better.
+    Ece,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 6] = [
+        Metric::Accuracy,
+        Metric::BalancedAccuracy,
+        Metric::MacroF1,
+        Metric::MicroF1,
+        Metric::Auc,
+        Metric::Ece,
+    ];
+
+    /// The canonical name, as accepted by [`FromStr`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Accuracy => "acc",
+            Metric::BalancedAccuracy => "balanced_acc",
+            Metric::MacroF1 => "macro_f1",
+            Metric::MicroF1 => "micro_f1",
+            Metric::Auc => "auc",
+            Metric::Ece => "ece",
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        self != Metric::Ece
+    }
+}
+
+impl FromStr for Metric {
+    type Err = EvalError;
+
+    /// Accepts the canonical names plus the long forms `accuracy` and `balanced_accuracy`.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "accuracy" => Ok(Metric::Accuracy),
+            "balanced_accuracy" => Ok(Metric::BalancedAccuracy),
+            _ => Metric::ALL
+                .into_iter()
+                .find(|metric| metric.name() == name)
+                .ok_or_else(|| EvalError::UnknownMetric {
+                    name: name.to_owned(),
+                }),
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether a larger value of the named metric is better: false only for `ece`.
+///
+/// Unknown names count as higher-is-better; parse a [`Metric`] first to reject them.
+pub fn higher_is_better(name: &str) -> bool {
+    name.parse().map_or(true, Metric::higher_is_better)
+}
+
+pub(crate) fn known_names() -> String {
+    Metric::ALL.map(Metric::name).join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for metric in Metric::ALL {
+            assert_eq!(metric.name().parse::<Metric>(), Ok(metric));
+        }
+        assert_eq!("accuracy".parse::<Metric>(), Ok(Metric::Accuracy));
+        assert_eq!(
+            "balanced_accuracy".parse::<Metric>(),
+            Ok(Metric::BalancedAccuracy)
+        );
+    }
+
+    #[test]
+    fn unknown_name_lists_known_ones() {
+        let err = "f2".parse::<Metric>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown metric \"f2\", expected one of: acc, balanced_acc, macro_f1, micro_f1, auc, ece"
+        );
+    }
+
+    #[test]
+    fn only_ece_is_lower_is_better() {
+        assert!(!higher_is_better("ece"));
+        for name in [
+            "acc",
+            "accuracy",
+            "balanced_acc",
+            "macro_f1",
+            "micro_f1",
+            "auc",
+        ] {
+            assert!(higher_is_better(name), "{name}");
+        }
+    }
+}

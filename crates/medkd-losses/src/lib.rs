@@ -1,0 +1,40 @@
+//! Loss terms for medkd. A training objective is a list of named, weighted terms
+//! ([`LossSpec`] in a config), each computed from the student's and teachers' [`Features`]
+//! and the batch targets, so every method (plain training, KD, SSD-KD, RoS-KD, ...) is a
+//! different list of terms over one training loop.
+
+mod classification;
+mod error;
+mod objective;
+mod spec;
+
+pub use classification::{bce_with_logits, cross_entropy, inverse_frequency_weights};
+pub use error::LossError;
+pub use medkd_models::Features;
+pub use objective::{LossContext, Objective, TaskFacts, TermValue};
+pub use spec::{ClassWeightRule, ClassWeights, LossSpec};
+
+/// Batch targets as the data loader gives them, kept on the host until a term needs them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    /// One class index per sample.
+    Classes(Vec<usize>),
+    /// Multi-hot labels, row-major `N x num_labels`.
+    MultiHot { values: Vec<f32>, num_labels: usize },
+}
+
+impl Targets {
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Classes(classes) => classes.len(),
+            Targets::MultiHot { values, num_labels } => values.len() / num_labels.max(&1),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,137 @@
+//! Building blocks shared by the architectures.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::{Device, Tensor};
+
+/// Which fan torchvision's Kaiming-normal conv init uses: ResNet and MobileNetV2 use `fan_out`,
+/// DenseNet the default `fan_in`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum KaimingFan {
+    In,
+    Out,
+}
+
+/// One bias-free convolution as the architectures describe it. Construction and MAC counting
+/// both read these, so the two cannot drift apart. Padding is always `kernel / 2`: true of every
+/// conv in these networks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvSpec {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub groups: usize,
+}
+
+impl ConvSpec {
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize, stride: usize) -> Self {
+        Self {
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            groups: 1,
+        }
+    }
+
+    pub fn depthwise(channels: usize, kernel: usize, stride: usize) -> Self {
+        Self {
+            groups: channels,
+            ..Self::new(channels, channels, kernel, stride)
+        }
+    }
+
+    pub fn conv(&self, fan: KaimingFan, device: &Device) -> Conv2d {
+        // PyTorch's fans count the whole weight tensor: fan_out = out * k * k is NOT divided by
+        // groups (burn's Kaiming initializer divides it), which matters for depthwise convs.
+        let receptive = self.kernel * self.kernel;
+        let fan = match fan {
+            KaimingFan::In => self.in_channels / self.groups * receptive,
+            KaimingFan::Out => self.out_channels * receptive,
+        };
+        let pad = self.kernel / 2;
+        Conv2dConfig::new([self.in_channels, self.out_channels], [self.kernel; 2])
+            .with_stride([self.stride; 2])
+            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+            .with_groups(self.groups)
+            .with_bias(false)
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: (2.0 / fan as f64).sqrt(),
+            })
+            .init(device)
+    }
+
+    pub fn conv_bn(&self, fan: KaimingFan, device: &Device) -> ConvBn {
+        ConvBn {
+            conv: self.conv(fan, device),
+            bn: batch_norm(self.out_channels, device),
+        }
+    }
+}
+
+/// BatchNorm with torchvision's defaults (eps 1e-5, momentum 0.1, weight 1, bias 0).
+pub(crate) fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(channels).init(device)
+}
+
+/// Conv followed by BatchNorm; the caller applies the activation (ReLU, ReLU6 or none).
+///
+/// Stands for a torchvision `Sequential(conv, bn[, act])`, whose children are named `0` and `1`:
+/// see [`CONV_BN_TORCHVISION_KEYS`].
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl ConvBn {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+}
+
+/// burn-path → torchvision-name rules for a [`ConvBn`] that is a torchvision Sequential.
+/// Anchored on `.conv.weight` so that a plain conv inside a Sequential named `conv`
+/// (MobileNetV2's `features.N.conv.2.weight`) is left alone.
+pub(crate) const CONV_BN_TORCHVISION_KEYS: [(&str, &str); 2] =
+    [(r"\.conv\.weight$", ".0.weight"), (r"\.bn\.", ".1.")];
+
+/// The ImageNet stems' 3x3 stride-2 max-pool (ResNet, DenseNet).
+pub(crate) fn stem_max_pool() -> MaxPool2d {
+    MaxPool2dConfig::new([3, 3])
+        .with_strides([2, 2])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init()
+}
+
+/// Classifier with PyTorch's default weight bound, or `weight` when given, and a zero bias
+/// (torchvision zeroes classifier biases in MobileNetV2 and DenseNet, not in ResNet).
+pub(crate) fn classifier(
+    in_features: usize,
+    num_classes: usize,
+    weight: Option<Initializer>,
+    zero_bias: bool,
+    device: &Device,
+) -> Linear {
+    let mut config = LinearConfig::new(in_features, num_classes);
+    if let Some(weight) = weight {
+        config = config.with_initializer(weight);
+    }
+    let mut linear = config.init(device);
+    if zero_bias {
+        linear.bias = Some(Initializer::Zeros.init([num_classes], device));
+    }
+    linear
+}
+
+/// Adaptive average pooling to 1x1, flattened: `[B, C, H, W]` → `[B, C]`.
+pub(crate) fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
+    let [batch, channels, height, width] = x.dims();
+    x.reshape([batch, channels, height * width])
+        .mean_dim(2)
+        .reshape([batch, channels])
+}

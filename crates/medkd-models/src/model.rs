@@ -1,0 +1,224 @@
+use std::fmt;
+use std::str::FromStr;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::densenet::{self, DenseNet};
+use crate::error::ModelError;
+use crate::features::{Features, Stages};
+use crate::mobilenetv2::{self, MobileNetV2};
+use crate::resnet::{self, Layout, ResNet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    ResNet18,
+    ResNet34,
+    ResNet50,
+    MobileNetV2,
+    DenseNet121,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 5] = [
+        Arch::ResNet18,
+        Arch::ResNet34,
+        Arch::ResNet50,
+        Arch::MobileNetV2,
+        Arch::DenseNet121,
+    ];
+
+    /// The config / CLI name, as serde writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::ResNet18 => "resnet18",
+            Arch::ResNet34 => "resnet34",
+            Arch::ResNet50 => "resnet50",
+            Arch::MobileNetV2 => "mobilenetv2",
+            Arch::DenseNet121 => "densenet121",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Arch {
+    type Err = ModelError;
+
+    /// Accepts the serde names, ignoring ASCII case (`ResNet18` parses too).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Arch::ALL
+            .into_iter()
+            .find(|arch| arch.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| ModelError::UnknownArch(s.to_owned()))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub arch: Arch,
+    pub num_classes: usize,
+    #[serde(default = "default_in_channels")]
+    pub in_channels: usize,
+    /// Stem for 28-64 px images: no downsampling before the first stage (ResNet: conv1 3x3
+    /// stride 1 and no max-pool; DenseNet: conv0 3x3 stride 1 and no pool0; MobileNetV2: stride
+    /// 1 in the stem and in the first stride-2 stage). Stage strides become 1/2/4/8.
+    #[serde(default)]
+    pub small_input: bool,
+}
+
+fn default_in_channels() -> usize {
+    3
+}
+
+impl ModelSpec {
+    /// RGB input, ImageNet stem.
+    pub fn new(arch: Arch, num_classes: usize) -> Self {
+        Self {
+            arch,
+            num_classes,
+            in_channels: default_in_channels(),
+            small_input: false,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.num_classes == 0 {
+            return Err(ModelError::InvalidSpec(
+                "num_classes must be at least 1".into(),
+            ));
+        }
+        if self.in_channels == 0 {
+            return Err(ModelError::InvalidSpec(
+                "in_channels must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Module, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a few KB moved rarely; burn has no Module impl for Box"
+)]
+pub enum Model {
+    ResNet(ResNet),
+    MobileNetV2(MobileNetV2),
+    DenseNet(DenseNet),
+}
+
+impl Model {
+    /// A freshly initialized model (torchvision's init scheme). Parameters are materialized
+    /// lazily, on first use or when weights are loaded over them.
+    pub fn new(spec: &ModelSpec, device: &Device) -> Result<Model, ModelError> {
+        spec.validate()?;
+        Ok(match spec.arch {
+            Arch::ResNet18 => Model::ResNet(ResNet::new(Layout::RESNET18, spec, device)),
+            Arch::ResNet34 => Model::ResNet(ResNet::new(Layout::RESNET34, spec, device)),
+            Arch::ResNet50 => Model::ResNet(ResNet::new(Layout::RESNET50, spec, device)),
+            Arch::MobileNetV2 => Model::MobileNetV2(MobileNetV2::new(spec, device)),
+            Arch::DenseNet121 => Model::DenseNet(DenseNet::new(spec, device)),
+        })
+    }
+
+    /// Logits, pooled embedding and the four stage maps (see [`Features`]).
+    ///
+    /// On an autodiff device the model trains (BatchNorm on batch statistics, updating its
+    /// running ones; dropout on) unless it is `model.valid()`; on a plain device it always
+    /// runs in eval mode.
+    pub fn forward(&self, x: Tensor<4>) -> Features {
+        let mut stages = Stages::keep();
+        let (pooled, logits) = self.run(x, &mut stages);
+        Features {
+            stages: stages.into_vec(),
+            pooled,
+            logits,
+        }
+    }
+
+    /// Logits only: no stage map is kept.
+    pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+        self.run(x, &mut Stages::discard()).1
+    }
+
+    /// Size of the pooled embedding: 512 (ResNet-18/34), 2048 (ResNet-50), 1280 (MobileNetV2),
+    /// 1024 (DenseNet-121).
+    pub fn feature_dim(&self) -> usize {
+        let stages = self.stage_channels_ref();
+        stages[stages.len() - 1]
+    }
+
+    /// Channels of the four [`Features::stages`] maps.
+    pub fn stage_channels(&self) -> Vec<usize> {
+        self.stage_channels_ref().to_vec()
+    }
+
+    fn stage_channels_ref(&self) -> &[usize] {
+        match self {
+            Model::ResNet(m) => m.stage_channels(),
+            Model::MobileNetV2(m) => m.stage_channels(),
+            Model::DenseNet(m) => m.stage_channels(),
+        }
+    }
+
+    fn run(&self, x: Tensor<4>, stages: &mut Stages) -> (Tensor<2>, Tensor<2>) {
+        match self {
+            Model::ResNet(m) => m.forward(x, stages),
+            Model::MobileNetV2(m) => m.forward(x, stages),
+            Model::DenseNet(m) => m.forward(x, stages),
+        }
+    }
+
+    /// Regex rules from burn module paths (enum variants skipped, BatchNorm gamma/beta already
+    /// named weight/bias) to torchvision state-dict names, applied in order.
+    pub(crate) fn torchvision_keys(&self) -> Vec<(String, String)> {
+        match self {
+            Model::ResNet(_) => resnet::torchvision_keys(),
+            Model::MobileNetV2(_) => mobilenetv2::torchvision_keys(),
+            Model::DenseNet(_) => densenet::torchvision_keys(),
+        }
+    }
+}
+
+/// Trainable parameters, as torchvision counts them (`sum(p.numel() for p in m.parameters())`):
+/// BatchNorm running statistics are buffers and are left out.
+pub fn count_params(model: &Model) -> usize {
+    #[derive(Default)]
+    struct Counter {
+        path: Vec<String>,
+        count: usize,
+    }
+
+    impl ModuleVisitor for Counter {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_owned());
+        }
+
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let buffer = matches!(
+                self.path.last().map(String::as_str),
+                Some("running_mean" | "running_var")
+            );
+            if !buffer {
+                // lazy_shape: counting must not materialize the weights.
+                self.count += param.lazy_shape().num_elements();
+            }
+        }
+    }
+
+    let mut counter = Counter::default();
+    model.visit(&mut counter);
+    counter.count
+}

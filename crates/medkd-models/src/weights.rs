@@ -1,0 +1,231 @@
+//! Weights in torchvision's state-dict naming: load from .safetensors or PyTorch .pth/.pt, save
+//! to .safetensors.
+//!
+//! burn-store does the format work: `PytorchStore` parses pickle without executing it,
+//! `BurnToPyTorchAdapter`/`PyTorchToBurnAdapter` rename BatchNorm gamma/beta ↔ weight/bias and
+//! transpose Linear weights, and a `KeyRemapper` built from each architecture's rules maps burn
+//! module paths to torchvision names. Strictness is checked here, against the model's expected
+//! torchvision names and shapes, before anything is applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use burn::module::Module;
+use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::{
+    BurnToPyTorchAdapter, FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot,
+    ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
+use burn::tensor::DType;
+
+use crate::error::{ModelError, ShapeMismatch};
+use crate::model::Model;
+
+/// BatchNorm's step counter: in every torchvision state dict, unused here.
+const NUM_BATCHES_TRACKED: &str = ".num_batches_tracked";
+/// Checkpoint entries that may hold the state dict, tried in order.
+const CHECKPOINT_KEYS: [&str; 2] = ["state_dict.", "model."];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Safetensors,
+    Pytorch,
+}
+
+impl Format {
+    fn of(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()? {
+            "safetensors" => Some(Format::Safetensors),
+            "pth" | "pt" => Some(Format::Pytorch),
+            _ => None,
+        }
+    }
+}
+
+/// Loads a torchvision-named state dict (.safetensors, or .pth/.pt read without executing pickle
+/// code), bare or nested under `"state_dict"`/`"model"`. Strict: missing, unexpected and
+/// mis-shaped tensors are all reported in one [`ModelError::Mismatch`]; `num_batches_tracked`
+/// is ignored.
+pub fn load_weights(model: Model, path: &Path) -> Result<Model, ModelError> {
+    load_weights_partial(model, path, &[])
+}
+
+/// [`load_weights`], except that tensors whose torchvision name starts with one of
+/// `skip_prefixes` are neither loaded nor required: they keep the model's values. E.g. ImageNet
+/// weights under a new head: `&["fc."]` (ResNet) or `&["classifier."]`.
+pub fn load_weights_partial(
+    mut model: Model,
+    path: &Path,
+    skip_prefixes: &[&str],
+) -> Result<Model, ModelError> {
+    let skipped = |name: &str| skip_prefixes.iter().any(|prefix| name.starts_with(prefix));
+    let expected = expected_tensors(&model);
+
+    let mut seen = BTreeSet::new();
+    let mut found = Vec::new();
+    let (mut unexpected, mut mismatched) = (Vec::new(), Vec::new());
+    for mut tensor in read_state_dict(path)? {
+        if tensor.name.ends_with(NUM_BATCHES_TRACKED) || skipped(&tensor.name) {
+            continue;
+        }
+        let Some(want) = expected.get(&tensor.name) else {
+            unexpected.push(tensor.name);
+            continue;
+        };
+        seen.insert(tensor.name.clone());
+        if tensor.shape.as_slice() != want.shape {
+            mismatched.push(ShapeMismatch {
+                name: tensor.name,
+                expected: want.shape.clone(),
+                found: tensor.shape.to_vec(),
+            });
+            continue;
+        }
+        tensor.name = want.path.clone();
+        found.push(tensor);
+    }
+    let missing: Vec<String> = expected
+        .keys()
+        .filter(|name| !skipped(name) && !seen.contains(*name))
+        .cloned()
+        .collect();
+    if !(missing.is_empty() && unexpected.is_empty() && mismatched.is_empty()) {
+        return Err(ModelError::Mismatch {
+            path: path.to_owned(),
+            missing,
+            unexpected,
+            mismatched,
+        });
+    }
+
+    // Every parameter shares one dtype; a checkpoint in another precision is cast to it.
+    let dtype = expected
+        .values()
+        .next()
+        .map_or(DType::F32, |want| want.dtype);
+    let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype));
+    let result = model.apply(found, None, Some(Box::new(adapter)), true);
+    // Skipped tensors show up as `missing` in `result`. Errors left are data problems
+    // (unreadable bytes, a non-float dtype); unused tensors would mean the checks above and
+    // burn-store disagree.
+    if !result.errors.is_empty() || !result.unused.is_empty() {
+        return Err(ModelError::Read {
+            path: path.to_owned(),
+            message: result.to_string(),
+        });
+    }
+    Ok(model)
+}
+
+/// Writes the model as a .safetensors file with torchvision names and shapes (no
+/// `num_batches_tracked`), so PyTorch can `load_state_dict(..., strict=False)` it.
+///
+/// Atomic: burn-store's `SafetensorsStore` writes a temporary sibling of `path` and renames it
+/// over `path` only once complete, so an interrupted save never leaves a truncated file.
+pub fn save_weights(model: &Model, path: &Path) -> Result<(), ModelError> {
+    if Format::of(path) != Some(Format::Safetensors) {
+        return Err(ModelError::UnsupportedFormat {
+            path: path.to_owned(),
+            expected: "a .safetensors extension",
+        });
+    }
+    let mut store = SafetensorsStore::from_file(path)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .skip_enum_variants(true)
+        .remap(torchvision_names(model))
+        .overwrite(true);
+    // valid() first: a BatchNorm's running statistics from the last training forward are held
+    // pending until a sync, and burn-store's visit reads the synced value (one step stale).
+    model
+        .valid()
+        .save_into(&mut store)
+        .map_err(|e| ModelError::Write {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+fn torchvision_names(model: &Model) -> KeyRemapper {
+    KeyRemapper::from_patterns(model.torchvision_keys())
+        .expect("the architectures' torchvision key rules are valid regexes")
+}
+
+/// A model tensor as a torchvision state dict holds it.
+struct Expected {
+    /// Where burn-store's applier looks the tensor up (burn path, enum variants skipped,
+    /// BatchNorm gamma/beta as weight/bias).
+    path: String,
+    /// PyTorch layout (Linear weights `[out, in]`).
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+/// torchvision name → expected tensor, for every parameter and buffer of `model`.
+fn expected_tensors(model: &Model) -> BTreeMap<String, Expected> {
+    let tensors = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true);
+    let (renamed, names) = torchvision_names(model).remap(tensors);
+    renamed
+        .into_iter()
+        .zip(names)
+        .map(|(tensor, (torchvision, path))| {
+            let expected = Expected {
+                path,
+                shape: tensor.shape.to_vec(),
+                dtype: tensor.dtype,
+            };
+            (torchvision, expected)
+        })
+        .collect()
+}
+
+/// The tensors of a weights file under their stored names, with a checkpoint's wrapper prefix
+/// removed. Data is read lazily, when applied.
+fn read_state_dict(path: &Path) -> Result<Vec<PackTensor>, ModelError> {
+    let read_error = |message: String| ModelError::Read {
+        path: path.to_owned(),
+        message,
+    };
+    let tensors: Vec<PackTensor> = match Format::of(path) {
+        Some(Format::Safetensors) => SafetensorsStore::from_file(path)
+            .get_all_tensors()
+            .map_err(|e| read_error(e.to_string()))?
+            .values()
+            .cloned()
+            .collect(),
+        Some(Format::Pytorch) => PytorchStore::from_file(path)
+            // Names are used as stored: renumbering index gaps would turn MobileNetV2's
+            // `classifier.1.weight` into `classifier.0.weight`.
+            .map_indices_contiguous(false)
+            .get_all_tensors()
+            .map_err(|e| read_error(e.to_string()))?
+            .values()
+            .cloned()
+            .collect(),
+        None => {
+            return Err(ModelError::UnsupportedFormat {
+                path: path.to_owned(),
+                expected: "a .safetensors, .pth or .pt extension",
+            });
+        }
+    };
+    Ok(unwrap_checkpoint(tensors))
+}
+
+/// Training checkpoints nest the state dict (`{"state_dict": ..., "optimizer": ...}`), which the
+/// readers flatten to `state_dict.conv1.weight`, ...; no torchvision name starts with these keys.
+fn unwrap_checkpoint(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
+    let Some(prefix) = CHECKPOINT_KEYS
+        .into_iter()
+        .find(|prefix| tensors.iter().any(|tensor| tensor.name.starts_with(prefix)))
+    else {
+        return tensors;
+    };
+    tensors
+        .into_iter()
+        .filter_map(|mut tensor| {
+            let name = tensor.name.strip_prefix(prefix)?.to_owned();
+            tensor.name = name;
+            Some(tensor)
+        })
+        .collect()
+}

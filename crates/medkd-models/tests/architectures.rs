@@ -1,0 +1,269 @@
+//! Shapes, parameter counts and MACs of every architecture, against torchvision's (golden file).
+
+mod common;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use common::*;
+use medkd_models::{Arch, Model, ModelError, ModelSpec, count_macs, count_params};
+
+fn spec(arch: Arch, num_classes: usize, small_input: bool) -> ModelSpec {
+    ModelSpec {
+        small_input,
+        ..ModelSpec::new(arch, num_classes)
+    }
+}
+
+/// Stage shapes `[C, H, W]` torchvision produces for `arch` at `size` px.
+fn torchvision_stages(arch: Arch, size: usize, small_input: bool) -> Vec<Vec<usize>> {
+    let golden = golden();
+    let config = golden["architectures"][arch.name()]["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["input"] == size && c["small_input"] == small_input)
+        .cloned()
+        .unwrap_or_else(|| panic!("no golden config for {arch} at {size} px"));
+    config["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(usizes)
+        .collect()
+}
+
+fn check_shapes(arch: Arch, size: usize, small_input: bool) {
+    let device = Device::flex();
+    let model = Model::new(&spec(arch, 5, small_input), &device)
+        .unwrap()
+        .valid();
+    let features = model.forward(Tensor::zeros([1, 3, size, size], &device));
+    let stages: Vec<Vec<usize>> = features
+        .stages
+        .iter()
+        .map(|s| s.dims()[1..].to_vec())
+        .collect();
+    assert_eq!(
+        stages,
+        torchvision_stages(arch, size, small_input),
+        "{arch} {size} px small={small_input}"
+    );
+    assert_eq!(features.pooled.dims(), [1, model.feature_dim()]);
+    assert_eq!(features.logits.dims(), [1, 5]);
+    let channels: Vec<usize> = stages.iter().map(|s| s[0]).collect();
+    assert_eq!(channels, model.stage_channels());
+}
+
+// The heavy architectures (ResNet-50, DenseNet-121) run at 32 px where the others run at
+// 64 px with the small-input stem, to keep the suite fast on a CPU.
+#[test]
+fn resnet18_shapes() {
+    check_shapes(Arch::ResNet18, 64, false);
+    check_shapes(Arch::ResNet18, 64, true);
+    check_shapes(Arch::ResNet18, 28, true);
+}
+
+#[test]
+fn resnet34_shapes() {
+    check_shapes(Arch::ResNet34, 64, false);
+    check_shapes(Arch::ResNet34, 64, true);
+    check_shapes(Arch::ResNet34, 28, true);
+}
+
+#[test]
+fn resnet50_shapes() {
+    check_shapes(Arch::ResNet50, 64, false);
+    check_shapes(Arch::ResNet50, 32, true);
+    check_shapes(Arch::ResNet50, 28, true);
+}
+
+#[test]
+fn mobilenetv2_shapes() {
+    check_shapes(Arch::MobileNetV2, 64, false);
+    check_shapes(Arch::MobileNetV2, 64, true);
+    check_shapes(Arch::MobileNetV2, 28, true);
+}
+
+#[test]
+fn densenet121_shapes() {
+    check_shapes(Arch::DenseNet121, 64, false);
+    check_shapes(Arch::DenseNet121, 32, true);
+    check_shapes(Arch::DenseNet121, 28, true);
+}
+
+#[test]
+fn logits_path_matches_forward() {
+    let device = Device::flex();
+    let model = Model::new(&spec(Arch::MobileNetV2, 3, true), &device)
+        .unwrap()
+        .valid();
+    let x = formula_input(2, 28, &device);
+    let diff = max_abs_diff(
+        &to_vec(model.logits(x.clone())),
+        &to_vec(model.forward(x).logits),
+    );
+    assert_eq!(diff, 0.0);
+}
+
+#[test]
+fn parameter_counts_match_torchvision() {
+    let golden = golden();
+    let device = Device::flex();
+    for (arch, torchvision) in [
+        (Arch::ResNet18, 11_689_512),
+        (Arch::ResNet34, 21_797_672),
+        (Arch::ResNet50, 25_557_032),
+        (Arch::MobileNetV2, 3_504_872),
+        (Arch::DenseNet121, 7_978_856),
+    ] {
+        assert_eq!(golden["architectures"][arch.name()]["params"], torchvision);
+        let model = Model::new(&ModelSpec::new(arch, 1000), &device).unwrap();
+        assert_eq!(count_params(&model), torchvision, "{arch}");
+    }
+}
+
+#[test]
+fn feature_dims() {
+    let device = Device::flex();
+    for (arch, dim, stages) in [
+        (Arch::ResNet18, 512, [64, 128, 256, 512]),
+        (Arch::ResNet34, 512, [64, 128, 256, 512]),
+        (Arch::ResNet50, 2048, [256, 512, 1024, 2048]),
+        (Arch::MobileNetV2, 1280, [24, 32, 96, 1280]),
+        (Arch::DenseNet121, 1024, [256, 512, 1024, 1024]),
+    ] {
+        let model = Model::new(&ModelSpec::new(arch, 2), &device).unwrap();
+        assert_eq!(model.feature_dim(), dim, "{arch}");
+        assert_eq!(model.stage_channels(), stages, "{arch}");
+    }
+}
+
+#[test]
+fn macs_match_torchvision_hooks() {
+    let golden = golden();
+    for arch in Arch::ALL {
+        for config in golden["architectures"][arch.name()]["configs"]
+            .as_array()
+            .unwrap()
+        {
+            let size = config["input"].as_u64().unwrap() as usize;
+            let small_input = config["small_input"].as_bool().unwrap();
+            let macs = count_macs(&spec(arch, 1000, small_input), [size, size]);
+            assert_eq!(
+                macs,
+                config["macs"].as_u64().unwrap(),
+                "{arch} {size} px small={small_input}"
+            );
+        }
+    }
+}
+
+#[test]
+fn resnet18_reference_macs() {
+    // Conv + a 10-class head; a 1000-class fc would add 0.0005 GMAC.
+    let gmac = |size| count_macs(&ModelSpec::new(Arch::ResNet18, 10), [size, size]) as f64 / 1e9;
+    assert_eq!(format!("{:.4}", gmac(224)), "1.8136");
+    assert_eq!(format!("{:.4}", gmac(64)), "0.1481");
+    // Non-square inputs count per axis.
+    let spec = ModelSpec::new(Arch::ResNet18, 10);
+    assert!(count_macs(&spec, [64, 128]) > count_macs(&spec, [64, 64]));
+}
+
+#[test]
+fn arch_names_round_trip() {
+    for arch in Arch::ALL {
+        assert_eq!(arch.name().parse::<Arch>().unwrap(), arch);
+        assert_eq!(arch.to_string(), arch.name());
+        assert_eq!(serde_json::to_value(arch).unwrap(), arch.name());
+    }
+    assert_eq!("ResNet50".parse::<Arch>().unwrap(), Arch::ResNet50);
+}
+
+#[test]
+fn unknown_arch_lists_valid_names() {
+    let err = "resnet101".parse::<Arch>().unwrap_err();
+    assert!(matches!(err, ModelError::UnknownArch(ref name) if name == "resnet101"));
+    assert_eq!(
+        err.to_string(),
+        "unknown architecture `resnet101`; valid names: resnet18, resnet34, resnet50, mobilenetv2, densenet121"
+    );
+    assert!(serde_json::from_str::<Arch>("\"vgg16\"").is_err());
+}
+
+#[test]
+fn spec_serde_defaults_and_strictness() {
+    let spec: ModelSpec =
+        serde_json::from_str(r#"{"arch": "densenet121", "num_classes": 9}"#).unwrap();
+    assert_eq!(spec, ModelSpec::new(Arch::DenseNet121, 9));
+    assert_eq!((spec.in_channels, spec.small_input), (3, false));
+    let round_trip: ModelSpec =
+        serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+    assert_eq!(round_trip, spec);
+    let err = serde_json::from_str::<ModelSpec>(
+        r#"{"arch": "resnet18", "num_classes": 2, "dropout": 0.5}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("dropout"), "{err}");
+}
+
+#[test]
+fn invalid_specs_are_rejected() {
+    let device = Device::flex();
+    for spec in [
+        ModelSpec::new(Arch::ResNet18, 0),
+        ModelSpec {
+            in_channels: 0,
+            ..ModelSpec::new(Arch::ResNet18, 2)
+        },
+    ] {
+        assert!(matches!(
+            Model::new(&spec, &device),
+            Err(ModelError::InvalidSpec(_))
+        ));
+    }
+}
+
+#[test]
+fn single_channel_input() {
+    let device = Device::flex();
+    let spec = ModelSpec {
+        in_channels: 1,
+        small_input: true,
+        ..ModelSpec::new(Arch::ResNet18, 4)
+    };
+    let model = Model::new(&spec, &device).unwrap().valid();
+    assert_eq!(
+        model.logits(Tensor::zeros([2, 1, 28, 28], &device)).dims(),
+        [2, 4]
+    );
+}
+
+#[test]
+fn trains_on_an_autodiff_device() {
+    // Gradients reach every trainable parameter (and no BatchNorm buffer).
+    struct GradCount<'a> {
+        grads: &'a burn::tensor::Gradients,
+        with_grad: usize,
+        total: usize,
+    }
+    impl burn::module::ModuleVisitor for GradCount<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            self.total += 1;
+            self.with_grad += usize::from(param.val().grad(self.grads).is_some());
+        }
+    }
+
+    let device = Device::flex().autodiff();
+    let model = Model::new(&spec(Arch::ResNet18, 3, true), &device).unwrap();
+    let features = model.forward(formula_input(2, 28, &device));
+    let loss = features.logits.powi_scalar(2).mean() + features.stages[0].clone().mean();
+    let grads = loss.backward();
+    let mut counter = GradCount {
+        grads: &grads,
+        with_grad: 0,
+        total: 0,
+    };
+    model.visit(&mut counter);
+    let batch_norms = 20; // stem, 16 block convs, 3 downsamples
+    assert_eq!(counter.with_grad, counter.total - 2 * batch_norms);
+}

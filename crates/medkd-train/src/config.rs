@@ -1,0 +1,409 @@
+//! The run config: one TOML file (`configs/**.toml`) deserialized into validated types.
+//! Unknown keys are an error everywhere (`deny_unknown_fields`), so a typo never silently
+//! falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use medkd_data::DataConfig;
+use medkd_losses::LossSpec;
+use medkd_models::Arch;
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Seeds model init, the split, shuffling and augmentation (each derived from it).
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub device: DeviceChoice,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    #[serde(rename = "loss")]
+    pub losses: Vec<LossSpec>,
+}
+
+/// Where tensors live. `flex` (pure-Rust CPU) is always built; GPU backends are cargo features.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    #[default]
+    Flex,
+    Cuda,
+    Wgpu,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    /// 3x3 stride-1 stem without max-pool, for 28-64 px inputs.
+    #[serde(default)]
+    pub small_input: bool,
+    /// Initial weights (.safetensors or .pth); the classifier is re-initialized when its
+    /// class count differs.
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Linear warm-up from 0 to the base learning rate over this many epochs (fractional ok).
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
+    /// Validation metric that picks the best checkpoint: acc, balanced_acc, macro_f1, auc, ece, loss.
+    #[serde(default = "default_select_metric")]
+    pub select_metric: String,
+    /// Decode/augment threads of the data loader.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Batches decoded ahead of the training step.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: usize,
+}
+
+fn default_eval_batch_size() -> usize {
+    256
+}
+fn default_select_metric() -> String {
+    "auc".into()
+}
+fn default_workers() -> usize {
+    2
+}
+fn default_prefetch() -> usize {
+    4
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    /// SGD with torch semantics (dampening 0; burn's default of 0.1 is not used).
+    Sgd {
+        lr: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        nesterov: bool,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// Adam with L2 weight decay added to the gradient (torch's `Adam(weight_decay=...)`).
+    Adam {
+        lr: f64,
+        #[serde(default = "default_betas")]
+        betas: [f64; 2],
+        #[serde(default = "default_eps")]
+        eps: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// AdamW with decoupled weight decay.
+    AdamW {
+        lr: f64,
+        #[serde(default = "default_betas")]
+        betas: [f64; 2],
+        #[serde(default = "default_eps")]
+        eps: f64,
+        #[serde(default = "default_adamw_decay")]
+        weight_decay: f64,
+    },
+}
+
+fn default_betas() -> [f64; 2] {
+    [0.9, 0.999]
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_adamw_decay() -> f64 {
+    0.01
+}
+
+impl OptimizerConfig {
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } | OptimizerConfig::AdamW { lr, .. } => *lr,
+        }
+    }
+}
+
+/// Learning-rate schedule after warm-up, as a factor of the base rate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleConfig {
+    #[default]
+    Constant,
+    /// Multiply by `gamma` every `step_size` epochs.
+    Step { step_size: usize, #[serde(default = "default_gamma")] gamma: f64 },
+    /// Multiply by `gamma` at each listed epoch.
+    MultiStep { milestones: Vec<usize>, #[serde(default = "default_gamma")] gamma: f64 },
+    /// Cosine from the base rate to `min_lr` over the epochs after warm-up, per step.
+    Cosine { #[serde(default)] min_lr: f64 },
+    /// Multiply by `factor` when the selection metric has not improved for `patience` epochs.
+    Plateau {
+        #[serde(default = "default_gamma")]
+        factor: f64,
+        #[serde(default = "default_patience")]
+        patience: usize,
+        #[serde(default)]
+        min_lr: f64,
+    },
+}
+
+fn default_gamma() -> f64 {
+    0.1
+}
+fn default_patience() -> usize {
+    10
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStopping {
+    /// Stop after this many epochs without improvement of the selection metric.
+    pub patience: usize,
+    #[serde(default)]
+    pub min_delta: f64,
+}
+
+const SELECT_METRICS: [&str; 6] = ["acc", "balanced_acc", "macro_f1", "auc", "ece", "loss"];
+
+impl RunConfig {
+    /// Reads a config file, applies `key=value` overrides (dotted paths into the TOML tree,
+    /// values parsed as TOML, else taken as strings), deserializes and validates it.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        Self::parse(&text, overrides).map_err(|e| e.in_file(path))
+    }
+
+    pub fn parse(text: &str, overrides: &[String]) -> Result<RunConfig, TrainError> {
+        let mut tree: toml::Table = toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))?;
+        for assignment in overrides {
+            apply_override(&mut tree, assignment)?;
+        }
+        let config: RunConfig = toml::Value::Table(tree)
+            .try_into()
+            .map_err(|e: toml::de::Error| TrainError::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that types cannot express, naming the key at fault.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |key: &str, message: String| Err(TrainError::Config(format!("`{key}`: {message}")));
+        let train = &self.train;
+        if train.epochs == 0 {
+            return bad("train.epochs", "must be at least 1, got 0".into());
+        }
+        if train.batch_size == 0 {
+            return bad("train.batch_size", "must be at least 1, got 0".into());
+        }
+        if train.eval_batch_size == 0 {
+            return bad("train.eval_batch_size", "must be at least 1, got 0".into());
+        }
+        let lr = train.optimizer.lr();
+        if !(lr.is_finite() && lr > 0.0) {
+            return bad("train.optimizer.lr", format!("must be a finite number > 0, got {lr}"));
+        }
+        match &train.optimizer {
+            OptimizerConfig::Sgd { momentum, weight_decay, nesterov, .. } => {
+                if !(0.0..1.0).contains(momentum) {
+                    return bad("train.optimizer.momentum", format!("must be in [0, 1), got {momentum}"));
+                }
+                if *nesterov && *momentum == 0.0 {
+                    return bad("train.optimizer.nesterov", "needs momentum > 0".into());
+                }
+                if !(*weight_decay >= 0.0) {
+                    return bad("train.optimizer.weight_decay", format!("must be >= 0, got {weight_decay}"));
+                }
+            }
+            OptimizerConfig::Adam { betas, eps, weight_decay, .. }
+            | OptimizerConfig::AdamW { betas, eps, weight_decay, .. } => {
+                if betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+                    return bad("train.optimizer.betas", format!("must be in [0, 1), got {betas:?}"));
+                }
+                if !(*eps > 0.0) {
+                    return bad("train.optimizer.eps", format!("must be > 0, got {eps}"));
+                }
+                if !(*weight_decay >= 0.0) {
+                    return bad("train.optimizer.weight_decay", format!("must be >= 0, got {weight_decay}"));
+                }
+            }
+        }
+        match &train.schedule {
+            ScheduleConfig::Step { step_size: 0, .. } => return bad("train.schedule.step_size", "must be at least 1".into()),
+            ScheduleConfig::Step { gamma, .. } | ScheduleConfig::MultiStep { gamma, .. } if !(*gamma > 0.0) => {
+                return bad("train.schedule.gamma", format!("must be > 0, got {gamma}"));
+            }
+            ScheduleConfig::Plateau { factor, .. } if !(*factor > 0.0 && *factor < 1.0) => {
+                return bad("train.schedule.factor", format!("must be in (0, 1), got {factor}"));
+            }
+            ScheduleConfig::Cosine { min_lr } | ScheduleConfig::Plateau { min_lr, .. } if !(*min_lr >= 0.0 && *min_lr <= lr) => {
+                return bad("train.schedule.min_lr", format!("must be in [0, lr = {lr}], got {min_lr}"));
+            }
+            _ => {}
+        }
+        if !(train.warmup_epochs >= 0.0 && train.warmup_epochs < train.epochs as f64) {
+            return bad(
+                "train.warmup_epochs",
+                format!("must be in [0, epochs = {}), got {}", train.epochs, train.warmup_epochs),
+            );
+        }
+        if !SELECT_METRICS.contains(&train.select_metric.as_str()) {
+            return bad(
+                "train.select_metric",
+                format!("unknown metric '{}'; expected one of {}", train.select_metric, SELECT_METRICS.join(", ")),
+            );
+        }
+        if train.workers == 0 {
+            return bad("train.workers", "must be at least 1".into());
+        }
+        for (index, spec) in self.losses.iter().enumerate() {
+            spec.validate().map_err(|e| TrainError::Config(format!("`loss[{index}]`: {e}")))?;
+        }
+        if self.losses.is_empty() {
+            return bad("loss", "declare at least one [[loss]] term".into());
+        }
+        Ok(())
+    }
+
+    /// Makes file paths absolute against `base`, so a saved config works from any folder.
+    pub fn absolutize_paths(&mut self, base: &Path) {
+        let absolute = |path: &Path| if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
+        self.data.path = absolute(&self.data.path);
+        if let Some(weights) = &self.model.pretrained {
+            self.model.pretrained = Some(absolute(weights));
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a RunConfig always serializes")
+    }
+}
+
+fn apply_override(tree: &mut toml::Table, assignment: &str) -> Result<(), TrainError> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| TrainError::Config(format!("--set '{assignment}': expected key=value")))?;
+    let key = key.trim();
+    let value = parse_override_value(raw.trim());
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().filter(|p| !p.is_empty()).ok_or_else(|| TrainError::Config(format!("--set '{assignment}': empty key")))?;
+    let mut table = tree;
+    for part in parts {
+        table = table
+            .entry(part)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| TrainError::Config(format!("--set '{assignment}': `{part}` is not a table")))?;
+    }
+    table.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// `0.1` → float, `[1, 2]` → array, `true` → bool, anything unparsable → string.
+fn parse_override_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        [data]
+        format = "medmnist"
+        path = "data/breastmnist.npz"
+        [model]
+        arch = "resnet18"
+        [train]
+        epochs = 2
+        batch_size = 8
+        optimizer = { kind = "sgd", lr = 0.1, momentum = 0.9 }
+        [[loss]]
+        kind = "cross_entropy"
+    "#;
+
+    fn error_of(text: &str, overrides: &[&str]) -> String {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        RunConfig::parse(text, &overrides).expect_err("config should be rejected").to_string()
+    }
+
+    #[test]
+    fn a_valid_config_parses_with_defaults() {
+        let config = RunConfig::parse(BASE, &[]).unwrap();
+        assert_eq!(config.train.select_metric, "auc");
+        assert_eq!(config.train.eval_batch_size, 256);
+        assert_eq!(config.train.schedule, ScheduleConfig::Constant);
+        assert_eq!(config.device, DeviceChoice::Flex);
+    }
+
+    #[test]
+    fn overrides_set_nested_keys_with_typed_values() {
+        let overrides = ["train.epochs=5", "train.optimizer.lr=0.01", "train.select_metric=loss", "model.small_input=true"]
+            .map(String::from);
+        let config = RunConfig::parse(BASE, &overrides).unwrap();
+        assert_eq!(config.train.epochs, 5);
+        assert_eq!(config.train.optimizer.lr(), 0.01);
+        assert_eq!(config.train.select_metric, "loss");
+        assert!(config.model.small_input);
+    }
+
+    #[test]
+    fn resolved_config_round_trips_through_toml() {
+        let config = RunConfig::parse(BASE, &["train.schedule={ kind = \"cosine\", min_lr = 0.001 }".into()]).unwrap();
+        assert_eq!(RunConfig::parse(&config.to_toml(), &[]).unwrap(), config);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        assert!(error_of(BASE, &["train.epochz=3"]).contains("epochz"));
+        assert!(error_of(&format!("{BASE}\nlearning_rate = 1"), &[]).contains("learning_rate"));
+        assert!(error_of(BASE, &["train.optimizer.momentun=0.5"]).contains("momentun"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_expectation() {
+        let message = error_of(BASE, &["train.optimizer.lr=-0.1"]);
+        assert!(message.contains("train.optimizer.lr") && message.contains("> 0"), "{message}");
+        let message = error_of(BASE, &["train.epochs=0"]);
+        assert!(message.contains("train.epochs") && message.contains("at least 1"), "{message}");
+        assert!(error_of(BASE, &["train.select_metric=f2"]).contains("unknown metric 'f2'"));
+        assert!(error_of(BASE, &["train.optimizer.momentum=1.5"]).contains("train.optimizer.momentum"));
+        assert!(error_of(BASE, &["train.warmup_epochs=2"]).contains("train.warmup_epochs"));
+        assert!(error_of(BASE, &["model.arch=resnet19"]).contains("resnet19"));
+    }
+
+    #[test]
+    fn bad_loss_terms_are_rejected_by_name() {
+        let text = BASE.replace("kind = \"cross_entropy\"", "kind = \"cross_entropy\"\nlabel_smoothing = 1.5");
+        assert!(error_of(&text, &[]).contains("label_smoothing"));
+        let text = BASE.replace("kind = \"cross_entropy\"", "kind = \"focal\"");
+        assert!(error_of(&text, &[]).contains("focal"));
+        let text = BASE.replace("kind = \"cross_entropy\"", "kind = \"cross_entropy\"\nweight = -1.0");
+        assert!(error_of(&text, &[]).contains("weight"));
+    }
+
+    #[test]
+    fn malformed_overrides_are_errors() {
+        assert!(error_of(BASE, &["train.epochs"]).contains("expected key=value"));
+        assert!(error_of(BASE, &["train.epochs.x=1"]).contains("not a table"));
+    }
+}

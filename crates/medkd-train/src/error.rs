@@ -1,0 +1,43 @@
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error("config error: {0}")]
+    Config(String),
+    #[error("config file {path}: {message}")]
+    ConfigFile { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Data(#[from] medkd_data::DataError),
+    #[error(transparent)]
+    Model(#[from] medkd_models::ModelError),
+    #[error(transparent)]
+    Loss(#[from] medkd_losses::LossError),
+    #[error(transparent)]
+    Eval(#[from] medkd_eval::EvalError),
+    #[error("non-finite loss at epoch {epoch}, step {step}: {terms} (lower the learning rate or check the inputs)")]
+    NonFiniteLoss { epoch: usize, step: usize, terms: String },
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("run folder {path}: {message}")]
+    RunFolder { path: PathBuf, message: String },
+    #[error("device '{0}' is not built into this binary; rebuild with `--features {0}`")]
+    DeviceNotBuilt(String),
+}
+
+impl TrainError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        TrainError::Io { path: path.to_path_buf(), source }
+    }
+
+    /// Attaches the config file's path to a config error.
+    pub(crate) fn in_file(self, path: &Path) -> Self {
+        match self {
+            TrainError::Config(message) => TrainError::ConfigFile { path: path.to_path_buf(), message },
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Inference over a split and the metrics report built from it.
+
+use burn::prelude::*;
+use std::path::PathBuf;
+
+use medkd_data::{DataError, DatasetInfo, Loader, Pipeline, Target, Task};
+use medkd_eval::{ClassificationReport, MultiLabelReport};
+use medkd_models::Model;
+use serde_json::{Value, json};
+
+use crate::TrainError;
+
+/// Per-sample class probabilities (softmax, or sigmoid per label for multi-label tasks).
+pub struct Predictions {
+    pub probs: Vec<f32>,
+    pub num_classes: usize,
+    pub targets: Vec<Target>,
+    pub ids: Vec<String>,
+}
+
+/// Runs the model in eval mode (running BatchNorm statistics, no autodiff) over a loader.
+pub fn predict(model: &Model, loader: &Loader, info: &DatasetInfo, device: &Device) -> Result<Predictions, TrainError> {
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let mut predictions = Predictions::empty(info);
+    for batch in loader.epoch(0) {
+        let batch = batch?;
+        let images = batch_tensor(&batch.images, batch.shape, &device);
+        predictions.probs.extend(probabilities(&model, images, info));
+        predictions.ids.extend(batch.indices.iter().map(|&i| loader.dataset().id(i)));
+        predictions.targets.extend(batch.targets);
+    }
+    Ok(predictions)
+}
+
+/// Classifies image files (no targets); ids are the file stems, as ISIC submissions expect.
+pub fn predict_files(
+    model: &Model,
+    pipeline: &Pipeline,
+    paths: &[PathBuf],
+    info: &DatasetInfo,
+    device: &Device,
+    batch_size: usize,
+) -> Result<Predictions, TrainError> {
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let mut predictions = Predictions::empty(info);
+    for chunk in paths.chunks(batch_size.max(1)) {
+        let mut pixels = Vec::new();
+        for path in chunk {
+            let image = image::open(path).map_err(|e| TrainError::Data(DataError::image(path, e)))?;
+            pixels.extend(pipeline.apply_eval(&image)?);
+        }
+        let [c, h, w] = pipeline.output_shape();
+        let images = batch_tensor(&pixels, [chunk.len(), c, h, w], &device);
+        predictions.probs.extend(probabilities(&model, images, info));
+        predictions.ids.extend(chunk.iter().map(|p| p.file_stem().unwrap_or_default().to_string_lossy().into_owned()));
+    }
+    Ok(predictions)
+}
+
+impl Predictions {
+    fn empty(info: &DatasetInfo) -> Self {
+        Predictions { probs: Vec::new(), num_classes: info.class_names.len(), targets: Vec::new(), ids: Vec::new() }
+    }
+}
+
+/// Softmax over classes, or a sigmoid per label for multi-label tasks.
+fn probabilities(model: &Model, images: Tensor<4>, info: &DatasetInfo) -> Vec<f32> {
+    let logits: Vec<f32> = model.logits(images).into_data().to_vec().expect("logits are f32");
+    match info.task {
+        Task::MultiLabel => medkd_eval::sigmoid(&logits),
+        _ => medkd_eval::softmax_rows(&logits, info.class_names.len()),
+    }
+}
+
+pub fn batch_tensor(images: &[f32], shape: [usize; 4], device: &Device) -> Tensor<4> {
+    Tensor::<4>::from_data(TensorData::new(images.to_vec(), shape), device)
+}
+
+pub enum Report {
+    SingleLabel(ClassificationReport),
+    MultiLabel(MultiLabelReport),
+}
+
+/// A split's metrics plus the mean task loss (NLL or BCE) of its probabilities.
+pub struct Evaluation {
+    pub report: Report,
+    pub loss: f64,
+}
+
+pub fn evaluate(predictions: &Predictions, info: &DatasetInfo) -> Result<Evaluation, TrainError> {
+    let k = predictions.num_classes;
+    let n = predictions.targets.len();
+    let clamp = |p: f32| (p as f64).clamp(1e-12, 1.0 - 1e-12);
+    match info.task {
+        Task::MultiLabel => {
+            let multi_hot: Vec<u8> = predictions
+                .targets
+                .iter()
+                .flat_map(|t| match t {
+                    Target::MultiHot(bits) => bits.clone(),
+                    Target::Class(_) => unreachable!("multi-label datasets yield multi-hot targets"),
+                })
+                .collect();
+            let loss = predictions
+                .probs
+                .iter()
+                .zip(&multi_hot)
+                .map(|(&p, &y)| if y == 1 { -clamp(p).ln() } else { -(1.0 - clamp(p)).ln() })
+                .sum::<f64>()
+                / (n * k).max(1) as f64;
+            let report = medkd_eval::evaluate_multi_label(&predictions.probs, k, &multi_hot, &info.class_names)?;
+            Ok(Evaluation { report: Report::MultiLabel(report), loss })
+        }
+        _ => {
+            let labels: Vec<usize> = predictions
+                .targets
+                .iter()
+                .map(|t| match t {
+                    Target::Class(c) => *c,
+                    Target::MultiHot(_) => unreachable!("single-label datasets yield class targets"),
+                })
+                .collect();
+            let loss = labels
+                .iter()
+                .enumerate()
+                .map(|(i, &y)| -clamp(predictions.probs[i * k + y]).ln())
+                .sum::<f64>()
+                / n.max(1) as f64;
+            let report = medkd_eval::evaluate_single_label(&predictions.probs, k, &labels, &info.class_names)?;
+            Ok(Evaluation { report: Report::SingleLabel(report), loss })
+        }
+    }
+}
+
+impl Evaluation {
+    /// A selection metric by name (`loss` included); NaN when undefined for this split.
+    pub fn metric(&self, name: &str) -> f64 {
+        if name == "loss" {
+            return self.loss;
+        }
+        let value = match &self.report {
+            Report::SingleLabel(r) => r.metric_by_name(name),
+            Report::MultiLabel(r) => r.metric_by_name(name),
+        };
+        value.unwrap_or(f64::NAN)
+    }
+
+    /// The summary.json form: headline metrics under fixed names, then the full report.
+    pub fn to_json(&self) -> Value {
+        let headline = |name: &str| {
+            let value = self.metric(name);
+            if value.is_finite() { json!(value) } else { Value::Null }
+        };
+        let report = match &self.report {
+            Report::SingleLabel(r) => serde_json::to_value(r),
+            Report::MultiLabel(r) => serde_json::to_value(r),
+        }
+        .expect("reports serialize");
+        json!({
+            "acc": headline("acc"),
+            "balanced_acc": headline("balanced_acc"),
+            "macro_f1": headline("macro_f1"),
+            "auc": headline("auc"),
+            "ece": headline("ece"),
+            "loss": self.loss,
+            "report": report,
+        })
+    }
+
+    pub fn table(&self) -> String {
+        match &self.report {
+            Report::SingleLabel(r) => r.table(),
+            Report::MultiLabel(r) => r.table(),
+        }
+    }
+}

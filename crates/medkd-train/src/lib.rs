@@ -1,0 +1,22 @@
+//! medkd's training engine: config, the training loop, evaluation, checkpoints and the run
+//! folder contract.
+
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+mod error;
+pub mod evaluate;
+pub mod optim;
+pub mod run_dir;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::RunConfig;
+pub use error::TrainError;
+pub use run_dir::RunDir;
+pub use trainer::{Outcome, RunSetup, train};
+
+/// Direction of a selection metric: everything but `loss` and `ece` is better when higher.
+pub fn higher_is_better(metric: &str) -> bool {
+    !matches!(metric, "loss" | "ece")
+}

@@ -1,0 +1,116 @@
+//! The run folder contract: `config.toml` (resolved), `split.csv` (when medkd made the split),
+//! `metrics.jsonl` (one line per epoch), `summary.json`, `checkpoints/{best,last}.*`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::TrainError;
+
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// A new run folder; refuses one that already holds a run, so results are never mixed.
+    pub fn create(root: &Path) -> Result<RunDir, TrainError> {
+        let run = RunDir { root: root.to_path_buf() };
+        if run.config_path().exists() {
+            return Err(TrainError::RunFolder {
+                path: root.to_path_buf(),
+                message: "already holds a run (config.toml exists); continue it with `medkd train --resume DIR` or choose another --out".into(),
+            });
+        }
+        fs::create_dir_all(run.checkpoint_dir()).map_err(|e| TrainError::io(&run.checkpoint_dir(), e))?;
+        Ok(run)
+    }
+
+    /// An existing run folder (for resume, eval, predict).
+    pub fn open(root: &Path) -> Result<RunDir, TrainError> {
+        let run = RunDir { root: root.to_path_buf() };
+        if !run.config_path().is_file() {
+            return Err(TrainError::RunFolder {
+                path: root.to_path_buf(),
+                message: "is not a medkd run folder (no config.toml)".into(),
+            });
+        }
+        Ok(run)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn split_path(&self) -> PathBuf {
+        self.root.join("split.csv")
+    }
+    pub fn metrics_path(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+    pub fn summary_path(&self) -> PathBuf {
+        self.root.join("summary.json")
+    }
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+    /// `checkpoints/<stem>.<extension>`, e.g. `best.safetensors`.
+    pub fn checkpoint(&self, stem: &str, extension: &str) -> PathBuf {
+        self.checkpoint_dir().join(format!("{stem}.{extension}"))
+    }
+
+    /// Appends one JSON line; a crash can at worst leave a partial last line behind a
+    /// complete earlier history.
+    pub fn append_metrics<T: Serialize>(&self, record: &T) -> Result<(), TrainError> {
+        let path = self.metrics_path();
+        let mut line = serde_json::to_string(record).expect("metrics records serialize");
+        line.push('\n');
+        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| TrainError::io(&path, e))?;
+        file.write_all(line.as_bytes()).map_err(|e| TrainError::io(&path, e))
+    }
+
+    /// Drops metric lines of epochs at or after `epoch` (written before a crash that lost
+    /// their checkpoint), so a resumed run's history has each epoch once.
+    pub fn truncate_metrics_from(&self, epoch: usize) -> Result<(), TrainError> {
+        let path = self.metrics_path();
+        let Ok(text) = fs::read_to_string(&path) else { return Ok(()) };
+        let kept: String = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("epoch")?.as_u64())
+                    .is_some_and(|e| (e as usize) < epoch)
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        write_atomic(&path, kept.as_bytes())
+    }
+
+    pub fn write_text(&self, path: &Path, text: &str) -> Result<(), TrainError> {
+        write_atomic(path, text.as_bytes())
+    }
+
+    pub fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), TrainError> {
+        let text = serde_json::to_string_pretty(value).expect("run records serialize");
+        write_atomic(path, text.as_bytes())
+    }
+}
+
+/// Writes to a temporary file beside `path`, syncs it, then renames it over `path`, so a
+/// reader (or a crash) sees either the old or the new content, never a torn file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = temp_path(path);
+    let mut file = File::create(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| TrainError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+}
+
+/// `dir/.name.tmp`, in the same folder so the rename stays on one filesystem.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}

@@ -1,0 +1,257 @@
+//! The one training loop. Methods differ only in their loss terms (and, later, in the
+//! teachers whose outputs those terms read); the loop itself is shared.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use medkd_data::{DataSplits, DatasetInfo, Loader, LoaderOptions, Pipeline, Task, open_splits, write_split_csv};
+use medkd_losses::{LossContext, Objective, TaskFacts, Targets};
+use medkd_models::{Model, ModelSpec, count_macs, count_params, load_weights, load_weights_partial};
+use serde_json::json;
+
+use crate::checkpoint::{BestRecord, TrainState, load_last, save_best, save_last};
+use crate::config::RunConfig;
+use crate::device::make_device;
+use crate::evaluate::{Evaluation, batch_tensor, evaluate, predict};
+use crate::optim::build_optimizer;
+use crate::run_dir::RunDir;
+use crate::schedule::{ImprovementTracker, LrSchedule};
+use crate::{TrainError, higher_is_better};
+
+/// Data, model shape and device of a run, rebuilt identically from its config by
+/// `train`, `--resume`, `eval` and `predict`.
+pub struct RunSetup {
+    pub splits: DataSplits,
+    pub info: DatasetInfo,
+    pub spec: ModelSpec,
+    pub train_pipeline: Arc<Pipeline>,
+    pub eval_pipeline: Arc<Pipeline>,
+    pub device: Device,
+}
+
+impl RunSetup {
+    pub fn new(config: &RunConfig) -> Result<RunSetup, TrainError> {
+        let splits = open_splits(&config.data, Path::new("."))?;
+        let info = splits.train.info().clone();
+        let spec = ModelSpec {
+            arch: config.model.arch,
+            num_classes: info.class_names.len(),
+            in_channels: config.data.channels,
+            small_input: config.model.small_input,
+        };
+        let train_pipeline = Arc::new(Pipeline::for_training(&config.data, splits.train.as_ref())?);
+        let eval_pipeline = Arc::new(Pipeline::for_evaluation(&config.data, splits.train.as_ref())?);
+        let device = make_device(config.device)?;
+        Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device })
+    }
+
+    pub fn eval_loader(&self, config: &RunConfig, dataset: Arc<dyn medkd_data::ImageDataset>) -> Loader {
+        let options = LoaderOptions {
+            batch_size: config.train.eval_batch_size,
+            shuffle: false,
+            drop_last: false,
+            seed: config.seed,
+            workers: config.train.workers,
+            prefetch: config.train.prefetch,
+        };
+        Loader::new(dataset, self.eval_pipeline.clone(), options)
+    }
+
+    /// The model with its best weights, for evaluation and prediction.
+    pub fn load_best(&self, run: &RunDir) -> Result<Model, TrainError> {
+        let model = Model::new(&self.spec, &self.device)?;
+        Ok(load_weights(model, &run.checkpoint("best", "safetensors"))?)
+    }
+}
+
+/// Where the run stands when `train` returns.
+pub struct Outcome {
+    pub summary: serde_json::Value,
+    pub test: Evaluation,
+}
+
+/// Trains a new run (`resume = false`, the folder must not hold one) or continues the one
+/// in `run` from its last finished epoch; then evaluates the best checkpoint on test.
+pub fn train(config: &RunConfig, run: &RunDir, resume: bool, show_progress: bool) -> Result<Outcome, TrainError> {
+    let setup = RunSetup::new(config)?;
+    if !resume {
+        run.write_text(&run.config_path(), &config.to_toml())?;
+        if let Some(rows) = &setup.splits.split_table {
+            write_split_csv(rows, &run.split_path())?;
+        }
+    }
+    let train_device = setup.device.clone().autodiff();
+    // Model init is the only draw from the backend's generator; seed it from the run seed.
+    train_device.seed(config.seed);
+    let mut model = Model::new(&setup.spec, &train_device)?;
+    if let Some(weights) = &config.model.pretrained {
+        model = load_weights_partial(model, weights, &[])?;
+    }
+    let objective = Objective::new(
+        &config.losses,
+        &TaskFacts {
+            num_classes: setup.spec.num_classes,
+            multi_label: setup.info.task == Task::MultiLabel,
+            class_names: &setup.info.class_names,
+            class_counts: &medkd_data::class_counts(setup.splits.train.as_ref()),
+        },
+    )?;
+    let mut optimizer = build_optimizer(&config.train.optimizer);
+    let schedule = LrSchedule::new(
+        config.train.optimizer.lr(),
+        config.train.epochs,
+        config.train.warmup_epochs,
+        config.train.schedule.clone(),
+    );
+    let select = config.train.select_metric.as_str();
+    let min_delta = config.train.early_stopping.as_ref().map_or(0.0, |e| e.min_delta);
+    let mut state = TrainState {
+        epochs_done: 0,
+        best: ImprovementTracker::new(higher_is_better(select), min_delta),
+        schedule: schedule.initial_state(higher_is_better(select)),
+        wall_seconds: 0.0,
+    };
+    if resume {
+        (model, optimizer, state) = load_last(run, model, optimizer)?;
+        run.truncate_metrics_from(state.epochs_done)?;
+    }
+
+    let train_loader = Loader::new(
+        setup.splits.train.clone(),
+        setup.train_pipeline.clone(),
+        LoaderOptions {
+            batch_size: config.train.batch_size,
+            shuffle: true,
+            // A last batch of one sample would make train-mode BatchNorm degenerate.
+            drop_last: setup.splits.train.len() > config.train.batch_size,
+            seed: config.seed,
+            workers: config.train.workers,
+            prefetch: config.train.prefetch,
+        },
+    );
+    let val_loader = setup.eval_loader(config, setup.splits.val.clone());
+    let steps = train_loader.num_batches();
+    let multi_label = setup.info.task == Task::MultiLabel;
+    let started = Instant::now();
+    let wall_before = state.wall_seconds;
+
+    for epoch in state.epochs_done..config.train.epochs {
+        let bar = progress_bar(show_progress, steps, epoch, config.train.epochs);
+        let mut term_sums: BTreeMap<String, f64> = BTreeMap::new();
+        let mut loss_sum = 0.0;
+        let mut lr = 0.0;
+        for (step, batch) in train_loader.epoch(epoch).enumerate() {
+            let batch = batch?;
+            lr = schedule.lr(epoch, step, steps, &state.schedule);
+            let images = batch_tensor(&batch.images, batch.shape, &train_device);
+            let targets = if multi_label {
+                Targets::MultiHot { values: batch.multi_hot(), num_labels: setup.spec.num_classes }
+            } else {
+                Targets::Classes(batch.class_labels())
+            };
+            let student = model.forward(images);
+            let (loss, terms) = objective.compute(&LossContext { student: &student, targets: &targets });
+            let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            let term_values: Vec<(String, f64)> =
+                terms.into_iter().map(|t| (t.name, t.value.into_scalar::<f32>() as f64)).collect();
+            if !loss_value.is_finite() {
+                let detail = term_values.iter().map(|(n, v)| format!("{n} = {v}")).collect::<Vec<_>>().join(", ");
+                return Err(TrainError::NonFiniteLoss { epoch, step, terms: detail });
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(lr, model, grads);
+
+            loss_sum += loss_value;
+            for (name, value) in &term_values {
+                *term_sums.entry(name.clone()).or_default() += value;
+            }
+            bar.set_message(format!("loss {:.4} lr {lr:.2e}", loss_sum / (step + 1) as f64));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+
+        let val = evaluate(&predict(&model, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
+        let metric = val.metric(select);
+        let improved = state.best.observe(epoch, metric);
+        schedule.end_epoch(epoch, metric, &mut state.schedule);
+        state.epochs_done = epoch + 1;
+        state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
+        if improved {
+            save_best(run, &model, &BestRecord { epoch, metric: select.to_string(), value: metric })?;
+        }
+        save_last(run, &model, &optimizer, &state)?;
+
+        let batches = steps.max(1) as f64;
+        let train_terms: BTreeMap<String, f64> = term_sums.into_iter().map(|(k, v)| (k, v / batches)).collect();
+        run.append_metrics(&json!({
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": loss_sum / batches,
+            "train_terms": train_terms,
+            "val": val.to_json(),
+            "best_epoch": state.best.best_epoch,
+            "wall_seconds": state.wall_seconds,
+        }))?;
+        eprintln!(
+            "epoch {:>3}/{}  train loss {:.4}  val {select} {:.4}  val acc {:.4}{}",
+            epoch + 1,
+            config.train.epochs,
+            loss_sum / batches,
+            metric,
+            val.metric("acc"),
+            if improved { "  *best" } else { "" }
+        );
+        if let Some(stop) = &config.train.early_stopping {
+            if state.best.stale_epochs >= stop.patience {
+                eprintln!("early stopping: no {select} improvement for {} epochs", stop.patience);
+                break;
+            }
+        }
+    }
+
+    let best_model = setup.load_best(run)?;
+    let test_loader = setup.eval_loader(config, setup.splits.test.clone());
+    let test = evaluate(&predict(&best_model, &test_loader, &setup.info, &setup.device)?, &setup.info)?;
+    let val = evaluate(&predict(&best_model, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
+    let input_hw = [setup.train_pipeline.output_size()[0], setup.train_pipeline.output_size()[1]];
+    let summary = json!({
+        "dataset": setup.info.name,
+        "model": config.model.arch,
+        "params": count_params(&best_model),
+        "macs": count_macs(&setup.spec, input_hw),
+        "input_size": input_hw,
+        "epochs_run": state.epochs_done,
+        "best_epoch": state.best.best_epoch,
+        "select_metric": select,
+        "wall_seconds": state.wall_seconds,
+        "seed": config.seed,
+        "seeds": {
+            "model_init": config.seed,
+            "split": config.data.split.as_ref().map(|s| s.seed),
+            "shuffle_and_augment": config.seed,
+        },
+        "val": val.to_json(),
+        "test": test.to_json(),
+    });
+    run.write_json(&run.summary_path(), &summary)?;
+    Ok(Outcome { summary, test })
+}
+
+fn progress_bar(show: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("epoch {}/{}", epoch + 1, epochs));
+    bar
+}

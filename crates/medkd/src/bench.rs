@@ -1,0 +1,676 @@
+//! `medkd bench`: times medkd's training and inference steps and its data loader on the CPU (burn's
+//! `flex` backend), runs the PyTorch reference (`bench/pytorch_reference.py`) on the same
+//! workloads in the same command, and reports both side by side with their ratio.
+//!
+//! Both sides read their workloads from one table each ([`WORKLOADS`] here, `MODEL_WORKLOADS` /
+//! `LOADER_WORKLOADS` in the script, same names and shapes), time `warmup` untimed then `iters`
+//! timed repetitions, and report the median (and the minimum): on a small shared machine a few
+//! repetitions are slowed by other processes, which moves the mean but hardly the median.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use medkd_data::{DataConfig, Loader, LoaderOptions, build_pipelines, open_splits};
+use medkd_models::{Arch, Model, ModelSpec};
+use serde_json::{Value, json};
+
+/// The burn release the workspace pins (Cargo.toml `burn = "=0.22.1"`), recorded in bench.json.
+const BURN_VERSION: &str = "0.22.1";
+/// The PyTorch script, compiled in: the table it times is always the one this binary was built
+/// with, whatever the working directory (see [`run_pytorch`]).
+const PYTORCH_SCRIPT: &str = include_str!("../../../bench/pytorch_reference.py");
+/// Threads given to PyTorch: the 2-core machines medkd is benchmarked on.
+const PYTORCH_THREADS: usize = 2;
+const NUM_CLASSES: usize = 10;
+const LEARNING_RATE: f64 = 0.01;
+/// Images decoded and augmented per timed `loader_*` repetition (one pass over them).
+const LOADER_IMAGES: usize = 512;
+const LOADER_BATCH: usize = 32;
+const LOADER_WORKERS: usize = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// forward (BatchNorm in training mode), cross-entropy, backward, SGD step, loss read back.
+    Train,
+    /// forward (BatchNorm on running statistics) without autodiff, logits read back.
+    Infer,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// One step of `arch` on a `batch x 3 x side x side` N(0, 1) input with fixed labels.
+    Model { arch: Arch, mode: Mode, batch: usize, side: usize },
+    /// One pass of the HAM10000 training pipeline at `side` px over [`LOADER_IMAGES`] images.
+    Loader { side: usize },
+}
+
+struct Workload {
+    name: &'static str,
+    kind: Kind,
+}
+
+const fn model(name: &'static str, arch: Arch, mode: Mode, batch: usize, side: usize) -> Workload {
+    Workload { name, kind: Kind::Model { arch, mode, batch, side } }
+}
+
+/// Every workload, in report order. Names and shapes must match the script's table (the
+/// `script_knows_every_workload` test checks the names). ResNet-18 names carry no prefix.
+const WORKLOADS: &[Workload] = &[
+    model("train_64", Arch::ResNet18, Mode::Train, 32, 64),
+    model("train_224", Arch::ResNet18, Mode::Train, 8, 224),
+    model("infer_224", Arch::ResNet18, Mode::Infer, 32, 224),
+    model("infer_224_b1", Arch::ResNet18, Mode::Infer, 1, 224),
+    model("mobilenetv2_train_64", Arch::MobileNetV2, Mode::Train, 32, 64),
+    model("mobilenetv2_train_224", Arch::MobileNetV2, Mode::Train, 8, 224),
+    model("mobilenetv2_infer_224", Arch::MobileNetV2, Mode::Infer, 32, 224),
+    model("mobilenetv2_infer_224_b1", Arch::MobileNetV2, Mode::Infer, 1, 224),
+    Workload { name: "loader_224", kind: Kind::Loader { side: 224 } },
+];
+
+impl Workload {
+    fn describe(&self) -> String {
+        match self.kind {
+            Kind::Model { arch, mode, batch, side } => {
+                let mode = if mode == Mode::Train { "train step" } else { "inference" };
+                format!("{arch} {mode}, batch {batch}, {side} px")
+            }
+            Kind::Loader { side } => {
+                format!("HAM10000 decode+augment, {LOADER_IMAGES} images, {side} px, {LOADER_WORKERS} workers")
+            }
+        }
+    }
+}
+
+/// The names `medkd bench --workloads` accepts, in report order.
+pub fn workload_names() -> Vec<&'static str> {
+    WORKLOADS.iter().map(|w| w.name).collect()
+}
+
+pub struct BenchOptions {
+    /// Workload names; empty means all of them.
+    pub workloads: Vec<String>,
+    /// Timed repetitions per workload (the median is reported).
+    pub iters: usize,
+    /// Untimed repetitions before timing.
+    pub warmup: usize,
+    /// Python with torch and torchvision; default `.venv/bin/python` if it exists, else `python3`.
+    pub python: Option<PathBuf>,
+    /// Where to write the JSON report.
+    pub out: PathBuf,
+    /// Time medkd only.
+    pub skip_pytorch: bool,
+    /// HAM10000 folder (labels.csv, images/) for `loader_*`; default `../shared/data/ham10000`
+    /// relative to the repository root.
+    pub ham10000: Option<PathBuf>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            workloads: Vec::new(),
+            iters: 10,
+            warmup: 3,
+            python: None,
+            out: PathBuf::from("bench.json"),
+            skip_pytorch: false,
+            ham10000: None,
+        }
+    }
+}
+
+/// Timings of one workload on one side, in milliseconds per repetition.
+#[derive(Clone, Debug)]
+struct Timing {
+    median_ms: f64,
+    min_ms: f64,
+    iters: usize,
+}
+
+impl Timing {
+    fn from_json(value: &Value) -> Option<Timing> {
+        Some(Timing {
+            median_ms: value.get("median_ms")?.as_f64()?,
+            min_ms: value.get("min_ms")?.as_f64()?,
+            iters: value.get("iters")?.as_u64()? as usize,
+        })
+    }
+}
+
+/// What the PyTorch script reported, or why there is nothing.
+struct Reference {
+    torch_version: Option<String>,
+    torchvision_version: Option<String>,
+    threads: Option<u64>,
+    results: BTreeMap<String, Timing>,
+    /// Why the PyTorch column is (partly) empty.
+    problem: Option<String>,
+}
+
+pub fn run(options: &BenchOptions) -> Result<()> {
+    if options.iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let selected = select(&options.workloads)?;
+    let ham10000 = ham10000_dir(options.ham10000.as_deref())?;
+
+    let mut medkd = BTreeMap::new();
+    let mut skipped = BTreeMap::new();
+    for workload in &selected {
+        eprintln!("medkd: {} ({}) ...", workload.name, workload.describe());
+        let timing = match workload.kind {
+            Kind::Model { arch, mode, batch, side } => time_model(arch, mode, batch, side, options)?,
+            Kind::Loader { side } => match &ham10000 {
+                Some(dir) => time_loader(dir, side, options)?,
+                None => {
+                    let reason = "HAM10000 not found (pass --ham10000 DIR)".to_string();
+                    eprintln!("medkd: {} skipped: {reason}", workload.name);
+                    skipped.insert(workload.name, reason);
+                    continue;
+                }
+            },
+        };
+        eprintln!("medkd: {}: {:.1} ms (median of {})", workload.name, timing.median_ms, timing.iters);
+        medkd.insert(workload.name, timing);
+    }
+
+    // PyTorch runs after medkd, never beside it: on 2 cores the two would slow each other down.
+    let timed: Vec<&str> = selected.iter().map(|w| w.name).filter(|n| medkd.contains_key(n)).collect();
+    let reference = if options.skip_pytorch {
+        Reference::missing("skipped (--skip-pytorch)".into())
+    } else if timed.is_empty() {
+        Reference::missing("nothing to compare".into())
+    } else {
+        run_pytorch(options, &timed, ham10000.as_deref())
+    };
+    if let Some(problem) = &reference.problem {
+        eprintln!("PyTorch reference: {problem}; showing medkd's column alone");
+    }
+
+    println!("{}", table(options, &selected, &medkd, &reference));
+    let report = report_json(options, &selected, &medkd, &skipped, &reference);
+    std::fs::write(&options.out, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("cannot write {}", options.out.display()))?;
+    eprintln!("wrote {}", options.out.display());
+    Ok(())
+}
+
+fn select(names: &[String]) -> Result<Vec<&'static Workload>> {
+    if names.is_empty() {
+        return Ok(WORKLOADS.iter().collect());
+    }
+    let mut selected = Vec::new();
+    for name in names.iter().flat_map(|n| n.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
+        let Some(workload) = WORKLOADS.iter().find(|w| w.name == name) else {
+            bail!("unknown workload '{name}'; known: {}", workload_names().join(", "));
+        };
+        if !selected.iter().any(|w: &&Workload| w.name == name) {
+            selected.push(workload);
+        }
+    }
+    Ok(selected)
+}
+
+/// Runs `step` `warmup` times untimed, then `iters` times timed. Warm-ups absorb one-off costs a
+/// training run pays once (allocator growth, the optimizer's momentum buffers created on the
+/// first step, the page cache for the loader).
+fn time_iters(iters: usize, warmup: usize, mut step: impl FnMut() -> Result<()>) -> Result<Timing> {
+    for _ in 0..warmup {
+        step()?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = Instant::now();
+        step()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(summarize(times))
+}
+
+/// Median and minimum of at least one time; the median as Python's statistics.median (the mean of
+/// the two middle values for an even count), so both sides summarize alike.
+fn summarize(mut times: Vec<f64>) -> Timing {
+    times.sort_by(f64::total_cmp);
+    let mid = times.len() / 2;
+    let median_ms = if times.len() % 2 == 1 { times[mid] } else { (times[mid - 1] + times[mid]) / 2.0 };
+    Timing { median_ms, min_ms: times[0], iters: times.len() }
+}
+
+fn time_model(arch: Arch, mode: Mode, batch: usize, side: usize, options: &BenchOptions) -> Result<Timing> {
+    // RGB input and the ImageNet stem (small_input = false), as torchvision's models.
+    let spec = ModelSpec::new(arch, NUM_CLASSES);
+    let labels: Vec<usize> = (0..batch).map(|i| i % NUM_CLASSES).collect();
+    match mode {
+        Mode::Train => {
+            // On an autodiff device BatchNorm uses batch statistics, as torch's model.train().
+            let device = Device::flex().autodiff();
+            let images = Tensor::<4>::random([batch, 3, side, side], Distribution::Normal(0.0, 1.0), &device);
+            let mut model = Some(Model::new(&spec, &device)?);
+            let mut optimizer = sgd();
+            time_iters(options.iters, options.warmup, || {
+                let current = model.take().expect("the model is put back after every step");
+                let loss = medkd_losses::cross_entropy(current.logits(images.clone()), &labels, None, 0.0);
+                let grads = GradientsParams::from_grads(loss.backward(), &current);
+                model = Some(optimizer.step(LEARNING_RATE, current, grads));
+                // Reading the loss back is what the training loop does every step (for logging),
+                // and it forces the step's work to finish before the clock stops.
+                black_box(loss.into_scalar::<f32>());
+                Ok(())
+            })
+        }
+        Mode::Infer => {
+            // A plain (non-autodiff) device: no graph is recorded and BatchNorm uses its running
+            // statistics, as torch's model.eval() under inference_mode.
+            let device = Device::flex();
+            let images = Tensor::<4>::random([batch, 3, side, side], Distribution::Normal(0.0, 1.0), &device);
+            let model = Model::new(&spec, &device)?;
+            time_iters(options.iters, options.warmup, || {
+                black_box(model.logits(images.clone()).into_data());
+                Ok(())
+            })
+        }
+    }
+}
+
+/// SGD as the PyTorch reference configures it (lr 0.01, momentum 0.9, no dampening: burn's
+/// default dampening is 0.1, torch's 0).
+fn sgd() -> ModuleOptimizer {
+    let momentum = MomentumConfig::new().with_momentum(0.9).with_dampening(0.0).with_nesterov(false);
+    SgdConfig::new().with_momentum(Some(momentum)).init()
+}
+
+/// The HAM10000 training pipeline over the first [`LOADER_IMAGES`] rows of labels.csv, the same
+/// files the script reads. One timed repetition is one epoch (a fresh shuffle and fresh random
+/// augmentations each time, as in training).
+fn time_loader(dir: &Path, side: usize, options: &BenchOptions) -> Result<Timing> {
+    let labels = dir.join("labels.csv");
+    // Built as the equivalent of a config's [data] table so that the benchmark goes through the
+    // same deserialization, validation and pipeline construction as `medkd train`. val = test = 0:
+    // every image lands in `train`, so any labels.csv row can be picked below.
+    let config: DataConfig = serde_json::from_value(json!({
+        "format": "csv",
+        "path": labels,
+        "image_dir": "images",
+        "image_column": "image_id",
+        "image_ext": "jpg",
+        "label_column": "dx",
+        "split": { "val": 0.0, "test": 0.0, "seed": 0 },
+        "train_transforms": [
+            { "op": "random_resized_crop", "size": side },
+            { "op": "hflip", "p": 0.5 },
+            { "op": "color_jitter", "brightness": 0.2, "contrast": 0.2, "saturation": 0.1, "hue": 0.0 },
+        ],
+        "normalize": { "kind": "imagenet" },
+    }))
+    .context("the loader benchmark's data config no longer matches medkd_data::DataConfig")?;
+    let splits = open_splits(&config, dir).with_context(|| format!("cannot open {}", labels.display()))?;
+    let pipeline = build_pipelines(&config, splits.train.as_ref())?.train;
+
+    let wanted = first_image_ids(&labels, LOADER_IMAGES)?;
+    let indices: Vec<usize> = (0..splits.train.len())
+        .filter(|&i| {
+            let id = splits.train.id(i);
+            Path::new(&id).file_stem().and_then(|s| s.to_str()).is_some_and(|stem| wanted.contains(stem))
+        })
+        .collect();
+    if indices.len() != LOADER_IMAGES {
+        bail!("found {} of the first {LOADER_IMAGES} labels.csv images in {}", indices.len(), dir.display());
+    }
+    let subset = Arc::new(medkd_data::Subset::new(splits.train, indices));
+    let loader = Loader::new(
+        subset,
+        pipeline,
+        LoaderOptions {
+            batch_size: LOADER_BATCH,
+            shuffle: true,
+            drop_last: false,
+            seed: 0,
+            workers: LOADER_WORKERS,
+            prefetch: 2,
+        },
+    )?;
+
+    let mut epoch = 0;
+    time_iters(options.iters, options.warmup, || {
+        let mut images = 0;
+        for batch in loader.epoch(epoch) {
+            let batch = batch?;
+            images += batch.shape[0];
+            black_box(&batch.images);
+        }
+        epoch += 1;
+        if images != LOADER_IMAGES {
+            bail!("the loader produced {images} images, {LOADER_IMAGES} expected");
+        }
+        Ok(())
+    })
+}
+
+/// The `image_id` of the first `count` rows of HAM10000's labels.csv.
+fn first_image_ids(labels: &Path, count: usize) -> Result<HashSet<String>> {
+    let mut reader = csv::Reader::from_path(labels).with_context(|| format!("cannot read {}", labels.display()))?;
+    let column = reader
+        .headers()?
+        .iter()
+        .position(|h| h == "image_id")
+        .with_context(|| format!("{} has no image_id column", labels.display()))?;
+    let mut ids = HashSet::new();
+    for record in reader.records().take(count) {
+        ids.insert(record?[column].to_string());
+    }
+    Ok(ids)
+}
+
+/// The repository root this binary was built from: the fallback for the default paths when medkd
+/// is not run from the repository root.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The first of `relative` resolved against the working directory, then the repository root,
+/// that exists.
+fn find_default(relative: &str) -> Option<PathBuf> {
+    [PathBuf::from(relative), repo_root().join(relative)].into_iter().find(|p| p.exists())
+}
+
+/// An explicit `--ham10000` must exist; the default may be absent (the loader row is then skipped).
+/// The folder is made absolute: the data config's relative paths resolve against it.
+fn ham10000_dir(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+    let dir = match explicit {
+        Some(dir) if dir.join("labels.csv").is_file() => dir.to_path_buf(),
+        Some(dir) => bail!("{} has no labels.csv: not a HAM10000 folder", dir.display()),
+        None => match find_default("../shared/data/ham10000").filter(|d| d.join("labels.csv").is_file()) {
+            Some(dir) => dir,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(std::fs::canonicalize(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?))
+}
+
+fn python_path(explicit: Option<&Path>) -> PathBuf {
+    explicit.map(Path::to_path_buf).or_else(|| find_default(".venv/bin/python")).unwrap_or_else(|| "python3".into())
+}
+
+impl Reference {
+    fn missing(problem: String) -> Reference {
+        Reference {
+            torch_version: None,
+            torchvision_version: None,
+            threads: None,
+            results: BTreeMap::new(),
+            problem: Some(problem),
+        }
+    }
+}
+
+/// Runs the script on `names` and parses its JSON; any failure becomes `Reference::problem` so
+/// that the medkd column is still reported.
+fn run_pytorch(options: &BenchOptions, names: &[&str], ham10000: Option<&Path>) -> Reference {
+    match try_run_pytorch(options, names, ham10000) {
+        Ok(reference) => reference,
+        Err(error) => Reference::missing(format!("{error:#}")),
+    }
+}
+
+fn try_run_pytorch(options: &BenchOptions, names: &[&str], ham10000: Option<&Path>) -> Result<Reference> {
+    let python = python_path(options.python.as_deref());
+    // The compiled-in copy, written to a real file rather than piped to `python -`: DataLoader
+    // workers started with spawn/forkserver re-import the main module by path.
+    let script = std::env::temp_dir().join(format!("medkd-pytorch-reference-{}.py", std::process::id()));
+    std::fs::write(&script, PYTORCH_SCRIPT).with_context(|| format!("cannot write {}", script.display()))?;
+
+    let threads = PYTORCH_THREADS.to_string();
+    let mut command = Command::new(&python);
+    command
+        .arg(&script)
+        .args(["--iters", &options.iters.to_string(), "--warmup", &options.warmup.to_string()])
+        .args(["--workloads", &names.join(",")])
+        .args(["--threads", &threads])
+        .args(["--loader-images", &LOADER_IMAGES.to_string()])
+        .args(["--loader-batch", &LOADER_BATCH.to_string()])
+        .args(["--loader-workers", &LOADER_WORKERS.to_string()])
+        // Set before torch loads: its OpenMP and MKL pools are sized at import.
+        .env("OMP_NUM_THREADS", &threads)
+        .env("MKL_NUM_THREADS", &threads)
+        // Progress lines and tracebacks go straight to the user; stdout is the JSON report.
+        .stderr(Stdio::inherit())
+        .stdout(Stdio::piped());
+    if let Some(dir) = ham10000 {
+        command.arg("--ham10000").arg(dir);
+    }
+    eprintln!("PyTorch reference: {} {} ...", python.display(), names.join(","));
+    let output = command.output();
+    let _ = std::fs::remove_file(&script);
+    let output = output.with_context(|| format!("cannot run {} (pass --python PATH)", python.display()))?;
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json: Option<Value> = stdout.lines().rev().find_map(|line| serde_json::from_str(line).ok());
+    if let Some(error) = json.as_ref().and_then(|j| j.get("error")).and_then(Value::as_str) {
+        bail!("{error}");
+    }
+    if !output.status.success() {
+        bail!("{} exited with {} (its output is above)", python.display(), output.status);
+    }
+    let Some(json) = json else { bail!("no JSON report on the script's stdout") };
+
+    let results: BTreeMap<String, Timing> = json["results"]
+        .as_object()
+        .map(|r| r.iter().filter_map(|(name, v)| Some((name.clone(), Timing::from_json(v)?))).collect())
+        .unwrap_or_default();
+    let absent: Vec<&str> = names.iter().copied().filter(|n| !results.contains_key(*n)).collect();
+    Ok(Reference {
+        torch_version: json["torch_version"].as_str().map(str::to_string),
+        torchvision_version: json["torchvision_version"].as_str().map(str::to_string),
+        threads: json["threads"].as_u64(),
+        results,
+        problem: (!absent.is_empty()).then(|| format!("no result for {}", absent.join(", "))),
+    })
+}
+
+/// medkd time / PyTorch time: above 1, medkd is slower.
+fn ratio(medkd: &Timing, pytorch: Option<&Timing>) -> Option<f64> {
+    pytorch.map(|p| medkd.median_ms / p.median_ms)
+}
+
+fn images_per_s(timing: &Timing) -> f64 {
+    LOADER_IMAGES as f64 / (timing.median_ms / 1e3)
+}
+
+fn table(
+    options: &BenchOptions,
+    selected: &[&Workload],
+    medkd: &BTreeMap<&str, Timing>,
+    reference: &Reference,
+) -> String {
+    let mut rows = vec![[
+        "workload".to_string(),
+        "medkd ms".into(),
+        "PyTorch ms".into(),
+        "ratio (medkd/PyTorch)".into(),
+        "what".into(),
+    ]];
+    for workload in selected {
+        let Some(ours) = medkd.get(workload.name) else { continue };
+        let theirs = reference.results.get(workload.name);
+        let mut what = workload.describe();
+        if let Kind::Loader { .. } = workload.kind {
+            what += &format!("; medkd {:.0} img/s", images_per_s(ours));
+            if let Some(theirs) = theirs {
+                what += &format!(", PyTorch {:.0} img/s", images_per_s(theirs));
+            }
+        }
+        rows.push([
+            workload.name.to_string(),
+            format!("{:.1}", ours.median_ms),
+            theirs.map_or("-".into(), |t| format!("{:.1}", t.median_ms)),
+            ratio(ours, theirs).map_or("-".into(), |r| format!("{r:.2}")),
+            what,
+        ]);
+    }
+    let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        // Text columns left-aligned, numbers right-aligned.
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| {
+                if c == 0 || c == 4 {
+                    format!("{cell:<w$}", w = widths[c])
+                } else {
+                    format!("{cell:>w$}", w = widths[c])
+                }
+            })
+            .collect();
+        out += cells.join(" | ").trim_end();
+        out.push('\n');
+        if i == 0 {
+            out += &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-|-");
+            out.push('\n');
+        }
+    }
+    let pytorch = match (&reference.torch_version, reference.threads) {
+        (Some(version), Some(threads)) => format!("PyTorch {version} ({threads} threads)"),
+        (Some(version), None) => format!("PyTorch {version}"),
+        (None, _) => "PyTorch not run".into(),
+    };
+    out += &format!(
+        "median of {} timed runs after {} warm-up(s); ratio > 1: medkd slower; burn {BURN_VERSION} flex (CPU), {pytorch}",
+        options.iters, options.warmup,
+    );
+    out
+}
+
+fn timing_json(timing: Option<&Timing>) -> (Value, Value) {
+    (json!(timing.map(|t| t.median_ms)), json!(timing.map(|t| t.min_ms)))
+}
+
+fn report_json(
+    options: &BenchOptions,
+    selected: &[&Workload],
+    medkd: &BTreeMap<&str, Timing>,
+    skipped: &BTreeMap<&str, String>,
+    reference: &Reference,
+) -> Value {
+    let mut workloads = serde_json::Map::new();
+    for workload in selected {
+        let ours = medkd.get(workload.name);
+        let theirs = reference.results.get(workload.name);
+        let (medkd_ms, medkd_min_ms) = timing_json(ours);
+        let (pytorch_ms, pytorch_min_ms) = timing_json(theirs);
+        let mut entry = json!({
+            "description": workload.describe(),
+            "medkd_ms": medkd_ms,
+            "medkd_min_ms": medkd_min_ms,
+            "pytorch_ms": pytorch_ms,
+            "pytorch_min_ms": pytorch_min_ms,
+            "ratio": ours.and_then(|o| ratio(o, theirs)),
+        });
+        match workload.kind {
+            Kind::Model { arch, mode, batch, side } => {
+                entry["model"] = json!(arch.name());
+                entry["mode"] = json!(if mode == Mode::Train { "train" } else { "infer" });
+                entry["input_shape"] = json!([batch, 3, side, side]);
+            }
+            Kind::Loader { side } => {
+                entry["images"] = json!(LOADER_IMAGES);
+                entry["side"] = json!(side);
+                entry["workers"] = json!(LOADER_WORKERS);
+                entry["medkd_images_per_s"] = json!(ours.map(images_per_s));
+                entry["pytorch_images_per_s"] = json!(theirs.map(images_per_s));
+            }
+        }
+        if let Some(reason) = skipped.get(workload.name) {
+            entry["skipped"] = json!(reason);
+        }
+        workloads.insert(workload.name.to_string(), entry);
+    }
+    json!({
+        "machine": {
+            "cores": std::thread::available_parallelism().map(|n| n.get()).ok(),
+            "cpu_model": cpu_model(),
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+        },
+        "burn_version": BURN_VERSION,
+        "medkd_backend": "flex",
+        "torch_version": reference.torch_version,
+        "torchvision_version": reference.torchvision_version,
+        "pytorch_threads": reference.threads,
+        "pytorch_problem": reference.problem,
+        "iters": options.iters,
+        "warmup": options.warmup,
+        "timestamp_unix_s": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .ok(),
+        "workloads": workloads,
+    })
+}
+
+/// The CPU's marketing name from /proc/cpuinfo (Linux); `None` elsewhere.
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|line| line.starts_with("model name"))
+        .and_then(|line| line.split_once(':'))
+        .map(|(_, name)| name.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_names_are_unique_and_selectable() {
+        let names = workload_names();
+        assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
+        let picked = select(&["infer_224, loader_224".into(), "infer_224".into()]).unwrap();
+        assert_eq!(picked.iter().map(|w| w.name).collect::<Vec<_>>(), ["infer_224", "loader_224"]);
+        assert!(select(&["train_512".into()]).is_err());
+    }
+
+    #[test]
+    fn median_matches_python_statistics() {
+        let odd = summarize(vec![3.0, 1.0, 2.0]);
+        assert_eq!((odd.median_ms, odd.min_ms, odd.iters), (2.0, 1.0, 3));
+        let even = summarize(vec![4.0, 1.0, 3.0, 2.0]);
+        assert_eq!((even.median_ms, even.min_ms, even.iters), (2.5, 1.0, 4));
+    }
+
+    /// Every workload of this table is in the script's table, under the same name.
+    #[test]
+    fn script_knows_every_workload() {
+        for name in workload_names() {
+            assert!(
+                PYTORCH_SCRIPT.contains(&format!("\"{name}\": ")),
+                "bench/pytorch_reference.py has no workload {name}"
+            );
+        }
+    }
+
+    /// The real benchmark with few repetitions (minutes on 2 cores):
+    /// `cargo test -p medkd --bin medkd -- --ignored bench --nocapture`.
+    #[test]
+    #[ignore = "slow: times every workload"]
+    fn bench_runs_end_to_end() {
+        let out = std::env::temp_dir().join("medkd-bench-test.json");
+        let options = BenchOptions {
+            iters: std::env::var("MEDKD_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2),
+            warmup: 1,
+            out: out.clone(),
+            ..BenchOptions::default()
+        };
+        run(&options).unwrap();
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(report["workloads"].as_object().unwrap().len(), WORKLOADS.len());
+    }
+}

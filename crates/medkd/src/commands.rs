@@ -1,0 +1,100 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use medkd_train::evaluate::{Predictions, evaluate, predict, predict_files};
+use medkd_train::{RunConfig, RunDir, RunSetup};
+
+pub fn train(config_path: &Path, overrides: &[String], out: &Path, progress: bool) -> Result<()> {
+    let mut config = RunConfig::load(config_path, overrides)?;
+    // The run folder's config.toml must reproduce the run from any working directory.
+    config.absolutize_paths(&std::env::current_dir()?);
+    let run = RunDir::create(out)?;
+    eprintln!("run folder: {}", out.display());
+    report(medkd_train::train(&config, &run, false, progress)?, out)
+}
+
+pub fn resume(run_path: &Path, progress: bool) -> Result<()> {
+    let run = RunDir::open(run_path)?;
+    let config = RunConfig::load(&run.config_path(), &[])?;
+    eprintln!("resuming run {}", run_path.display());
+    report(medkd_train::train(&config, &run, true, progress)?, run_path)
+}
+
+fn report(outcome: medkd_train::Outcome, run_path: &Path) -> Result<()> {
+    println!("test split, best checkpoint (epoch {}):", outcome.summary["best_epoch"]);
+    println!("{}", outcome.test.table());
+    println!("summary: {}", run_path.join("summary.json").display());
+    Ok(())
+}
+
+fn open_run(run_path: &Path) -> Result<(RunConfig, RunDir, RunSetup)> {
+    let run = RunDir::open(run_path)?;
+    let config = RunConfig::load(&run.config_path(), &[])?;
+    let setup = RunSetup::new(&config)?;
+    Ok((config, run, setup))
+}
+
+fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str) -> Result<Predictions> {
+    let dataset = match split {
+        "train" => setup.splits.train.clone(),
+        "val" => setup.splits.val.clone(),
+        "test" => setup.splits.test.clone(),
+        other => bail!("unknown split '{other}': expected train, val or test"),
+    };
+    let model = setup.load_best(run)?;
+    Ok(predict(&model, &setup.eval_loader(config, dataset), &setup.info, &setup.device)?)
+}
+
+pub fn eval(run_path: &Path, split: &str) -> Result<()> {
+    let (config, run, setup) = open_run(run_path)?;
+    let evaluation = evaluate(&split_predictions(&config, &run, &setup, split)?, &setup.info)?;
+    println!("{split} split, best checkpoint of {}:", run_path.display());
+    println!("{}", evaluation.table());
+    Ok(())
+}
+
+pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathBuf]) -> Result<()> {
+    let (config, run, setup) = open_run(run_path)?;
+    let predictions = match split {
+        Some(split) => split_predictions(&config, &run, &setup, split)?,
+        None => {
+            let model = setup.load_best(&run)?;
+            predict_files(&model, &setup.eval_pipeline, images, &setup.info, &setup.device, config.train.eval_batch_size)?
+        }
+    };
+    write_predictions(&predictions, &setup.info.class_names, out)?;
+    eprintln!("wrote {} predictions to {}", predictions.ids.len(), out.display());
+    Ok(())
+}
+
+/// `image,<class 1>,<class 2>,...`: the ISIC challenge submission layout.
+fn write_predictions(predictions: &Predictions, class_names: &[String], out: &Path) -> Result<()> {
+    let mut writer = csv::Writer::from_path(out).with_context(|| format!("cannot write {}", out.display()))?;
+    let mut header = vec!["image".to_string()];
+    header.extend(class_names.iter().cloned());
+    writer.write_record(&header)?;
+    let k = predictions.num_classes;
+    for (row, id) in predictions.ids.iter().enumerate() {
+        let mut record = vec![id.clone()];
+        record.extend(predictions.probs[row * k..(row + 1) * k].iter().map(|p| p.to_string()));
+        writer.write_record(&record)?;
+    }
+    writer.flush().with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
+
+pub fn download(name: &str, size: usize, dir: &Path, base_url: Option<&str>) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut last_percent = None;
+    let path = medkd_data::download_medmnist(name, size, dir, base_url, |done, total| {
+        if let Some(total) = total.filter(|t| *t > 0) {
+            let percent = done * 100 / total;
+            if last_percent != Some(percent) && percent % 10 == 0 {
+                eprintln!("{name}: {percent}% of {total} bytes");
+                last_percent = Some(percent);
+            }
+        }
+    })?;
+    println!("{}", path.display());
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The `medkd` command line: train, eval, predict, data and info.
+
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "medkd", version, about = "Train compact, robust medical image classifiers by knowledge distillation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model from a config, or resume an interrupted run.
+    Train {
+        /// Config file (TOML); see configs/README.md.
+        #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+        config: Option<PathBuf>,
+        /// Override a config key, e.g. --set train.epochs=5 --set train.optimizer.lr=0.01.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Run folder to create.
+        #[arg(long, required_unless_present = "resume")]
+        out: Option<PathBuf>,
+        /// Continue the run in this folder from its last finished epoch.
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
+        /// No progress bar (per-epoch lines are still printed).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Evaluate a run's best checkpoint on a split and print the metrics table.
+    Eval {
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long, default_value = "test", value_parser = ["train", "val", "test"])]
+        split: String,
+    },
+    /// Write class probabilities to CSV (ISIC challenge submission format).
+    Predict {
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Predict a split of the run's dataset instead of image files.
+        #[arg(long, value_parser = ["train", "val", "test"], conflicts_with = "images")]
+        split: Option<String>,
+        /// Image files to classify.
+        #[arg(required_unless_present = "split")]
+        images: Vec<PathBuf>,
+    },
+    /// Datasets: download MedMNIST files with checksum verification.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Download a MedMNIST dataset (e.g. breastmnist) from its Zenodo record.
+    Download {
+        name: String,
+        /// Image size: 28, 64, 128 or 224.
+        #[arg(long, default_value_t = 28)]
+        size: usize,
+        /// Destination folder.
+        #[arg(long, default_value = "data")]
+        dir: PathBuf,
+        /// Mirror to download from instead of Zenodo (files at BASE/NAME.npz).
+        #[arg(long)]
+        base_url: Option<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train { config, overrides, out, resume, quiet } => match resume {
+            Some(run) => commands::resume(&run, !quiet),
+            None => commands::train(&config.expect("clap requires --config"), &overrides, &out.expect("clap requires --out"), !quiet),
+        },
+        Command::Eval { run, split } => commands::eval(&run, &split),
+        Command::Predict { run, out, split, images } => commands::predict(&run, &out, split.as_deref(), &images),
+        Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
+            commands::download(&name, size, &dir, base_url.as_deref())
+        }
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}

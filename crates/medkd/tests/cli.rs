@@ -1,0 +1,198 @@
+//! End-to-end tests of the `medkd` binary on the BreastMNIST file shipped in data/.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// A small, fast run: 28 px BreastMNIST, ResNet-18 with the standard stem.
+const TINY: &str = r#"
+seed = 3
+[data]
+format = "medmnist"
+path = "data/breastmnist.npz"
+channels = 3
+[[data.train_transforms]]
+op = "hflip"
+p = 0.5
+[model]
+arch = "resnet18"
+[train]
+epochs = 3
+batch_size = 64
+workers = 2
+optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9 }
+schedule = { kind = "cosine" }
+[[loss]]
+kind = "cross_entropy"
+label_smoothing = 0.1
+"#;
+
+fn medkd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_medkd")).args(args).current_dir(repo_root()).output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn train(config: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--quiet", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    medkd(&args)
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn train_writes_the_run_folder_and_predict_matches_the_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), TINY);
+    let run = tmp.path().join("run");
+    let output = train(&config, &run, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for file in ["config.toml", "metrics.jsonl", "summary.json", "checkpoints/best.safetensors", "checkpoints/best.json", "checkpoints/last.json"] {
+        assert!(run.join(file).is_file(), "missing {file}");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3, "one line per epoch");
+    let first: Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert!(first["train_terms"]["cross_entropy"].as_f64().unwrap() > 0.0);
+
+    let summary = read_json(&run.join("summary.json"));
+    for key in ["dataset", "model", "params", "epochs_run", "wall_seconds", "seed", "val", "test"] {
+        assert!(!summary[key].is_null(), "summary.json lacks {key}");
+    }
+    assert_eq!(summary["params"], 11_177_538, "ResNet-18 with 2 classes");
+    assert_eq!(summary["seed"], 3);
+    let test_auc = summary["test"]["auc"].as_f64().unwrap();
+    assert!(test_auc > 0.6, "3 epochs learn something (auc {test_auc})");
+
+    // The resolved config reproduces the run configuration exactly.
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(resolved.contains("breastmnist.npz") && resolved.contains("label_smoothing = 0.1"));
+
+    let preds = tmp.path().join("preds.csv");
+    let output = medkd(&["predict", "--run", run.to_str().unwrap(), "--split", "test", "--out", preds.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut reader = csv::Reader::from_path(&preds).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header.len(), 3, "image + one column per class: {header:?}");
+    assert_eq!(header[0], "image");
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 156, "BreastMNIST test split");
+    let probs: Vec<f32> = rows.iter().flat_map(|r| [r[1].parse::<f32>().unwrap(), r[2].parse::<f32>().unwrap()]).collect();
+    let labels = test_labels();
+    let report = medkd_eval::evaluate_single_label(&probs, 2, &labels, &header[1..]).unwrap();
+    assert!((report.auc.unwrap() - test_auc).abs() < 1e-6, "predict.csv scores as summary.json");
+    assert!((report.accuracy - summary["test"]["acc"].as_f64().unwrap()).abs() < 1e-9);
+
+    let output = medkd(&["eval", "--run", run.to_str().unwrap(), "--split", "test"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("balanced"), "eval prints the metrics table");
+
+    // A second train into the same folder is refused rather than mixing runs.
+    let output = train(&config, &run, &[]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--resume"), "{}", stderr(&output));
+}
+
+fn test_labels() -> Vec<usize> {
+    use medkd_data::ImageDataset;
+    let config: medkd_data::DataConfig = toml_data_config();
+    let splits = medkd_data::open_splits(&config, &repo_root()).unwrap();
+    (0..splits.test.len())
+        .map(|i| match splits.test.target(i) {
+            medkd_data::Target::Class(c) => c,
+            medkd_data::Target::MultiHot(_) => unreachable!(),
+        })
+        .collect()
+}
+
+fn toml_data_config() -> medkd_data::DataConfig {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        data: medkd_data::DataConfig,
+    }
+    let doc: Doc = toml::from_str("[data]\nformat = \"medmnist\"\npath = \"data/breastmnist.npz\"\n").unwrap();
+    doc.data
+}
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), TINY);
+    let reference = tmp.path().join("reference");
+    let output = train(&config, &reference, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let crashed = tmp.path().join("crashed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medkd"))
+        .args(["train", "--quiet", "--config", config.to_str().unwrap(), "--out", crashed.to_str().unwrap()])
+        .current_dir(repo_root())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill (SIGKILL: no chance to clean up) once the first epoch is committed.
+    let started = Instant::now();
+    while !std::fs::read_to_string(crashed.join("metrics.jsonl")).is_ok_and(|m| m.lines().count() >= 1) {
+        assert!(started.elapsed() < Duration::from_secs(300), "first epoch never finished");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let summary_before = crashed.join("summary.json");
+    assert!(!summary_before.exists(), "killed before the end");
+
+    let output = medkd(&["train", "--quiet", "--resume", crashed.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (a, b) = (read_json(&reference.join("summary.json")), read_json(&crashed.join("summary.json")));
+    assert_eq!(a["test"], b["test"], "resumed run reaches the same test metrics");
+    assert_eq!(a["best_epoch"], b["best_epoch"]);
+    let weights = |run: &Path| std::fs::read(run.join("checkpoints/best.safetensors")).unwrap();
+    assert!(weights(&reference) == weights(&crashed), "identical best weights");
+    let lines = std::fs::read_to_string(crashed.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3, "each epoch logged once");
+}
+
+#[test]
+fn bad_configs_fail_before_training_with_a_message_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), TINY);
+    let cases: [(&[&str], &str); 4] = [
+        (&["--set", "train.optimizer.lr=-1"], "train.optimizer.lr"),
+        (&["--set", "train.epochs=0"], "train.epochs"),
+        (&["--set", "train.batchsize=3"], "batchsize"),
+        (&["--set", "data.path=data/missing.npz"], "missing.npz"),
+    ];
+    for (index, (extra, expected)) in cases.iter().enumerate() {
+        let output = train(&config, &tmp.path().join(format!("run{index}")), extra);
+        assert!(!output.status.success());
+        let message = stderr(&output);
+        assert!(message.contains(expected), "{extra:?}: {message}");
+        assert!(!message.contains("panicked"), "{message}");
+    }
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_non_finite_loss_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), TINY);
+    let output = train(&config, &tmp.path().join("run"), &["--set", "train.optimizer.lr=1e30", "--set", "train.optimizer.momentum=0.0"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("non-finite loss"), "{}", stderr(&output));
+}
