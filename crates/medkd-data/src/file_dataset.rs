@@ -62,6 +62,13 @@ fn open_reader(path: &Path) -> Result<ImageReader<BufReader<File>>, DataError> {
         .map_err(|e| DataError::io(path, e))
 }
 
+/// Decodes one image file, the format guessed from its content; errors name the file.
+pub fn open_image(path: &Path) -> Result<DynamicImage, DataError> {
+    open_reader(path)?
+        .decode()
+        .map_err(|source| DataError::Image { path: path.to_path_buf(), source })
+}
+
 /// 3 for colour images, 1 for grayscale, from the file header only.
 fn native_channels(path: &Path) -> Result<usize, DataError> {
     let image_err = |source| DataError::Image {
@@ -86,10 +93,7 @@ impl ImageDataset for FileDataset {
     }
 
     fn image(&self, index: usize) -> Result<DynamicImage, DataError> {
-        let path = self.root.join(&self.entries[index].0);
-        open_reader(&path)?
-            .decode()
-            .map_err(|source| DataError::Image { path, source })
+        open_image(&self.root.join(&self.entries[index].0))
     }
 
     fn target(&self, index: usize) -> Target {

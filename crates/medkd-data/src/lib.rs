@@ -21,6 +21,7 @@ pub use config::{DataConfig, DataFormat, NormalizeConfig, SplitConfig};
 pub use dataset::{DatasetInfo, ImageDataset, Subset, Target, Task, class_counts};
 pub use download::download_medmnist;
 pub use error::DataError;
+pub use file_dataset::open_image;
 pub use loader::{Batch, EpochIter, Loader, LoaderOptions};
 pub use medmnist::{
     MEDMNIST_DATASETS, MEDMNIST_SIZES, MedMnistInfo, MedMnistSplit, medmnist_info, open_medmnist,

@@ -119,6 +119,10 @@ impl Loader {
         })
     }
 
+    pub fn dataset(&self) -> &Arc<dyn ImageDataset> {
+        &self.dataset
+    }
+
     pub fn num_batches(&self) -> usize {
         let (n, b) = (self.dataset.len(), self.options.batch_size);
         if self.options.drop_last {

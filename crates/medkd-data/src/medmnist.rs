@@ -330,6 +330,8 @@ pub fn open_medmnist(
     path: &Path,
     task_override: Option<Task>,
 ) -> Result<[MedMnistSplit; 3], DataError> {
+    // Opened first, so that a wrong path is reported as missing rather than as an unknown name.
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let stem = path
         .file_stem()
         .and_then(|s| s.to_str())
@@ -342,7 +344,6 @@ pub fn open_medmnist(
         class_names: table.class_names.iter().map(|s| s.to_string()).collect(),
         channels: table.channels,
     };
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut npz = NpzReader::new(BufReader::new(file)).map_err(|e| npz_error(path, "", e))?;
     let found = npz.names().map_err(|e| npz_error(path, "", e))?;
     let mut read = |split: &str| -> Result<MedMnistSplit, DataError> {

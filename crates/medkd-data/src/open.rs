@@ -31,8 +31,8 @@ impl std::fmt::Debug for DataSplits {
     }
 }
 
-/// Validates `cfg` and opens its data; relative paths resolve against `base_dir` (the config's
-/// folder).
+/// Validates `cfg` and opens its data; a relative `cfg.path` resolves against `base_dir` (`medkd`
+/// resolves it against the working directory).
 pub fn open_splits(cfg: &DataConfig, base_dir: &Path) -> Result<DataSplits, DataError> {
     cfg.validate()?;
     let path = resolve(base_dir, &cfg.path);

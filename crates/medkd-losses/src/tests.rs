@@ -1,3 +1,4 @@
+use burn::prelude::*;
 use medkd_models::{Arch, Model, ModelSpec};
 
 use super::*;

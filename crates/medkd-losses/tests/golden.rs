@@ -41,7 +41,7 @@ fn cross_entropy_gradient_is_softmax_minus_target() {
     let device = Device::flex().autodiff();
     let logits = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0], [2, 3]), &device).require_grad();
     let grads = cross_entropy(logits.clone(), &[1, 0], None, 0.0).backward();
-    let grad: Vec<f32> = logits.grad(&grads).unwrap().into_data().to_vec().unwrap();
+    let grad: Vec<f32> = logits.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
     let softmax = |row: [f32; 3]| {
         let sum: f32 = row.iter().map(|v| v.exp()).sum();
         row.map(|v| v.exp() / sum)

@@ -6,6 +6,7 @@
 
 use std::fs;
 
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use md5::{Digest, Md5};
@@ -54,9 +55,10 @@ pub fn save_last(run: &RunDir, model: &Model, optimizer: &ModuleOptimizer, state
     let stem = format!("epoch-{:04}", state.epochs_done);
     let model_path = run.checkpoint(&stem, "bpk");
     let model_tmp = temp_path(&model_path);
-    // Burnpack keeps parameter ids, which key the optimizer's state.
+    // Burnpack keeps parameter ids, which key the optimizer's state. valid() (which keeps the
+    // ids) syncs BatchNorm's running statistics of the last training step: see save_weights.
     let mut store = BurnpackStore::from_file(&model_tmp).auto_extension(false).overwrite(true);
-    model.save_into(&mut store).map_err(|e| checkpoint_error(&model_tmp, e.to_string()))?;
+    model.valid().save_into(&mut store).map_err(|e| checkpoint_error(&model_tmp, e.to_string()))?;
     let model_bytes = fs::read(&model_tmp).map_err(|e| TrainError::io(&model_tmp, e))?;
     fs::rename(&model_tmp, &model_path).map_err(|e| TrainError::io(&model_path, e))?;
 
@@ -113,7 +115,7 @@ pub fn load_last(run: &RunDir, mut model: Model, optimizer: ModuleOptimizer) -> 
         return Err(checkpoint_error(&optimizer_path, "content does not match last.json's MD5"));
     }
     let optimizer = optimizer
-        .from_bytes(optimizer_bytes.into())
+        .from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer_bytes))
         .map_err(|e| checkpoint_error(&optimizer_path, format!("{e:?}")))?;
     Ok((model, optimizer, pointer.state))
 }

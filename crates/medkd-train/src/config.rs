@@ -14,7 +14,7 @@ use crate::TrainError;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    /// Seeds model init, the split, shuffling and augmentation (each derived from it).
+    /// Seeds model init, shuffling and augmentation (the split has its own `data.split.seed`).
     #[serde(default)]
     pub seed: u64,
     #[serde(default)]
@@ -43,10 +43,14 @@ pub struct ModelConfig {
     /// 3x3 stride-1 stem without max-pool, for 28-64 px inputs.
     #[serde(default)]
     pub small_input: bool,
-    /// Initial weights (.safetensors or .pth); the classifier is re-initialized when its
-    /// class count differs.
+    /// Initial weights (.safetensors or .pth, torchvision names); every tensor must match
+    /// except those under `pretrained_skip`.
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
+    /// Tensor-name prefixes of `pretrained` to leave at their initial values, e.g. `["fc."]`
+    /// to put ImageNet weights under a new ResNet head.
+    #[serde(default)]
+    pub pretrained_skip: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -142,11 +146,11 @@ impl OptimizerConfig {
 }
 
 /// Learning-rate schedule after warm-up, as a factor of the base rate.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ScheduleConfig {
-    #[default]
-    Constant,
+    // A struct variant, not a unit one, so that stray keys are rejected like everywhere else.
+    Constant {},
     /// Multiply by `gamma` every `step_size` epochs.
     Step { step_size: usize, #[serde(default = "default_gamma")] gamma: f64 },
     /// Multiply by `gamma` at each listed epoch.
@@ -162,6 +166,12 @@ pub enum ScheduleConfig {
         #[serde(default)]
         min_lr: f64,
     },
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig::Constant {}
+    }
 }
 
 fn default_gamma() -> f64 {
@@ -278,7 +288,7 @@ impl RunConfig {
         if self.losses.is_empty() {
             return bad("loss", "declare at least one [[loss]] term".into());
         }
-        Ok(())
+        self.data.validate().map_err(|e| TrainError::Config(format!("`data`: {e}")))
     }
 
     /// Makes file paths absolute against `base`, so a saved config works from any folder.
@@ -351,7 +361,7 @@ mod tests {
         let config = RunConfig::parse(BASE, &[]).unwrap();
         assert_eq!(config.train.select_metric, "auc");
         assert_eq!(config.train.eval_batch_size, 256);
-        assert_eq!(config.train.schedule, ScheduleConfig::Constant);
+        assert_eq!(config.train.schedule, ScheduleConfig::Constant {});
         assert_eq!(config.device, DeviceChoice::Flex);
     }
 

@@ -24,6 +24,8 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, message: String },
     #[error("run folder {path}: {message}")]
     RunFolder { path: PathBuf, message: String },
+    #[error("{0}")]
+    Input(String),
     #[error("device '{0}' is not built into this binary; rebuild with `--features {0}`")]
     DeviceNotBuilt(String),
 }

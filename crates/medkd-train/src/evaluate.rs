@@ -3,7 +3,7 @@
 use burn::prelude::*;
 use std::path::PathBuf;
 
-use medkd_data::{DataError, DatasetInfo, Loader, Pipeline, Target, Task};
+use medkd_data::{DatasetInfo, Loader, Pipeline, Target, Task, open_image};
 use medkd_eval::{ClassificationReport, MultiLabelReport};
 use medkd_models::Model;
 use serde_json::{Value, json};
@@ -45,13 +45,21 @@ pub fn predict_files(
     let model = model.valid();
     let device = device.clone().without_autodiff();
     let mut predictions = Predictions::empty(info);
+    let mut batch_shape: Option<[usize; 3]> = None;
     for chunk in paths.chunks(batch_size.max(1)) {
         let mut pixels = Vec::new();
         for path in chunk {
-            let image = image::open(path).map_err(|e| TrainError::Data(DataError::image(path, e)))?;
-            pixels.extend(pipeline.apply_eval(&image)?);
+            let (values, shape) = pipeline.apply_seeded(&open_image(path)?, 0)?;
+            if *batch_shape.get_or_insert(shape) != shape {
+                return Err(TrainError::Input(format!(
+                    "{}: transformed to {shape:?} but earlier images to {:?}; add a resize to eval_transforms",
+                    path.display(),
+                    batch_shape.unwrap()
+                )));
+            }
+            pixels.extend(values);
         }
-        let [c, h, w] = pipeline.output_shape();
+        let [c, h, w] = batch_shape.expect("chunks are never empty");
         let images = batch_tensor(&pixels, [chunk.len(), c, h, w], &device);
         predictions.probs.extend(probabilities(&model, images, info));
         predictions.ids.extend(chunk.iter().map(|p| p.file_stem().unwrap_or_default().to_string_lossy().into_owned()));
@@ -67,7 +75,7 @@ impl Predictions {
 
 /// Softmax over classes, or a sigmoid per label for multi-label tasks.
 fn probabilities(model: &Model, images: Tensor<4>, info: &DatasetInfo) -> Vec<f32> {
-    let logits: Vec<f32> = model.logits(images).into_data().to_vec().expect("logits are f32");
+    let logits: Vec<f32> = model.logits(images).into_data().try_to_vec::<f32>().expect("logits are f32");
     match info.task {
         Task::MultiLabel => medkd_eval::sigmoid(&logits),
         _ => medkd_eval::softmax_rows(&logits, info.class_names.len()),

@@ -8,13 +8,11 @@ use crate::config::OptimizerConfig;
 pub fn build_optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
     let l2 = |decay: f64| (decay > 0.0).then(|| WeightDecayConfig { penalty: decay as f32 });
     match config {
-        OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => SgdConfig {
-            weight_decay: l2(*weight_decay),
+        OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => SgdConfig::new()
+            .with_weight_decay(l2(*weight_decay))
             // torch's dampening is 0; burn's MomentumConfig defaults to 0.1.
-            momentum: (*momentum > 0.0).then(|| MomentumConfig { momentum: *momentum, dampening: 0.0, nesterov: *nesterov }),
-            gradient_clipping: None,
-        }
-        .init(),
+            .with_momentum((*momentum > 0.0).then(|| MomentumConfig { momentum: *momentum, dampening: 0.0, nesterov: *nesterov }))
+            .init(),
         OptimizerConfig::Adam { betas, eps, weight_decay, .. } => AdamConfig::new()
             .with_beta_1(betas[0] as f32)
             .with_beta_2(betas[1] as f32)

@@ -72,7 +72,7 @@ impl LrSchedule {
             return self.base_lr * done_after_step / self.warmup_epochs;
         }
         let factor = match &self.kind {
-            ScheduleConfig::Constant => 1.0,
+            ScheduleConfig::Constant {} => 1.0,
             ScheduleConfig::Step { step_size, gamma } => gamma.powi((epoch / step_size) as i32),
             ScheduleConfig::MultiStep { milestones, gamma } => {
                 gamma.powi(milestones.iter().filter(|&&m| m <= epoch).count() as i32)
@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn warmup_rises_linearly_to_the_base_rate() {
-        let schedule = LrSchedule::new(0.1, 10, 2.0, ScheduleConfig::Constant);
+        let schedule = LrSchedule::new(0.1, 10, 2.0, ScheduleConfig::Constant {});
         assert!((lr_at(&schedule, 0, 0) - 0.1 * 0.1 / 2.0).abs() < 1e-12);
         assert!((lr_at(&schedule, 0, 9) - 0.05).abs() < 1e-12);
         assert!((lr_at(&schedule, 1, 9) - 0.1).abs() < 1e-12);

@@ -9,7 +9,7 @@ use std::time::Instant;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use medkd_data::{DataSplits, DatasetInfo, Loader, LoaderOptions, Pipeline, Task, open_splits, write_split_csv};
+use medkd_data::{DataSplits, DatasetInfo, Loader, LoaderOptions, Pipeline, Task, build_pipelines, open_splits, write_split_csv};
 use medkd_losses::{LossContext, Objective, TaskFacts, Targets};
 use medkd_models::{Model, ModelSpec, count_macs, count_params, load_weights, load_weights_partial};
 use serde_json::json;
@@ -41,16 +41,16 @@ impl RunSetup {
         let spec = ModelSpec {
             arch: config.model.arch,
             num_classes: info.class_names.len(),
-            in_channels: config.data.channels,
+            in_channels: config.data.output_channels(info.channels),
             small_input: config.model.small_input,
         };
-        let train_pipeline = Arc::new(Pipeline::for_training(&config.data, splits.train.as_ref())?);
-        let eval_pipeline = Arc::new(Pipeline::for_evaluation(&config.data, splits.train.as_ref())?);
+        let pipelines = build_pipelines(&config.data, splits.train.as_ref())?;
+        let (train_pipeline, eval_pipeline) = (pipelines.train, pipelines.eval);
         let device = make_device(config.device)?;
         Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device })
     }
 
-    pub fn eval_loader(&self, config: &RunConfig, dataset: Arc<dyn medkd_data::ImageDataset>) -> Loader {
+    pub fn eval_loader(&self, config: &RunConfig, dataset: Arc<dyn medkd_data::ImageDataset>) -> Result<Loader, TrainError> {
         let options = LoaderOptions {
             batch_size: config.train.eval_batch_size,
             shuffle: false,
@@ -59,7 +59,7 @@ impl RunSetup {
             workers: config.train.workers,
             prefetch: config.train.prefetch,
         };
-        Loader::new(dataset, self.eval_pipeline.clone(), options)
+        Ok(Loader::new(dataset, self.eval_pipeline.clone(), options)?)
     }
 
     /// The model with its best weights, for evaluation and prediction.
@@ -77,8 +77,8 @@ pub struct Outcome {
 
 /// Trains a new run (`resume = false`, the folder must not hold one) or continues the one
 /// in `run` from its last finished epoch; then evaluates the best checkpoint on test.
-pub fn train(config: &RunConfig, run: &RunDir, resume: bool, show_progress: bool) -> Result<Outcome, TrainError> {
-    let setup = RunSetup::new(config)?;
+/// `setup` is built first by the caller, so bad data fails before a run folder is made.
+pub fn train(config: &RunConfig, setup: &RunSetup, run: &RunDir, resume: bool, show_progress: bool) -> Result<Outcome, TrainError> {
     if !resume {
         run.write_text(&run.config_path(), &config.to_toml())?;
         if let Some(rows) = &setup.splits.split_table {
@@ -90,7 +90,8 @@ pub fn train(config: &RunConfig, run: &RunDir, resume: bool, show_progress: bool
     train_device.seed(config.seed);
     let mut model = Model::new(&setup.spec, &train_device)?;
     if let Some(weights) = &config.model.pretrained {
-        model = load_weights_partial(model, weights, &[])?;
+        let skip: Vec<&str> = config.model.pretrained_skip.iter().map(String::as_str).collect();
+        model = load_weights_partial(model, weights, &skip)?;
     }
     let objective = Objective::new(
         &config.losses,
@@ -133,8 +134,8 @@ pub fn train(config: &RunConfig, run: &RunDir, resume: bool, show_progress: bool
             workers: config.train.workers,
             prefetch: config.train.prefetch,
         },
-    );
-    let val_loader = setup.eval_loader(config, setup.splits.val.clone());
+    )?;
+    let val_loader = setup.eval_loader(config, setup.splits.val.clone())?;
     let steps = train_loader.num_batches();
     let multi_label = setup.info.task == Task::MultiLabel;
     let started = Instant::now();
@@ -183,6 +184,12 @@ pub fn train(config: &RunConfig, run: &RunDir, resume: bool, show_progress: bool
         state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
         if improved {
             save_best(run, &model, &BestRecord { epoch, metric: select.to_string(), value: metric })?;
+        } else if state.best.best_epoch.is_none() {
+            return Err(TrainError::Config(format!(
+                "`train.select_metric`: {select} is undefined on this validation split ({} samples, task {}); choose another metric",
+                setup.splits.val.len(),
+                setup.info.task
+            )));
         }
         save_last(run, &model, &optimizer, &state)?;
 
@@ -215,10 +222,11 @@ pub fn train(config: &RunConfig, run: &RunDir, resume: bool, show_progress: bool
     }
 
     let best_model = setup.load_best(run)?;
-    let test_loader = setup.eval_loader(config, setup.splits.test.clone());
+    let test_loader = setup.eval_loader(config, setup.splits.test.clone())?;
     let test = evaluate(&predict(&best_model, &test_loader, &setup.info, &setup.device)?, &setup.info)?;
     let val = evaluate(&predict(&best_model, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
-    let input_hw = [setup.train_pipeline.output_size()[0], setup.train_pipeline.output_size()[1]];
+    let [_, height, width] = setup.eval_pipeline.apply_seeded(&setup.splits.train.image(0)?, 0)?.1;
+    let input_hw = [height, width];
     let summary = json!({
         "dataset": setup.info.name,
         "model": config.model.arch,
@@ -232,7 +240,7 @@ pub fn train(config: &RunConfig, run: &RunDir, resume: bool, show_progress: bool
         "seed": config.seed,
         "seeds": {
             "model_init": config.seed,
-            "split": config.data.split.as_ref().map(|s| s.seed),
+            "split": setup.splits.split_table.as_ref().map(|_| config.data.split.clone().unwrap_or_default().seed),
             "shuffle_and_augment": config.seed,
         },
         "val": val.to_json(),

@@ -1,27 +1,28 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use medkd_train::evaluate::{Predictions, evaluate, predict, predict_files};
+use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
 use medkd_train::{RunConfig, RunDir, RunSetup};
 
 pub fn train(config_path: &Path, overrides: &[String], out: &Path, progress: bool) -> Result<()> {
     let mut config = RunConfig::load(config_path, overrides)?;
     // The run folder's config.toml must reproduce the run from any working directory.
     config.absolutize_paths(&std::env::current_dir()?);
+    let setup = RunSetup::new(&config)?;
     let run = RunDir::create(out)?;
     eprintln!("run folder: {}", out.display());
-    report(medkd_train::train(&config, &run, false, progress)?, out)
+    report(medkd_train::train(&config, &setup, &run, false, progress)?, out)
 }
 
 pub fn resume(run_path: &Path, progress: bool) -> Result<()> {
-    let run = RunDir::open(run_path)?;
-    let config = RunConfig::load(&run.config_path(), &[])?;
+    let (config, run, setup) = open_run(run_path)?;
     eprintln!("resuming run {}", run_path.display());
-    report(medkd_train::train(&config, &run, true, progress)?, run_path)
+    report(medkd_train::train(&config, &setup, &run, true, progress)?, run_path)
 }
 
 fn report(outcome: medkd_train::Outcome, run_path: &Path) -> Result<()> {
-    println!("test split, best checkpoint (epoch {}):", outcome.summary["best_epoch"]);
+    let best = outcome.summary["best_epoch"].as_u64().map_or("?".into(), |e| (e + 1).to_string());
+    println!("test split, best checkpoint (epoch {best} of {}):", outcome.summary["epochs_run"]);
     println!("{}", outcome.test.table());
     println!("summary: {}", run_path.join("summary.json").display());
     Ok(())
@@ -42,7 +43,7 @@ fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: 
         other => bail!("unknown split '{other}': expected train, val or test"),
     };
     let model = setup.load_best(run)?;
-    Ok(predict(&model, &setup.eval_loader(config, dataset), &setup.info, &setup.device)?)
+    Ok(evaluate::predict(&model, &setup.eval_loader(config, dataset)?, &setup.info, &setup.device)?)
 }
 
 pub fn eval(run_path: &Path, split: &str) -> Result<()> {

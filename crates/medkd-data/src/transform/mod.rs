@@ -11,7 +11,8 @@ mod normalize;
 use std::sync::Arc;
 
 use image::{DynamicImage, ImageBuffer, Luma};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::DataConfig;
@@ -303,6 +304,12 @@ impl Pipeline {
     /// The transformed image as a flat CHW vector.
     pub fn apply(&self, img: &DynamicImage, rng: &mut impl Rng) -> Result<Vec<f32>, DataError> {
         self.apply_with_shape(img, rng).map(|(data, _)| data)
+    }
+
+    /// The transformed image and its shape with the random draws seeded by `seed`, for one-off
+    /// images outside a loader (prediction on files, the model input shape).
+    pub fn apply_seeded(&self, img: &DynamicImage, seed: u64) -> Result<(Vec<f32>, [usize; 3]), DataError> {
+        self.apply_with_shape(img, &mut ChaCha8Rng::seed_from_u64(seed))
     }
 
     /// The transformed image as a flat CHW vector and its `[C, H, W]` shape.
