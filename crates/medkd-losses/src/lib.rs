@@ -5,13 +5,19 @@
 
 mod classification;
 mod error;
+mod feature;
+mod kd;
 mod objective;
+mod relational;
 mod spec;
 
 pub use classification::{bce_with_logits, cross_entropy, inverse_frequency_weights};
 pub use error::LossError;
+pub use feature::{ConvRegressor, attention_transfer, channel_gram_rmse, hint_mse};
+pub use kd::{kd_bce, kd_kl};
 pub use medkd_models::Features;
 pub use objective::{LossContext, Objective, TaskFacts, TermValue};
+pub use relational::{rkd_angle, rkd_distance};
 pub use spec::{ClassWeightRule, ClassWeights, LossSpec};
 
 /// Batch targets as the data loader gives them, kept on the host until a term needs them.
