@@ -411,6 +411,26 @@ mod tests {
         assert!(error_of(&text, &[]).contains("weight"));
     }
 
+    /// Every config shipped under configs/ is a valid run config (unknown keys, ranges).
+    #[test]
+    fn repository_configs_load() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut dirs = vec![configs];
+        let mut loaded = 0;
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "toml") {
+                    RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+                    loaded += 1;
+                }
+            }
+        }
+        assert!(loaded >= 5, "found {loaded} configs");
+    }
+
     #[test]
     fn malformed_overrides_are_errors() {
         assert!(error_of(BASE, &["train.epochs"]).contains("expected key=value"));
