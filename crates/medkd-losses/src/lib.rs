@@ -18,7 +18,7 @@ pub use kd::{kd_bce, kd_kl};
 pub use medkd_models::Features;
 pub use objective::{LossContext, Objective, TaskFacts, TermValue};
 pub use relational::{rkd_angle, rkd_distance};
-pub use spec::{ClassWeightRule, ClassWeights, LossSpec};
+pub use spec::{ClassWeightRule, ClassWeights, LossSpec, TeacherMix, TeacherRule};
 
 /// Batch targets as the data loader gives them, kept on the host until a term needs them.
 #[derive(Clone, Debug, PartialEq)]

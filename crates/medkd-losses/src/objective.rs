@@ -1,12 +1,22 @@
 use burn::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::classification::{bce_with_logits, cross_entropy, inverse_frequency_weights};
-use crate::{ClassWeightRule, ClassWeights, Features, LossError, LossSpec, Targets};
+use crate::{
+    ClassWeightRule, ClassWeights, Features, LossError, LossSpec, Targets, TeacherMix, TeacherRule, attention_transfer,
+    kd_bce, kd_kl, rkd_angle, rkd_distance,
+};
 
 /// What the loss terms see for one batch.
 pub struct LossContext<'a> {
     pub student: &'a Features,
+    /// The frozen teachers' outputs on the same batch, in config order (empty without teachers).
+    pub teachers: &'a [Features],
     pub targets: &'a Targets,
+    /// Global training step (epoch x steps per epoch + step): seeds per-step random choices, so
+    /// a resumed run draws the same ones.
+    pub step: u64,
 }
 
 /// One term's unweighted value, for logging.
@@ -15,74 +25,60 @@ pub struct TermValue {
     pub value: Tensor<1>,
 }
 
-/// Facts about the training data that terms are resolved against.
+/// Facts about the training data and teachers that terms are resolved against.
 pub struct TaskFacts<'a> {
     pub num_classes: usize,
     pub multi_label: bool,
     pub class_names: &'a [String],
     /// Per-class sample counts of the training split.
     pub class_counts: &'a [usize],
+    pub num_teachers: usize,
+    /// Seeds the random teacher choice of `teachers = "random"`.
+    pub seed: u64,
 }
 
 enum Term {
     CrossEntropy { class_weights: Option<Vec<f32>>, label_smoothing: f32 },
     Bce,
+    Kd { temperature: f32, mix: Mix },
+    RkdDistance { teacher: usize },
+    RkdAngle { teacher: usize, chunk: usize },
+    Attention { teacher: usize, stages: Vec<usize> },
+}
+
+/// A resolved [`TeacherMix`]: normalized weights, or one random teacher per step.
+enum Mix {
+    Weighted(Vec<f32>),
+    Random,
 }
 
 /// A resolved list of weighted loss terms: total = sum of weight x term.
 pub struct Objective {
     terms: Vec<(String, f64, Term)>,
+    multi_label: bool,
+    seed: u64,
 }
 
 impl Objective {
-    /// Validates every spec against the task and resolves data-dependent parameters
-    /// (class weights), so a bad term fails before training starts.
+    /// Validates every spec against the task and teachers and resolves data-dependent
+    /// parameters (class weights), so a bad term fails before training starts.
     pub fn new(specs: &[LossSpec], facts: &TaskFacts) -> Result<Objective, LossError> {
         if specs.is_empty() {
             return Err(LossError::bad("loss", "the config declares no [[loss]] term"));
         }
-        let mut terms = Vec::with_capacity(specs.len());
+        let mut terms: Vec<(String, f64, Term)> = Vec::with_capacity(specs.len());
         for spec in specs {
             spec.validate()?;
-            let name = spec.name();
-            let term = match spec {
-                LossSpec::CrossEntropy { label_smoothing, class_weights, .. } => {
-                    if facts.multi_label {
-                        return Err(LossError::Incompatible {
-                            term: name.into(),
-                            needs: "single-label targets".into(),
-                            found: "the dataset is multi-label (use kind = \"bce\")".into(),
-                        });
-                    }
-                    let class_weights = match class_weights {
-                        ClassWeights::Rule(ClassWeightRule::None) => None,
-                        ClassWeights::Rule(ClassWeightRule::InverseFrequency) => {
-                            Some(inverse_frequency_weights(facts.class_counts, facts.class_names)?)
-                        }
-                        ClassWeights::Explicit(list) if list.len() != facts.num_classes => {
-                            return Err(LossError::bad(
-                                name,
-                                format!("class_weights lists {} weights for {} classes", list.len(), facts.num_classes),
-                            ));
-                        }
-                        ClassWeights::Explicit(list) => Some(list.iter().map(|&w| w as f32).collect()),
-                    };
-                    Term::CrossEntropy { class_weights, label_smoothing: *label_smoothing as f32 }
-                }
-                LossSpec::Bce { .. } => {
-                    if !facts.multi_label {
-                        return Err(LossError::Incompatible {
-                            term: name.into(),
-                            needs: "multi-label targets".into(),
-                            found: "the dataset is single-label (use kind = \"cross_entropy\")".into(),
-                        });
-                    }
-                    Term::Bce
-                }
+            let term = resolve(spec, facts)?;
+            // Repeated kinds are logged apart: kd, kd_2, ...
+            let repeats = terms.iter().filter(|(_, _, t)| std::mem::discriminant(t) == std::mem::discriminant(&term)).count();
+            let name = match repeats {
+                0 => spec.name().to_string(),
+                n => format!("{}_{}", spec.name(), n + 1),
             };
-            terms.push((name.to_string(), spec.weight(), term));
+            terms.push((name, spec.weight(), term));
         }
-        Ok(Objective { terms })
+        Ok(Objective { terms, multi_label: facts.multi_label, seed: facts.seed })
     }
 
     /// Names of the terms, in config order.
@@ -91,26 +87,11 @@ impl Objective {
     }
 
     /// The weighted total and each term's unweighted value.
-    pub fn compute(&self, ctx: &LossContext) -> (Tensor<1>, Vec<TermValue>) {
+    pub fn compute(&self, ctx: &LossContext) -> Result<(Tensor<1>, Vec<TermValue>), LossError> {
         let mut total: Option<Tensor<1>> = None;
         let mut values = Vec::with_capacity(self.terms.len());
-        for (name, weight, term) in &self.terms {
-            let value = match (term, ctx.targets) {
-                (Term::CrossEntropy { class_weights, label_smoothing }, Targets::Classes(classes)) => cross_entropy(
-                    ctx.student.logits.clone(),
-                    classes,
-                    class_weights.as_deref(),
-                    *label_smoothing,
-                ),
-                (Term::Bce, Targets::MultiHot { values, num_labels }) => {
-                    let device = ctx.student.logits.device();
-                    let n = values.len() / num_labels;
-                    let targets = Tensor::<2>::from_data(TensorData::new(values.clone(), [n, *num_labels]), &device);
-                    bce_with_logits(ctx.student.logits.clone(), targets)
-                }
-                // Objective::new checked the task kind, and the loader yields targets of that kind.
-                _ => unreachable!("loss term '{name}' got targets of the wrong kind"),
-            };
+        for (index, (name, weight, term)) in self.terms.iter().enumerate() {
+            let value = self.term_value(index, name, term, ctx)?;
             let weighted = value.clone().mul_scalar(*weight);
             total = Some(match total {
                 Some(sum) => sum + weighted,
@@ -118,6 +99,140 @@ impl Objective {
             });
             values.push(TermValue { name: name.clone(), value });
         }
-        (total.expect("Objective::new rejects an empty term list"), values)
+        Ok((total.expect("Objective::new rejects an empty term list"), values))
     }
+
+    fn term_value(&self, index: usize, name: &str, term: &Term, ctx: &LossContext) -> Result<Tensor<1>, LossError> {
+        let student = ctx.student;
+        let teacher = |i: usize| &ctx.teachers[i];
+        Ok(match (term, ctx.targets) {
+            (Term::CrossEntropy { class_weights, label_smoothing }, Targets::Classes(classes)) => {
+                cross_entropy(student.logits.clone(), classes, class_weights.as_deref(), *label_smoothing)
+            }
+            (Term::Bce, Targets::MultiHot { values, num_labels }) => {
+                let n = values.len() / num_labels;
+                let targets = Tensor::<2>::from_data(TensorData::new(values.clone(), [n, *num_labels]), &student.logits.device());
+                bce_with_logits(student.logits.clone(), targets)
+            }
+            (Term::CrossEntropy { .. } | Term::Bce, _) => {
+                unreachable!("Objective::new checked the task kind, and the loader yields targets of that kind")
+            }
+            (Term::Kd { temperature, mix }, _) => {
+                let target = match mix {
+                    Mix::Weighted(weights) => weights
+                        .iter()
+                        .zip(ctx.teachers)
+                        .map(|(w, t)| t.logits.clone().mul_scalar(*w))
+                        .reduce(|a, b| a + b)
+                        .expect("Objective::new checked there is a teacher"),
+                    Mix::Random => {
+                        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                        rng.set_stream(ctx.step);
+                        rng.set_word_pos(index as u128);
+                        teacher(rng.random_range(0..ctx.teachers.len())).logits.clone()
+                    }
+                };
+                if self.multi_label {
+                    kd_bce(student.logits.clone(), target, *temperature)
+                } else {
+                    kd_kl(student.logits.clone(), target, *temperature)
+                }
+            }
+            (Term::RkdDistance { teacher: t }, _) => rkd_distance(student.pooled.clone(), teacher(*t).pooled.clone()),
+            (Term::RkdAngle { teacher: t, chunk }, _) => rkd_angle(student.pooled.clone(), teacher(*t).pooled.clone(), *chunk),
+            (Term::Attention { teacher: t, stages }, _) => {
+                let mut sum: Option<Tensor<1>> = None;
+                for &stage in stages {
+                    let (s, t) = (&student.stages[stage], &teacher(*t).stages[stage]);
+                    if s.dims()[2..] != t.dims()[2..] {
+                        return Err(LossError::Incompatible {
+                            term: name.into(),
+                            needs: format!("equal spatial sizes at stage {stage}"),
+                            found: format!("student {:?}, teacher {:?}", s.dims(), t.dims()),
+                        });
+                    }
+                    let value = attention_transfer(s.clone(), t.clone());
+                    sum = Some(match sum {
+                        Some(total) => total + value,
+                        None => value,
+                    });
+                }
+                sum.expect("validate() rejects an empty stage list")
+            }
+        })
+    }
+}
+
+/// Checks one spec against the task and teachers and resolves it into a [`Term`].
+fn resolve(spec: &LossSpec, facts: &TaskFacts) -> Result<Term, LossError> {
+    let name = spec.name();
+    let needs_teacher = |index: usize| {
+        if index < facts.num_teachers {
+            Ok(index)
+        } else {
+            Err(LossError::Incompatible {
+                term: name.into(),
+                needs: format!("teacher {index} (teachers count from 0)"),
+                found: format!("the config declares {} [[teacher]] entries", facts.num_teachers),
+            })
+        }
+    };
+    Ok(match spec {
+        LossSpec::CrossEntropy { label_smoothing, class_weights, .. } => {
+            if facts.multi_label {
+                return Err(LossError::Incompatible {
+                    term: name.into(),
+                    needs: "single-label targets".into(),
+                    found: "the dataset is multi-label (use kind = \"bce\")".into(),
+                });
+            }
+            let class_weights = match class_weights {
+                ClassWeights::Rule(ClassWeightRule::None) => None,
+                ClassWeights::Rule(ClassWeightRule::InverseFrequency) => {
+                    Some(inverse_frequency_weights(facts.class_counts, facts.class_names)?)
+                }
+                ClassWeights::Explicit(list) if list.len() != facts.num_classes => {
+                    return Err(LossError::bad(
+                        name,
+                        format!("class_weights lists {} weights for {} classes", list.len(), facts.num_classes),
+                    ));
+                }
+                ClassWeights::Explicit(list) => Some(list.iter().map(|&w| w as f32).collect()),
+            };
+            Term::CrossEntropy { class_weights, label_smoothing: *label_smoothing as f32 }
+        }
+        LossSpec::Bce { .. } => {
+            if !facts.multi_label {
+                return Err(LossError::Incompatible {
+                    term: name.into(),
+                    needs: "multi-label targets".into(),
+                    found: "the dataset is single-label (use kind = \"cross_entropy\")".into(),
+                });
+            }
+            Term::Bce
+        }
+        LossSpec::Kd { temperature, teachers, .. } => {
+            needs_teacher(0)?;
+            let mix = match teachers {
+                TeacherMix::Rule(TeacherRule::Mean) => Mix::Weighted(vec![1.0 / facts.num_teachers as f32; facts.num_teachers]),
+                TeacherMix::Rule(TeacherRule::Random) => Mix::Random,
+                TeacherMix::Weights(list) if list.len() != facts.num_teachers => {
+                    return Err(LossError::bad(
+                        name,
+                        format!("teachers lists {} weights for {} teachers", list.len(), facts.num_teachers),
+                    ));
+                }
+                TeacherMix::Weights(list) => {
+                    let sum: f64 = list.iter().sum();
+                    Mix::Weighted(list.iter().map(|w| (w / sum) as f32).collect())
+                }
+            };
+            Term::Kd { temperature: *temperature as f32, mix }
+        }
+        LossSpec::RkdDistance { teacher, .. } => Term::RkdDistance { teacher: needs_teacher(*teacher)? },
+        LossSpec::RkdAngle { teacher, chunk, .. } => Term::RkdAngle { teacher: needs_teacher(*teacher)?, chunk: *chunk },
+        LossSpec::Attention { teacher, stages, .. } => {
+            Term::Attention { teacher: needs_teacher(*teacher)?, stages: stages.clone() }
+        }
+    })
 }

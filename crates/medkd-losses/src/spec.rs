@@ -20,10 +20,81 @@ pub enum LossSpec {
         #[serde(default = "unit_weight")]
         weight: f64,
     },
+    /// Hinton soft-target KD from the teachers' logits: `T^2 KL(softmax(z_t/T) || softmax(z_s/T))`
+    /// (batchmean) on single-label tasks, mean `BCE(sigmoid(z_s/T), sigmoid(z_t/T))` on
+    /// multi-label ones.
+    Kd {
+        #[serde(default = "unit_weight")]
+        weight: f64,
+        #[serde(default = "default_temperature")]
+        temperature: f64,
+        /// How several teachers' logits become one target.
+        #[serde(default)]
+        teachers: TeacherMix,
+    },
+    /// Park et al. (2019) RKD distance term on the pooled embeddings of one teacher.
+    RkdDistance {
+        #[serde(default = "unit_weight")]
+        weight: f64,
+        #[serde(default)]
+        teacher: usize,
+    },
+    /// Park et al. (2019) RKD angle term on the pooled embeddings of one teacher, computed
+    /// `chunk` anchors at a time.
+    RkdAngle {
+        #[serde(default = "unit_weight")]
+        weight: f64,
+        #[serde(default)]
+        teacher: usize,
+        #[serde(default = "default_chunk")]
+        chunk: usize,
+    },
+    /// Attention transfer (Zagoruyko & Komodakis 2017) between stage maps of equal spatial size,
+    /// summed over the listed stages (0-3).
+    Attention {
+        #[serde(default = "unit_weight")]
+        weight: f64,
+        #[serde(default)]
+        teacher: usize,
+        #[serde(default = "all_stages")]
+        stages: Vec<usize>,
+    },
 }
 
 fn unit_weight() -> f64 {
     1.0
+}
+fn default_temperature() -> f64 {
+    4.0
+}
+fn default_chunk() -> usize {
+    32
+}
+fn all_stages() -> Vec<usize> {
+    vec![0, 1, 2, 3]
+}
+
+/// How a KD term combines several teachers: `"mean"` of their logits, a seeded `"random"`
+/// teacher per training step (RoS-KD), or a weighted mean with one weight per teacher (a
+/// one-hot list picks a single teacher).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TeacherMix {
+    Rule(TeacherRule),
+    Weights(Vec<f64>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherRule {
+    Mean,
+    Random,
+}
+
+impl Default for TeacherMix {
+    fn default() -> Self {
+        TeacherMix::Rule(TeacherRule::Mean)
+    }
 }
 
 /// How cross-entropy weighs classes: `"none"`, `"inverse_frequency"` (N_total / N_c on the
@@ -54,12 +125,21 @@ impl LossSpec {
         match self {
             LossSpec::CrossEntropy { .. } => "cross_entropy",
             LossSpec::Bce { .. } => "bce",
+            LossSpec::Kd { .. } => "kd",
+            LossSpec::RkdDistance { .. } => "rkd_distance",
+            LossSpec::RkdAngle { .. } => "rkd_angle",
+            LossSpec::Attention { .. } => "attention",
         }
     }
 
     pub fn weight(&self) -> f64 {
         match self {
-            LossSpec::CrossEntropy { weight, .. } | LossSpec::Bce { weight } => *weight,
+            LossSpec::CrossEntropy { weight, .. }
+            | LossSpec::Bce { weight }
+            | LossSpec::Kd { weight, .. }
+            | LossSpec::RkdDistance { weight, .. }
+            | LossSpec::RkdAngle { weight, .. }
+            | LossSpec::Attention { weight, .. } => *weight,
         }
     }
 
@@ -70,18 +150,42 @@ impl LossSpec {
         if !(weight.is_finite() && weight >= 0.0) {
             return Err(LossError::bad(name, format!("weight must be a finite number >= 0, got {weight}")));
         }
-        if let LossSpec::CrossEntropy { label_smoothing, class_weights, .. } = self {
-            if !(0.0..1.0).contains(label_smoothing) {
-                return Err(LossError::bad(
-                    name,
-                    format!("label_smoothing must be in [0, 1), got {label_smoothing}"),
-                ));
-            }
-            if let ClassWeights::Explicit(list) = class_weights {
-                if let Some(bad) = list.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
-                    return Err(LossError::bad(name, format!("class_weights must all be > 0, got {bad}")));
+        match self {
+            LossSpec::CrossEntropy { label_smoothing, class_weights, .. } => {
+                if !(0.0..1.0).contains(label_smoothing) {
+                    return Err(LossError::bad(
+                        name,
+                        format!("label_smoothing must be in [0, 1), got {label_smoothing}"),
+                    ));
+                }
+                if let ClassWeights::Explicit(list) = class_weights {
+                    if let Some(bad) = list.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
+                        return Err(LossError::bad(name, format!("class_weights must all be > 0, got {bad}")));
+                    }
                 }
             }
+            LossSpec::Kd { temperature, teachers, .. } => {
+                if !(temperature.is_finite() && *temperature > 0.0) {
+                    return Err(LossError::bad(name, format!("temperature must be > 0, got {temperature}")));
+                }
+                if let TeacherMix::Weights(list) = teachers {
+                    if list.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || list.iter().sum::<f64>() <= 0.0 {
+                        return Err(LossError::bad(
+                            name,
+                            format!("teachers weights must be >= 0 with a positive sum, got {list:?}"),
+                        ));
+                    }
+                }
+            }
+            LossSpec::RkdAngle { chunk: 0, .. } => {
+                return Err(LossError::bad(name, "chunk must be at least 1"));
+            }
+            LossSpec::Attention { stages, .. } => {
+                if stages.is_empty() || stages.iter().any(|&s| s > 3) {
+                    return Err(LossError::bad(name, format!("stages must list stage indices 0-3, got {stages:?}")));
+                }
+            }
+            _ => {}
         }
         Ok(())
     }

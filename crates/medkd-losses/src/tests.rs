@@ -9,7 +9,7 @@ fn names(k: usize) -> Vec<String> {
 }
 
 fn facts<'a>(names: &'a [String], counts: &'a [usize], multi_label: bool) -> TaskFacts<'a> {
-    TaskFacts { num_classes: names.len(), multi_label, class_names: names, class_counts: counts }
+    TaskFacts { num_classes: names.len(), multi_label, class_names: names, class_counts: counts, num_teachers: 0, seed: 0 }
 }
 
 #[test]
@@ -64,9 +64,80 @@ fn objective_total_is_the_weighted_sum_of_terms() {
     ];
     let objective = Objective::new(&specs, &facts(&names, &[5, 3, 2], false)).unwrap();
     let targets = Targets::Classes(vec![0, 2]);
-    let (total, terms) = objective.compute(&LossContext { student: &student, targets: &targets });
+    let (total, terms) = objective.compute(&LossContext { student: &student, teachers: &[], targets: &targets, step: 0 }).unwrap();
     let values: Vec<f32> = terms.into_iter().map(|t| t.value.into_scalar::<f32>()).collect();
     let total = total.into_scalar::<f32>();
     assert!((total - (0.25 * values[0] + 2.0 * values[1])).abs() < 1e-5, "{total} vs {values:?}");
     assert_ne!(values[0], values[1], "class weights and smoothing change the term");
+}
+
+fn features(model: &Model, seed: u64) -> Features {
+    let device = burn::prelude::Device::flex();
+    device.seed(seed);
+    let images = Tensor::<4>::random([4, 3, 16, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    model.valid().forward(images)
+}
+
+fn kd_objective(teachers: TeacherMix, num_teachers: usize) -> Result<Objective, LossError> {
+    let names = names(3);
+    let spec = LossSpec::Kd { weight: 1.0, temperature: 2.0, teachers };
+    Objective::new(&[spec], &TaskFacts { num_teachers, seed: 7, ..facts(&names, &[1, 1, 1], false) })
+}
+
+fn kd_value(objective: &Objective, student: &Features, teachers: &[Features], step: u64) -> f32 {
+    let targets = Targets::Classes(vec![0, 1, 2, 0]);
+    let (total, _) = objective.compute(&LossContext { student, teachers, targets: &targets, step }).unwrap();
+    total.into_scalar::<f32>()
+}
+
+#[test]
+fn kd_mixes_teachers_by_mean_weights_or_seeded_random_choice() {
+    let device = burn::prelude::Device::flex();
+    let model = Model::new(&ModelSpec { arch: Arch::ResNet18, num_classes: 3, in_channels: 3, small_input: true }, &device).unwrap();
+    let (student, a, b) = (features(&model, 1), features(&model, 2), features(&model, 3));
+    let teachers = [a.clone(), b.clone()];
+    // The student as its own teacher: zero KD.
+    let same = kd_value(&kd_objective(TeacherMix::default(), 1).unwrap(), &student, &[student.clone()], 0);
+    assert!(same.abs() < 1e-6, "{same}");
+    // A one-hot weight list is that teacher alone; "mean" is the mean of the logits.
+    let only_b = kd_value(&kd_objective(TeacherMix::Weights(vec![0.0, 2.0]), 2).unwrap(), &student, &teachers, 0);
+    assert_eq!(only_b, kd_value(&kd_objective(TeacherMix::default(), 1).unwrap(), &student, &[b.clone()], 0));
+    let mean_logits = Features { logits: (a.logits.clone() + b.logits.clone()).div_scalar(2.0), ..a.clone() };
+    let mean = kd_value(&kd_objective(TeacherMix::default(), 2).unwrap(), &student, &teachers, 0);
+    let expected = kd_value(&kd_objective(TeacherMix::default(), 1).unwrap(), &student, &[mean_logits], 0);
+    assert!((mean - expected).abs() < 1e-6, "{mean} vs {expected}");
+    // Random: each step uses one teacher, the same one for the same step, and both are used.
+    let random = kd_objective(TeacherMix::Rule(TeacherRule::Random), 2).unwrap();
+    let single = |t: &Features| kd_value(&kd_objective(TeacherMix::default(), 1).unwrap(), &student, &[t.clone()], 0);
+    let (value_a, value_b) = (single(&a), single(&b));
+    let picks: Vec<f32> = (0..20).map(|step| kd_value(&random, &student, &teachers, step)).collect();
+    assert!(picks.iter().all(|v| *v == value_a || *v == value_b), "{picks:?}");
+    assert!(picks.contains(&value_a) && picks.contains(&value_b), "{picks:?}");
+    assert_eq!(picks, (0..20).map(|step| kd_value(&random, &student, &teachers, step)).collect::<Vec<_>>());
+}
+
+#[test]
+fn teacher_terms_are_checked_against_the_declared_teachers() {
+    let error = |spec: LossSpec, num_teachers: usize| {
+        let names = names(3);
+        Objective::new(&[spec], &TaskFacts { num_teachers, seed: 0, ..facts(&names, &[1, 1, 1], false) }).err().unwrap().to_string()
+    };
+    let kd = |teachers| LossSpec::Kd { weight: 1.0, temperature: 4.0, teachers };
+    assert!(error(kd(TeacherMix::default()), 0).contains("declares 0 [[teacher]]"));
+    assert!(error(kd(TeacherMix::Weights(vec![1.0])), 2).contains("1 weights for 2 teachers"));
+    assert!(error(kd(TeacherMix::Weights(vec![0.0, 0.0])), 2).contains("positive sum"));
+    assert!(error(LossSpec::Kd { weight: 1.0, temperature: 0.0, teachers: TeacherMix::default() }, 1).contains("temperature must be > 0"));
+    assert!(error(LossSpec::RkdDistance { weight: 1.0, teacher: 2 }, 2).contains("teacher 2"));
+    assert!(error(LossSpec::RkdAngle { weight: 1.0, teacher: 0, chunk: 0 }, 1).contains("chunk"));
+    assert!(error(LossSpec::Attention { weight: 1.0, teacher: 0, stages: vec![4] }, 1).contains("stages"));
+    assert!(error(LossSpec::Bce { weight: -1.0 }, 0).contains("weight must be"));
+}
+
+#[test]
+fn repeated_kinds_are_logged_under_distinct_names() {
+    let names = names(3);
+    let kd = LossSpec::Kd { weight: 1.0, temperature: 4.0, teachers: TeacherMix::default() };
+    let ce = LossSpec::CrossEntropy { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::default() };
+    let objective = Objective::new(&[ce, kd.clone(), kd], &TaskFacts { num_teachers: 1, seed: 0, ..facts(&names, &[1, 1, 1], false) }).unwrap();
+    assert_eq!(objective.term_names(), ["cross_entropy", "kd", "kd_2"]);
 }

@@ -24,6 +24,25 @@ pub struct RunConfig {
     pub train: TrainConfig,
     #[serde(rename = "loss")]
     pub losses: Vec<LossSpec>,
+    /// Frozen teachers whose outputs KD terms read (`medkd distill`).
+    #[serde(default, rename = "teacher", skip_serializing_if = "Vec::is_empty")]
+    pub teachers: Vec<TeacherConfig>,
+}
+
+/// A `[[teacher]]` entry: a finished medkd run folder (its architecture, class names and best
+/// weights), or an architecture with a weights file in torchvision naming.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<Arch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
+    /// With `arch`: the 28-64 px stem (see `model.small_input`).
+    #[serde(default)]
+    pub small_input: bool,
 }
 
 /// Where tensors live. `flex` (pure-Rust CPU) is always built; GPU backends are cargo features.
@@ -288,6 +307,18 @@ impl RunConfig {
         if self.losses.is_empty() {
             return bad("loss", "declare at least one [[loss]] term".into());
         }
+        for (index, teacher) in self.teachers.iter().enumerate() {
+            match teacher {
+                TeacherConfig { run: Some(_), arch: None, weights: None, small_input: false } => {}
+                TeacherConfig { run: None, arch: Some(_), weights: Some(_), .. } => {}
+                _ => {
+                    return bad(
+                        &format!("teacher[{index}]"),
+                        "give either `run` (a medkd run folder) or both `arch` and `weights` (with optional `small_input`)".into(),
+                    );
+                }
+            }
+        }
         self.data.validate().map_err(|e| TrainError::Config(format!("`data`: {e}")))
     }
 
@@ -297,6 +328,10 @@ impl RunConfig {
         self.data.path = absolute(&self.data.path);
         if let Some(weights) = &self.model.pretrained {
             self.model.pretrained = Some(absolute(weights));
+        }
+        for teacher in &mut self.teachers {
+            teacher.run = teacher.run.as_deref().map(absolute);
+            teacher.weights = teacher.weights.as_deref().map(absolute);
         }
     }
 

@@ -9,12 +9,14 @@ pub mod evaluate;
 pub mod optim;
 pub mod run_dir;
 pub mod schedule;
+pub mod teachers;
 pub mod trainer;
 
 pub use config::RunConfig;
 pub use error::TrainError;
 pub use run_dir::RunDir;
-pub use trainer::{Outcome, RunSetup, train};
+pub use teachers::{Teacher, load_teachers};
+pub use trainer::{Outcome, Prepared, RunSetup, train};
 
 /// Direction of a selection metric: everything but `loss` and `ece` is better when higher.
 pub fn higher_is_better(metric: &str) -> bool {

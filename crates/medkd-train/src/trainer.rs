@@ -10,7 +10,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use medkd_data::{DataSplits, DatasetInfo, Loader, LoaderOptions, Pipeline, Task, build_pipelines, open_splits, write_split_csv};
-use medkd_losses::{LossContext, Objective, TaskFacts, Targets};
+use medkd_losses::{Features, LossContext, Objective, TaskFacts, Targets};
 use medkd_models::{Model, ModelSpec, count_macs, count_params, load_weights, load_weights_partial};
 use serde_json::json;
 
@@ -21,6 +21,7 @@ use crate::evaluate::{Evaluation, batch_tensor, evaluate, predict};
 use crate::optim::build_optimizer;
 use crate::run_dir::RunDir;
 use crate::schedule::{ImprovementTracker, LrSchedule};
+use crate::teachers::{Teacher, load_teachers};
 use crate::{TrainError, higher_is_better};
 
 /// Data, model shape and device of a run, rebuilt identically from its config by
@@ -69,6 +70,32 @@ impl RunSetup {
     }
 }
 
+/// Everything a run checks before it writes anything: data, teachers and loss terms.
+pub struct Prepared {
+    pub setup: RunSetup,
+    pub teachers: Vec<Teacher>,
+    pub objective: Objective,
+}
+
+impl Prepared {
+    pub fn new(config: &RunConfig) -> Result<Prepared, TrainError> {
+        let setup = RunSetup::new(config)?;
+        let teachers = load_teachers(&config.teachers, &setup.info, setup.spec.in_channels, &setup.device)?;
+        let objective = Objective::new(
+            &config.losses,
+            &TaskFacts {
+                num_classes: setup.spec.num_classes,
+                multi_label: setup.info.task == Task::MultiLabel,
+                class_names: &setup.info.class_names,
+                class_counts: &medkd_data::class_counts(setup.splits.train.as_ref()),
+                num_teachers: teachers.len(),
+                seed: config.seed,
+            },
+        )?;
+        Ok(Prepared { setup, teachers, objective })
+    }
+}
+
 /// Where the run stands when `train` returns.
 pub struct Outcome {
     pub summary: serde_json::Value,
@@ -77,8 +104,9 @@ pub struct Outcome {
 
 /// Trains a new run (`resume = false`, the folder must not hold one) or continues the one
 /// in `run` from its last finished epoch; then evaluates the best checkpoint on test.
-/// `setup` is built first by the caller, so bad data fails before a run folder is made.
-pub fn train(config: &RunConfig, setup: &RunSetup, run: &RunDir, resume: bool, show_progress: bool) -> Result<Outcome, TrainError> {
+/// `prepared` is built first by the caller, so bad input fails before a run folder is made.
+pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool, show_progress: bool) -> Result<Outcome, TrainError> {
+    let Prepared { setup, teachers, objective } = prepared;
     if !resume {
         run.write_text(&run.config_path(), &config.to_toml())?;
         if let Some(rows) = &setup.splits.split_table {
@@ -93,15 +121,6 @@ pub fn train(config: &RunConfig, setup: &RunSetup, run: &RunDir, resume: bool, s
         let skip: Vec<&str> = config.model.pretrained_skip.iter().map(String::as_str).collect();
         model = load_weights_partial(model, weights, &skip)?;
     }
-    let objective = Objective::new(
-        &config.losses,
-        &TaskFacts {
-            num_classes: setup.spec.num_classes,
-            multi_label: setup.info.task == Task::MultiLabel,
-            class_names: &setup.info.class_names,
-            class_counts: &medkd_data::class_counts(setup.splits.train.as_ref()),
-        },
-    )?;
     let mut optimizer = build_optimizer(&config.train.optimizer);
     let schedule = LrSchedule::new(
         config.train.optimizer.lr(),
@@ -155,8 +174,14 @@ pub fn train(config: &RunConfig, setup: &RunSetup, run: &RunDir, resume: bool, s
             } else {
                 Targets::Classes(batch.class_labels())
             };
+            let teacher_outputs: Vec<Features> = teachers.iter().map(|t| t.forward(images.clone())).collect();
             let student = model.forward(images);
-            let (loss, terms) = objective.compute(&LossContext { student: &student, targets: &targets });
+            let (loss, terms) = objective.compute(&LossContext {
+                student: &student,
+                teachers: &teacher_outputs,
+                targets: &targets,
+                step: (epoch * steps + step) as u64,
+            })?;
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
             let term_values: Vec<(String, f64)> =
                 terms.into_iter().map(|t| (t.name, t.value.into_scalar::<f32>() as f64)).collect();
@@ -229,7 +254,10 @@ pub fn train(config: &RunConfig, setup: &RunSetup, run: &RunDir, resume: bool, s
     let input_hw = [height, width];
     let summary = json!({
         "dataset": setup.info.name,
+        "class_names": setup.info.class_names,
+        "input_channels": setup.spec.in_channels,
         "model": config.model.arch,
+        "teachers": teachers.iter().map(|t| t.source.clone()).collect::<Vec<_>>(),
         "params": count_params(&best_model),
         "macs": count_macs(&setup.spec, input_hw),
         "input_size": input_hw,

@@ -2,22 +2,43 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
-use medkd_train::{RunConfig, RunDir, RunSetup};
+use medkd_train::{Prepared, RunConfig, RunDir, RunSetup};
 
-pub fn train(config_path: &Path, overrides: &[String], out: &Path, progress: bool) -> Result<()> {
-    let mut config = RunConfig::load(config_path, overrides)?;
-    // The run folder's config.toml must reproduce the run from any working directory.
-    config.absolutize_paths(&std::env::current_dir()?);
-    let setup = RunSetup::new(&config)?;
-    let run = RunDir::create(out)?;
-    eprintln!("run folder: {}", out.display());
-    report(medkd_train::train(&config, &setup, &run, false, progress)?, out)
+/// Which command runs a config: `distill` needs `[[teacher]]` entries, `train` has none, so a
+/// config never silently trains without the teachers it names (or waits for ones it lacks).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Distill,
 }
 
-pub fn resume(run_path: &Path, progress: bool) -> Result<()> {
-    let (config, run, setup) = open_run(run_path)?;
+fn check_mode(config: &RunConfig, mode: Mode) -> Result<()> {
+    match (mode, config.teachers.is_empty()) {
+        (Mode::Train, false) => bail!("the config declares [[teacher]] entries: run it with `medkd distill`"),
+        (Mode::Distill, true) => bail!("`medkd distill` needs at least one [[teacher]] in the config"),
+        _ => Ok(()),
+    }
+}
+
+/// Data, teachers and loss terms are all checked before the run folder is created.
+pub fn train(mode: Mode, config_path: &Path, overrides: &[String], out: &Path, progress: bool) -> Result<()> {
+    let mut config = RunConfig::load(config_path, overrides)?;
+    check_mode(&config, mode)?;
+    // The run folder's config.toml must reproduce the run from any working directory.
+    config.absolutize_paths(&std::env::current_dir()?);
+    let prepared = Prepared::new(&config)?;
+    let run = RunDir::create(out)?;
+    eprintln!("run folder: {}", out.display());
+    report(medkd_train::train(&config, &prepared, &run, false, progress)?, out)
+}
+
+pub fn resume(mode: Mode, run_path: &Path, progress: bool) -> Result<()> {
+    let run = RunDir::open(run_path)?;
+    let config = RunConfig::load(&run.config_path(), &[])?;
+    check_mode(&config, mode)?;
+    let prepared = Prepared::new(&config)?;
     eprintln!("resuming run {}", run_path.display());
-    report(medkd_train::train(&config, &setup, &run, true, progress)?, run_path)
+    report(medkd_train::train(&config, &prepared, &run, true, progress)?, run_path)
 }
 
 fn report(outcome: medkd_train::Outcome, run_path: &Path) -> Result<()> {

@@ -1,11 +1,12 @@
-//! The `medkd` command line: train, eval, predict, data and bench.
+//! The `medkd` command line: train, distill, eval, predict, data and bench.
 
 mod bench;
 mod commands;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use commands::Mode;
 
 #[derive(Parser)]
 #[command(name = "medkd", version, about = "Train compact, robust medical image classifiers by knowledge distillation")]
@@ -17,23 +18,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model from a config, or resume an interrupted run.
-    Train {
-        /// Config file (TOML); see configs/README.md.
-        #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
-        config: Option<PathBuf>,
-        /// Override a config key, e.g. --set train.epochs=5 --set train.optimizer.lr=0.01.
-        #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "resume")]
-        overrides: Vec<String>,
-        /// Run folder to create.
-        #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
-        out: Option<PathBuf>,
-        /// Continue the run in this folder from its last finished epoch.
-        #[arg(long, value_name = "DIR")]
-        resume: Option<PathBuf>,
-        /// No progress bar (per-epoch lines are still printed).
-        #[arg(long)]
-        quiet: bool,
-    },
+    Train(RunArgs),
+    /// Train a student from the [[teacher]] entries and KD loss terms of a config, or resume.
+    Distill(RunArgs),
     /// Evaluate a run's best checkpoint on a split and print the metrics table.
     Eval {
         #[arg(long)]
@@ -89,6 +76,40 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct RunArgs {
+    /// Config file (TOML); see configs/README.md.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    config: Option<PathBuf>,
+    /// Override a config key, e.g. --set train.epochs=5 --set train.optimizer.lr=0.01.
+    #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "resume")]
+    overrides: Vec<String>,
+    /// Run folder to create.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its last finished epoch.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// No progress bar (per-epoch lines are still printed).
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl RunArgs {
+    fn run(self, mode: Mode) -> anyhow::Result<()> {
+        match self.resume {
+            Some(run) => commands::resume(mode, &run, !self.quiet),
+            None => commands::train(
+                mode,
+                &self.config.expect("clap requires --config"),
+                &self.overrides,
+                &self.out.expect("clap requires --out"),
+                !self.quiet,
+            ),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum DataCommand {
     /// Download a MedMNIST dataset (e.g. breastmnist) from its Zenodo record.
@@ -109,10 +130,8 @@ enum DataCommand {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train { config, overrides, out, resume, quiet } => match resume {
-            Some(run) => commands::resume(&run, !quiet),
-            None => commands::train(&config.expect("clap requires --config"), &overrides, &out.expect("clap requires --out"), !quiet),
-        },
+        Command::Train(args) => args.run(Mode::Train),
+        Command::Distill(args) => args.run(Mode::Distill),
         Command::Eval { run, split } => commands::eval(&run, &split),
         Command::Predict { run, out, split, images } => commands::predict(&run, &out, split.as_deref(), &images),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {

@@ -204,3 +204,47 @@ fn a_diverging_run_stops_with_a_non_finite_loss_error() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("non-finite loss"), "{}", stderr(&output));
 }
+
+#[test]
+fn distill_trains_a_student_from_a_teacher_run_and_checks_teachers_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let teacher = tmp.path().join("teacher");
+    let output = train(&write_config(tmp.path(), TINY), &teacher, &["--set", "train.epochs=2"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let student_config = format!(
+        "{}\n[[loss]]\nkind = \"kd\"\nweight = 0.9\ntemperature = 4.0\n[[loss]]\nkind = \"rkd_distance\"\nweight = 25.0\n[[teacher]]\nrun = \"{}\"\n",
+        TINY.replace("arch = \"resnet18\"", "arch = \"mobilenetv2\""),
+        teacher.display()
+    );
+    let config = tmp.path().join("student.toml");
+    std::fs::write(&config, &student_config).unwrap();
+    let student = tmp.path().join("student");
+    let distill = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["distill", "--quiet", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        medkd(&args)
+    };
+    let output = distill(&student, &["--set", "train.epochs=2"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = read_json(&student.join("summary.json"));
+    assert_eq!(summary["model"], "mobilenetv2");
+    assert!(summary["teachers"][0].as_str().unwrap().contains("resnet18"), "{}", summary["teachers"]);
+    let first: Value = serde_json::from_str(std::fs::read_to_string(student.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    for term in ["cross_entropy", "kd", "rkd_distance"] {
+        assert!(first["train_terms"][term].as_f64().unwrap() > 0.0, "{term} logged: {}", first["train_terms"]);
+    }
+
+    // Each mistake is reported before a run folder is made.
+    let wrong_classes = distill(&tmp.path().join("bad1"), &["--set", "data.path=../shared/data/medmnist/retinamnist.npz"]);
+    assert!(stderr(&wrong_classes).contains("teacher[0]") && stderr(&wrong_classes).contains("classes"), "{}", stderr(&wrong_classes));
+    let no_teacher = distill(&tmp.path().join("bad2"), &["--set", "teacher=[]"]);
+    assert!(stderr(&no_teacher).contains("needs at least one [[teacher]]"), "{}", stderr(&no_teacher));
+    let bad_index = distill(&tmp.path().join("bad3"), &["--set", "loss=[{ kind = \"rkd_angle\", teacher = 1 }]"]);
+    assert!(stderr(&bad_index).contains("rkd_angle") && stderr(&bad_index).contains("teacher 1"), "{}", stderr(&bad_index));
+    let as_train = train(&config, &tmp.path().join("bad4"), &[]);
+    assert!(stderr(&as_train).contains("medkd distill"), "{}", stderr(&as_train));
+    for bad in ["bad1", "bad2", "bad3", "bad4"] {
+        assert!(!tmp.path().join(bad).exists(), "{bad}: no run folder for a rejected config");
+    }
+}
