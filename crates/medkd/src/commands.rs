@@ -2,6 +2,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
+use medkd_models::{Model, ModelSpec, count_macs, count_params};
 use medkd_train::{Prepared, RunConfig, RunDir, RunSetup};
 
 /// Which command runs a config: `distill` needs `[[teacher]]` entries, `train` has none, so a
@@ -118,5 +119,18 @@ pub fn download(name: &str, size: usize, dir: &Path, base_url: Option<&str>) -> 
         }
     })?;
     println!("{}", path.display());
+    Ok(())
+}
+
+/// Prints a model's size: the point of a light student is that it is small.
+pub fn info(spec: &ModelSpec, input_hw: [usize; 2]) -> Result<()> {
+    let model = Model::new(spec, &burn::prelude::Device::flex())?;
+    let params = count_params(&model);
+    let macs = count_macs(spec, input_hw);
+    println!("model       {}{}", spec.arch, if spec.small_input { " (small-input stem)" } else { "" });
+    println!("input       {}x{}x{}", spec.in_channels, input_hw[0], input_hw[1]);
+    println!("classes     {}", spec.num_classes);
+    println!("parameters  {params} ({:.2} M)", params as f64 / 1e6);
+    println!("MACs        {macs} ({:.1} MMAC = {:.1} MFLOPs at 2 FLOPs per MAC)", macs as f64 / 1e6, 2.0 * macs as f64 / 1e6);
     Ok(())
 }

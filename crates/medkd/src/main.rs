@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use commands::Mode;
+use medkd_models::{Arch, ModelSpec};
 
 #[derive(Parser)]
 #[command(name = "medkd", version, about = "Train compact, robust medical image classifiers by knowledge distillation")]
@@ -45,6 +46,19 @@ enum Command {
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+    /// Parameter count and multiply-accumulates (MACs) of a model for one input.
+    Info {
+        /// Architecture: resnet18, resnet34, resnet50, mobilenetv2 or densenet121.
+        arch: Arch,
+        /// Input as CxHxW.
+        #[arg(long, default_value = "3x224x224", value_parser = parse_input)]
+        input: [usize; 3],
+        #[arg(long, default_value_t = 1000)]
+        num_classes: usize,
+        /// The 28-64 px stem (3x3 stride-1, no max-pool).
+        #[arg(long)]
+        small_input: bool,
     },
     /// Time training and inference steps and the data loader beside PyTorch on the same
     /// workloads; writes bench.json.
@@ -127,6 +141,15 @@ enum DataCommand {
     },
 }
 
+/// `3x224x224` → [3, 224, 224].
+fn parse_input(text: &str) -> Result<[usize; 3], String> {
+    let parts: Vec<usize> = text.split('x').map(str::parse).collect::<Result<_, _>>().map_err(|_| format!("'{text}': expected CxHxW, e.g. 3x224x224"))?;
+    match parts[..] {
+        [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
+        _ => Err(format!("'{text}': expected CxHxW with three positive numbers, e.g. 3x224x224")),
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -136,6 +159,9 @@ fn main() {
         Command::Predict { run, out, split, images } => commands::predict(&run, &out, split.as_deref(), &images),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())
+        }
+        Command::Info { arch, input: [channels, height, width], num_classes, small_input } => {
+            commands::info(&ModelSpec { arch, num_classes, in_channels: channels, small_input }, [height, width])
         }
         Command::Bench { list: true, .. } => {
             bench::workload_names().iter().for_each(|name| println!("{name}"));

@@ -248,3 +248,15 @@ fn distill_trains_a_student_from_a_teacher_run_and_checks_teachers_first() {
         assert!(!tmp.path().join(bad).exists(), "{bad}: no run folder for a rejected config");
     }
 }
+
+#[test]
+fn info_prints_torchvision_parameter_and_mac_counts() {
+    // torchvision: mobilenet_v2(num_classes=7) has 2,232,839 parameters; 300.8 MMAC at 224 px
+    // with 1000 classes, of which the classifier is 1.28 M.
+    let output = medkd(&["info", "mobilenetv2", "--num-classes", "7"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("parameters  2232839") && text.contains("MACs        299503232"), "{text}");
+    let output = medkd(&["info", "resnet18", "--input", "3x28"]);
+    assert!(!output.status.success() && stderr(&output).contains("CxHxW"), "{}", stderr(&output));
+}
