@@ -4,8 +4,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::classification::{bce_with_logits, cross_entropy, inverse_frequency_weights};
 use crate::{
-    ClassWeightRule, ClassWeights, Features, LossError, LossSpec, Targets, TeacherMix, TeacherRule, attention_transfer,
-    kd_bce, kd_kl, rkd_angle, rkd_distance,
+    ClassWeightRule, ClassWeights, ConvRegressor, Features, LossError, LossSpec, Targets, TeacherMix, TeacherRule,
+    attention_transfer, channel_gram_rmse, hint_mse, kd_bce, kd_kl, rkd_angle, rkd_distance,
 };
 
 /// What the loss terms see for one batch.
@@ -14,6 +14,9 @@ pub struct LossContext<'a> {
     /// The frozen teachers' outputs on the same batch, in config order (empty without teachers).
     pub teachers: &'a [Features],
     pub targets: &'a Targets,
+    /// The trainable regressors of `hint`/`channel_gram` terms, as [`Objective::adapter_shapes`]
+    /// lists them.
+    pub adapters: &'a [ConvRegressor],
     /// Global training step (epoch x steps per epoch + step): seeds per-step random choices, so
     /// a resumed run draws the same ones.
     pub step: u64,
@@ -32,7 +35,10 @@ pub struct TaskFacts<'a> {
     pub class_names: &'a [String],
     /// Per-class sample counts of the training split.
     pub class_counts: &'a [usize],
-    pub num_teachers: usize,
+    /// Channels of the student's four stage maps ([`medkd_models::Model::stage_channels`]).
+    pub student_channels: &'a [usize],
+    /// The same for each teacher; its length is the number of teachers.
+    pub teacher_channels: &'a [Vec<usize>],
     /// Seeds the random teacher choice of `teachers = "random"`.
     pub seed: u64,
 }
@@ -44,6 +50,15 @@ enum Term {
     RkdDistance { teacher: usize },
     RkdAngle { teacher: usize, chunk: usize },
     Attention { teacher: usize, stages: Vec<usize> },
+    Hint { map: MapPair },
+    ChannelGram { map: MapPair },
+}
+
+/// A student stage map, regressed by adapter `adapter` when channels differ, and the teacher's.
+struct MapPair {
+    teacher: usize,
+    stage: usize,
+    adapter: Option<usize>,
 }
 
 /// A resolved [`TeacherMix`]: normalized weights, or one random teacher per step.
@@ -55,6 +70,8 @@ enum Mix {
 /// A resolved list of weighted loss terms: total = sum of weight x term.
 pub struct Objective {
     terms: Vec<(String, f64, Term)>,
+    /// `(student channels, teacher channels)` of each trainable regressor the terms need.
+    adapters: Vec<(usize, usize)>,
     multi_label: bool,
     seed: u64,
 }
@@ -67,9 +84,10 @@ impl Objective {
             return Err(LossError::bad("loss", "the config declares no [[loss]] term"));
         }
         let mut terms: Vec<(String, f64, Term)> = Vec::with_capacity(specs.len());
+        let mut adapters = Vec::new();
         for spec in specs {
             spec.validate()?;
-            let term = resolve(spec, facts)?;
+            let term = resolve(spec, facts, &mut adapters)?;
             // Repeated kinds are logged apart: kd, kd_2, ...
             let repeats = terms.iter().filter(|(_, _, t)| std::mem::discriminant(t) == std::mem::discriminant(&term)).count();
             let name = match repeats {
@@ -78,7 +96,13 @@ impl Objective {
             };
             terms.push((name, spec.weight(), term));
         }
-        Ok(Objective { terms, multi_label: facts.multi_label, seed: facts.seed })
+        Ok(Objective { terms, adapters, multi_label: facts.multi_label, seed: facts.seed })
+    }
+
+    /// `(in, out)` channels of the regressors to create, train with the student and pass back
+    /// in [`LossContext::adapters`].
+    pub fn adapter_shapes(&self) -> &[(usize, usize)] {
+        &self.adapters
     }
 
     /// Names of the terms, in config order.
@@ -159,21 +183,50 @@ impl Objective {
                 }
                 sum.expect("validate() rejects an empty stage list")
             }
+            (Term::Hint { map }, _) => {
+                let (s, t) = map_pair(name, map, ctx)?;
+                hint_mse(s, t)
+            }
+            (Term::ChannelGram { map }, _) => {
+                let (s, t) = map_pair(name, map, ctx)?;
+                channel_gram_rmse(s, t)
+            }
         })
     }
 }
 
-/// Checks one spec against the task and teachers and resolves it into a [`Term`].
-fn resolve(spec: &LossSpec, facts: &TaskFacts) -> Result<Term, LossError> {
+/// The (regressed) student map and the teacher map of a `hint`/`channel_gram` term, which must
+/// have equal shapes.
+fn map_pair(name: &str, map: &MapPair, ctx: &LossContext) -> Result<(Tensor<4>, Tensor<4>), LossError> {
+    let student = ctx.student.stages[map.stage].clone();
+    let student = match map.adapter {
+        Some(index) => ctx.adapters[index].forward(student),
+        None => student,
+    };
+    let teacher = ctx.teachers[map.teacher].stages[map.stage].clone();
+    if student.dims() != teacher.dims() {
+        return Err(LossError::Incompatible {
+            term: name.into(),
+            needs: format!("equal student and teacher map shapes at stage {}", map.stage),
+            found: format!("student {:?} (after its regressor), teacher {:?}", student.dims(), teacher.dims()),
+        });
+    }
+    Ok((student, teacher))
+}
+
+/// Checks one spec against the task and teachers and resolves it into a [`Term`], adding the
+/// regressors it needs to `adapters`.
+fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)>) -> Result<Term, LossError> {
     let name = spec.name();
+    let num_teachers = facts.teacher_channels.len();
     let needs_teacher = |index: usize| {
-        if index < facts.num_teachers {
+        if index < num_teachers {
             Ok(index)
         } else {
             Err(LossError::Incompatible {
                 term: name.into(),
                 needs: format!("teacher {index} (teachers count from 0)"),
-                found: format!("the config declares {} [[teacher]] entries", facts.num_teachers),
+                found: format!("the config declares {num_teachers} [[teacher]] entries"),
             })
         }
     };
@@ -214,12 +267,12 @@ fn resolve(spec: &LossSpec, facts: &TaskFacts) -> Result<Term, LossError> {
         LossSpec::Kd { temperature, teachers, .. } => {
             needs_teacher(0)?;
             let mix = match teachers {
-                TeacherMix::Rule(TeacherRule::Mean) => Mix::Weighted(vec![1.0 / facts.num_teachers as f32; facts.num_teachers]),
+                TeacherMix::Rule(TeacherRule::Mean) => Mix::Weighted(vec![1.0 / num_teachers as f32; num_teachers]),
                 TeacherMix::Rule(TeacherRule::Random) => Mix::Random,
-                TeacherMix::Weights(list) if list.len() != facts.num_teachers => {
+                TeacherMix::Weights(list) if list.len() != num_teachers => {
                     return Err(LossError::bad(
                         name,
-                        format!("teachers lists {} weights for {} teachers", list.len(), facts.num_teachers),
+                        format!("teachers lists {} weights for {num_teachers} teachers", list.len()),
                     ));
                 }
                 TeacherMix::Weights(list) => {
@@ -233,6 +286,19 @@ fn resolve(spec: &LossSpec, facts: &TaskFacts) -> Result<Term, LossError> {
         LossSpec::RkdAngle { teacher, chunk, .. } => Term::RkdAngle { teacher: needs_teacher(*teacher)?, chunk: *chunk },
         LossSpec::Attention { teacher, stages, .. } => {
             Term::Attention { teacher: needs_teacher(*teacher)?, stages: stages.clone() }
+        }
+        LossSpec::Hint { teacher, stage, .. } | LossSpec::ChannelGram { teacher, stage, .. } => {
+            let teacher = needs_teacher(*teacher)?;
+            let (from, to) = (facts.student_channels[*stage], facts.teacher_channels[teacher][*stage]);
+            let adapter = (from != to).then(|| {
+                adapters.push((from, to));
+                adapters.len() - 1
+            });
+            let map = MapPair { teacher, stage: *stage, adapter };
+            match spec {
+                LossSpec::Hint { .. } => Term::Hint { map },
+                _ => Term::ChannelGram { map },
+            }
         }
     })
 }

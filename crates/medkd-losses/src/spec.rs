@@ -59,8 +59,31 @@ pub enum LossSpec {
         #[serde(default = "all_stages")]
         stages: Vec<usize>,
     },
+    /// FitNets hint: mean squared error between a student stage map, passed through a trainable
+    /// 1x1 [`crate::ConvRegressor`] when the channel counts differ, and the teacher's map.
+    Hint {
+        #[serde(default = "unit_weight")]
+        weight: f64,
+        #[serde(default)]
+        teacher: usize,
+        #[serde(default = "last_stage")]
+        stage: usize,
+    },
+    /// SSD-KD's channel-relation term: RMSE between per-instance `C x C` Gram matrices of a
+    /// stage map (divided by `C H W`), the student's map regressed as for `hint`.
+    ChannelGram {
+        #[serde(default = "unit_weight")]
+        weight: f64,
+        #[serde(default)]
+        teacher: usize,
+        #[serde(default = "last_stage")]
+        stage: usize,
+    },
 }
 
+fn last_stage() -> usize {
+    3
+}
 fn unit_weight() -> f64 {
     1.0
 }
@@ -129,6 +152,8 @@ impl LossSpec {
             LossSpec::RkdDistance { .. } => "rkd_distance",
             LossSpec::RkdAngle { .. } => "rkd_angle",
             LossSpec::Attention { .. } => "attention",
+            LossSpec::Hint { .. } => "hint",
+            LossSpec::ChannelGram { .. } => "channel_gram",
         }
     }
 
@@ -139,7 +164,9 @@ impl LossSpec {
             | LossSpec::Kd { weight, .. }
             | LossSpec::RkdDistance { weight, .. }
             | LossSpec::RkdAngle { weight, .. }
-            | LossSpec::Attention { weight, .. } => *weight,
+            | LossSpec::Attention { weight, .. }
+            | LossSpec::Hint { weight, .. }
+            | LossSpec::ChannelGram { weight, .. } => *weight,
         }
     }
 
@@ -184,6 +211,9 @@ impl LossSpec {
                 if stages.is_empty() || stages.iter().any(|&s| s > 3) {
                     return Err(LossError::bad(name, format!("stages must list stage indices 0-3, got {stages:?}")));
                 }
+            }
+            LossSpec::Hint { stage, .. } | LossSpec::ChannelGram { stage, .. } if *stage > 3 => {
+                return Err(LossError::bad(name, format!("stage must be a stage index 0-3, got {stage}")));
             }
             _ => {}
         }

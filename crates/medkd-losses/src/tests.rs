@@ -9,7 +9,22 @@ fn names(k: usize) -> Vec<String> {
 }
 
 fn facts<'a>(names: &'a [String], counts: &'a [usize], multi_label: bool) -> TaskFacts<'a> {
-    TaskFacts { num_classes: names.len(), multi_label, class_names: names, class_counts: counts, num_teachers: 0, seed: 0 }
+    TaskFacts {
+        num_classes: names.len(),
+        multi_label,
+        class_names: names,
+        class_counts: counts,
+        student_channels: &RESNET18_CHANNELS,
+        teacher_channels: &[],
+        seed: 0,
+    }
+}
+
+const RESNET18_CHANNELS: [usize; 4] = [64, 128, 256, 512];
+
+/// Stage channels of `n` ResNet-18 teachers.
+fn resnet18_teachers(n: usize) -> Vec<Vec<usize>> {
+    vec![RESNET18_CHANNELS.to_vec(); n]
 }
 
 #[test]
@@ -64,7 +79,7 @@ fn objective_total_is_the_weighted_sum_of_terms() {
     ];
     let objective = Objective::new(&specs, &facts(&names, &[5, 3, 2], false)).unwrap();
     let targets = Targets::Classes(vec![0, 2]);
-    let (total, terms) = objective.compute(&LossContext { student: &student, teachers: &[], targets: &targets, step: 0 }).unwrap();
+    let (total, terms) = objective.compute(&LossContext { student: &student, teachers: &[], targets: &targets, adapters: &[], step: 0 }).unwrap();
     let values: Vec<f32> = terms.into_iter().map(|t| t.value.into_scalar::<f32>()).collect();
     let total = total.into_scalar::<f32>();
     assert!((total - (0.25 * values[0] + 2.0 * values[1])).abs() < 1e-5, "{total} vs {values:?}");
@@ -81,12 +96,12 @@ fn features(model: &Model, seed: u64) -> Features {
 fn kd_objective(teachers: TeacherMix, num_teachers: usize) -> Result<Objective, LossError> {
     let names = names(3);
     let spec = LossSpec::Kd { weight: 1.0, temperature: 2.0, teachers };
-    Objective::new(&[spec], &TaskFacts { num_teachers, seed: 7, ..facts(&names, &[1, 1, 1], false) })
+    Objective::new(&[spec], &TaskFacts { teacher_channels: &resnet18_teachers(num_teachers), seed: 7, ..facts(&names, &[1, 1, 1], false) })
 }
 
 fn kd_value(objective: &Objective, student: &Features, teachers: &[Features], step: u64) -> f32 {
     let targets = Targets::Classes(vec![0, 1, 2, 0]);
-    let (total, _) = objective.compute(&LossContext { student, teachers, targets: &targets, step }).unwrap();
+    let (total, _) = objective.compute(&LossContext { student, teachers, targets: &targets, adapters: &[], step }).unwrap();
     total.into_scalar::<f32>()
 }
 
@@ -120,7 +135,7 @@ fn kd_mixes_teachers_by_mean_weights_or_seeded_random_choice() {
 fn teacher_terms_are_checked_against_the_declared_teachers() {
     let error = |spec: LossSpec, num_teachers: usize| {
         let names = names(3);
-        Objective::new(&[spec], &TaskFacts { num_teachers, seed: 0, ..facts(&names, &[1, 1, 1], false) }).err().unwrap().to_string()
+        Objective::new(&[spec], &TaskFacts { teacher_channels: &resnet18_teachers(num_teachers), ..facts(&names, &[1, 1, 1], false) }).err().unwrap().to_string()
     };
     let kd = |teachers| LossSpec::Kd { weight: 1.0, temperature: 4.0, teachers };
     assert!(error(kd(TeacherMix::default()), 0).contains("declares 0 [[teacher]]"));
@@ -138,6 +153,41 @@ fn repeated_kinds_are_logged_under_distinct_names() {
     let names = names(3);
     let kd = LossSpec::Kd { weight: 1.0, temperature: 4.0, teachers: TeacherMix::default() };
     let ce = LossSpec::CrossEntropy { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::default() };
-    let objective = Objective::new(&[ce, kd.clone(), kd], &TaskFacts { num_teachers: 1, seed: 0, ..facts(&names, &[1, 1, 1], false) }).unwrap();
+    let objective = Objective::new(&[ce, kd.clone(), kd], &TaskFacts { teacher_channels: &resnet18_teachers(1), ..facts(&names, &[1, 1, 1], false) }).unwrap();
     assert_eq!(objective.term_names(), ["cross_entropy", "kd", "kd_2"]);
+}
+
+#[test]
+fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
+    let device = burn::prelude::Device::flex();
+    let spec = |arch| ModelSpec { arch, num_classes: 3, in_channels: 3, small_input: true };
+    let (resnet18, resnet50) = (Model::new(&spec(Arch::ResNet18), &device).unwrap(), Model::new(&spec(Arch::ResNet50), &device).unwrap());
+    let names = names(3);
+    let teacher_channels = vec![resnet50.stage_channels(), resnet18.stage_channels()];
+    let specs = [
+        LossSpec::Hint { weight: 1.0, teacher: 0, stage: 3 },
+        LossSpec::ChannelGram { weight: 1.0, teacher: 1, stage: 2 },
+        LossSpec::ChannelGram { weight: 1.0, teacher: 0, stage: 1 },
+    ];
+    let facts = TaskFacts { teacher_channels: &teacher_channels, ..facts(&names, &[1, 1, 1], false) };
+    let objective = Objective::new(&specs, &facts).unwrap();
+    // ResNet-18 -> ResNet-50 stages differ in channels (512 vs 2048, 128 vs 512); 18 -> 18 do not.
+    assert_eq!(objective.adapter_shapes(), [(512, 2048), (128, 512)]);
+    assert_eq!(objective.term_names(), ["hint", "channel_gram", "channel_gram_2"]);
+
+    let adapters: Vec<ConvRegressor> = objective.adapter_shapes().iter().map(|&(i, o)| ConvRegressor::new(i, o, &device)).collect();
+    let (student, teachers) = (features(&resnet18, 1), [features(&resnet50, 2), features(&resnet18, 3)]);
+    let targets = Targets::Classes(vec![0, 1, 2, 0]);
+    let context = LossContext { student: &student, teachers: &teachers, targets: &targets, adapters: &adapters, step: 0 };
+    let (_, terms) = objective.compute(&context).unwrap();
+    let gram = channel_gram_rmse(student.stages[2].clone(), teachers[1].stages[2].clone()).into_scalar::<f32>();
+    assert_eq!(terms[1].value.clone().into_scalar::<f32>(), gram, "no regressor between equal channel counts");
+    let hint = hint_mse(adapters[0].forward(student.stages[3].clone()), teachers[0].stages[3].clone()).into_scalar::<f32>();
+    assert_eq!(terms[0].value.clone().into_scalar::<f32>(), hint);
+
+    // A teacher with a different stem has other spatial sizes: an error naming the term.
+    let imagenet_stem = Model::new(&ModelSpec { small_input: false, ..spec(Arch::ResNet18) }, &device).unwrap();
+    let other = [features(&imagenet_stem, 4), features(&resnet18, 3)];
+    let error = objective.compute(&LossContext { teachers: &other, ..context }).err().unwrap().to_string();
+    assert!(error.contains("hint") && error.contains("stage 3"), "{error}");
 }

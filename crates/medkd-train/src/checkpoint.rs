@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::run_dir::{RunDir, temp_path, write_atomic};
 use crate::schedule::{ImprovementTracker, ScheduleState};
 use crate::TrainError;
+use crate::trainer::Student;
 
 /// Everything besides weights and optimizer moments that a resumed run needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,14 +52,14 @@ fn checkpoint_error(path: &std::path::Path, message: impl Into<String>) -> Train
 }
 
 /// Saves the resume set for a finished epoch and commits it as `last`.
-pub fn save_last(run: &RunDir, model: &Model, optimizer: &ModuleOptimizer, state: &TrainState) -> Result<(), TrainError> {
+pub fn save_last(run: &RunDir, student: &Student, optimizer: &ModuleOptimizer, state: &TrainState) -> Result<(), TrainError> {
     let stem = format!("epoch-{:04}", state.epochs_done);
     let model_path = run.checkpoint(&stem, "bpk");
     let model_tmp = temp_path(&model_path);
     // Burnpack keeps parameter ids, which key the optimizer's state. valid() (which keeps the
     // ids) syncs BatchNorm's running statistics of the last training step: see save_weights.
     let mut store = BurnpackStore::from_file(&model_tmp).auto_extension(false).overwrite(true);
-    model.valid().save_into(&mut store).map_err(|e| checkpoint_error(&model_tmp, e.to_string()))?;
+    student.valid().save_into(&mut store).map_err(|e| checkpoint_error(&model_tmp, e.to_string()))?;
     let model_bytes = fs::read(&model_tmp).map_err(|e| TrainError::io(&model_tmp, e))?;
     fs::rename(&model_tmp, &model_path).map_err(|e| TrainError::io(&model_path, e))?;
 
@@ -93,8 +94,12 @@ fn remove_other_epoch_sets(run: &RunDir, keep_stem: &str) -> Result<(), TrainErr
     Ok(())
 }
 
-/// Loads the committed `last` set into a freshly built model and optimizer.
-pub fn load_last(run: &RunDir, mut model: Model, optimizer: ModuleOptimizer) -> Result<(Model, ModuleOptimizer, TrainState), TrainError> {
+/// Loads the committed `last` set into a freshly built student and optimizer.
+pub fn load_last(
+    run: &RunDir,
+    mut student: Student,
+    optimizer: ModuleOptimizer,
+) -> Result<(Student, ModuleOptimizer, TrainState), TrainError> {
     let pointer_path = run.checkpoint("last", "json");
     let text = fs::read_to_string(&pointer_path)
         .map_err(|e| checkpoint_error(&pointer_path, format!("cannot resume: no finished epoch was saved ({e})")))?;
@@ -107,7 +112,7 @@ pub fn load_last(run: &RunDir, mut model: Model, optimizer: ModuleOptimizer) -> 
         return Err(checkpoint_error(&model_path, "content does not match last.json's MD5 (the file was changed after it was saved)"));
     }
     let mut store = BurnpackStore::from_file(&model_path).auto_extension(false);
-    model.load_from(&mut store).map_err(|e| checkpoint_error(&model_path, e.to_string()))?;
+    student.load_from(&mut store).map_err(|e| checkpoint_error(&model_path, e.to_string()))?;
 
     let optimizer_path = run.checkpoint_dir().join(&pointer.optimizer_file);
     let optimizer_bytes = fs::read(&optimizer_path).map_err(|e| TrainError::io(&optimizer_path, e))?;
@@ -117,7 +122,7 @@ pub fn load_last(run: &RunDir, mut model: Model, optimizer: ModuleOptimizer) -> 
     let optimizer = optimizer
         .from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer_bytes))
         .map_err(|e| checkpoint_error(&optimizer_path, format!("{e:?}")))?;
-    Ok((model, optimizer, pointer.state))
+    Ok((student, optimizer, pointer.state))
 }
 
 /// Saves the selected weights (torchvision names) and what selected them.

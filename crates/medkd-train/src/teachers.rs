@@ -25,6 +25,10 @@ impl Teacher {
     pub fn forward(&self, images: Tensor<4>) -> Features {
         self.model.forward(images.without_autodiff())
     }
+
+    pub fn stage_channels(&self) -> Vec<usize> {
+        self.model.stage_channels()
+    }
 }
 
 /// Loads every `[[teacher]]` on `device` (a device without autodiff, so BatchNorm uses running

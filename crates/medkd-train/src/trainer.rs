@@ -10,7 +10,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use medkd_data::{DataSplits, DatasetInfo, Loader, LoaderOptions, Pipeline, Task, build_pipelines, open_splits, write_split_csv};
-use medkd_losses::{Features, LossContext, Objective, TaskFacts, Targets};
+use medkd_losses::{ConvRegressor, Features, LossContext, Objective, TaskFacts, Targets};
 use medkd_models::{Model, ModelSpec, count_macs, count_params, load_weights, load_weights_partial};
 use serde_json::json;
 
@@ -70,6 +70,14 @@ impl RunSetup {
     }
 }
 
+/// What the optimizer trains: the model, plus the regressors some loss terms put on its stage
+/// maps. Only the model is exported (`best.safetensors`); the resume state holds both.
+#[derive(Module, Debug)]
+pub struct Student {
+    pub model: Model,
+    pub adapters: Vec<ConvRegressor>,
+}
+
 /// Everything a run checks before it writes anything: data, teachers and loss terms.
 pub struct Prepared {
     pub setup: RunSetup,
@@ -88,7 +96,8 @@ impl Prepared {
                 multi_label: setup.info.task == Task::MultiLabel,
                 class_names: &setup.info.class_names,
                 class_counts: &medkd_data::class_counts(setup.splits.train.as_ref()),
-                num_teachers: teachers.len(),
+                student_channels: &Model::new(&setup.spec, &setup.device)?.stage_channels(),
+                teacher_channels: &teachers.iter().map(Teacher::stage_channels).collect::<Vec<_>>(),
                 seed: config.seed,
             },
         )?;
@@ -121,6 +130,8 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         let skip: Vec<&str> = config.model.pretrained_skip.iter().map(String::as_str).collect();
         model = load_weights_partial(model, weights, &skip)?;
     }
+    let adapters = objective.adapter_shapes().iter().map(|&(from, to)| ConvRegressor::new(from, to, &train_device)).collect();
+    let mut student = Student { model, adapters };
     let mut optimizer = build_optimizer(&config.train.optimizer);
     let schedule = LrSchedule::new(
         config.train.optimizer.lr(),
@@ -137,7 +148,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         wall_seconds: 0.0,
     };
     if resume {
-        (model, optimizer, state) = load_last(run, model, optimizer)?;
+        (student, optimizer, state) = load_last(run, student, optimizer)?;
         run.truncate_metrics_from(state.epochs_done)?;
     }
 
@@ -175,11 +186,12 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
                 Targets::Classes(batch.class_labels())
             };
             let teacher_outputs: Vec<Features> = teachers.iter().map(|t| t.forward(images.clone())).collect();
-            let student = model.forward(images);
+            let outputs = student.model.forward(images);
             let (loss, terms) = objective.compute(&LossContext {
-                student: &student,
+                student: &outputs,
                 teachers: &teacher_outputs,
                 targets: &targets,
+                adapters: &student.adapters,
                 step: (epoch * steps + step) as u64,
             })?;
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
@@ -189,8 +201,8 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
                 let detail = term_values.iter().map(|(n, v)| format!("{n} = {v}")).collect::<Vec<_>>().join(", ");
                 return Err(TrainError::NonFiniteLoss { epoch, step, terms: detail });
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(lr, model, grads);
+            let grads = GradientsParams::from_grads(loss.backward(), &student);
+            student = optimizer.step(lr, student, grads);
 
             loss_sum += loss_value;
             for (name, value) in &term_values {
@@ -201,14 +213,14 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         }
         bar.finish_and_clear();
 
-        let val = evaluate(&predict(&model, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
+        let val = evaluate(&predict(&student.model, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
         let metric = val.metric(select);
         let improved = state.best.observe(epoch, metric);
         schedule.end_epoch(epoch, metric, &mut state.schedule);
         state.epochs_done = epoch + 1;
         state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
         if improved {
-            save_best(run, &model, &BestRecord { epoch, metric: select.to_string(), value: metric })?;
+            save_best(run, &student.model, &BestRecord { epoch, metric: select.to_string(), value: metric })?;
         } else if state.best.best_epoch.is_none() {
             return Err(TrainError::Config(format!(
                 "`train.select_metric`: {select} is undefined on this validation split ({} samples, task {}); choose another metric",
@@ -216,7 +228,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
                 setup.info.task
             )));
         }
-        save_last(run, &model, &optimizer, &state)?;
+        save_last(run, &student, &optimizer, &state)?;
 
         let batches = steps.max(1) as f64;
         let train_terms: BTreeMap<String, f64> = term_sums.into_iter().map(|(k, v)| (k, v / batches)).collect();

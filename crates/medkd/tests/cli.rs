@@ -105,6 +105,26 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("balanced"), "eval prints the metrics table");
 
+    // Image files: one row per file, named by its stem, probabilities summing to 1; a file that
+    // is not an image is an error naming it.
+    let images = repo_root().join("../shared/data/ham10000/images");
+    let files: Vec<PathBuf> = ["ISIC_0024306.jpg", "ISIC_0024307.jpg"].iter().map(|f| images.join(f)).collect();
+    let file_preds = tmp.path().join("files.csv");
+    let mut args = vec!["predict", "--run", run.to_str().unwrap(), "--out", file_preds.to_str().unwrap()];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let output = medkd(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_path(&file_preds).unwrap().records().map(Result::unwrap).collect();
+    assert_eq!(rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>(), ["ISIC_0024306", "ISIC_0024307"]);
+    for row in &rows {
+        let sum: f32 = row.iter().skip(1).map(|p| p.parse::<f32>().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-5, "{row:?}");
+    }
+    let not_an_image = tmp.path().join("notes.png");
+    std::fs::write(&not_an_image, "not an image").unwrap();
+    let output = medkd(&["predict", "--run", run.to_str().unwrap(), "--out", file_preds.to_str().unwrap(), not_an_image.to_str().unwrap()]);
+    assert!(!output.status.success() && stderr(&output).contains("notes.png"), "{}", stderr(&output));
+
     // A second train into the same folder is refused rather than mixing runs.
     let output = train(&config, &run, &[]);
     assert!(!output.status.success());
@@ -213,7 +233,7 @@ fn distill_trains_a_student_from_a_teacher_run_and_checks_teachers_first() {
     assert!(output.status.success(), "{}", stderr(&output));
 
     let student_config = format!(
-        "{}\n[[loss]]\nkind = \"kd\"\nweight = 0.9\ntemperature = 4.0\n[[loss]]\nkind = \"rkd_distance\"\nweight = 25.0\n[[teacher]]\nrun = \"{}\"\n",
+        "{}\n[[loss]]\nkind = \"kd\"\nweight = 0.9\ntemperature = 4.0\n[[loss]]\nkind = \"rkd_distance\"\nweight = 25.0\n[[loss]]\nkind = \"channel_gram\"\nweight = 100.0\n[[teacher]]\nrun = \"{}\"\n",
         TINY.replace("arch = \"resnet18\"", "arch = \"mobilenetv2\""),
         teacher.display()
     );
@@ -231,7 +251,7 @@ fn distill_trains_a_student_from_a_teacher_run_and_checks_teachers_first() {
     assert_eq!(summary["model"], "mobilenetv2");
     assert!(summary["teachers"][0].as_str().unwrap().contains("resnet18"), "{}", summary["teachers"]);
     let first: Value = serde_json::from_str(std::fs::read_to_string(student.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
-    for term in ["cross_entropy", "kd", "rkd_distance"] {
+    for term in ["cross_entropy", "kd", "rkd_distance", "channel_gram"] {
         assert!(first["train_terms"][term].as_f64().unwrap() > 0.0, "{term} logged: {}", first["train_terms"]);
     }
 
