@@ -99,6 +99,11 @@ impl Objective {
         Ok(Objective { terms, adapters, multi_label: facts.multi_label, seed: facts.seed })
     }
 
+    /// Whether a term reads the teachers' stage maps (and not only logits and embeddings).
+    pub fn reads_teacher_stages(&self) -> bool {
+        self.terms.iter().any(|(_, _, term)| matches!(term, Term::Attention { .. } | Term::Hint { .. } | Term::ChannelGram { .. }))
+    }
+
     /// `(in, out)` channels of the regressors to create, train with the student and pass back
     /// in [`LossContext::adapters`].
     pub fn adapter_shapes(&self) -> &[(usize, usize)] {

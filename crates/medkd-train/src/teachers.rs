@@ -15,6 +15,7 @@ use crate::TrainError;
 
 pub struct Teacher {
     model: Model,
+    num_classes: usize,
     /// Where it came from, for errors and summary.json.
     pub source: String,
 }
@@ -29,6 +30,62 @@ impl Teacher {
     pub fn stage_channels(&self) -> Vec<usize> {
         self.model.stage_channels()
     }
+}
+
+/// Every teacher's logits and pooled embedding per training sample, computed the first time a
+/// sample is seen and reused afterwards. Valid only while a sample's training input never
+/// changes (no random train transform) and no loss term reads the teachers' stage maps, which
+/// are not kept: the trainer checks both.
+pub struct TeacherCache {
+    /// `[teacher][sample]`: the logits followed by the pooled embedding.
+    rows: Vec<Vec<Option<Vec<f32>>>>,
+    /// `(classes, embedding width)` per teacher.
+    widths: Vec<(usize, usize)>,
+}
+
+impl TeacherCache {
+    pub fn new(teachers: &[Teacher], num_samples: usize) -> Self {
+        TeacherCache {
+            rows: vec![vec![None; num_samples]; teachers.len()],
+            widths: teachers.iter().map(|t| (t.num_classes, t.model.feature_dim())).collect(),
+        }
+    }
+
+    /// The teachers' outputs for the samples `indices` (the batch `images`): from the cache when
+    /// every sample is there, else computed and stored. Cached outputs have no stage maps.
+    pub fn outputs(&mut self, teachers: &[Teacher], images: &Tensor<4>, indices: &[usize]) -> Vec<Features> {
+        let cached = self.rows.iter().all(|rows| indices.iter().all(|&i| rows[i].is_some()));
+        if !cached {
+            let outputs: Vec<Features> = teachers.iter().map(|t| t.forward(images.clone())).collect();
+            for (rows, output) in self.rows.iter_mut().zip(&outputs) {
+                let logits = to_rows(&output.logits);
+                let pooled = to_rows(&output.pooled);
+                for (k, &i) in indices.iter().enumerate() {
+                    rows[i] = Some([logits[k].as_slice(), pooled[k].as_slice()].concat());
+                }
+            }
+            return outputs;
+        }
+        let device = images.device().without_autodiff();
+        self.rows
+            .iter()
+            .zip(&self.widths)
+            .map(|(rows, &(classes, width))| {
+                let gather = |range: std::ops::Range<usize>| {
+                    let values: Vec<f32> = indices.iter().flat_map(|&i| rows[i].as_ref().expect("checked above")[range.clone()].to_vec()).collect();
+                    Tensor::<2>::from_data(TensorData::new(values, [indices.len(), range.len()]), &device)
+                };
+                Features { stages: Vec::new(), logits: gather(0..classes), pooled: gather(classes..classes + width) }
+            })
+            .collect()
+    }
+}
+
+/// A `[N, W]` tensor's rows on the host.
+fn to_rows(tensor: &Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, width] = tensor.dims();
+    let values: Vec<f32> = tensor.clone().into_data().try_to_vec::<f32>().expect("model outputs are f32");
+    values.chunks(width).map(<[f32]>::to_vec).collect()
 }
 
 /// Loads every `[[teacher]]` on `device` (a device without autodiff, so BatchNorm uses running
@@ -49,7 +106,7 @@ pub fn load_teachers(
                 TeacherConfig { arch: Some(arch), weights: Some(weights), small_input, .. } => {
                     let spec = ModelSpec { arch: *arch, num_classes: info.num_classes(), in_channels, small_input: *small_input };
                     let model = load_weights(Model::new(&spec, device)?, weights).map_err(|e| error(e.to_string()))?;
-                    Ok(Teacher { model, source: format!("{arch} from {}", weights.display()) })
+                    Ok(Teacher { model, num_classes: spec.num_classes, source: format!("{arch} from {}", weights.display()) })
                 }
                 _ => Err(error("give either `run` or both `arch` and `weights`".into())),
             }
@@ -86,5 +143,41 @@ fn from_run(path: &Path, info: &DatasetInfo, in_channels: usize, device: &Device
     let spec = ModelSpec { arch: config.model.arch, num_classes: class_names.len(), in_channels, small_input: config.model.small_input };
     let model = Model::new(&spec, device).map_err(|e| e.to_string())?;
     let model = load_weights(model, &run.checkpoint("best", "safetensors")).map_err(|e| e.to_string())?;
-    Ok(Teacher { model, source: format!("{} from run {}", spec.arch, path.display()) })
+    Ok(Teacher { model, num_classes: spec.num_classes, source: format!("{} from run {}", spec.arch, path.display()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+    use medkd_models::Arch;
+
+    use super::*;
+
+    #[test]
+    fn cached_outputs_equal_computed_ones_and_partial_batches_are_recomputed() {
+        let device = Device::flex();
+        let spec = ModelSpec { arch: Arch::ResNet18, num_classes: 3, in_channels: 3, small_input: true };
+        let teacher = |seed: u64| {
+            device.seed(seed);
+            Teacher { model: Model::new(&spec, &device).unwrap(), num_classes: 3, source: String::new() }
+        };
+        let teachers = [teacher(1), teacher(2)];
+        let images = Tensor::<4>::random([4, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        let mut cache = TeacherCache::new(&teachers, 10);
+        let values = |t: &Tensor<2>| t.clone().into_data().try_to_vec::<f32>().unwrap();
+
+        let computed = cache.outputs(&teachers, &images, &[7, 2, 5, 0]);
+        assert_eq!(computed[0].stages.len(), 4, "a first sight runs the teachers");
+        let cached = cache.outputs(&teachers, &images, &[7, 2, 5, 0]);
+        assert!(cached[0].stages.is_empty(), "a second sight comes from the cache");
+        for (c, f) in cached.iter().zip(&computed) {
+            assert_eq!(values(&c.logits), values(&f.logits));
+            assert_eq!(values(&c.pooled), values(&f.pooled));
+        }
+        // Rows come back in the batch's order.
+        let reordered = cache.outputs(&teachers, &images.clone().select(0, Tensor::from_data([2, 0], &device)), &[5, 7]);
+        assert_eq!(values(&reordered[1].logits)[..3], values(&computed[1].logits)[6..9]);
+        // One unseen sample: the whole batch is recomputed.
+        assert_eq!(cache.outputs(&teachers, &images, &[7, 2, 5, 9])[0].stages.len(), 4);
+    }
 }

@@ -21,7 +21,7 @@ use crate::evaluate::{Evaluation, batch_tensor, evaluate, predict};
 use crate::optim::build_optimizer;
 use crate::run_dir::RunDir;
 use crate::schedule::{ImprovementTracker, LrSchedule};
-use crate::teachers::{Teacher, load_teachers};
+use crate::teachers::{Teacher, TeacherCache, load_teachers};
 use crate::{TrainError, higher_is_better};
 
 /// Data, model shape and device of a run, rebuilt identically from its config by
@@ -167,6 +167,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
     )?;
     let val_loader = setup.eval_loader(config, setup.splits.val.clone())?;
     let steps = train_loader.num_batches();
+    let mut teacher_cache = cache_teachers(config, prepared).then(|| TeacherCache::new(teachers, setup.splits.train.len()));
     let multi_label = setup.info.task == Task::MultiLabel;
     let started = Instant::now();
     let wall_before = state.wall_seconds;
@@ -185,7 +186,10 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
             } else {
                 Targets::Classes(batch.class_labels())
             };
-            let teacher_outputs: Vec<Features> = teachers.iter().map(|t| t.forward(images.clone())).collect();
+            let teacher_outputs: Vec<Features> = match &mut teacher_cache {
+                Some(cache) => cache.outputs(teachers, &images, &batch.indices),
+                None => teachers.iter().map(|t| t.forward(images.clone())).collect(),
+            };
             let outputs = student.model.forward(images);
             let (loss, terms) = objective.compute(&LossContext {
                 student: &outputs,
@@ -270,6 +274,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         "input_channels": setup.spec.in_channels,
         "model": config.model.arch,
         "teachers": teachers.iter().map(|t| t.source.clone()).collect::<Vec<_>>(),
+        "teacher_cache": teacher_cache.is_some(),
         "params": count_params(&best_model),
         "macs": count_macs(&setup.spec, input_hw),
         "input_size": input_hw,
@@ -288,6 +293,14 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
     });
     run.write_json(&run.summary_path(), &summary)?;
     Ok(Outcome { summary, test })
+}
+
+/// Teacher outputs are cached when they cannot change between epochs: no random train
+/// transform (the loader's augmentation differs per epoch) and no term reading stage maps.
+fn cache_teachers(config: &RunConfig, prepared: &Prepared) -> bool {
+    !prepared.teachers.is_empty()
+        && !config.data.train_transforms.iter().any(|t| t.is_random())
+        && !prepared.objective.reads_teacher_stages()
 }
 
 fn progress_bar(show: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {

@@ -250,6 +250,7 @@ fn distill_trains_a_student_from_a_teacher_run_and_checks_teachers_first() {
     let summary = read_json(&student.join("summary.json"));
     assert_eq!(summary["model"], "mobilenetv2");
     assert!(summary["teachers"][0].as_str().unwrap().contains("resnet18"), "{}", summary["teachers"]);
+    assert_eq!(summary["teacher_cache"], false, "random flips change the input every epoch");
     let first: Value = serde_json::from_str(std::fs::read_to_string(student.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
     for term in ["cross_entropy", "kd", "rkd_distance", "channel_gram"] {
         assert!(first["train_terms"][term].as_f64().unwrap() > 0.0, "{term} logged: {}", first["train_terms"]);

@@ -157,6 +157,11 @@ impl TransformSpec {
         }
     }
 
+    /// Whether the op draws random numbers (its output can differ between epochs).
+    pub fn is_random(&self) -> bool {
+        !matches!(self, TransformSpec::Resize { .. } | TransformSpec::CenterCrop { .. })
+    }
+
     /// Rejects parameters torchvision would reject, naming the op and field.
     pub fn validate(&self) -> Result<(), DataError> {
         let op = self.name();
