@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::noise::LabelNoiseConfig;
 use crate::transform::TransformSpec;
 use crate::{DataError, Task};
 
@@ -65,6 +66,9 @@ pub struct DataConfig {
     /// Seeded stratified split for sets without an official one (folder, csv).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<SplitConfig>,
+    /// Synthetic label noise on the training split (validation and test stay clean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_noise: Option<LabelNoiseConfig>,
     #[serde(default)]
     pub train_transforms: Vec<TransformSpec>,
     #[serde(default)]

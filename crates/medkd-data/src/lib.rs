@@ -13,6 +13,7 @@ mod file_dataset;
 mod folder;
 mod loader;
 mod medmnist;
+mod noise;
 mod open;
 mod split;
 mod transform;
@@ -27,6 +28,7 @@ pub use medmnist::{
     MEDMNIST_DATASETS, MEDMNIST_SIZES, MedMnistInfo, MedMnistSplit, medmnist_info, open_medmnist,
     parse_medmnist_stem,
 };
+pub use noise::{FlippedLabel, LabelNoiseConfig, NoisyLabels, write_flipped_csv};
 pub use open::{DataSplits, open_splits};
 pub use split::{
     SplitIndices, SplitName, SplitRow, read_split_csv, split_rows, stratified_split,

@@ -7,6 +7,7 @@ use crate::config::{DataConfig, DataFormat, resolve};
 use crate::csv_dataset::open_csv;
 use crate::folder::open_folder;
 use crate::medmnist::open_medmnist;
+use crate::noise::{FlippedLabel, NoisyLabels};
 use crate::split::{SplitRow, split_rows, stratified_split};
 use crate::{DataError, ImageDataset, Subset};
 
@@ -17,6 +18,8 @@ pub struct DataSplits {
     /// The assignment of every sample, to save as split.csv, when the split was made here (folder
     /// and CSV sets); `None` for an official split.
     pub split_table: Option<Vec<SplitRow>>,
+    /// The training labels `data.label_noise` corrupted, to save as label_noise.csv.
+    pub flipped_labels: Option<Vec<FlippedLabel>>,
 }
 
 impl std::fmt::Debug for DataSplits {
@@ -39,22 +42,35 @@ pub fn open_splits(cfg: &DataConfig, base_dir: &Path) -> Result<DataSplits, Data
     let full: Arc<dyn ImageDataset> = match cfg.format {
         DataFormat::Medmnist => {
             let [train, val, test] = open_medmnist(&path, cfg.task)?;
-            return Ok(DataSplits {
-                train: Arc::new(train),
-                val: Arc::new(val),
-                test: Arc::new(test),
-                split_table: None,
-            });
+            return with_label_noise(cfg, Arc::new(train), Arc::new(val), Arc::new(test), None);
         }
         DataFormat::Folder => Arc::new(open_folder(&path, cfg.classes.as_deref(), cfg.task)?),
         DataFormat::Csv => Arc::new(open_csv(cfg, &path)?),
     };
     let split = stratified_split(full.as_ref(), &cfg.split.clone().unwrap_or_default())?;
     let split_table = split_rows(full.as_ref(), &split);
-    Ok(DataSplits {
-        train: Arc::new(Subset::new(full.clone(), split.train)),
-        val: Arc::new(Subset::new(full.clone(), split.val)),
-        test: Arc::new(Subset::new(full, split.test)),
-        split_table: Some(split_table),
-    })
+    with_label_noise(
+        cfg,
+        Arc::new(Subset::new(full.clone(), split.train)),
+        Arc::new(Subset::new(full.clone(), split.val)),
+        Arc::new(Subset::new(full, split.test)),
+        Some(split_table),
+    )
+}
+
+fn with_label_noise(
+    cfg: &DataConfig,
+    train: Arc<dyn ImageDataset>,
+    val: Arc<dyn ImageDataset>,
+    test: Arc<dyn ImageDataset>,
+    split_table: Option<Vec<SplitRow>>,
+) -> Result<DataSplits, DataError> {
+    let (train, flipped_labels): (Arc<dyn ImageDataset>, _) = match &cfg.label_noise {
+        Some(noise) => {
+            let (noisy, flipped) = NoisyLabels::new(train, noise)?;
+            (Arc::new(noisy), Some(flipped))
+        }
+        None => (train, None),
+    };
+    Ok(DataSplits { train, val, test, split_table, flipped_labels })
 }

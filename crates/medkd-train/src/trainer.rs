@@ -9,7 +9,9 @@ use std::time::Instant;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use medkd_data::{DataSplits, DatasetInfo, Loader, LoaderOptions, Pipeline, Task, build_pipelines, open_splits, write_split_csv};
+use medkd_data::{
+    DataSplits, DatasetInfo, Loader, LoaderOptions, Pipeline, Task, build_pipelines, open_splits, write_flipped_csv, write_split_csv,
+};
 use medkd_losses::{ConvRegressor, Features, LossContext, Objective, TaskFacts, Targets};
 use medkd_models::{Model, ModelSpec, count_macs, count_params, load_weights, load_weights_partial};
 use serde_json::json;
@@ -120,6 +122,9 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         run.write_text(&run.config_path(), &config.to_toml())?;
         if let Some(rows) = &setup.splits.split_table {
             write_split_csv(rows, &run.split_path())?;
+        }
+        if let Some(rows) = &setup.splits.flipped_labels {
+            write_flipped_csv(rows, &run.root().join("label_noise.csv"))?;
         }
     }
     let train_device = setup.device.clone().autodiff();

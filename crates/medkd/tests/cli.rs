@@ -229,8 +229,13 @@ fn a_diverging_run_stops_with_a_non_finite_loss_error() {
 fn distill_trains_a_student_from_a_teacher_run_and_checks_teachers_first() {
     let tmp = tempfile::tempdir().unwrap();
     let teacher = tmp.path().join("teacher");
-    let output = train(&write_config(tmp.path(), TINY), &teacher, &["--set", "train.epochs=2"]);
+    // The teacher learns from noisy labels, which the run folder lists (RoS-KD's setting).
+    let noise = "data.label_noise={ kind = \"symmetric\", rate = 0.1, seed = 1 }";
+    let output = train(&write_config(tmp.path(), TINY), &teacher, &["--set", "train.epochs=2", "--set", noise]);
     assert!(output.status.success(), "{}", stderr(&output));
+    let flips = std::fs::read_to_string(teacher.join("label_noise.csv")).unwrap();
+    assert_eq!(flips.lines().next(), Some("index,image,clean,noisy"));
+    assert_eq!(flips.lines().count() - 1, 55, "round(0.1 x 147) + round(0.1 x 399) of BreastMNIST's train split");
 
     let student_config = format!(
         "{}\n[[loss]]\nkind = \"kd\"\nweight = 0.9\ntemperature = 4.0\n[[loss]]\nkind = \"rkd_distance\"\nweight = 25.0\n[[loss]]\nkind = \"channel_gram\"\nweight = 100.0\n[[teacher]]\nrun = \"{}\"\n",

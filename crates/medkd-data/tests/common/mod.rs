@@ -67,6 +67,7 @@ pub fn config(format: DataFormat, path: &Path) -> DataConfig {
         task: None,
         channels: None,
         split: None,
+        label_noise: None,
         train_transforms: Vec::new(),
         eval_transforms: Vec::new(),
         normalize: NormalizeConfig::None {},

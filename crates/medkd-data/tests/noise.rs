@@ -1,0 +1,80 @@
+//! Synthetic label noise on real MedMNIST splits: exact counts per class, seeded, training split
+//! only, and errors that name the key.
+
+mod common;
+
+use common::{config, medmnist};
+use medkd_data::{DataFormat, DataSplits, ImageDataset, LabelNoiseConfig, Target, open_splits};
+
+fn open(name: &str, noise: Option<LabelNoiseConfig>) -> Result<DataSplits, String> {
+    let mut cfg = config(DataFormat::Medmnist, &medmnist(name));
+    cfg.label_noise = noise;
+    open_splits(&cfg, std::path::Path::new("/")).map_err(|e| e.to_string())
+}
+
+fn labels(ds: &dyn ImageDataset) -> Vec<usize> {
+    (0..ds.len())
+        .map(|i| match ds.target(i) {
+            Target::Class(c) => c,
+            Target::MultiHot(_) => unreachable!(),
+        })
+        .collect()
+}
+
+#[test]
+fn symmetric_noise_flips_an_exact_fraction_of_each_class_to_other_classes() {
+    let clean = open("retinamnist", None).unwrap();
+    let noisy = open("retinamnist", Some(LabelNoiseConfig::Symmetric { rate: 0.4, seed: 3 })).unwrap();
+    let (before, after) = (labels(clean.train.as_ref()), labels(noisy.train.as_ref()));
+    let flipped = noisy.flipped_labels.clone().unwrap();
+    // Exactly the listed samples changed, each to another class, and the list is right.
+    let changed: Vec<usize> = (0..before.len()).filter(|&i| before[i] != after[i]).collect();
+    assert_eq!(changed, flipped.iter().map(|f| f.index).collect::<Vec<_>>());
+    for f in &flipped {
+        assert_eq!((f.clean, f.noisy), (before[f.index], after[f.index]));
+        assert_eq!(f.id, clean.train.id(f.index));
+    }
+    // round(0.4 x N_c) per class.
+    for class in 0..5 {
+        let n = before.iter().filter(|&&c| c == class).count();
+        let moved = flipped.iter().filter(|f| f.clean == class).count();
+        assert_eq!(moved, (0.4 * n as f64).round() as usize, "class {class}");
+    }
+    // Every other class receives some: the draw is spread, not a fixed target.
+    assert!((0..5).all(|c| flipped.iter().any(|f| f.noisy == c)));
+    // Validation and test stay clean; the same seed gives the same flips, another seed others.
+    assert_eq!(labels(noisy.val.as_ref()), labels(clean.val.as_ref()));
+    assert_eq!(labels(noisy.test.as_ref()), labels(clean.test.as_ref()));
+    let again = open("retinamnist", Some(LabelNoiseConfig::Symmetric { rate: 0.4, seed: 3 })).unwrap();
+    assert_eq!(again.flipped_labels, noisy.flipped_labels);
+    let other = open("retinamnist", Some(LabelNoiseConfig::Symmetric { rate: 0.4, seed: 4 })).unwrap();
+    assert_ne!(other.flipped_labels, noisy.flipped_labels);
+}
+
+#[test]
+fn asymmetric_and_per_class_noise_follow_their_maps() {
+    let clean = labels(open("breastmnist", None).unwrap().train.as_ref());
+    let pairs = vec![["malignant".to_string(), "normal, benign".to_string()]];
+    let noisy = open("breastmnist", Some(LabelNoiseConfig::Asymmetric { rate: 0.2, pairs, seed: 0 })).unwrap();
+    let flipped = noisy.flipped_labels.unwrap();
+    let malignant = clean.iter().filter(|&&c| c == 0).count();
+    assert_eq!(flipped.len(), (0.2 * malignant as f64).round() as usize);
+    assert!(flipped.iter().all(|f| f.clean == 0 && f.noisy == 1), "only malignant -> benign");
+
+    let per_class = open("breastmnist", Some(LabelNoiseConfig::PerClass { rates: vec![0.0, 0.5], seed: 0 })).unwrap();
+    let flipped = per_class.flipped_labels.unwrap();
+    let benign = clean.len() - malignant;
+    assert_eq!(flipped.len(), (0.5 * benign as f64).round() as usize);
+    assert!(flipped.iter().all(|f| f.clean == 1 && f.noisy == 0));
+}
+
+#[test]
+fn bad_noise_settings_name_the_key() {
+    let error = |noise| open("breastmnist", Some(noise)).err().unwrap();
+    assert!(error(LabelNoiseConfig::Symmetric { rate: 1.5, seed: 0 }).contains("label_noise.rate"));
+    assert!(error(LabelNoiseConfig::PerClass { rates: vec![0.1], seed: 0 }).contains("1 rates for 2 classes"));
+    let unknown = vec![["malignant".to_string(), "cyst".to_string()]];
+    assert!(error(LabelNoiseConfig::Asymmetric { rate: 0.2, pairs: unknown, seed: 0 }).contains("unknown class `cyst`"));
+    let to_itself = vec![["malignant".to_string(), "malignant".to_string()]];
+    assert!(error(LabelNoiseConfig::Asymmetric { rate: 0.2, pairs: to_itself, seed: 0 }).contains("maps to itself"));
+}
