@@ -66,6 +66,10 @@ pub struct DataConfig {
     /// Seeded stratified split for sets without an official one (folder, csv).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<SplitConfig>,
+    /// Train on a seeded random fraction of the (noisy) training split, e.g. RoS-KD's teachers on
+    /// overlapping subsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<TrainSubsetConfig>,
     /// Synthetic label noise on the training split (validation and test stay clean).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_noise: Option<LabelNoiseConfig>,
@@ -75,6 +79,15 @@ pub struct DataConfig {
     pub eval_transforms: Vec<TransformSpec>,
     #[serde(default)]
     pub normalize: NormalizeConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSubsetConfig {
+    /// Fraction of the training split kept, in (0, 1].
+    pub ratio: f64,
+    #[serde(default)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +161,11 @@ impl Default for NormalizeConfig {
 impl DataConfig {
     /// Checks everything that can be checked without reading the data.
     pub fn validate(&self) -> Result<(), DataError> {
+        if let Some(TrainSubsetConfig { ratio, .. }) = &self.train_subset
+            && !(*ratio > 0.0 && *ratio <= 1.0)
+        {
+            return Err(DataError::config(format!("`data.train_subset.ratio` must be in (0, 1], got {ratio}")));
+        }
         let csv_keys = [
             ("image_dir", self.image_dir.is_some()),
             ("image_column", self.image_column.is_some()),

@@ -18,7 +18,7 @@ mod open;
 mod split;
 mod transform;
 
-pub use config::{DataConfig, DataFormat, NormalizeConfig, SplitConfig};
+pub use config::{DataConfig, DataFormat, NormalizeConfig, SplitConfig, TrainSubsetConfig};
 pub use dataset::{DatasetInfo, ImageDataset, Subset, Target, Task, class_counts};
 pub use download::download_medmnist;
 pub use error::DataError;

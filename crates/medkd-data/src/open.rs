@@ -3,6 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
 use crate::config::{DataConfig, DataFormat, resolve};
 use crate::csv_dataset::open_csv;
 use crate::folder::open_folder;
@@ -58,6 +62,7 @@ pub fn open_splits(cfg: &DataConfig, base_dir: &Path) -> Result<DataSplits, Data
     )
 }
 
+/// Applies `data.label_noise`, then `data.train_subset`, to the training split.
 fn with_label_noise(
     cfg: &DataConfig,
     train: Arc<dyn ImageDataset>,
@@ -71,6 +76,17 @@ fn with_label_noise(
             (Arc::new(noisy), Some(flipped))
         }
         None => (train, None),
+    };
+    let train: Arc<dyn ImageDataset> = match &cfg.train_subset {
+        Some(subset) => {
+            let mut indices: Vec<usize> = (0..train.len()).collect();
+            indices.shuffle(&mut ChaCha8Rng::seed_from_u64(subset.seed));
+            indices.truncate(((subset.ratio * train.len() as f64).round() as usize).max(1));
+            // Sorted, so the subset keeps the split's order and the loader's shuffle alone decides.
+            indices.sort_unstable();
+            Arc::new(Subset::new(train, indices))
+        }
+        None => train,
     };
     Ok(DataSplits { train, val, test, split_table, flipped_labels })
 }

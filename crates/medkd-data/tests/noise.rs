@@ -4,7 +4,7 @@
 mod common;
 
 use common::{config, medmnist};
-use medkd_data::{DataFormat, DataSplits, ImageDataset, LabelNoiseConfig, Target, open_splits};
+use medkd_data::{DataFormat, DataSplits, ImageDataset, LabelNoiseConfig, Target, TrainSubsetConfig, open_splits};
 
 fn open(name: &str, noise: Option<LabelNoiseConfig>) -> Result<DataSplits, String> {
     let mut cfg = config(DataFormat::Medmnist, &medmnist(name));
@@ -77,4 +77,27 @@ fn bad_noise_settings_name_the_key() {
     assert!(error(LabelNoiseConfig::Asymmetric { rate: 0.2, pairs: unknown, seed: 0 }).contains("unknown class `cyst`"));
     let to_itself = vec![["malignant".to_string(), "malignant".to_string()]];
     assert!(error(LabelNoiseConfig::Asymmetric { rate: 0.2, pairs: to_itself, seed: 0 }).contains("maps to itself"));
+}
+
+#[test]
+fn train_subsets_are_seeded_fractions_of_the_noisy_training_split() {
+    let open_subset = |seed: u64, ratio: f64| {
+        let mut cfg = config(DataFormat::Medmnist, &medmnist("breastmnist"));
+        cfg.label_noise = Some(LabelNoiseConfig::Symmetric { rate: 0.2, seed: 0 });
+        cfg.train_subset = Some(TrainSubsetConfig { ratio, seed });
+        open_splits(&cfg, std::path::Path::new("/")).map_err(|e| e.to_string())
+    };
+    let full = open("breastmnist", Some(LabelNoiseConfig::Symmetric { rate: 0.2, seed: 0 })).unwrap();
+    let ids = |splits: &DataSplits| (0..splits.train.len()).map(|i| splits.train.id(i)).collect::<Vec<_>>();
+    let (a, b) = (open_subset(1, 0.7).unwrap(), open_subset(2, 0.7).unwrap());
+    assert_eq!(a.train.len(), (0.7f64 * 546.0).round() as usize);
+    assert_eq!(ids(&a), ids(&open_subset(1, 0.7).unwrap()), "seeded");
+    assert_ne!(ids(&a), ids(&b), "another seed, another subset");
+    // Subsets overlap and carry the noisy labels of the full training split.
+    let common = ids(&a).iter().filter(|id| ids(&b).contains(id)).count();
+    assert!(common > 546 * 4 / 10, "{common}");
+    let full_labels: std::collections::HashMap<String, Target> = (0..full.train.len()).map(|i| (full.train.id(i), full.train.target(i))).collect();
+    assert!((0..a.train.len()).all(|i| full_labels[&a.train.id(i)] == a.train.target(i)));
+    assert_eq!(a.val.len(), full.val.len());
+    assert!(open_subset(0, 0.0).unwrap_err().contains("train_subset.ratio"));
 }

@@ -68,6 +68,7 @@ pub fn config(format: DataFormat, path: &Path) -> DataConfig {
         channels: None,
         split: None,
         label_noise: None,
+        train_subset: None,
         train_transforms: Vec::new(),
         eval_transforms: Vec::new(),
         normalize: NormalizeConfig::None {},
