@@ -68,14 +68,18 @@ pub fn predict_files(
 }
 
 impl Predictions {
-    fn empty(info: &DatasetInfo) -> Self {
+    pub fn empty(info: &DatasetInfo) -> Self {
         Predictions { probs: Vec::new(), num_classes: info.class_names.len(), targets: Vec::new(), ids: Vec::new() }
     }
 }
 
-/// Softmax over classes, or a sigmoid per label for multi-label tasks.
 fn probabilities(model: &Model, images: Tensor<4>, info: &DatasetInfo) -> Vec<f32> {
-    let logits: Vec<f32> = model.logits(images).into_data().try_to_vec::<f32>().expect("logits are f32");
+    probabilities_of(model.logits(images), info)
+}
+
+/// Softmax over classes, or a sigmoid per label for multi-label tasks.
+pub fn probabilities_of(logits: Tensor<2>, info: &DatasetInfo) -> Vec<f32> {
+    let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().expect("logits are f32");
     match info.task {
         Task::MultiLabel => medkd_eval::sigmoid(&logits),
         _ => medkd_eval::softmax_rows(&logits, info.class_names.len()),

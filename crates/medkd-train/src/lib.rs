@@ -1,6 +1,7 @@
 //! medkd's training engine: config, the training loop, evaluation, checkpoints and the run
 //! folder contract.
 
+pub mod attack;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

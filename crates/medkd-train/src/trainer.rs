@@ -54,6 +54,16 @@ impl RunSetup {
     }
 
     pub fn eval_loader(&self, config: &RunConfig, dataset: Arc<dyn medkd_data::ImageDataset>) -> Result<Loader, TrainError> {
+        self.eval_loader_with(config, dataset, self.eval_pipeline.clone())
+    }
+
+    /// An unshuffled loader over `dataset` with `pipeline` in place of the eval pipeline.
+    pub fn eval_loader_with(
+        &self,
+        config: &RunConfig,
+        dataset: Arc<dyn medkd_data::ImageDataset>,
+        pipeline: Arc<Pipeline>,
+    ) -> Result<Loader, TrainError> {
         let options = LoaderOptions {
             batch_size: config.train.eval_batch_size,
             shuffle: false,
@@ -62,12 +72,17 @@ impl RunSetup {
             workers: config.train.workers,
             prefetch: config.train.prefetch,
         };
-        Ok(Loader::new(dataset, self.eval_pipeline.clone(), options)?)
+        Ok(Loader::new(dataset, pipeline, options)?)
     }
 
     /// The model with its best weights, for evaluation and prediction.
     pub fn load_best(&self, run: &RunDir) -> Result<Model, TrainError> {
-        let model = Model::new(&self.spec, &self.device)?;
+        self.load_best_on(run, &self.device)
+    }
+
+    /// [`RunSetup::load_best`] on another device (e.g. with autodiff, for attacks).
+    pub fn load_best_on(&self, run: &RunDir, device: &Device) -> Result<Model, TrainError> {
+        let model = Model::new(&self.spec, device)?;
         Ok(load_weights(model, &run.checkpoint("best", "safetensors"))?)
     }
 }

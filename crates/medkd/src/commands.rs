@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
 use medkd_models::{Model, ModelSpec, count_macs, count_params};
+use medkd_train::attack::{AttackOptions, attack_run};
 use medkd_train::{Prepared, RunConfig, RunDir, RunSetup};
 
 /// Which command runs a config: `distill` needs `[[teacher]]` entries, `train` has none, so a
@@ -132,5 +133,28 @@ pub fn info(spec: &ModelSpec, input_hw: [usize; 2]) -> Result<()> {
     println!("classes     {}", spec.num_classes);
     println!("parameters  {params} ({:.2} M)", params as f64 / 1e6);
     println!("MACs        {macs} ({:.1} MMAC = {:.1} MFLOPs at 2 FLOPs per MAC)", macs as f64 / 1e6, 2.0 * macs as f64 / 1e6);
+    Ok(())
+}
+
+pub fn attack(run_path: &Path, split: &str, options: &AttackOptions) -> Result<()> {
+    let run = RunDir::open(run_path)?;
+    let config = RunConfig::load(&run.config_path(), &[])?;
+    if !run.checkpoint("best", "safetensors").is_file() {
+        bail!("{}: no checkpoints/best.safetensors to attack (has the run finished an epoch?)", run_path.display());
+    }
+    let report = attack_run(&run, &config, split, options)?;
+    println!("{:?} attack on the {split} split of {}:", options.kind, run_path.display());
+    println!("{:<14}{:>10}{:>14}{:>10}{:>10}", "", "accuracy", "balanced acc", "macro F1", "AUC");
+    for (name, evaluation) in &report.tables {
+        let metric = |m: &str| evaluation.metric(m);
+        println!(
+            "{name:<14}{:>10.4}{:>14.4}{:>10.4}{:>10.4}",
+            metric("acc"),
+            metric("balanced_acc"),
+            metric("macro_f1"),
+            metric("auc")
+        );
+    }
+    println!("report: {}", run_path.join("attack.json").display());
     Ok(())
 }

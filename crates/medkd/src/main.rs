@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use commands::Mode;
 use medkd_models::{Arch, ModelSpec};
+use medkd_train::attack::{AttackKind, AttackOptions};
 
 #[derive(Parser)]
 #[command(name = "medkd", version, about = "Train compact, robust medical image classifiers by knowledge distillation")]
@@ -46,6 +47,28 @@ enum Command {
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+    /// White-box FGSM or PGD attack on a run's best checkpoint: clean and adversarial metrics per
+    /// eps, written to attack.json in the run folder.
+    Attack {
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long, value_parser = ["fgsm", "pgd"])]
+        attack: String,
+        /// Perturbation budgets on [0, 1] images, comma-separated: 1/255,2/255 or 0.004.
+        #[arg(long, default_value = "1/255,2/255,4/255,8/255", value_parser = parse_eps_list)]
+        eps: EpsList,
+        /// PGD iterations.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// PGD step size, a number or fraction (default eps/4).
+        #[arg(long, value_parser = parse_eps)]
+        alpha: Option<f64>,
+        /// PGD starts from a random point of the eps-ball.
+        #[arg(long)]
+        random_start: bool,
+        #[arg(long, default_value = "test", value_parser = ["train", "val", "test"])]
+        split: String,
     },
     /// Parameter count and multiply-accumulates (MACs) of a model for one input.
     Info {
@@ -141,6 +164,25 @@ enum DataCommand {
     },
 }
 
+/// A parsed `--eps` list (a newtype, so clap takes the whole list as one value).
+#[derive(Clone, Debug)]
+struct EpsList(Vec<f64>);
+
+/// `8/255` or `0.03`: a finite number >= 0.
+fn parse_eps(text: &str) -> Result<f64, String> {
+    let value = match text.trim().split_once('/') {
+        Some((a, b)) => a.trim().parse::<f64>().ok().zip(b.trim().parse::<f64>().ok()).map(|(a, b)| a / b),
+        None => text.trim().parse::<f64>().ok(),
+    };
+    value
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("'{text}': expected a number >= 0 or a fraction such as 8/255"))
+}
+
+fn parse_eps_list(text: &str) -> Result<EpsList, String> {
+    text.split(',').map(parse_eps).collect::<Result<Vec<_>, _>>().map(EpsList)
+}
+
 /// `3x224x224` → [3, 224, 224].
 fn parse_input(text: &str) -> Result<[usize; 3], String> {
     let parts: Vec<usize> = text.split('x').map(str::parse).collect::<Result<_, _>>().map_err(|_| format!("'{text}': expected CxHxW, e.g. 3x224x224"))?;
@@ -159,6 +201,11 @@ fn main() {
         Command::Predict { run, out, split, images } => commands::predict(&run, &out, split.as_deref(), &images),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())
+        }
+        Command::Attack { run, attack, eps, steps, alpha, random_start, split } => {
+            let kind = if attack == "pgd" { AttackKind::Pgd } else { AttackKind::Fgsm };
+            let options = AttackOptions { kind, eps: eps.0, steps, alpha, random_start, seed: 0 };
+            commands::attack(&run, &split, &options)
         }
         Command::Info { arch, input: [channels, height, width], num_classes, small_input } => {
             commands::info(&ModelSpec { arch, num_classes, in_channels: channels, small_input }, [height, width])

@@ -125,6 +125,21 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
     let output = medkd(&["predict", "--run", run.to_str().unwrap(), "--out", file_preds.to_str().unwrap(), not_an_image.to_str().unwrap()]);
     assert!(!output.status.success() && stderr(&output).contains("notes.png"), "{}", stderr(&output));
 
+    // Attacks: the clean row is the summary's test accuracy, eps 0 changes nothing, and the
+    // report lands in attack.json; a bad eps or a folder without a model is a clear error.
+    let output = medkd(&["attack", "--run", run.to_str().unwrap(), "--attack", "fgsm", "--eps", "0,8/255"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = read_json(&run.join("attack.json"));
+    assert_eq!(report["clean"]["acc"], summary["test"]["acc"]);
+    assert_eq!(report["adversarial"][0]["acc"], summary["test"]["acc"]);
+    assert!((report["adversarial"][1]["eps"].as_f64().unwrap() - 8.0 / 255.0).abs() < 1e-12);
+    assert!(report["adversarial"][1]["acc"].as_f64().unwrap() <= summary["test"]["acc"].as_f64().unwrap());
+    let output = medkd(&["attack", "--run", run.to_str().unwrap(), "--attack", "pgd", "--eps", "1/0x"]);
+    assert!(!output.status.success() && stderr(&output).contains("'1/0x'"), "{}", stderr(&output));
+    // tmp holds a config.toml but no trained model.
+    let output = medkd(&["attack", "--run", tmp.path().to_str().unwrap(), "--attack", "fgsm"]);
+    assert!(!output.status.success() && stderr(&output).contains("no checkpoints/best.safetensors"), "{}", stderr(&output));
+
     // A second train into the same folder is refused rather than mixing runs.
     let output = train(&config, &run, &[]);
     assert!(!output.status.success());
