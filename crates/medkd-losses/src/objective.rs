@@ -17,9 +17,10 @@ pub struct LossContext<'a> {
     /// The trainable regressors of `hint`/`channel_gram` terms, as [`Objective::adapter_shapes`]
     /// lists them.
     pub adapters: &'a [ConvRegressor],
-    /// Global training step (epoch x steps per epoch + step): seeds per-step random choices, so
-    /// a resumed run draws the same ones.
+    /// Global training step (epoch x steps per epoch + step) and epoch: seed the random
+    /// teacher choices, so a resumed run draws the same ones.
     pub step: u64,
+    pub epoch: u64,
 }
 
 /// One term's unweighted value, for logging.
@@ -61,10 +62,10 @@ struct MapPair {
     adapter: Option<usize>,
 }
 
-/// A resolved [`TeacherMix`]: normalized weights, or one random teacher per step.
+/// A resolved [`TeacherMix`]: normalized weights, or one random teacher per step or epoch.
 enum Mix {
     Weighted(Vec<f32>),
-    Random,
+    Random { per_epoch: bool },
 }
 
 /// A resolved list of weighted loss terms: total = sum of weight x term.
@@ -154,9 +155,10 @@ impl Objective {
                         .map(|(w, t)| t.logits.clone().mul_scalar(*w))
                         .reduce(|a, b| a + b)
                         .expect("Objective::new checked there is a teacher"),
-                    Mix::Random => {
+                    Mix::Random { per_epoch } => {
                         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-                        rng.set_stream(ctx.step);
+                        // Streams: steps from 0 up, epochs from the top, so the two never share one.
+                        rng.set_stream(if *per_epoch { u64::MAX - ctx.epoch } else { ctx.step });
                         rng.set_word_pos(index as u128);
                         teacher(rng.random_range(0..ctx.teachers.len())).logits.clone()
                     }
@@ -273,7 +275,8 @@ fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)
             needs_teacher(0)?;
             let mix = match teachers {
                 TeacherMix::Rule(TeacherRule::Mean) => Mix::Weighted(vec![1.0 / num_teachers as f32; num_teachers]),
-                TeacherMix::Rule(TeacherRule::Random) => Mix::Random,
+                TeacherMix::Rule(TeacherRule::Random) => Mix::Random { per_epoch: false },
+                TeacherMix::Rule(TeacherRule::RandomEpoch) => Mix::Random { per_epoch: true },
                 TeacherMix::Weights(list) if list.len() != num_teachers => {
                     return Err(LossError::bad(
                         name,

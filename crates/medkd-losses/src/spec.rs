@@ -98,8 +98,8 @@ fn all_stages() -> Vec<usize> {
 }
 
 /// How a KD term combines several teachers: `"mean"` of their logits, a seeded `"random"`
-/// teacher per training step (RoS-KD), or a weighted mean with one weight per teacher (a
-/// one-hot list picks a single teacher).
+/// teacher per training step or `"random_epoch"` per epoch (RoS-KD), or a weighted mean with
+/// one weight per teacher (a one-hot list picks a single teacher).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TeacherMix {
@@ -112,6 +112,7 @@ pub enum TeacherMix {
 pub enum TeacherRule {
     Mean,
     Random,
+    RandomEpoch,
 }
 
 impl Default for TeacherMix {

@@ -79,7 +79,7 @@ fn objective_total_is_the_weighted_sum_of_terms() {
     ];
     let objective = Objective::new(&specs, &facts(&names, &[5, 3, 2], false)).unwrap();
     let targets = Targets::Classes(vec![0, 2]);
-    let (total, terms) = objective.compute(&LossContext { student: &student, teachers: &[], targets: &targets, adapters: &[], step: 0 }).unwrap();
+    let (total, terms) = objective.compute(&LossContext { student: &student, teachers: &[], targets: &targets, adapters: &[], step: 0, epoch: 0 }).unwrap();
     let values: Vec<f32> = terms.into_iter().map(|t| t.value.into_scalar::<f32>()).collect();
     let total = total.into_scalar::<f32>();
     assert!((total - (0.25 * values[0] + 2.0 * values[1])).abs() < 1e-5, "{total} vs {values:?}");
@@ -101,7 +101,9 @@ fn kd_objective(teachers: TeacherMix, num_teachers: usize) -> Result<Objective, 
 
 fn kd_value(objective: &Objective, student: &Features, teachers: &[Features], step: u64) -> f32 {
     let targets = Targets::Classes(vec![0, 1, 2, 0]);
-    let (total, _) = objective.compute(&LossContext { student, teachers, targets: &targets, adapters: &[], step }).unwrap();
+    // Ten steps per epoch.
+    let context = LossContext { student, teachers, targets: &targets, adapters: &[], step, epoch: step / 10 };
+    let (total, _) = objective.compute(&context).unwrap();
     total.into_scalar::<f32>()
 }
 
@@ -129,6 +131,12 @@ fn kd_mixes_teachers_by_mean_weights_or_seeded_random_choice() {
     assert!(picks.iter().all(|v| *v == value_a || *v == value_b), "{picks:?}");
     assert!(picks.contains(&value_a) && picks.contains(&value_b), "{picks:?}");
     assert_eq!(picks, (0..20).map(|step| kd_value(&random, &student, &teachers, step)).collect::<Vec<_>>());
+    // Per epoch: one teacher for all ten steps of an epoch, both teachers over 20 epochs.
+    let per_epoch = kd_objective(TeacherMix::Rule(TeacherRule::RandomEpoch), 2).unwrap();
+    let epochs: Vec<Vec<f32>> = (0..20).map(|e| (0..10).map(|s| kd_value(&per_epoch, &student, &teachers, e * 10 + s)).collect()).collect();
+    assert!(epochs.iter().all(|steps| steps.iter().all(|v| *v == steps[0])), "{epochs:?}");
+    let firsts: Vec<f32> = epochs.iter().map(|steps| steps[0]).collect();
+    assert!(firsts.contains(&value_a) && firsts.contains(&value_b), "{firsts:?}");
 }
 
 #[test]
@@ -178,7 +186,7 @@ fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
     let adapters: Vec<ConvRegressor> = objective.adapter_shapes().iter().map(|&(i, o)| ConvRegressor::new(i, o, &device)).collect();
     let (student, teachers) = (features(&resnet18, 1), [features(&resnet50, 2), features(&resnet18, 3)]);
     let targets = Targets::Classes(vec![0, 1, 2, 0]);
-    let context = LossContext { student: &student, teachers: &teachers, targets: &targets, adapters: &adapters, step: 0 };
+    let context = LossContext { student: &student, teachers: &teachers, targets: &targets, adapters: &adapters, step: 0, epoch: 0 };
     let (_, terms) = objective.compute(&context).unwrap();
     let gram = channel_gram_rmse(student.stages[2].clone(), teachers[1].stages[2].clone()).into_scalar::<f32>();
     assert_eq!(terms[1].value.clone().into_scalar::<f32>(), gram, "no regressor between equal channel counts");

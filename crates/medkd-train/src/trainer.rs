@@ -217,6 +217,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
                 targets: &targets,
                 adapters: &student.adapters,
                 step: (epoch * steps + step) as u64,
+                epoch: epoch as u64,
             })?;
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
             let term_values: Vec<(String, f64)> =
