@@ -32,15 +32,16 @@ def read_predictions(path):
     return header[1:], ids, probs
 
 
-def test_labels(run, ids):
+def test_labels(run, ids, class_names):
     config = tomllib.loads((run / "config.toml").read_text())
     data = config["data"]
     if data["format"] == "medmnist":
         labels = np.load(data["path"])["test_labels"].reshape(-1)
         return labels[[int(i) for i in ids]]
+    # split.csv names each sample's class; the predictions' columns give the class order.
     with open(run / "split.csv", newline="") as f:
         rows = {r["image"]: r for r in csv.DictReader(f) if r["split"] == "test"}
-    return np.array([int(rows[i]["label"]) for i in ids])
+    return np.array([class_names.index(rows[i]["label"]) for i in ids])
 
 
 def sklearn_metrics(labels, probs):
@@ -62,8 +63,8 @@ def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     run, preds = Path(sys.argv[1]), Path(sys.argv[2])
-    _, ids, probs = read_predictions(preds)
-    labels = test_labels(run, ids)
+    class_names, ids, probs = read_predictions(preds)
+    labels = test_labels(run, ids, class_names)
     summary = json.loads((run / "summary.json").read_text())["test"]
     worst = 0.0
     print(f"{'metric':<14}{'scikit-learn':>14}{'summary.json':>14}")
