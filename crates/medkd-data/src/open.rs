@@ -46,14 +46,14 @@ pub fn open_splits(cfg: &DataConfig, base_dir: &Path) -> Result<DataSplits, Data
     let full: Arc<dyn ImageDataset> = match cfg.format {
         DataFormat::Medmnist => {
             let [train, val, test] = open_medmnist(&path, cfg.task)?;
-            return with_label_noise(cfg, Arc::new(train), Arc::new(val), Arc::new(test), None);
+            return finish_training_split(cfg, Arc::new(train), Arc::new(val), Arc::new(test), None);
         }
         DataFormat::Folder => Arc::new(open_folder(&path, cfg.classes.as_deref(), cfg.task)?),
         DataFormat::Csv => Arc::new(open_csv(cfg, &path)?),
     };
     let split = stratified_split(full.as_ref(), &cfg.split.clone().unwrap_or_default())?;
     let split_table = split_rows(full.as_ref(), &split);
-    with_label_noise(
+    finish_training_split(
         cfg,
         Arc::new(Subset::new(full.clone(), split.train)),
         Arc::new(Subset::new(full.clone(), split.val)),
@@ -63,7 +63,7 @@ pub fn open_splits(cfg: &DataConfig, base_dir: &Path) -> Result<DataSplits, Data
 }
 
 /// Applies `data.label_noise`, then `data.train_subset`, to the training split.
-fn with_label_noise(
+fn finish_training_split(
     cfg: &DataConfig,
     train: Arc<dyn ImageDataset>,
     val: Arc<dyn ImageDataset>,

@@ -86,25 +86,38 @@ pub fn pgd(
     x
 }
 
-/// Clean and adversarial metrics of a run's best checkpoint on a split, written to attack.json.
-#[derive(Serialize)]
+/// Clean and adversarial metrics of a run's best checkpoint on a split.
 pub struct AttackReport {
     pub split: String,
     pub options: AttackOptions,
-    pub clean: serde_json::Value,
-    /// One entry per eps: `{"eps": ..., "acc": ..., ...}`.
-    pub adversarial: Vec<serde_json::Value>,
-    #[serde(skip)]
-    pub tables: Vec<(String, Evaluation)>,
+    /// `None` for the clean images, then one row per eps.
+    pub rows: Vec<(Option<f64>, Evaluation)>,
+}
+
+impl AttackReport {
+    /// attack.json: `{"split", "options", "clean": {...}, "adversarial": [{"eps", ...}, ...]}`.
+    fn to_json(&self) -> serde_json::Value {
+        let adversarial: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .filter_map(|(eps, evaluation)| {
+                let mut entry = evaluation.to_json();
+                entry["eps"] = serde_json::json!((*eps)?);
+                Some(entry)
+            })
+            .collect();
+        serde_json::json!({
+            "split": self.split,
+            "options": self.options,
+            "clean": self.rows[0].1.to_json(),
+            "adversarial": adversarial,
+        })
+    }
 }
 
 pub fn attack_run(run: &RunDir, config: &RunConfig, split: &str, options: &AttackOptions) -> Result<AttackReport, TrainError> {
     let setup = RunSetup::new(config)?;
-    let dataset = match split {
-        "train" => setup.splits.train.clone(),
-        "val" => setup.splits.val.clone(),
-        _ => setup.splits.test.clone(),
-    };
+    let dataset = setup.split(split)?;
     let normalization = setup.eval_pipeline.normalization().clone();
     let channels = setup.eval_pipeline.channels();
     // Images in [0, 1]: the eval transforms without their normalization.
@@ -154,22 +167,12 @@ pub fn attack_run(run: &RunDir, config: &RunConfig, split: &str, options: &Attac
             record(predictions, x, &batch.targets);
         }
     }
-    let clean = evaluate(&clean, &setup.info)?;
-    let mut report = AttackReport {
-        split: split.to_string(),
-        options: options.clone(),
-        clean: clean.to_json(),
-        adversarial: Vec::new(),
-        tables: vec![("clean".into(), clean)],
-    };
+    let mut rows = vec![(None, evaluate(&clean, &setup.info)?)];
     for (eps, predictions) in options.eps.iter().zip(&adversarial) {
-        let evaluation = evaluate(predictions, &setup.info)?;
-        let mut entry = evaluation.to_json();
-        entry["eps"] = serde_json::json!(eps);
-        report.adversarial.push(entry);
-        report.tables.push((format!("eps {eps:.5}"), evaluation));
+        rows.push((Some(*eps), evaluate(predictions, &setup.info)?));
     }
-    run.write_json(&run.root().join("attack.json"), &report)?;
+    let report = AttackReport { split: split.to_string(), options: options.clone(), rows };
+    run.write_json(&run.root().join("attack.json"), &report.to_json())?;
     Ok(report)
 }
 

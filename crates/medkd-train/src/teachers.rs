@@ -72,7 +72,8 @@ impl TeacherCache {
             .zip(&self.widths)
             .map(|(rows, &(classes, width))| {
                 let gather = |range: std::ops::Range<usize>| {
-                    let values: Vec<f32> = indices.iter().flat_map(|&i| rows[i].as_ref().expect("checked above")[range.clone()].to_vec()).collect();
+                    let values: Vec<f32> =
+                        indices.iter().flat_map(|&i| rows[i].as_ref().expect("checked above")[range.clone()].iter().copied()).collect();
                     Tensor::<2>::from_data(TensorData::new(values, [indices.len(), range.len()]), &device)
                 };
                 Features { stages: Vec::new(), logits: gather(0..classes), pooled: gather(classes..classes + width) }

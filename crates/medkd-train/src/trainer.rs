@@ -75,6 +75,16 @@ impl RunSetup {
         Ok(Loader::new(dataset, pipeline, options)?)
     }
 
+    /// A split by its CLI name: `train`, `val` or `test`.
+    pub fn split(&self, name: &str) -> Result<Arc<dyn medkd_data::ImageDataset>, TrainError> {
+        match name {
+            "train" => Ok(self.splits.train.clone()),
+            "val" => Ok(self.splits.val.clone()),
+            "test" => Ok(self.splits.test.clone()),
+            other => Err(TrainError::Input(format!("unknown split '{other}': expected train, val or test"))),
+        }
+    }
+
     /// The model with its best weights, for evaluation and prediction.
     pub fn load_best(&self, run: &RunDir) -> Result<Model, TrainError> {
         self.load_best_on(run, &self.device)

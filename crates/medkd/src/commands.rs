@@ -59,14 +59,8 @@ fn open_run(run_path: &Path) -> Result<(RunConfig, RunDir, RunSetup)> {
 }
 
 fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str) -> Result<Predictions> {
-    let dataset = match split {
-        "train" => setup.splits.train.clone(),
-        "val" => setup.splits.val.clone(),
-        "test" => setup.splits.test.clone(),
-        other => bail!("unknown split '{other}': expected train, val or test"),
-    };
     let model = setup.load_best(run)?;
-    Ok(evaluate::predict(&model, &setup.eval_loader(config, dataset)?, &setup.info, &setup.device)?)
+    Ok(evaluate::predict(&model, &setup.eval_loader(config, setup.split(split)?)?, &setup.info, &setup.device)?)
 }
 
 pub fn eval(run_path: &Path, split: &str) -> Result<()> {
@@ -145,7 +139,8 @@ pub fn attack(run_path: &Path, split: &str, options: &AttackOptions) -> Result<(
     let report = attack_run(&run, &config, split, options)?;
     println!("{:?} attack on the {split} split of {}:", options.kind, run_path.display());
     println!("{:<14}{:>10}{:>14}{:>10}{:>10}", "", "accuracy", "balanced acc", "macro F1", "AUC");
-    for (name, evaluation) in &report.tables {
+    for (eps, evaluation) in &report.rows {
+        let name = eps.map_or("clean".to_string(), |e| format!("eps {e:.5}"));
         let metric = |m: &str| evaluation.metric(m);
         println!(
             "{name:<14}{:>10.4}{:>14.4}{:>10.4}{:>10.4}",
