@@ -25,6 +25,9 @@ pub struct TrainState {
     pub best: ImprovementTracker,
     pub schedule: ScheduleState,
     pub wall_seconds: f64,
+    /// Weight sets in the student's running average (`train.weight_averaging`).
+    #[serde(default)]
+    pub averaged: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -34,6 +37,11 @@ struct LastPointer {
     model_md5: String,
     optimizer_file: String,
     optimizer_md5: String,
+    /// The running weight average, when the run keeps one.
+    #[serde(default)]
+    average_file: Option<String>,
+    #[serde(default)]
+    average_md5: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,7 +60,13 @@ fn checkpoint_error(path: &std::path::Path, message: impl Into<String>) -> Train
 }
 
 /// Saves the resume set for a finished epoch and commits it as `last`.
-pub fn save_last(run: &RunDir, student: &Student, optimizer: &ModuleOptimizer, state: &TrainState) -> Result<(), TrainError> {
+pub fn save_last(
+    run: &RunDir,
+    student: &Student,
+    optimizer: &ModuleOptimizer,
+    average: Option<&Model>,
+    state: &TrainState,
+) -> Result<(), TrainError> {
     let stem = format!("epoch-{:04}", state.epochs_done);
     let model_path = run.checkpoint(&stem, "bpk");
     let model_tmp = temp_path(&model_path);
@@ -67,8 +81,20 @@ pub fn save_last(run: &RunDir, student: &Student, optimizer: &ModuleOptimizer, s
     let optimizer_bytes = optimizer.into_bytes().map_err(|e| checkpoint_error(&optimizer_path, format!("{e:?}")))?;
     write_atomic(&optimizer_path, &optimizer_bytes)?;
 
+    let average_saved = match average {
+        Some(model) => {
+            let path = run.checkpoint(&format!("{stem}.average"), "safetensors");
+            save_weights(model, &path)?;
+            let bytes = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
+            Some((file_name(&path), md5_hex(&bytes)))
+        }
+        None => None,
+    };
+    let (average_file, average_md5) = average_saved.unzip();
     let pointer = LastPointer {
         state: state.clone(),
+        average_file,
+        average_md5,
         model_file: file_name(&model_path),
         model_md5: md5_hex(&model_bytes),
         optimizer_file: file_name(&optimizer_path),
@@ -94,12 +120,17 @@ fn remove_other_epoch_sets(run: &RunDir, keep_stem: &str) -> Result<(), TrainErr
     Ok(())
 }
 
+/// What a resumed run continues from.
+pub struct Resumed {
+    pub student: Student,
+    pub optimizer: ModuleOptimizer,
+    pub state: TrainState,
+    /// The saved weight average (torchvision names), checked against its MD5.
+    pub average: Option<std::path::PathBuf>,
+}
+
 /// Loads the committed `last` set into a freshly built student and optimizer.
-pub fn load_last(
-    run: &RunDir,
-    mut student: Student,
-    optimizer: ModuleOptimizer,
-) -> Result<(Student, ModuleOptimizer, TrainState), TrainError> {
+pub fn load_last(run: &RunDir, mut student: Student, optimizer: ModuleOptimizer) -> Result<Resumed, TrainError> {
     let pointer_path = run.checkpoint("last", "json");
     let text = fs::read_to_string(&pointer_path)
         .map_err(|e| checkpoint_error(&pointer_path, format!("cannot resume: no finished epoch was saved ({e})")))?;
@@ -122,7 +153,18 @@ pub fn load_last(
     let optimizer = optimizer
         .from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer_bytes))
         .map_err(|e| checkpoint_error(&optimizer_path, format!("{e:?}")))?;
-    Ok((student, optimizer, pointer.state))
+    let average = match (&pointer.average_file, &pointer.average_md5) {
+        (Some(file), Some(md5)) => {
+            let path = run.checkpoint_dir().join(file);
+            let bytes = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
+            if &md5_hex(&bytes) != md5 {
+                return Err(checkpoint_error(&path, "content does not match last.json's MD5"));
+            }
+            Some(path)
+        }
+        _ => None,
+    };
+    Ok(Resumed { student, optimizer, state: pointer.state, average })
 }
 
 /// Saves the selected weights (torchvision names) and what selected them.

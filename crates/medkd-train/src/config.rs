@@ -10,6 +10,7 @@ use medkd_models::Arch;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
+use crate::averaging::AveragingConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +97,9 @@ pub struct TrainConfig {
     /// Batches decoded ahead of the training step.
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,
+    /// Student weight smoothing (EMA or SWA); the average is what gets evaluated and saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_averaging: Option<AveragingConfig>,
 }
 
 fn default_eval_batch_size() -> usize {
@@ -291,6 +295,9 @@ impl RunConfig {
                 "train.warmup_epochs",
                 format!("must be in [0, epochs = {}), got {}", train.epochs, train.warmup_epochs),
             );
+        }
+        if let Some(averaging) = &train.weight_averaging {
+            averaging.validate(train.epochs)?;
         }
         if !SELECT_METRICS.contains(&train.select_metric.as_str()) {
             return bad(

@@ -2,6 +2,7 @@
 //! folder contract.
 
 pub mod attack;
+pub mod averaging;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

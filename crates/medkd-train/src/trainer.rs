@@ -16,6 +16,7 @@ use medkd_losses::{ConvRegressor, Features, LossContext, Objective, TaskFacts, T
 use medkd_models::{Model, ModelSpec, count_macs, count_params, load_weights, load_weights_partial};
 use serde_json::json;
 
+use crate::averaging::WeightAverage;
 use crate::checkpoint::{BestRecord, TrainState, load_last, save_best, save_last};
 use crate::config::RunConfig;
 use crate::device::make_device;
@@ -176,9 +177,16 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         best: ImprovementTracker::new(higher_is_better(select), min_delta),
         schedule: schedule.initial_state(higher_is_better(select)),
         wall_seconds: 0.0,
+        averaged: 0,
     };
+    let mut average = config.train.weight_averaging.clone().map(WeightAverage::new);
     if resume {
-        (student, optimizer, state) = load_last(run, student, optimizer)?;
+        let resumed = load_last(run, student, optimizer)?;
+        (student, optimizer, state) = (resumed.student, resumed.optimizer, resumed.state);
+        if let (Some(averaging), Some(path)) = (&config.train.weight_averaging, resumed.average) {
+            let model = load_weights(Model::new(&setup.spec, &setup.device)?, &path)?;
+            average = Some(WeightAverage::resumed(averaging.clone(), Some(model), state.averaged));
+        }
         run.truncate_metrics_from(state.epochs_done)?;
     }
 
@@ -196,6 +204,8 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         },
     )?;
     let val_loader = setup.eval_loader(config, setup.splits.val.clone())?;
+    // Averaged weights get their BatchNorm statistics from the training images, un-augmented.
+    let batch_norm_loader = setup.eval_loader(config, setup.splits.train.clone())?;
     let steps = train_loader.num_batches();
     let mut teacher_cache = cache_teachers(config, prepared).then(|| TeacherCache::new(teachers, setup.splits.train.len()));
     let multi_label = setup.info.task == Task::MultiLabel;
@@ -238,6 +248,9 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
             }
             let grads = GradientsParams::from_grads(loss.backward(), &student);
             student = optimizer.step(lr, student, grads);
+            if let Some(average) = &mut average {
+                average.after_step(&student.model);
+            }
 
             loss_sum += loss_value;
             for (name, value) in &term_values {
@@ -248,14 +261,28 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         }
         bar.finish_and_clear();
 
-        let val = evaluate(&predict(&student.model, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
+        // With weight averaging, the average is what is evaluated and saved once it exists.
+        let averaged_model = match &mut average {
+            Some(average) => {
+                average.after_epoch(&student.model, epoch);
+                state.averaged = average.count;
+                average.evaluation_model(&batch_norm_loader, &setup.device)?
+            }
+            None => None,
+        };
+        let evaluated = averaged_model.as_ref().unwrap_or(&student.model);
+        let evaluated_name = match (&averaged_model, &config.train.weight_averaging) {
+            (Some(_), Some(averaging)) => averaging.name(),
+            _ => "student",
+        };
+        let val = evaluate(&predict(evaluated, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
         let metric = val.metric(select);
         let improved = state.best.observe(epoch, metric);
         schedule.end_epoch(epoch, metric, &mut state.schedule);
         state.epochs_done = epoch + 1;
         state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
         if improved {
-            save_best(run, &student.model, &BestRecord { epoch, metric: select.to_string(), value: metric })?;
+            save_best(run, evaluated, &BestRecord { epoch, metric: select.to_string(), value: metric })?;
         } else if state.best.best_epoch.is_none() {
             return Err(TrainError::Config(format!(
                 "`train.select_metric`: {select} is undefined on this validation split ({} samples, task {}); choose another metric",
@@ -263,7 +290,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
                 setup.info.task
             )));
         }
-        save_last(run, &student, &optimizer, &state)?;
+        save_last(run, &student, &optimizer, average.as_ref().and_then(|a| a.model.as_ref()), &state)?;
 
         let batches = steps.max(1) as f64;
         let train_terms: BTreeMap<String, f64> = term_sums.into_iter().map(|(k, v)| (k, v / batches)).collect();
@@ -273,6 +300,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
             "train_loss": loss_sum / batches,
             "train_terms": train_terms,
             "val": val.to_json(),
+            "evaluated": evaluated_name,
             "best_epoch": state.best.best_epoch,
             "wall_seconds": state.wall_seconds,
         }))?;
@@ -306,6 +334,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         "model": config.model.arch,
         "teachers": teachers.iter().map(|t| t.source.clone()).collect::<Vec<_>>(),
         "teacher_cache": teacher_cache.is_some(),
+        "weight_averaging": config.train.weight_averaging.as_ref().map(|a| a.name()),
         "params": count_params(&best_model),
         "macs": count_macs(&setup.spec, input_hw),
         "input_size": input_hw,

@@ -168,8 +168,28 @@ fn toml_data_config() -> medkd_data::DataConfig {
 
 #[test]
 fn a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
+    kill_and_resume(TINY);
+}
+
+/// The same with an EMA of the student's weights, whose average is saved in the resume set
+/// and evaluated (with recomputed BatchNorm statistics) instead of the raw weights.
+#[test]
+fn a_run_with_weight_averaging_resumes_to_the_uninterrupted_result() {
+    let config = TINY.replace("epochs = 3", "epochs = 3\nweight_averaging = { kind = \"ema\", decay = 0.9 }");
+    let (_tmp, reference) = kill_and_resume(&config);
+    assert_eq!(read_json(&reference.join("summary.json"))["weight_averaging"], "ema");
+    let metrics = std::fs::read_to_string(reference.join("metrics.jsonl")).unwrap();
+    for line in metrics.lines() {
+        assert_eq!(serde_json::from_str::<Value>(line).unwrap()["evaluated"], "ema", "{line}");
+    }
+}
+
+/// Trains `config` once uninterrupted and once killed after its first epoch and resumed;
+/// asserts both reach the same result and returns the uninterrupted run's folder (inside the
+/// returned temporary directory).
+fn kill_and_resume(config: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let config = write_config(tmp.path(), TINY);
+    let config = write_config(tmp.path(), config);
     let reference = tmp.path().join("reference");
     let output = train(&config, &reference, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -201,6 +221,7 @@ fn a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
     assert_eq!(best_tensors(&reference), best_tensors(&crashed), "identical best weights");
     let lines = std::fs::read_to_string(crashed.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 3, "each epoch logged once");
+    (tmp, reference)
 }
 
 /// Every tensor of a run's best.safetensors, by name (the header's metadata order may vary).
