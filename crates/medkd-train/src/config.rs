@@ -224,10 +224,11 @@ impl RunConfig {
     }
 
     pub fn parse(text: &str, overrides: &[String]) -> Result<RunConfig, TrainError> {
-        let mut tree: toml::Table = toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))?;
-        for assignment in overrides {
-            apply_override(&mut tree, assignment)?;
-        }
+        Self::from_table(parse_table(text, overrides)?)
+    }
+
+    /// Deserializes and validates a TOML tree (overrides already applied).
+    pub fn from_table(tree: toml::Table) -> Result<RunConfig, TrainError> {
         let config: RunConfig = toml::Value::Table(tree)
             .try_into()
             .map_err(|e: toml::de::Error| TrainError::Config(e.to_string()))?;
@@ -345,6 +346,17 @@ impl RunConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a RunConfig always serializes")
     }
+}
+
+/// A TOML document with `key=value` overrides applied (see [`RunConfig::load`]).
+pub fn parse_table(text: &str, overrides: &[String]) -> Result<toml::Table, TrainError> {
+    let mut tree: toml::Table = toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))?;
+    apply_overrides(&mut tree, overrides)?;
+    Ok(tree)
+}
+
+pub fn apply_overrides(tree: &mut toml::Table, overrides: &[String]) -> Result<(), TrainError> {
+    overrides.iter().try_for_each(|assignment| apply_override(tree, assignment))
 }
 
 fn apply_override(tree: &mut toml::Table, assignment: &str) -> Result<(), TrainError> {
@@ -465,7 +477,11 @@ mod tests {
                 if path.is_dir() {
                     dirs.push(path);
                 } else if path.extension().is_some_and(|e| e == "toml") {
-                    RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+                    if dir.ends_with("roskd") {
+                        crate::roskd::RosKdPlan::load(&path, &[], Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
+                    } else {
+                        RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+                    }
                     loaded += 1;
                 }
             }

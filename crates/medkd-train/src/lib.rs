@@ -9,6 +9,7 @@ pub mod device;
 mod error;
 pub mod evaluate;
 pub mod optim;
+pub mod roskd;
 pub mod run_dir;
 pub mod schedule;
 pub mod teachers;

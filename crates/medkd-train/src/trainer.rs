@@ -117,20 +117,27 @@ impl Prepared {
     pub fn new(config: &RunConfig) -> Result<Prepared, TrainError> {
         let setup = RunSetup::new(config)?;
         let teachers = load_teachers(&config.teachers, &setup.info, setup.spec.in_channels, &setup.device)?;
-        let objective = Objective::new(
-            &config.losses,
-            &TaskFacts {
-                num_classes: setup.spec.num_classes,
-                multi_label: setup.info.task == Task::MultiLabel,
-                class_names: &setup.info.class_names,
-                class_counts: &medkd_data::class_counts(setup.splits.train.as_ref()),
-                student_channels: &Model::new(&setup.spec, &setup.device)?.stage_channels(),
-                teacher_channels: &teachers.iter().map(Teacher::stage_channels).collect::<Vec<_>>(),
-                seed: config.seed,
-            },
-        )?;
+        let teacher_channels: Vec<Vec<usize>> = teachers.iter().map(Teacher::stage_channels).collect();
+        let objective = build_objective(config, &setup, &teacher_channels)?;
         Ok(Prepared { setup, teachers, objective })
     }
+}
+
+/// The config's loss terms, checked against the data and against teachers with these stage
+/// channels (one list per teacher).
+pub fn build_objective(config: &RunConfig, setup: &RunSetup, teacher_channels: &[Vec<usize>]) -> Result<Objective, TrainError> {
+    Ok(Objective::new(
+        &config.losses,
+        &TaskFacts {
+            num_classes: setup.spec.num_classes,
+            multi_label: setup.info.task == Task::MultiLabel,
+            class_names: &setup.info.class_names,
+            class_counts: &medkd_data::class_counts(setup.splits.train.as_ref()),
+            student_channels: &Model::new(&setup.spec, &setup.device)?.stage_channels(),
+            teacher_channels,
+            seed: config.seed,
+        },
+    )?)
 }
 
 /// Where the run stands when `train` returns.

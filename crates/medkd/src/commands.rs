@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
 use medkd_models::{Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
+use medkd_train::roskd::RosKdPlan;
 use medkd_train::{Prepared, RunConfig, RunDir, RunSetup};
 
 /// Which command runs a config: `distill` needs `[[teacher]]` entries, `train` has none, so a
@@ -41,6 +42,31 @@ pub fn resume(mode: Mode, run_path: &Path, progress: bool) -> Result<()> {
     let prepared = Prepared::new(&config)?;
     eprintln!("resuming run {}", run_path.display());
     report(medkd_train::train(&config, &prepared, &run, true, progress)?, run_path)
+}
+
+/// Checks every stage, then creates `out` with `roskd.toml` and trains the stages.
+pub fn roskd(config_path: &Path, overrides: &[String], out: &Path, progress: bool) -> Result<()> {
+    let plan = RosKdPlan::load(config_path, overrides, &std::env::current_dir()?)?;
+    plan.check()?;
+    plan.create(out)?;
+    roskd_report(&plan.run(out, progress)?, out)
+}
+
+/// Continues a RoS-KD run: finished stages are kept, a started one resumes, the rest train.
+pub fn roskd_resume(out: &Path, progress: bool) -> Result<()> {
+    roskd_report(&RosKdPlan::open(out)?.run(out, progress)?, out)
+}
+
+fn roskd_report(report: &serde_json::Value, out: &Path) -> Result<()> {
+    println!("{:<24} {:>8} {:>10} {:>8}", "stage (test split)", "acc", "macro_f1", "auc");
+    let teachers = report["teachers"].as_array().into_iter().flatten();
+    let rows = teachers.map(|t| (format!("teacher {}", t["name"].as_str().unwrap_or("?")), &t["test"]));
+    for (stage, test) in rows.chain([("student".to_string(), &report["student"]["test"])]) {
+        let metric = |key: &str| test[key].as_f64().map_or("-".to_string(), |v| format!("{v:.4}"));
+        println!("{stage:<24} {:>8} {:>10} {:>8}", metric("acc"), metric("macro_f1"), metric("auc"));
+    }
+    println!("report: {}", out.join("roskd.json").display());
+    Ok(())
 }
 
 fn report(outcome: medkd_train::Outcome, run_path: &Path) -> Result<()> {

@@ -23,6 +23,9 @@ enum Command {
     Train(RunArgs),
     /// Train a student from the [[teacher]] entries and KD loss terms of a config, or resume.
     Distill(RunArgs),
+    /// RoS-KD: train the [[roskd.teacher]] entries of a config, each on its own random subset
+    /// of the (noisy) training split, then distil them into the config's student; or resume.
+    Roskd(RunArgs),
     /// Evaluate a run's best checkpoint on a split and print the metrics table.
     Eval {
         #[arg(long)]
@@ -133,6 +136,13 @@ struct RunArgs {
 }
 
 impl RunArgs {
+    fn roskd(self) -> anyhow::Result<()> {
+        match self.resume {
+            Some(out) => commands::roskd_resume(&out, !self.quiet),
+            None => commands::roskd(&self.config.expect("clap requires --config"), &self.overrides, &self.out.expect("clap requires --out"), !self.quiet),
+        }
+    }
+
     fn run(self, mode: Mode) -> anyhow::Result<()> {
         match self.resume {
             Some(run) => commands::resume(mode, &run, !self.quiet),
@@ -197,6 +207,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => args.run(Mode::Train),
         Command::Distill(args) => args.run(Mode::Distill),
+        Command::Roskd(args) => args.roskd(),
         Command::Eval { run, split } => commands::eval(&run, &split),
         Command::Predict { run, out, split, images } => commands::predict(&run, &out, split.as_deref(), &images),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {

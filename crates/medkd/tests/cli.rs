@@ -322,3 +322,49 @@ fn info_prints_torchvision_parameter_and_mac_counts() {
     let output = medkd(&["info", "resnet18", "--input", "3x28"]);
     assert!(!output.status.success() && stderr(&output).contains("CxHxW"), "{}", stderr(&output));
 }
+
+#[test]
+fn roskd_trains_teachers_on_subsets_then_the_student_and_resumes_by_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}{}",
+        TINY.replace("epochs = 3", "epochs = 1\nweight_averaging = { kind = \"ema\", decay = 0.9 }")
+            .replace("[model]", "[data.label_noise]\nkind = \"symmetric\"\nrate = 0.2\nseed = 1\n[model]"),
+        "[[loss]]\nkind = \"kd\"\ntemperature = 4.0\nteachers = \"random\"\n\
+         [roskd]\nsubset_ratio = 0.5\n[[roskd.teacher]]\narch = \"resnet18\"\n[[roskd.teacher]]\narch = \"mobilenetv2\"\n"
+    );
+    let config = write_config(tmp.path(), &config);
+    let out = tmp.path().join("roskd");
+    let roskd = |args: &[&str]| medkd(&[&["roskd", "--quiet"], args].concat());
+    let output = roskd(&["--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(stdout.contains("teacher 0-resnet18") && stdout.contains("teacher 1-mobilenetv2") && stdout.contains("student"), "{stdout}");
+
+    let report = read_json(&out.join("roskd.json"));
+    for (k, arch) in ["resnet18", "mobilenetv2"].iter().enumerate() {
+        let teacher = out.join(format!("teachers/{k}-{arch}"));
+        let summary = read_json(&teacher.join("summary.json"));
+        assert_eq!(summary["model"], *arch);
+        assert_eq!(summary["seed"], 3 + k as u64);
+        assert_eq!(summary["weight_averaging"], Value::Null);
+        assert_eq!(report["teachers"][k]["test"], summary["test"]);
+        assert_eq!(report["teachers"][k]["subset"]["seed"], 3 + k as u64);
+        // The same noisy labels for every stage: round(0.2 x 147) + round(0.2 x 399) flips.
+        let flips = std::fs::read_to_string(teacher.join("label_noise.csv")).unwrap();
+        assert_eq!(flips.lines().count() - 1, 109);
+    }
+    let student = read_json(&out.join("student/summary.json"));
+    assert_eq!(student["teachers"].as_array().unwrap().len(), 2);
+    assert_eq!(student["weight_averaging"], "ema");
+    assert_eq!(report["student"]["test"], student["test"]);
+
+    // A finished run resumes to the same report without training again; a new --out on an
+    // existing run is refused.
+    let output = roskd(&["--resume", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stderr(&output).matches("finished earlier").count(), 3, "{}", stderr(&output));
+    assert_eq!(read_json(&out.join("roskd.json")), report);
+    let again = roskd(&["--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(stderr(&again).contains("already holds a RoS-KD run"), "{}", stderr(&again));
+}
