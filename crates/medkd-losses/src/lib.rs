@@ -9,6 +9,7 @@ mod feature;
 mod kd;
 mod objective;
 mod relational;
+mod self_supervised;
 mod spec;
 
 pub use classification::{bce_with_logits, cross_entropy, inverse_frequency_weights};
@@ -16,8 +17,12 @@ pub use error::LossError;
 pub use feature::{ConvRegressor, attention_transfer, channel_gram_rmse, hint_mse};
 pub use kd::{kd_bce, kd_kl};
 pub use medkd_models::Features;
-pub use objective::{LossContext, Objective, TaskFacts, TermValue};
+pub use objective::{HeadSpec, LossContext, Objective, TaskFacts, TermValue};
 pub use relational::{rkd_angle, rkd_distance};
+pub use self_supervised::{
+    ProjectionHead, VIEWS, error_level_keep, kd_rotated, normal_rows, rotated_rows, rotation_contrastive, rotation_similarity,
+    similarity_kd, with_rotations,
+};
 pub use spec::{ClassWeightRule, ClassWeights, LossSpec, TeacherMix, TeacherRule};
 
 /// Batch targets as the data loader gives them, kept on the host until a term needs them.

@@ -4,8 +4,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::classification::{bce_with_logits, cross_entropy, inverse_frequency_weights};
 use crate::{
-    ClassWeightRule, ClassWeights, ConvRegressor, Features, LossError, LossSpec, Targets, TeacherMix, TeacherRule,
-    attention_transfer, channel_gram_rmse, hint_mse, kd_bce, kd_kl, rkd_angle, rkd_distance,
+    ClassWeightRule, ClassWeights, ConvRegressor, Features, LossError, LossSpec, ProjectionHead, Targets, TeacherMix, TeacherRule,
+    attention_transfer, channel_gram_rmse, hint_mse, kd_bce, kd_kl, kd_rotated, normal_rows, rkd_angle, rkd_distance, similarity_kd,
 };
 
 /// What the loss terms see for one batch.
@@ -17,6 +17,10 @@ pub struct LossContext<'a> {
     /// The trainable regressors of `hint`/`channel_gram` terms, as [`Objective::adapter_shapes`]
     /// lists them.
     pub adapters: &'a [ConvRegressor],
+    /// The student's trainable projection heads and the teachers' trained, frozen ones, one
+    /// pair per [`Objective::projection_heads`] entry.
+    pub student_heads: &'a [ProjectionHead],
+    pub teacher_heads: &'a [ProjectionHead],
     /// Global training step (epoch x steps per epoch + step) and epoch: seed the random
     /// teacher choices, so a resumed run draws the same ones.
     pub step: u64,
@@ -53,6 +57,19 @@ enum Term {
     Attention { teacher: usize, stages: Vec<usize> },
     Hint { map: MapPair },
     ChannelGram { map: MapPair },
+    KdRotated { teacher: usize, temperature: f32, ratio: f64 },
+    Sskd { head: usize, temperature: f32, ratio: f64 },
+}
+
+/// A projection-head pair an `sskd` term needs: the student's (trained with it) and the
+/// teacher's (trained first, on the frozen teacher, for `epochs` at `lr`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadSpec {
+    pub teacher: usize,
+    pub student_dim: usize,
+    pub teacher_dim: usize,
+    pub epochs: usize,
+    pub lr: f64,
 }
 
 /// A student stage map, regressed by adapter `adapter` when channels differ, and the teacher's.
@@ -73,6 +90,7 @@ pub struct Objective {
     terms: Vec<(String, f64, Term)>,
     /// `(student channels, teacher channels)` of each trainable regressor the terms need.
     adapters: Vec<(usize, usize)>,
+    heads: Vec<HeadSpec>,
     multi_label: bool,
     seed: u64,
 }
@@ -86,9 +104,10 @@ impl Objective {
         }
         let mut terms: Vec<(String, f64, Term)> = Vec::with_capacity(specs.len());
         let mut adapters = Vec::new();
+        let mut heads = Vec::new();
         for spec in specs {
             spec.validate()?;
-            let term = resolve(spec, facts, &mut adapters)?;
+            let term = resolve(spec, facts, &mut adapters, &mut heads)?;
             // Repeated kinds are logged apart: kd, kd_2, ...
             let repeats = terms.iter().filter(|(_, _, t)| std::mem::discriminant(t) == std::mem::discriminant(&term)).count();
             let name = match repeats {
@@ -97,7 +116,20 @@ impl Objective {
             };
             terms.push((name, spec.weight(), term));
         }
-        Ok(Objective { terms, adapters, multi_label: facts.multi_label, seed: facts.seed })
+        Ok(Objective { terms, adapters, heads, multi_label: facts.multi_label, seed: facts.seed })
+    }
+
+    /// Whether the batch goes through student and teachers as four rotated views per image
+    /// ([`crate::with_rotations`]): on when a `kd_rotated` or `sskd` term is present. Then the
+    /// classification and `kd` terms read the normal views, `kd_rotated` and `sskd` the
+    /// rotations, and the embedding and feature-map terms all views (as SSD-KD does).
+    pub fn rotated_views(&self) -> bool {
+        self.terms.iter().any(|(_, _, term)| matches!(term, Term::KdRotated { .. } | Term::Sskd { .. }))
+    }
+
+    /// The projection-head pairs to create and pass back in [`LossContext`].
+    pub fn projection_heads(&self) -> &[HeadSpec] {
+        &self.heads
     }
 
     /// Whether a term reads the teachers' stage maps (and not only logits and embeddings).
@@ -135,14 +167,16 @@ impl Objective {
     fn term_value(&self, index: usize, name: &str, term: &Term, ctx: &LossContext) -> Result<Tensor<1>, LossError> {
         let student = ctx.student;
         let teacher = |i: usize| &ctx.teachers[i];
+        // With rotated views, the per-image terms read the normal (as loaded) views.
+        let per_image = |logits: &Tensor<2>| if self.rotated_views() { normal_rows(logits.clone()) } else { logits.clone() };
         Ok(match (term, ctx.targets) {
             (Term::CrossEntropy { class_weights, label_smoothing }, Targets::Classes(classes)) => {
-                cross_entropy(student.logits.clone(), classes, class_weights.as_deref(), *label_smoothing)
+                cross_entropy(per_image(&student.logits), classes, class_weights.as_deref(), *label_smoothing)
             }
             (Term::Bce, Targets::MultiHot { values, num_labels }) => {
                 let n = values.len() / num_labels;
                 let targets = Tensor::<2>::from_data(TensorData::new(values.clone(), [n, *num_labels]), &student.logits.device());
-                bce_with_logits(student.logits.clone(), targets)
+                bce_with_logits(per_image(&student.logits), targets)
             }
             (Term::CrossEntropy { .. } | Term::Bce, _) => {
                 unreachable!("Objective::new checked the task kind, and the loader yields targets of that kind")
@@ -152,7 +186,7 @@ impl Objective {
                     Mix::Weighted(weights) => weights
                         .iter()
                         .zip(ctx.teachers)
-                        .map(|(w, t)| t.logits.clone().mul_scalar(*w))
+                        .map(|(w, t)| per_image(&t.logits).mul_scalar(*w))
                         .reduce(|a, b| a + b)
                         .expect("Objective::new checked there is a teacher"),
                     Mix::Random { per_epoch } => {
@@ -160,13 +194,13 @@ impl Objective {
                         // Streams: steps from 0 up, epochs from the top, so the two never share one.
                         rng.set_stream(if *per_epoch { u64::MAX - ctx.epoch } else { ctx.step });
                         rng.set_word_pos(index as u128);
-                        teacher(rng.random_range(0..ctx.teachers.len())).logits.clone()
+                        per_image(&teacher(rng.random_range(0..ctx.teachers.len())).logits)
                     }
                 };
                 if self.multi_label {
-                    kd_bce(student.logits.clone(), target, *temperature)
+                    kd_bce(per_image(&student.logits), target, *temperature)
                 } else {
-                    kd_kl(student.logits.clone(), target, *temperature)
+                    kd_kl(per_image(&student.logits), target, *temperature)
                 }
             }
             (Term::RkdDistance { teacher: t }, _) => rkd_distance(student.pooled.clone(), teacher(*t).pooled.clone()),
@@ -198,6 +232,16 @@ impl Objective {
                 let (s, t) = map_pair(name, map, ctx)?;
                 channel_gram_rmse(s, t)
             }
+            (Term::KdRotated { teacher: t, temperature, ratio }, Targets::Classes(classes)) => {
+                kd_rotated(student.logits.clone(), teacher(*t).logits.clone(), classes, *temperature, *ratio)
+            }
+            (Term::KdRotated { .. }, _) => unreachable!("Objective::new checked the task is single-label"),
+            (Term::Sskd { head, temperature, ratio }, _) => {
+                let spec = &self.heads[*head];
+                let student_projected = ctx.student_heads[*head].forward(student.pooled.clone());
+                let teacher_projected = ctx.teacher_heads[*head].forward(teacher(spec.teacher).pooled.clone());
+                similarity_kd(student_projected, teacher_projected, *temperature, *ratio)
+            }
         })
     }
 }
@@ -223,7 +267,12 @@ fn map_pair(name: &str, map: &MapPair, ctx: &LossContext) -> Result<(Tensor<4>, 
 
 /// Checks one spec against the task and teachers and resolves it into a [`Term`], adding the
 /// regressors it needs to `adapters`.
-fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)>) -> Result<Term, LossError> {
+fn resolve(
+    spec: &LossSpec,
+    facts: &TaskFacts,
+    adapters: &mut Vec<(usize, usize)>,
+    heads: &mut Vec<HeadSpec>,
+) -> Result<Term, LossError> {
     let name = spec.name();
     let num_teachers = facts.teacher_channels.len();
     let needs_teacher = |index: usize| {
@@ -307,6 +356,28 @@ fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)
                 LossSpec::Hint { .. } => Term::Hint { map },
                 _ => Term::ChannelGram { map },
             }
+        }
+        LossSpec::KdRotated { temperature, teacher, ratio, .. } => {
+            if facts.multi_label {
+                return Err(LossError::Incompatible {
+                    term: name.into(),
+                    needs: "single-label targets (its ranking needs each view's class)".into(),
+                    found: "the dataset is multi-label".into(),
+                });
+            }
+            Term::KdRotated { teacher: needs_teacher(*teacher)?, temperature: *temperature as f32, ratio: *ratio }
+        }
+        LossSpec::Sskd { temperature, ratio, teacher, head_epochs, head_lr, .. } => {
+            let teacher = needs_teacher(*teacher)?;
+            // The pooled embedding is the average-pooled last stage.
+            heads.push(HeadSpec {
+                teacher,
+                student_dim: facts.student_channels[3],
+                teacher_dim: facts.teacher_channels[teacher][3],
+                epochs: *head_epochs,
+                lr: *head_lr,
+            });
+            Term::Sskd { head: heads.len() - 1, temperature: *temperature as f32, ratio: *ratio }
         }
     })
 }

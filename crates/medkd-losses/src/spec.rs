@@ -79,6 +79,54 @@ pub enum LossSpec {
         #[serde(default = "last_stage")]
         stage: usize,
     },
+    /// SSKD's rotated-view KD (SSD-KD's L3): Hinton KD on the 90/180/270-degree views that
+    /// error-level ranking of one teacher's predictions keeps (all it classifies correctly, plus
+    /// the best-ranked `ratio` of the rest). Turns on rotated views for the whole objective.
+    KdRotated {
+        #[serde(default = "unit_weight")]
+        weight: f64,
+        #[serde(default = "default_temperature")]
+        temperature: f64,
+        #[serde(default)]
+        teacher: usize,
+        #[serde(default = "unit_ratio")]
+        ratio: f64,
+    },
+    /// SSKD's self-supervised similarity KD (SSD-KD's L4): KD at `temperature` between the
+    /// teacher's and the student's rotated-vs-normal cosine-similarity rows of their projected
+    /// pooled embeddings, on the rows error-level ranking keeps with `ratio`. The teacher's
+    /// projection head is trained first (stage 1) for `head_epochs` with SGD at `head_lr`;
+    /// the student's head trains with the student. Turns on rotated views.
+    Sskd {
+        #[serde(default = "unit_weight")]
+        weight: f64,
+        #[serde(default = "default_similarity_temperature")]
+        temperature: f64,
+        #[serde(default = "default_similarity_ratio")]
+        ratio: f64,
+        #[serde(default)]
+        teacher: usize,
+        #[serde(default = "default_head_epochs")]
+        head_epochs: usize,
+        #[serde(default = "default_head_lr")]
+        head_lr: f64,
+    },
+}
+
+fn unit_ratio() -> f64 {
+    1.0
+}
+fn default_similarity_temperature() -> f64 {
+    0.5
+}
+fn default_similarity_ratio() -> f64 {
+    0.75
+}
+fn default_head_epochs() -> usize {
+    60
+}
+fn default_head_lr() -> f64 {
+    0.001
 }
 
 fn last_stage() -> usize {
@@ -155,6 +203,8 @@ impl LossSpec {
             LossSpec::Attention { .. } => "attention",
             LossSpec::Hint { .. } => "hint",
             LossSpec::ChannelGram { .. } => "channel_gram",
+            LossSpec::KdRotated { .. } => "kd_rotated",
+            LossSpec::Sskd { .. } => "sskd",
         }
     }
 
@@ -167,7 +217,9 @@ impl LossSpec {
             | LossSpec::RkdAngle { weight, .. }
             | LossSpec::Attention { weight, .. }
             | LossSpec::Hint { weight, .. }
-            | LossSpec::ChannelGram { weight, .. } => *weight,
+            | LossSpec::ChannelGram { weight, .. }
+            | LossSpec::KdRotated { weight, .. }
+            | LossSpec::Sskd { weight, .. } => *weight,
         }
     }
 
@@ -193,9 +245,7 @@ impl LossSpec {
                 }
             }
             LossSpec::Kd { temperature, teachers, .. } => {
-                if !(temperature.is_finite() && *temperature > 0.0) {
-                    return Err(LossError::bad(name, format!("temperature must be > 0, got {temperature}")));
-                }
+                check_temperature(name, *temperature)?;
                 if let TeacherMix::Weights(list) = teachers {
                     if list.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || list.iter().sum::<f64>() <= 0.0 {
                         return Err(LossError::bad(
@@ -203,6 +253,20 @@ impl LossSpec {
                             format!("teachers weights must be >= 0 with a positive sum, got {list:?}"),
                         ));
                     }
+                }
+            }
+            LossSpec::KdRotated { temperature, ratio, .. } => {
+                check_temperature(name, *temperature)?;
+                check_ratio(name, *ratio)?;
+            }
+            LossSpec::Sskd { temperature, ratio, head_epochs, head_lr, .. } => {
+                check_temperature(name, *temperature)?;
+                check_ratio(name, *ratio)?;
+                if *head_epochs == 0 {
+                    return Err(LossError::bad(name, "head_epochs must be at least 1"));
+                }
+                if !(head_lr.is_finite() && *head_lr > 0.0) {
+                    return Err(LossError::bad(name, format!("head_lr must be > 0, got {head_lr}")));
                 }
             }
             LossSpec::RkdAngle { chunk: 0, .. } => {
@@ -219,5 +283,21 @@ impl LossSpec {
             _ => {}
         }
         Ok(())
+    }
+}
+
+fn check_temperature(name: &str, temperature: f64) -> Result<(), LossError> {
+    if temperature.is_finite() && temperature > 0.0 {
+        Ok(())
+    } else {
+        Err(LossError::bad(name, format!("temperature must be > 0, got {temperature}")))
+    }
+}
+
+fn check_ratio(name: &str, ratio: f64) -> Result<(), LossError> {
+    if (0.0..=1.0).contains(&ratio) {
+        Ok(())
+    } else {
+        Err(LossError::bad(name, format!("ratio must be in [0, 1], got {ratio}")))
     }
 }

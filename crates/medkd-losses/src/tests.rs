@@ -79,7 +79,7 @@ fn objective_total_is_the_weighted_sum_of_terms() {
     ];
     let objective = Objective::new(&specs, &facts(&names, &[5, 3, 2], false)).unwrap();
     let targets = Targets::Classes(vec![0, 2]);
-    let (total, terms) = objective.compute(&LossContext { student: &student, teachers: &[], targets: &targets, adapters: &[], step: 0, epoch: 0 }).unwrap();
+    let (total, terms) = objective.compute(&LossContext { student: &student, teachers: &[], targets: &targets, adapters: &[], student_heads: &[], teacher_heads: &[], step: 0, epoch: 0 }).unwrap();
     let values: Vec<f32> = terms.into_iter().map(|t| t.value.into_scalar::<f32>()).collect();
     let total = total.into_scalar::<f32>();
     assert!((total - (0.25 * values[0] + 2.0 * values[1])).abs() < 1e-5, "{total} vs {values:?}");
@@ -102,7 +102,7 @@ fn kd_objective(teachers: TeacherMix, num_teachers: usize) -> Result<Objective, 
 fn kd_value(objective: &Objective, student: &Features, teachers: &[Features], step: u64) -> f32 {
     let targets = Targets::Classes(vec![0, 1, 2, 0]);
     // Ten steps per epoch.
-    let context = LossContext { student, teachers, targets: &targets, adapters: &[], step, epoch: step / 10 };
+    let context = LossContext { student, teachers, targets: &targets, adapters: &[], student_heads: &[], teacher_heads: &[], step, epoch: step / 10 };
     let (total, _) = objective.compute(&context).unwrap();
     total.into_scalar::<f32>()
 }
@@ -186,7 +186,7 @@ fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
     let adapters: Vec<ConvRegressor> = objective.adapter_shapes().iter().map(|&(i, o)| ConvRegressor::new(i, o, &device)).collect();
     let (student, teachers) = (features(&resnet18, 1), [features(&resnet50, 2), features(&resnet18, 3)]);
     let targets = Targets::Classes(vec![0, 1, 2, 0]);
-    let context = LossContext { student: &student, teachers: &teachers, targets: &targets, adapters: &adapters, step: 0, epoch: 0 };
+    let context = LossContext { student: &student, teachers: &teachers, targets: &targets, adapters: &adapters, student_heads: &[], teacher_heads: &[], step: 0, epoch: 0 };
     let (_, terms) = objective.compute(&context).unwrap();
     let gram = channel_gram_rmse(student.stages[2].clone(), teachers[1].stages[2].clone()).into_scalar::<f32>();
     assert_eq!(terms[1].value.clone().into_scalar::<f32>(), gram, "no regressor between equal channel counts");

@@ -12,6 +12,7 @@ pub mod optim;
 pub mod roskd;
 pub mod run_dir;
 pub mod schedule;
+pub mod teacher_head;
 pub mod teachers;
 pub mod trainer;
 

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use medkd_data::{
     DataSplits, DatasetInfo, Loader, LoaderOptions, Pipeline, Task, build_pipelines, open_splits, write_flipped_csv, write_split_csv,
 };
-use medkd_losses::{ConvRegressor, Features, LossContext, Objective, TaskFacts, Targets};
+use medkd_losses::{ConvRegressor, Features, LossContext, Objective, ProjectionHead, TaskFacts, Targets, with_rotations};
 use medkd_models::{Model, ModelSpec, count_macs, count_params, load_weights, load_weights_partial};
 use serde_json::json;
 
@@ -24,6 +24,7 @@ use crate::evaluate::{Evaluation, batch_tensor, evaluate, predict};
 use crate::optim::build_optimizer;
 use crate::run_dir::RunDir;
 use crate::schedule::{ImprovementTracker, LrSchedule};
+use crate::teacher_head::teacher_head;
 use crate::teachers::{Teacher, TeacherCache, load_teachers};
 use crate::{TrainError, higher_is_better};
 
@@ -98,12 +99,14 @@ impl RunSetup {
     }
 }
 
-/// What the optimizer trains: the model, plus the regressors some loss terms put on its stage
-/// maps. Only the model is exported (`best.safetensors`); the resume state holds both.
+/// What the optimizer trains: the model, plus the regressors and projection heads some loss
+/// terms put on its stage maps and embedding. Only the model is exported (`best.safetensors`); the resume state holds both.
 #[derive(Module, Debug)]
 pub struct Student {
     pub model: Model,
     pub adapters: Vec<ConvRegressor>,
+    /// Projection heads of `sskd` terms.
+    pub heads: Vec<ProjectionHead>,
 }
 
 /// Everything a run checks before it writes anything: data, teachers and loss terms.
@@ -169,7 +172,8 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         model = load_weights_partial(model, weights, &skip)?;
     }
     let adapters = objective.adapter_shapes().iter().map(|&(from, to)| ConvRegressor::new(from, to, &train_device)).collect();
-    let mut student = Student { model, adapters };
+    let heads = objective.projection_heads().iter().map(|h| ProjectionHead::new(h.student_dim, &train_device)).collect();
+    let mut student = Student { model, adapters, heads };
     let mut optimizer = build_optimizer(&config.train.optimizer);
     let schedule = LrSchedule::new(
         config.train.optimizer.lr(),
@@ -214,6 +218,13 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
     // Averaged weights get their BatchNorm statistics from the training images, un-augmented.
     let batch_norm_loader = setup.eval_loader(config, setup.splits.train.clone())?;
     let steps = train_loader.num_batches();
+    // SSKD stage 1, before the student's first epoch (kept in the run folder for --resume).
+    let teacher_heads = objective
+        .projection_heads()
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| teacher_head(config, setup, teachers, spec, index, run))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut teacher_cache = cache_teachers(config, prepared).then(|| TeacherCache::new(teachers, setup.splits.train.len()));
     let multi_label = setup.info.task == Task::MultiLabel;
     let started = Instant::now();
@@ -227,7 +238,16 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         for (step, batch) in train_loader.epoch(epoch).enumerate() {
             let batch = batch?;
             lr = schedule.lr(epoch, step, steps, &state.schedule);
-            let images = batch_tensor(&batch.images, batch.shape, &train_device);
+            let mut images = batch_tensor(&batch.images, batch.shape, &train_device);
+            if objective.rotated_views() {
+                let [_, _, height, width] = batch.shape;
+                if height != width {
+                    return Err(TrainError::Config(format!(
+                        "`kd_rotated`/`sskd` rotate images by 90 degrees and need square inputs, got {height}x{width}: end the train transforms with a square size"
+                    )));
+                }
+                images = with_rotations(images);
+            }
             let targets = if multi_label {
                 Targets::MultiHot { values: batch.multi_hot(), num_labels: setup.spec.num_classes }
             } else {
@@ -243,6 +263,8 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
                 teachers: &teacher_outputs,
                 targets: &targets,
                 adapters: &student.adapters,
+                student_heads: &student.heads,
+                teacher_heads: &teacher_heads,
                 step: (epoch * steps + step) as u64,
                 epoch: epoch as u64,
             })?;
@@ -363,11 +385,13 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
 }
 
 /// Teacher outputs are cached when they cannot change between epochs: no random train
-/// transform (the loader's augmentation differs per epoch) and no term reading stage maps.
+/// transform (the loader's augmentation differs per epoch), no term reading stage maps and no
+/// rotated views (the cache holds one view per sample).
 fn cache_teachers(config: &RunConfig, prepared: &Prepared) -> bool {
     !prepared.teachers.is_empty()
         && !config.data.train_transforms.iter().any(|t| t.is_random())
         && !prepared.objective.reads_teacher_stages()
+        && !prepared.objective.rotated_views()
 }
 
 fn progress_bar(show: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {

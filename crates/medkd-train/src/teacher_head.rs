@@ -1,0 +1,125 @@
+//! SSKD stage 1 (methods.md §4.2, A.4): before the student trains, the teacher's projection head
+//! learns the rotation task on the frozen teacher: for each rotated view, find its own image
+//! among the batch's normal views by cosine similarity ([`rotation_contrastive`]). SGD with
+//! momentum 0.9 and weight decay 1e-3, the rate divided by 10 at 50% and 75% of the epochs
+//! (SSD-KD's [30, 45] of 60); the head with the lowest validation loss is kept.
+//!
+//! The frozen teacher's pooled embeddings of the four views of every training and validation
+//! image are computed once, with the eval transforms, so the head's epochs cost little next to
+//! a teacher forward pass per epoch. (The reference recomputes them on augmented images.)
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use medkd_data::{ImageDataset, Loader};
+use medkd_losses::{HeadSpec, ProjectionHead, VIEWS, rotation_contrastive, with_rotations};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use std::sync::Arc;
+
+use crate::config::{OptimizerConfig, RunConfig};
+use crate::evaluate::batch_tensor;
+use crate::optim::build_optimizer;
+use crate::run_dir::{RunDir, temp_path};
+use crate::teachers::Teacher;
+use crate::trainer::RunSetup;
+use crate::TrainError;
+
+/// The trained, frozen head of `spec` (the `index`-th head pair), on the plain device: loaded
+/// from the run folder when an earlier (interrupted) run trained it, else trained and saved.
+pub fn teacher_head(
+    config: &RunConfig,
+    setup: &RunSetup,
+    teachers: &[Teacher],
+    spec: &HeadSpec,
+    index: usize,
+    run: &RunDir,
+) -> Result<ProjectionHead, TrainError> {
+    let path = run.checkpoint(&format!("teacher_head_{index}"), "bpk");
+    let device = setup.device.clone().without_autodiff();
+    if path.is_file() {
+        let mut head = ProjectionHead::new(spec.teacher_dim, &device);
+        let mut store = BurnpackStore::from_file(&path).auto_extension(false);
+        head.load_from(&mut store).map_err(|e| TrainError::Checkpoint { path: path.clone(), message: e.to_string() })?;
+        return Ok(head);
+    }
+    let teacher = &teachers[spec.teacher];
+    eprintln!("sskd: training teacher {}'s projection head ({} epochs)", spec.teacher, spec.epochs);
+    let embed = |dataset: Arc<dyn ImageDataset>| rotated_embeddings(teacher, &setup.eval_loader(config, dataset)?, &device);
+    let (train, val) = (embed(setup.splits.train.clone())?, embed(setup.splits.val.clone())?);
+
+    let train_device = device.clone().autodiff();
+    train_device.seed(config.seed);
+    let mut head = ProjectionHead::new(spec.teacher_dim, &train_device);
+    let mut optimizer = build_optimizer(&OptimizerConfig::Sgd { lr: spec.lr, momentum: 0.9, nesterov: false, weight_decay: 1e-3 });
+    let batch = config.train.batch_size;
+    let images = train.dims()[0] / VIEWS;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut best: Option<(f64, ProjectionHead)> = None;
+    let mut log = Vec::new();
+    for epoch in 0..spec.epochs {
+        let milestones = [spec.epochs / 2, spec.epochs * 3 / 4].iter().filter(|&&m| epoch >= m).count();
+        let lr = spec.lr * 0.1f64.powi(milestones as i32);
+        let mut order: Vec<usize> = (0..images).collect();
+        order.shuffle(&mut rng);
+        let mut train_loss = 0.0;
+        let chunks = order.chunks(batch).filter(|c| c.len() > 1).collect::<Vec<_>>();
+        for chunk in &chunks {
+            let rows = view_rows(chunk, &train_device);
+            let loss = rotation_contrastive(head.forward(train.clone().to_device(&train_device).select(0, rows)));
+            train_loss += loss.clone().into_scalar::<f32>() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &head);
+            head = optimizer.step(lr, head, grads);
+        }
+        let val_loss = mean_loss(&head.valid(), &val, batch, &device);
+        let train_loss = train_loss / chunks.len().max(1) as f64;
+        let improved = best.as_ref().is_none_or(|(b, _)| val_loss < *b);
+        if improved {
+            best = Some((val_loss, head.valid()));
+        }
+        log.push(json!({ "epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss }));
+        eprintln!("sskd head epoch {:>3}/{}  train loss {train_loss:.4}  val loss {val_loss:.4}{}", epoch + 1, spec.epochs, if improved { "  *best" } else { "" });
+    }
+    let (_, head) = best.expect("head_epochs >= 1");
+    run.write_json(&run.root().join(format!("teacher_head_{index}.json")), &log)?;
+    let temp = temp_path(&path);
+    let mut store = BurnpackStore::from_file(&temp).auto_extension(false).overwrite(true);
+    head.save_into(&mut store).map_err(|e| TrainError::Checkpoint { path: temp.clone(), message: e.to_string() })?;
+    std::fs::rename(&temp, &path).map_err(|e| TrainError::io(&path, e))?;
+    Ok(head)
+}
+
+/// The teacher's pooled embeddings of the four views of every image, `[4N, d]`, row `4i + v`
+/// for image `i` and view `v`.
+fn rotated_embeddings(teacher: &Teacher, loader: &Loader, device: &Device) -> Result<Tensor<2>, TrainError> {
+    let mut parts = Vec::new();
+    for batch in loader.epoch(0) {
+        let batch = batch?;
+        let images = with_rotations(batch_tensor(&batch.images, batch.shape, device));
+        parts.push(teacher.forward(images).pooled);
+    }
+    Ok(Tensor::cat(parts, 0))
+}
+
+/// The rows of the four views of each listed image.
+fn view_rows(images: &[usize], device: &Device) -> Tensor<1, Int> {
+    let rows: Vec<i64> = images.iter().flat_map(|&i| (0..VIEWS).map(move |v| (i * VIEWS + v) as i64)).collect();
+    Tensor::from_data(TensorData::new(rows.clone(), [rows.len()]), device)
+}
+
+/// The rotation task's loss on `embeddings`, in batches of `batch` images taken in order,
+/// averaged over batches.
+fn mean_loss(head: &ProjectionHead, embeddings: &Tensor<2>, batch: usize, device: &Device) -> f64 {
+    let images: Vec<usize> = (0..embeddings.dims()[0] / VIEWS).collect();
+    let losses: Vec<f64> = images
+        .chunks(batch)
+        .filter(|c| c.len() > 1)
+        .map(|chunk| {
+            let projected = head.forward(embeddings.clone().select(0, view_rows(chunk, device)));
+            rotation_contrastive(projected).into_scalar::<f32>() as f64
+        })
+        .collect();
+    losses.iter().sum::<f64>() / losses.len().max(1) as f64
+}
