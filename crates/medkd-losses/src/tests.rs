@@ -199,3 +199,70 @@ fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
     let error = objective.compute(&LossContext { teachers: &other, ..context }).err().unwrap().to_string();
     assert!(error.contains("hint") && error.contains("stage 3"), "{error}");
 }
+
+/// With a `kd_rotated` or `sskd` term the batch holds four views per image; cross-entropy and
+/// `kd` then read the normal views only.
+#[test]
+fn rotation_terms_turn_on_views_and_per_image_terms_read_normal_rows() {
+    let names = names(3);
+    let specs: Vec<LossSpec> = from_json(
+        r#"[{"kind": "cross_entropy"}, {"kind": "kd"}, {"kind": "kd_rotated", "weight": 2.7}, {"kind": "sskd", "weight": 10.0, "head_epochs": 3}]"#,
+    );
+    let teachers = [vec![256, 512, 1024, 2048]];
+    let facts = TaskFacts { teacher_channels: &teachers, ..facts(&names, &[1, 1, 1], false) };
+    let objective = Objective::new(&specs, &facts).unwrap();
+    assert!(objective.rotated_views());
+    let head = &objective.projection_heads()[0];
+    assert_eq!((head.teacher, head.student_dim, head.teacher_dim, head.epochs, head.lr), (0, 512, 2048, 3, 0.001));
+    assert!(!Objective::new(&specs[..2], &facts).unwrap().rotated_views());
+
+    let device = Device::flex();
+    let random = |rows: usize, cols: usize| Tensor::<2>::random([rows, cols], burn::tensor::Distribution::Normal(0.0, 2.0), &device);
+    let batch = 4;
+    let features = |dim: usize| Features { stages: vec![], pooled: random(4 * batch, dim), logits: random(4 * batch, 3) };
+    let (student, teacher) = (features(512), features(2048));
+    let classes = vec![0, 2, 1, 2];
+    let (student_heads, teacher_heads) = ([ProjectionHead::new(512, &device)], [ProjectionHead::new(2048, &device)]);
+    let context = LossContext {
+        student: &student,
+        teachers: std::slice::from_ref(&teacher),
+        targets: &Targets::Classes(classes.clone()),
+        adapters: &[],
+        student_heads: &student_heads,
+        teacher_heads: &teacher_heads,
+        step: 0,
+        epoch: 0,
+    };
+    let (_, terms) = objective.compute(&context).unwrap();
+    let value = |name: &str| terms.iter().find(|t| t.name == name).unwrap().value.clone().into_scalar::<f32>();
+    let ce = cross_entropy(normal_rows(student.logits.clone()), &classes, None, 0.0).into_scalar::<f32>();
+    assert_eq!(value("cross_entropy"), ce);
+    let kd = kd_kl(normal_rows(student.logits.clone()), normal_rows(teacher.logits.clone()), 4.0).into_scalar::<f32>();
+    assert_eq!(value("kd"), kd);
+    let rotated = kd_rotated(student.logits.clone(), teacher.logits.clone(), &classes, 4.0, 1.0).into_scalar::<f32>();
+    assert_eq!(value("kd_rotated"), rotated);
+    let projected = |head: &ProjectionHead, f: &Features| head.forward(f.pooled.clone());
+    let similarity = similarity_kd(projected(&student_heads[0], &student), projected(&teacher_heads[0], &teacher), 0.5, 0.75);
+    assert_eq!(value("sskd"), similarity.into_scalar::<f32>());
+}
+
+#[test]
+fn rotation_terms_reject_bad_parameters_and_tasks() {
+    let names = names(3);
+    let teachers = resnet18_teachers(1);
+    let facts = |multi_label| TaskFacts { teacher_channels: &teachers, ..facts(&names, &[1, 1, 1], multi_label) };
+    let error = |json: &str, multi_label: bool| {
+        let specs: Vec<LossSpec> = from_json(json);
+        Objective::new(&specs, &facts(multi_label)).err().expect("should be rejected").to_string()
+    };
+    let e = error(r#"[{"kind": "sskd", "ratio": 1.5}]"#, false);
+    assert!(e.contains("sskd") && e.contains("ratio must be in [0, 1], got 1.5"), "{e}");
+    let e = error(r#"[{"kind": "kd_rotated", "temperature": 0.0}]"#, false);
+    assert!(e.contains("kd_rotated") && e.contains("temperature must be > 0"), "{e}");
+    let e = error(r#"[{"kind": "sskd", "head_epochs": 0}]"#, false);
+    assert!(e.contains("head_epochs"), "{e}");
+    let e = error(r#"[{"kind": "kd_rotated"}]"#, true);
+    assert!(e.contains("kd_rotated") && e.contains("multi-label"), "{e}");
+    let e = error(r#"[{"kind": "sskd", "teacher": 1}]"#, false);
+    assert!(e.contains("sskd") && e.contains("teacher 1"), "{e}");
+}

@@ -309,6 +309,23 @@ fn distill_trains_a_student_from_a_teacher_run_and_checks_teachers_first() {
     for bad in ["bad1", "bad2", "bad3", "bad4"] {
         assert!(!tmp.path().join(bad).exists(), "{bad}: no run folder for a rejected config");
     }
+
+    // SSD-KD's terms: the teacher's projection head trains first (stage 1), then every term is
+    // logged; rotated views turn the teacher cache off.
+    let ssd = tmp.path().join("ssd");
+    let terms = "loss=[{ kind = \"cross_entropy\", weight = 0.1 }, { kind = \"kd\", weight = 0.9 }, \
+                 { kind = \"kd_rotated\", weight = 2.7 }, { kind = \"sskd\", weight = 10.0, head_epochs = 2 }, \
+                 { kind = \"channel_gram\", weight = 1000.0 }]";
+    let output = distill(&ssd, &["--set", "train.epochs=1", "--set", terms, "--set", "data.train_transforms=[]"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let head_log = read_json(&ssd.join("teacher_head_0.json"));
+    assert_eq!(head_log.as_array().unwrap().len(), 2, "{head_log}");
+    assert!(ssd.join("checkpoints/teacher_head_0.bpk").is_file());
+    assert_eq!(read_json(&ssd.join("summary.json"))["teacher_cache"], false);
+    let first: Value = serde_json::from_str(std::fs::read_to_string(ssd.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    for term in ["cross_entropy", "kd", "kd_rotated", "sskd", "channel_gram"] {
+        assert!(first["train_terms"][term].as_f64().unwrap() > 0.0, "{term} logged: {}", first["train_terms"]);
+    }
 }
 
 #[test]
