@@ -477,7 +477,7 @@ mod tests {
                 if path.is_dir() {
                     dirs.push(path);
                 } else if path.extension().is_some_and(|e| e == "toml") {
-                    if dir.ends_with("roskd") {
+                    if std::fs::read_to_string(&path).unwrap().contains("\n[roskd]") {
                         crate::roskd::RosKdPlan::load(&path, &[], Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
                     } else {
                         RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One row group of the RoS-KD comparison (BENCHMARKS.md): on PneumoniaMNIST with the given label
+# noise and seed, a ResNet-18 trained on the noisy labels alone, single-teacher KD (a ResNet-50
+# trained on the whole noisy split), mean multi-teacher KD (RoS-KD's three subset teachers) and
+# RoS-KD itself; then FGSM and PGD-10 at 2/255 and 8/255 on every student.
+#
+#   tools/experiments/roskd_table.sh OUT SEED NOISE [--set key=value]...
+#   e.g. tools/experiments/roskd_table.sh runs/roskd_sym40_s0 0 '{ kind = "symmetric", rate = 0.4, seed = 0 }' --set train.epochs=5
+#
+# Extra --set overrides apply to every run. Finished runs are skipped, so the script resumes.
+set -euo pipefail
+out=$1 seed=$2 noise=$3
+shift 3
+medkd=${MEDKD:-target/debug/medkd}
+common=(--set "seed=$seed" --set "data.label_noise=$noise" "$@")
+
+run() { # NAME COMMAND... : runs unless NAME/summary.json exists
+    local name=$1
+    shift
+    [[ -f $out/$name/summary.json ]] && return
+    [[ -f $out/$name/config.toml ]] && { $medkd "$1" --quiet --resume "$out/$name"; return; }
+    "$medkd" "$@" --quiet --out "$out/$name"
+}
+
+mkdir -p "$out"
+run noisy_student train --config configs/medmnist/pneumoniamnist_resnet18_28.toml "${common[@]}"
+run single_teacher train --config configs/medmnist/pneumoniamnist_resnet18_28.toml "${common[@]}" --set model.arch=resnet50
+if [[ ! -f $out/roskd/roskd.json ]]; then
+    if [[ -f $out/roskd/roskd.toml ]]; then
+        $medkd roskd --quiet --resume "$out/roskd"
+    else
+        $medkd roskd --quiet --config configs/roskd/pneumoniamnist_resnet18_28.toml "${common[@]}" --out "$out/roskd"
+    fi
+fi
+teachers=$(ls -d "$out"/roskd/teachers/*/ | sed 's#/$##' | awk '{printf "%s{ run = \"%s\" }", (NR > 1 ? ", " : ""), $0}')
+run single_teacher_kd distill --config configs/roskd/pneumoniamnist_kd_baseline.toml "${common[@]}" \
+    --set "teacher=[{ run = \"$out/single_teacher\" }]"
+run mean_kd distill --config configs/roskd/pneumoniamnist_kd_baseline.toml "${common[@]}" --set "teacher=[$teachers]"
+
+for student in noisy_student single_teacher_kd mean_kd roskd/student; do
+    for attack in fgsm pgd; do
+        [[ -f $out/$student/attack_$attack.json ]] && continue
+        $medkd attack --run "$out/$student" --attack $attack --eps 2/255,8/255 > /dev/null
+        mv "$out/$student/attack.json" "$out/$student/attack_$attack.json"
+    done
+done
+echo "done: $out"
