@@ -297,6 +297,11 @@ impl RunConfig {
                 format!("must be in [0, epochs = {}), got {}", train.epochs, train.warmup_epochs),
             );
         }
+        if let Some(stop) = &train.early_stopping {
+            if stop.patience == 0 {
+                return bad("train.early_stopping.patience", "must be at least 1 (0 would stop after the first epoch)".into());
+            }
+        }
         if let Some(averaging) = &train.weight_averaging {
             averaging.validate(train.epochs)?;
         }
@@ -453,6 +458,10 @@ mod tests {
         assert!(error_of(BASE, &["train.optimizer.momentum=1.5"]).contains("train.optimizer.momentum"));
         assert!(error_of(BASE, &["train.warmup_epochs=2"]).contains("train.warmup_epochs"));
         assert!(error_of(BASE, &["model.arch=resnet19"]).contains("resnet19"));
+        assert!(error_of(BASE, &["train.early_stopping={ patience = 0 }"]).contains("train.early_stopping.patience"));
+        let message = error_of(BASE, &["train.weight_averaging={ kind = \"swa\", start_epoch = 3 }"]);
+        assert!(message.contains("train.weight_averaging.start_epoch") && message.contains("epochs = 2"), "{message}");
+        assert!(error_of(BASE, &["train.weight_averaging={ kind = \"ema\" }"]).contains("decay"));
     }
 
     #[test]
