@@ -12,7 +12,10 @@ set -euo pipefail
 out=$1 seed=$2 noise=$3
 shift 3
 medkd=${MEDKD:-target/debug/medkd}
-common=(--set "seed=$seed" --set "data.label_noise=$noise" "$@")
+# Every run sees the 28 px images resized to 32 px, the smallest size DenseNet-121's ImageNet stem
+# takes, without random augmentation, so the KD students read cached teacher outputs.
+resize='[{ op = "resize", size = [32, 32] }]'
+common=(--set "seed=$seed" --set "data.label_noise=$noise" --set "data.train_transforms=$resize" --set "data.eval_transforms=$resize" "$@")
 
 run() { # NAME COMMAND... : runs unless NAME/summary.json exists
     local name=$1

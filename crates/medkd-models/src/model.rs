@@ -89,6 +89,32 @@ impl ModelSpec {
         }
     }
 
+    /// The smallest input side the network can take. Convolutions and max-pools are padded, so
+    /// ResNet and MobileNetV2 take any size; DenseNet's three 2x2 average-pooling transitions
+    /// need a map of at least 8 px after the stem (ImageNet stem: 7x7/2 conv and 3x3/2 pool, so
+    /// ceil(ceil(H / 2) / 2) >= 8, i.e. H >= 29).
+    pub fn min_input_side(&self) -> usize {
+        match (self.arch, self.small_input) {
+            (Arch::DenseNet121, false) => 29,
+            (Arch::DenseNet121, true) => 8,
+            _ => 1,
+        }
+    }
+
+    /// Checks that `[height, width]` inputs fit the network (see [`ModelSpec::min_input_side`]).
+    pub fn check_input(&self, [height, width]: [usize; 2]) -> Result<(), ModelError> {
+        let min = self.min_input_side();
+        if height.min(width) >= min {
+            return Ok(());
+        }
+        let stem = if self.small_input { "small-input" } else { "ImageNet" };
+        let hint = if self.small_input { "" } else { ", or use the small-input stem (min 8 px)" };
+        Err(ModelError::InvalidSpec(format!(
+            "{} with the {stem} stem needs inputs of at least {min}x{min} px, got {height}x{width}: resize the images{hint}",
+            self.arch
+        )))
+    }
+
     pub fn validate(&self) -> Result<(), ModelError> {
         if self.num_classes == 0 {
             return Err(ModelError::InvalidSpec(

@@ -37,6 +37,8 @@ pub struct RunSetup {
     pub train_pipeline: Arc<Pipeline>,
     pub eval_pipeline: Arc<Pipeline>,
     pub device: Device,
+    /// `[height, width]` of the eval transforms' output for the first training image.
+    pub input_hw: [usize; 2],
 }
 
 impl RunSetup {
@@ -52,7 +54,13 @@ impl RunSetup {
         let pipelines = build_pipelines(&config.data, splits.train.as_ref())?;
         let (train_pipeline, eval_pipeline) = (pipelines.train, pipelines.eval);
         let device = make_device(config.device)?;
-        Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device })
+        // Both pipelines' output sizes must fit the model (DenseNet needs >= 29 px, say).
+        let first = splits.train.image(0)?;
+        let [_, height, width] = eval_pipeline.apply_seeded(&first, 0)?.1;
+        let [_, train_height, train_width] = train_pipeline.apply_seeded(&first, 0)?.1;
+        spec.check_input([height.min(train_height), width.min(train_width)])
+            .map_err(|e| TrainError::Config(format!("`model`: {e}")))?;
+        Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device, input_hw: [height, width] })
     }
 
     pub fn eval_loader(&self, config: &RunConfig, dataset: Arc<dyn medkd_data::ImageDataset>) -> Result<Loader, TrainError> {
@@ -120,6 +128,9 @@ impl Prepared {
     pub fn new(config: &RunConfig) -> Result<Prepared, TrainError> {
         let setup = RunSetup::new(config)?;
         let teachers = load_teachers(&config.teachers, &setup.info, setup.spec.in_channels, &setup.device)?;
+        for (index, teacher) in teachers.iter().enumerate() {
+            teacher.spec.check_input(setup.input_hw).map_err(|e| TrainError::Config(format!("`teacher[{index}]`: {e}")))?;
+        }
         let teacher_channels: Vec<Vec<usize>> = teachers.iter().map(Teacher::stage_channels).collect();
         let objective = build_objective(config, &setup, &teacher_channels)?;
         Ok(Prepared { setup, teachers, objective })
@@ -354,8 +365,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
     let test_loader = setup.eval_loader(config, setup.splits.test.clone())?;
     let test = evaluate(&predict(&best_model, &test_loader, &setup.info, &setup.device)?, &setup.info)?;
     let val = evaluate(&predict(&best_model, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
-    let [_, height, width] = setup.eval_pipeline.apply_seeded(&setup.splits.train.image(0)?, 0)?.1;
-    let input_hw = [height, width];
+    let input_hw = setup.input_hw;
     let summary = json!({
         "dataset": setup.info.name,
         "class_names": setup.info.class_names,

@@ -237,11 +237,13 @@ fn best_tensors(run: &Path) -> Vec<(String, Vec<u8>)> {
 fn bad_configs_fail_before_training_with_a_message_naming_the_key() {
     let tmp = tempfile::tempdir().unwrap();
     let config = write_config(tmp.path(), TINY);
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--set", "train.optimizer.lr=-1"], "train.optimizer.lr"),
         (&["--set", "train.epochs=0"], "train.epochs"),
         (&["--set", "train.batchsize=3"], "batchsize"),
         (&["--set", "data.path=data/missing.npz"], "missing.npz"),
+        // DenseNet's ImageNet stem and pooling transitions leave nothing of a 28 px image.
+        (&["--set", "model.arch=densenet121"], "densenet121 with the ImageNet stem needs inputs of at least 29x29 px, got 28x28"),
     ];
     for (index, (extra, expected)) in cases.iter().enumerate() {
         let output = train(&config, &tmp.path().join(format!("run{index}")), extra);
