@@ -123,3 +123,44 @@ fn mean_loss(head: &ProjectionHead, embeddings: &Tensor<2>, batch: usize, device
         .collect();
     losses.iter().sum::<f64>() / losses.len().max(1) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use medkd_models::{Arch, Model, ModelSpec};
+
+    use super::*;
+
+    fn values(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Stage 1 trains, logs and saves the head; a second call (a resumed run) loads the same head
+    /// instead of training again.
+    #[test]
+    fn the_head_is_trained_once_and_reloaded_on_resume() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/breastmnist.npz");
+        let text = format!(
+            "[data]\nformat = \"medmnist\"\npath = \"{}\"\nchannels = 3\n[model]\narch = \"resnet18\"\n\
+             [train]\nepochs = 1\nbatch_size = 64\noptimizer = {{ kind = \"adam\", lr = 0.001 }}\n[[loss]]\nkind = \"cross_entropy\"\n",
+            data.display()
+        );
+        let config = RunConfig::parse(&text, &[]).unwrap();
+        let setup = RunSetup::new(&config).unwrap();
+        let spec = ModelSpec { arch: Arch::ResNet18, num_classes: 2, in_channels: 3, small_input: false };
+        let teacher = Teacher::new(spec.clone(), Model::new(&spec, &setup.device).unwrap());
+        let head_spec = HeadSpec { teacher: 0, student_dim: 512, teacher_dim: 512, epochs: 2, lr: 0.05 };
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path()).unwrap();
+
+        let trained = teacher_head(&config, &setup, std::slice::from_ref(&teacher), &head_spec, 0, &run).unwrap();
+        let log: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("teacher_head_0.json")).unwrap()).unwrap();
+        assert_eq!(log.as_array().unwrap().len(), 2);
+        assert!(log[0]["val_loss"].as_f64().unwrap().is_finite());
+
+        let reloaded = teacher_head(&config, &setup, std::slice::from_ref(&teacher), &head_spec, 0, &run).unwrap();
+        let input = Tensor::<2>::random([4, 512], burn::tensor::Distribution::Normal(0.0, 1.0), &setup.device);
+        assert_eq!(values(trained.forward(input.clone())), values(reloaded.forward(input)));
+    }
+}

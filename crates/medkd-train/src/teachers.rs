@@ -16,12 +16,16 @@ use crate::TrainError;
 pub struct Teacher {
     model: Model,
     pub spec: ModelSpec,
-    num_classes: usize,
     /// Where it came from, for errors and summary.json.
     pub source: String,
 }
 
 impl Teacher {
+    /// A teacher from a model built in code (tests, benchmarks).
+    pub fn new(spec: ModelSpec, model: Model) -> Teacher {
+        Teacher { source: format!("{} built in code", spec.arch), model, spec }
+    }
+
     /// The teacher's outputs on the student's batch, with no graph recorded: its tensors enter the
     /// student's loss as constants.
     pub fn forward(&self, images: Tensor<4>) -> Features {
@@ -48,7 +52,7 @@ impl TeacherCache {
     pub fn new(teachers: &[Teacher], num_samples: usize) -> Self {
         TeacherCache {
             rows: vec![vec![None; num_samples]; teachers.len()],
-            widths: teachers.iter().map(|t| (t.num_classes, t.model.feature_dim())).collect(),
+            widths: teachers.iter().map(|t| (t.spec.num_classes, t.model.feature_dim())).collect(),
         }
     }
 
@@ -108,7 +112,7 @@ pub fn load_teachers(
                 TeacherConfig { arch: Some(arch), weights: Some(weights), small_input, .. } => {
                     let spec = ModelSpec { arch: *arch, num_classes: info.num_classes(), in_channels, small_input: *small_input };
                     let model = load_weights(Model::new(&spec, device)?, weights).map_err(|e| error(e.to_string()))?;
-                    Ok(Teacher { model, num_classes: spec.num_classes, source: format!("{arch} from {}", weights.display()), spec })
+                    Ok(Teacher { model, source: format!("{arch} from {}", weights.display()), spec })
                 }
                 _ => Err(error("give either `run` or both `arch` and `weights`".into())),
             }
@@ -145,7 +149,7 @@ fn from_run(path: &Path, info: &DatasetInfo, in_channels: usize, device: &Device
     let spec = ModelSpec { arch: config.model.arch, num_classes: class_names.len(), in_channels, small_input: config.model.small_input };
     let model = Model::new(&spec, device).map_err(|e| e.to_string())?;
     let model = load_weights(model, &run.checkpoint("best", "safetensors")).map_err(|e| e.to_string())?;
-    Ok(Teacher { model, num_classes: spec.num_classes, source: format!("{} from run {}", spec.arch, path.display()), spec })
+    Ok(Teacher { model, source: format!("{} from run {}", spec.arch, path.display()), spec })
 }
 
 #[cfg(test)]
@@ -161,7 +165,7 @@ mod tests {
         let spec = ModelSpec { arch: Arch::ResNet18, num_classes: 3, in_channels: 3, small_input: true };
         let teacher = |seed: u64| {
             device.seed(seed);
-            Teacher { model: Model::new(&spec, &device).unwrap(), num_classes: 3, source: String::new(), spec: spec.clone() }
+            Teacher::new(spec.clone(), Model::new(&spec, &device).unwrap())
         };
         let teachers = [teacher(1), teacher(2)];
         let images = Tensor::<4>::random([4, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
