@@ -39,6 +39,8 @@ pub struct RunSetup {
     pub device: Device,
     /// `[height, width]` of the eval transforms' output for the first training image.
     pub input_hw: [usize; 2],
+    /// The same for the train transforms (seed 0).
+    pub train_hw: [usize; 2],
 }
 
 impl RunSetup {
@@ -60,7 +62,8 @@ impl RunSetup {
         let [_, train_height, train_width] = train_pipeline.apply_seeded(&first, 0)?.1;
         spec.check_input([height.min(train_height), width.min(train_width)])
             .map_err(|e| TrainError::Config(format!("`model`: {e}")))?;
-        Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device, input_hw: [height, width] })
+        let (input_hw, train_hw) = ([height, width], [train_height, train_width]);
+        Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device, input_hw, train_hw })
     }
 
     pub fn eval_loader(&self, config: &RunConfig, dataset: Arc<dyn medkd_data::ImageDataset>) -> Result<Loader, TrainError> {
@@ -133,6 +136,12 @@ impl Prepared {
         }
         let teacher_channels: Vec<Vec<usize>> = teachers.iter().map(Teacher::stage_channels).collect();
         let objective = build_objective(config, &setup, &teacher_channels)?;
+        let [height, width] = setup.train_hw;
+        if objective.rotated_views() && height != width {
+            return Err(TrainError::Config(format!(
+                "`kd_rotated`/`sskd` rotate training images by 90 degrees and need them square, but the train transforms give {height}x{width}: end them with a square size"
+            )));
+        }
         Ok(Prepared { setup, teachers, objective })
     }
 }
@@ -251,12 +260,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
             lr = schedule.lr(epoch, step, steps, &state.schedule);
             let mut images = batch_tensor(&batch.images, batch.shape, &train_device);
             if objective.rotated_views() {
-                let [_, _, height, width] = batch.shape;
-                if height != width {
-                    return Err(TrainError::Config(format!(
-                        "`kd_rotated`/`sskd` rotate images by 90 degrees and need square inputs, got {height}x{width}: end the train transforms with a square size"
-                    )));
-                }
+                // Square: checked by Prepared::new.
                 images = with_rotations(images);
             }
             let targets = if multi_label {

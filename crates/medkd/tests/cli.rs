@@ -328,6 +328,10 @@ fn distill_trains_a_student_from_a_teacher_run_and_checks_teachers_first() {
     for term in ["cross_entropy", "kd", "kd_rotated", "sskd", "channel_gram"] {
         assert!(first["train_terms"][term].as_f64().unwrap() > 0.0, "{term} logged: {}", first["train_terms"]);
     }
+    // Rotated views need square training images: an error before any run folder.
+    let oblong = distill(&tmp.path().join("bad5"), &["--set", terms, "--set", "data.train_transforms=[{ op = \"resize\", size = [28, 24] }]"]);
+    assert!(stderr(&oblong).contains("need them square") && stderr(&oblong).contains("28x24"), "{}", stderr(&oblong));
+    assert!(!tmp.path().join("bad5").exists());
 }
 
 #[test]
