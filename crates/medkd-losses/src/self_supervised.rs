@@ -5,9 +5,10 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, relu, softmax};
+use burn::tensor::activation::{log_softmax, relu};
 
 use crate::feature::l2_normalize;
+use crate::kd_kl;
 
 /// Number of views per image.
 pub const VIEWS: usize = 4;
@@ -58,18 +59,14 @@ pub fn error_level_keep(scores: &[f32], cols: usize, targets: &[usize], ratio: f
     order
 }
 
-/// `T^2 KL(softmax(t / T) || softmax(s / T))` over the kept rows, averaged over them (0 when none
-/// is kept), as SSKD's `F.kl_div(..., reduction='batchmean') * T * T` on `index`ed rows.
+/// [`kd_kl`] (SSKD's batchmean KL x T^2) over the kept rows only; 0 when none is kept.
 fn kept_rows_kl(student: Tensor<2>, teacher: Tensor<2>, kept: &[usize], temperature: f32) -> Tensor<1> {
     let device = student.device();
     if kept.is_empty() {
         return Tensor::zeros([1], &device);
     }
     let index = Tensor::<1, Int>::from_data(TensorData::new(kept.iter().map(|&i| i as i64).collect(), [kept.len()]), &device);
-    let student = student.select(0, index.clone()).div_scalar(temperature);
-    let teacher = teacher.select(0, index).div_scalar(temperature);
-    let log_ratio = log_softmax(teacher.clone(), 1) - log_softmax(student, 1);
-    (softmax(teacher, 1) * log_ratio).sum().mul_scalar(temperature * temperature / kept.len() as f32)
+    kd_kl(student.select(0, index.clone()), teacher.select(0, index), temperature)
 }
 
 fn host_values(x: Tensor<2>) -> Vec<f32> {

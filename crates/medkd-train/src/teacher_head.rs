@@ -52,6 +52,7 @@ pub fn teacher_head(
 
     let train_device = device.clone().autodiff();
     train_device.seed(config.seed);
+    let train = train.to_device(&train_device);
     let mut head = ProjectionHead::new(spec.teacher_dim, &train_device);
     let mut optimizer = build_optimizer(&OptimizerConfig::Sgd { lr: spec.lr, momentum: 0.9, nesterov: false, weight_decay: 1e-3 });
     let batch = config.train.batch_size;
@@ -68,7 +69,7 @@ pub fn teacher_head(
         let chunks = order.chunks(batch).filter(|c| c.len() > 1).collect::<Vec<_>>();
         for chunk in &chunks {
             let rows = view_rows(chunk, &train_device);
-            let loss = rotation_contrastive(head.forward(train.clone().to_device(&train_device).select(0, rows)));
+            let loss = rotation_contrastive(head.forward(train.clone().select(0, rows)));
             train_loss += loss.clone().into_scalar::<f32>() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = optimizer.step(lr, head, grads);
