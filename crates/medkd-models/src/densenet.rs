@@ -8,6 +8,7 @@ use burn::nn::{BatchNorm, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use crate::conv::conv2d;
 use crate::features::Stages;
 use crate::layers::{ConvSpec, KaimingFan, batch_norm, classifier, global_avg_pool, stem_max_pool};
 use crate::macs::MacWalk;
@@ -112,8 +113,8 @@ impl DenseLayer {
 
     /// The layer's new channels (GROWTH_RATE of them).
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv1.forward(relu(self.norm1.forward(x)));
-        self.conv2.forward(relu(self.norm2.forward(x)))
+        let x = conv2d(&self.conv1, relu(self.norm1.forward(x)));
+        conv2d(&self.conv2, relu(self.norm2.forward(x)))
     }
 }
 
@@ -128,7 +129,7 @@ impl Transition {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.pool
-            .forward(self.conv.forward(relu(self.norm.forward(x))))
+            .forward(conv2d(&self.conv, relu(self.norm.forward(x))))
     }
 }
 
@@ -141,7 +142,7 @@ fn dense_block(layers: &[DenseLayer], x: Tensor<4>) -> Tensor<4> {
 
 impl DenseFeatures {
     fn forward(&self, x: Tensor<4>, stages: &mut Stages) -> Tensor<4> {
-        let mut x = relu(self.norm0.forward(self.conv0.forward(x)));
+        let mut x = relu(self.norm0.forward(conv2d(&self.conv0, x)));
         if let Some(pool) = &self.pool0 {
             x = pool.forward(x);
         }

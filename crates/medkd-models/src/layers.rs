@@ -6,6 +6,8 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
+use crate::conv::conv2d;
+
 /// Which fan torchvision's Kaiming-normal conv init uses: ResNet and MobileNetV2 use `fan_out`,
 /// DenseNet the default `fan_in`.
 #[derive(Clone, Copy, Debug)]
@@ -90,7 +92,7 @@ pub struct ConvBn {
 
 impl ConvBn {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        self.bn.forward(conv2d(&self.conv, x))
     }
 }
 

@@ -5,6 +5,7 @@
 //! Every model returns [`Features`] (stage maps, pooled embedding, logits) for distillation
 //! losses. `ModelSpec::small_input` swaps the ImageNet stem for one suited to 28-64 px images.
 
+mod conv;
 mod densenet;
 mod error;
 mod features;
@@ -15,6 +16,7 @@ mod model;
 mod resnet;
 mod weights;
 
+pub use conv::conv2d;
 pub use densenet::DenseNet;
 pub use error::{ModelError, ShapeMismatch};
 pub use features::Features;

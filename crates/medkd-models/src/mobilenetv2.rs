@@ -10,6 +10,7 @@ use burn::nn::{BatchNorm, Dropout, DropoutConfig, Initializer, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use crate::conv::conv2d;
 use crate::features::Stages;
 use crate::layers::{
     CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, batch_norm, classifier, global_avg_pool,
@@ -171,7 +172,7 @@ impl Feature {
             Self::InvertedResidual(block) => {
                 let out = block.conv.iter().fold(x.clone(), |x, layer| match layer {
                     Layer::ConvBnRelu6(conv_bn) => relu6(conv_bn.forward(x)),
-                    Layer::Conv(conv) => conv.forward(x),
+                    Layer::Conv(conv) => conv2d(conv, x),
                     Layer::Norm(norm) => norm.forward(x),
                 });
                 if block.residual { out + x } else { out }

@@ -1,0 +1,483 @@
+//! Dense convolutions on the `flex` CPU backend as batched im2col + gemm, forward and backward.
+//!
+//! Written by hand because burn 0.22.1's `flex` backend convolves one sample (or one tile of it) per
+//! gemm and derives both gradients from other convolutions (the weight gradient is a convolution
+//! with the output gradient as its kernel, the input gradient a transposed convolution), so the
+//! gemm sees small or badly shaped matrices: a ResNet-18 step at 64 px spends about 90% of its time
+//! in convolutions running at a fraction of what the same `gemm` crate reaches on one well-shaped
+//! product (BENCHMARKS.md, issue #5). Here every pass is one gemm per chunk of samples, with the
+//! chunk's columns side by side:
+//!
+//! - forward: `y[O, cols] = W[O, C·k·k] × im2col(x)[C·k·k, cols]`;
+//! - weight gradient: `dW += dy[O, cols] × im2col(x)ᵀ`, summed over chunks;
+//! - input gradient: `col2im(Wᵀ × dy[O, cols])`.
+//!
+//! It runs through burn's backend extension (`ConvBackend`) with a hand-written backward pass.
+//! [`conv2d`] falls back to burn's own convolution for everything else: other backends (CUDA,
+//! wgpu, LibTorch), grouped or dilated convolutions, uneven stride or padding, non-f32 tensors.
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::backend::ops::ModuleOps;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Columns (output positions, over as many samples as it takes) per gemm: enough to keep the
+/// gemm kernels busy on the small feature maps of late stages, few enough that the im2col buffer
+/// of one chunk stays within a few MB.
+const CHUNK_COLUMNS: usize = 1024;
+
+#[backend_extension(Flex, Autodiff)]
+pub trait ConvBackend: Backend {
+    /// Bias-free 2-D convolution of `x` [N, C, H, W], dilation 1, the same stride and zero padding
+    /// on both axes: dense (`weight` [O, C, k, k], groups 1) or depthwise (`weight` [C, 1, k, k],
+    /// groups C).
+    fn medkd_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize, depthwise: bool) -> FloatTensor<Self>;
+}
+
+/// `conv.forward(x)`, through the batched kernels where they apply.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let Some((padding, depthwise)) = fast_path(conv, &x) else {
+        return conv.forward(x);
+    };
+    let weight = conv.weight.val();
+    let out_channels = weight.dims()[0];
+    let y = Tensor::from_dispatch(<Dispatch as ConvBackend>::medkd_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        conv.stride[0],
+        padding,
+        depthwise,
+    ));
+    match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, out_channels, 1, 1]),
+        None => y,
+    }
+}
+
+/// The padding of a convolution these kernels compute and whether it is depthwise, `None` for one
+/// they leave to burn.
+fn fast_path(conv: &Conv2d, x: &Tensor<4>) -> Option<(usize, bool)> {
+    let on_flex = matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+    let square = conv.kernel_size[0] == conv.kernel_size[1] && conv.stride[0] == conv.stride[1];
+    let padding = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) if [left, bottom, right] == [top; 3] => Some(top),
+        PaddingConfig2d::Valid => Some(0),
+        _ => None,
+    };
+    let [out_channels, group_channels, _, _] = conv.weight.dims();
+    let depthwise = conv.groups > 1 && group_channels == 1 && out_channels == conv.groups;
+    let plain = (conv.groups == 1 || depthwise) && conv.dilation == [1, 1] && x.dtype() == DType::F32;
+    (on_flex && square && plain).then_some(padding.map(|p| (p, depthwise))).flatten()
+}
+
+/// Sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    out_height: usize,
+    out_width: usize,
+}
+
+impl Geometry {
+    fn new(x: &[usize], weight: &[usize], stride: usize, padding: usize, depthwise: bool) -> Self {
+        let (kernel, channels) = (weight[2], x[1]);
+        let group_channels = if depthwise { 1 } else { channels };
+        assert_eq!(weight[1], group_channels, "medkd_conv2d: weight has {} input channels per group, x has {channels}", weight[1]);
+        let out = |size: usize| (size + 2 * padding - kernel) / stride + 1;
+        Self {
+            batch: x[0],
+            channels,
+            height: x[2],
+            width: x[3],
+            out_channels: weight[0],
+            kernel,
+            stride,
+            padding,
+            out_height: out(x[2]),
+            out_width: out(x[3]),
+        }
+    }
+    /// Rows of the im2col matrix: C·k·k.
+    /// One channel plane of one sample, for the depthwise kernels.
+    fn plane(&self) -> Self {
+        Self { batch: 1, channels: 1, out_channels: 1, ..*self }
+    }
+    fn patch(&self) -> usize {
+        self.channels * self.kernel * self.kernel
+    }
+    fn in_plane(&self) -> usize {
+        self.height * self.width
+    }
+    fn out_plane(&self) -> usize {
+        self.out_height * self.out_width
+    }
+    /// Samples per gemm.
+    fn chunk(&self) -> usize {
+        CHUNK_COLUMNS.div_ceil(self.out_plane()).clamp(1, self.batch)
+    }
+
+    /// `cols[row, first + p]` for the output positions `p` of one sample, row = (c, kh, kw);
+    /// `cols` has `ld` columns.
+    fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, first: usize) {
+        self.for_each_row(|c, kh, kw, oh, ih| {
+            let row = &mut cols[((c * self.kernel + kh) * self.kernel + kw) * ld + first + oh * self.out_width..][..self.out_width];
+            let Some(ih) = ih else {
+                row.fill(0.0);
+                return;
+            };
+            let input = &x[(c * self.height + ih) * self.width..][..self.width];
+            let (lo, hi) = self.valid_columns(kw);
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+            let start = lo * self.stride + kw - self.padding;
+            if self.stride == 1 {
+                row[lo..hi].copy_from_slice(&input[start..start + hi - lo]);
+            } else {
+                row[lo..hi].iter_mut().zip(input[start..].iter().step_by(self.stride)).for_each(|(o, i)| *o = *i);
+            }
+        });
+    }
+
+    /// The adjoint of [`Self::im2col`]: adds `cols`' entries back onto one sample's input gradient.
+    fn col2im(&self, cols: &[f32], ld: usize, first: usize, dx: &mut [f32]) {
+        self.for_each_row(|c, kh, kw, oh, ih| {
+            let Some(ih) = ih else { return };
+            let row = &cols[((c * self.kernel + kh) * self.kernel + kw) * ld + first + oh * self.out_width..][..self.out_width];
+            let input = &mut dx[(c * self.height + ih) * self.width..][..self.width];
+            let (lo, hi) = self.valid_columns(kw);
+            let start = lo * self.stride + kw - self.padding;
+            input[start..].iter_mut().step_by(self.stride).zip(&row[lo..hi]).for_each(|(i, o)| *i += *o);
+        });
+    }
+
+    /// Calls `f(c, kh, kw, oh, input row or None where it falls in the padding)` for every row of
+    /// output positions of every kernel tap.
+    fn for_each_row(&self, mut f: impl FnMut(usize, usize, usize, usize, Option<usize>)) {
+        for c in 0..self.channels {
+            for kh in 0..self.kernel {
+                for kw in 0..self.kernel {
+                    for oh in 0..self.out_height {
+                        let ih = (oh * self.stride + kh).checked_sub(self.padding).filter(|&ih| ih < self.height);
+                        f(c, kh, kw, oh, ih);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The output columns `lo..hi` whose input column for kernel column `kw` lies inside the image.
+    fn valid_columns(&self, kw: usize) -> (usize, usize) {
+        // ow * stride + kw - padding >= 0  and  < width
+        let lo = self.padding.saturating_sub(kw).div_ceil(self.stride);
+        let hi = (self.width + self.padding).saturating_sub(kw).div_ceil(self.stride).min(self.out_width);
+        (lo.min(hi), hi)
+    }
+
+    /// The im2col matrix of samples `first..first + count`, their columns side by side.
+    fn chunk_cols(&self, x: &[f32], first: usize, count: usize) -> Vec<f32> {
+        let ld = count * self.out_plane();
+        let mut cols = vec![0.0; self.patch() * ld];
+        let sample = self.channels * self.in_plane();
+        for s in 0..count {
+            self.im2col(&x[(first + s) * sample..][..sample], &mut cols, ld, s * self.out_plane());
+        }
+        cols
+    }
+}
+
+/// A matrix operand for [`gemm`]: data with its column and row strides.
+struct Operand<'a> {
+    data: &'a [f32],
+    col_stride: usize,
+    row_stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    fn row_major(data: &'a [f32], columns: usize) -> Self {
+        Self { data, col_stride: 1, row_stride: columns }
+    }
+    fn transposed(data: &'a [f32], columns: usize) -> Self {
+        Self { data, col_stride: columns, row_stride: 1 }
+    }
+}
+
+/// `dst[m x n] (+)= lhs[m x k] · rhs[k x n]`, dst row-major; `accumulate` adds to dst's contents.
+fn gemm(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Operand, rhs: Operand, accumulate: bool, threads: gemm::Parallelism) {
+    let reach = |op: &Operand, rows: usize, cols: usize| (rows - 1) * op.row_stride + (cols - 1) * op.col_stride;
+    assert!(dst.len() >= m * n && lhs.data.len() > reach(&lhs, m, k) && rhs.data.len() > reach(&rhs, k, n));
+    // SAFETY: the assertion above keeps every index gemm computes from these sizes and strides
+    // inside the three slices, and dst is borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads,
+        )
+    }
+}
+
+/// Chunks of samples run in parallel, each gemm on one thread, when there are enough of them to
+/// share out; otherwise chunks run in turn and each gemm is parallel.
+fn gemm_threads(chunks: usize) -> gemm::Parallelism {
+    if chunks >= rayon::current_num_threads() { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) }
+}
+
+/// Maps `f(chunk index, piece)` over the chunks' pieces, in parallel when each gemm runs on one
+/// thread, and returns the results in chunk order, so that sums over them do not depend on
+/// thread scheduling (same seed, same result).
+fn map_chunks<P: Send, T: Send>(pieces: Vec<P>, threads: gemm::Parallelism, f: impl Fn(usize, P) -> T + Sync) -> Vec<T> {
+    match threads {
+        gemm::Parallelism::None => pieces.into_par_iter().enumerate().map(|(i, p)| f(i, p)).collect(),
+        _ => pieces.into_iter().enumerate().map(|(i, p)| f(i, p)).collect(),
+    }
+}
+
+fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (chunk, plane, out_channels) = (g.chunk(), g.out_plane(), g.out_channels);
+    let mut y = vec![0.0; g.batch * out_channels * plane];
+    let threads = gemm_threads(g.batch.div_ceil(chunk));
+    let run = |index: usize, y: &mut [f32]| {
+        let count = y.len() / (out_channels * plane);
+        let cols = g.chunk_cols(x, index * chunk, count);
+        let mut product = vec![0.0; out_channels * count * plane];
+        let columns = count * plane;
+        gemm(&mut product, out_channels, columns, g.patch(), Operand::row_major(weight, g.patch()), Operand::row_major(&cols, columns), false, threads);
+        // [O, samples·plane] -> [samples, O, plane]
+        for s in 0..count {
+            for o in 0..out_channels {
+                y[(s * out_channels + o) * plane..][..plane].copy_from_slice(&product[o * columns + s * plane..][..plane]);
+            }
+        }
+    };
+    map_chunks(y.chunks_mut(chunk * out_channels * plane).collect(), threads, run);
+    y
+}
+
+/// Input and weight gradients (each only when asked for).
+fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, want_dw: bool) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let (chunk, plane, out_channels, patch) = (g.chunk(), g.out_plane(), g.out_channels, g.patch());
+    let sample = g.channels * g.in_plane();
+    let mut dx = vec![0.0; if want_dx { g.batch * sample } else { 0 }];
+    let threads = gemm_threads(g.batch.div_ceil(chunk));
+    // Returns this chunk's weight gradient (empty when not wanted).
+    let run = |index: usize, dx: Option<&mut [f32]>| -> Vec<f32> {
+        let first = index * chunk;
+        let count = chunk.min(g.batch - first);
+        let columns = count * plane;
+        // [samples, O, plane] -> [O, samples·plane]
+        let mut dy_chunk = vec![0.0; out_channels * columns];
+        for s in 0..count {
+            for o in 0..out_channels {
+                dy_chunk[o * columns + s * plane..][..plane].copy_from_slice(&dy[((first + s) * out_channels + o) * plane..][..plane]);
+            }
+        }
+        let mut dw = Vec::new();
+        if want_dw {
+            let cols = g.chunk_cols(x, first, count);
+            dw = vec![0.0; out_channels * patch];
+            gemm(&mut dw, out_channels, patch, columns, Operand::row_major(&dy_chunk, columns), Operand::transposed(&cols, columns), false, threads);
+        }
+        if let Some(dx) = dx {
+            let mut dcols = vec![0.0; patch * columns];
+            gemm(&mut dcols, patch, columns, out_channels, Operand::transposed(weight, patch), Operand::row_major(&dy_chunk, columns), false, threads);
+            for (s, dx) in dx.chunks_mut(sample).enumerate() {
+                g.col2im(&dcols, columns, s * plane, dx);
+            }
+        }
+        dw
+    };
+    let pieces: Vec<Option<&mut [f32]>> = match want_dx {
+        true => dx.chunks_mut(chunk * sample).map(Some).collect(),
+        false => (0..g.batch.div_ceil(chunk)).map(|_| None).collect(),
+    };
+    let parts = map_chunks(pieces, threads, run);
+    let dw = want_dw.then(|| {
+        let mut sum = vec![0.0; out_channels * patch];
+        for part in parts {
+            sum.iter_mut().zip(&part).for_each(|(sum, part)| *sum += part);
+        }
+        sum
+    });
+    (want_dx.then_some(dx), dw)
+}
+
+/// Input and weight gradients of a depthwise convolution (each only when asked for), plane by
+/// plane: burn 0.22.1 computes the weight gradient of a grouped convolution as one convolution
+/// per group, 960 of them for MobileNetV2's widest layers.
+fn depthwise_backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, want_dw: bool) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let (plane, k, stride, padding) = (g.plane(), g.kernel, g.stride, g.padding);
+    let (in_size, out_size, width, out_width) = (g.in_plane(), g.out_plane(), g.width, g.out_width);
+    // Calls f(input row, output-gradient row, valid output columns, first input column, tap) for
+    // every kernel tap and output row of one plane.
+    let rows = |f: &mut dyn FnMut(usize, usize, (usize, usize), usize, usize)| {
+        plane.for_each_row(|_, kh, kw, oh, ih| {
+            if let Some(ih) = ih {
+                let (lo, hi) = plane.valid_columns(kw);
+                f(ih * width, oh * out_width, (lo, hi), lo * stride + kw - padding, kh * k + kw);
+            }
+        })
+    };
+    let dx = want_dx.then(|| {
+        let mut dx = vec![0.0; g.batch * g.channels * in_size];
+        dx.par_chunks_mut(in_size).enumerate().for_each(|(index, dx)| {
+            let (dy, taps) = (&dy[index * out_size..][..out_size], &weight[(index % g.channels) * k * k..][..k * k]);
+            rows(&mut |in_row, out_row, (lo, hi), start, tap| {
+                let dx = dx[in_row + start..in_row + width].iter_mut().step_by(stride);
+                dx.zip(&dy[out_row + lo..out_row + hi]).for_each(|(dx, dy)| *dx += taps[tap] * dy);
+            });
+        });
+        dx
+    });
+    let dw = want_dw.then(|| {
+        let mut dw = vec![0.0; g.channels * k * k];
+        dw.par_chunks_mut(k * k).enumerate().for_each(|(channel, dw)| {
+            for sample in 0..g.batch {
+                let index = sample * g.channels + channel;
+                let (x, dy) = (&x[index * in_size..][..in_size], &dy[index * out_size..][..out_size]);
+                rows(&mut |in_row, out_row, (lo, hi), start, tap| {
+                    let x = x[in_row + start..in_row + width].iter().step_by(stride);
+                    dw[tap] += x.zip(&dy[out_row + lo..out_row + hi]).map(|(x, dy)| x * dy).sum::<f32>();
+                });
+            }
+        });
+        dw
+    });
+    (dx, dw)
+}
+
+/// A contiguous copy of the tensor when it is not contiguous already, and its shape.
+fn contiguous(tensor: &FloatTensor<Flex>) -> (Vec<usize>, FloatTensor<Flex>) {
+    assert_eq!(tensor.dtype(), DType::F32, "medkd_conv2d runs on f32 tensors only");
+    (tensor.shape().to_vec(), tensor.to_contiguous())
+}
+
+fn flex_tensor(values: Vec<f32>, shape: [usize; 4]) -> FloatTensor<Flex> {
+    FloatTensor::<Flex>::from_data(TensorData::new(values, shape))
+}
+
+fn forward_flex(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>, stride: usize, padding: usize, depthwise: bool) -> FloatTensor<Flex> {
+    if depthwise {
+        // burn's own depthwise forward is a direct per-plane loop already.
+        let groups = x.shape()[1];
+        return Flex::conv2d(x.clone(), weight.clone(), None, ConvOptions::new([stride; 2], [padding; 2], [1, 1], groups));
+    }
+    let ((x_shape, x), (w_shape, weight)) = (contiguous(x), contiguous(weight));
+    let g = Geometry::new(&x_shape, &w_shape, stride, padding, false);
+    let y = forward(&g, x.storage(), weight.storage());
+    flex_tensor(y, [g.batch, g.out_channels, g.out_height, g.out_width])
+}
+
+impl ConvBackend for Flex {
+    fn medkd_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize, depthwise: bool) -> FloatTensor<Self> {
+        forward_flex(&x, &weight, stride, padding, depthwise)
+    }
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 2> for ConvBackward {
+    type State = (NodeId, NodeId, usize, usize, bool);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_weight] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_state, weight_state, stride, padding, depthwise) = ops.state;
+        let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(x_state);
+        let weight: FloatTensor<Flex> = checkpointer.retrieve_node_output(weight_state);
+        let ((x_shape, x), (w_shape, weight), (_, dy)) = (contiguous(&x), contiguous(&weight), contiguous(&dy));
+        let g = Geometry::new(&x_shape, &w_shape, stride, padding, depthwise);
+        let gradients = if depthwise { depthwise_backward } else { backward };
+        let (dx, dw) = gradients(&g, x.storage(), weight.storage(), dy.storage(), node_x.is_some(), node_weight.is_some());
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, flex_tensor(dx, [g.batch, g.channels, g.height, g.width]));
+        }
+        if let (Some(node), Some(dw)) = (node_weight, dw) {
+            grads.register::<Flex>(node.id, flex_tensor(dw, [g.out_channels, w_shape[1], g.kernel, g.kernel]));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
+    fn medkd_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize, depthwise: bool) -> FloatTensor<Self> {
+        match ConvBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let y = forward_flex(x.primitive(), weight.primitive(), stride, padding, depthwise);
+                prep.finish((x_state, weight_state, stride, padding, depthwise), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward_flex(x.primitive(), weight.primitive(), stride, padding, depthwise)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::Device;
+
+    #[test]
+    fn kernels_take_dense_and_depthwise_convolutions_on_flex_only() {
+        let x = |device: &Device| Tensor::<4>::zeros([1, 4, 8, 8], device);
+        let config = Conv2dConfig::new([4, 4], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            assert_eq!(fast_path(&config.init(&device), &x(&device)), Some((1, false)));
+            assert_eq!(fast_path(&config.clone().with_padding(PaddingConfig2d::Valid).init(&device), &x(&device)), Some((0, false)));
+            assert_eq!(fast_path(&config.clone().with_groups(4).init(&device), &x(&device)), Some((1, true)));
+        }
+        let device = Device::flex();
+        let uneven = config.clone().with_padding(PaddingConfig2d::Explicit(1, 0, 1, 0));
+        for other in [config.clone().with_groups(2), config.clone().with_dilation([2, 2]), config.clone().with_stride([1, 2]), uneven] {
+            assert_eq!(fast_path(&other.init(&device), &x(&device)), None);
+        }
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), c> == <x, col2im(c)> for any x and c, the property the input gradient needs.
+        let g = Geometry::new(&[1, 2, 5, 4], &[3, 2, 3, 3], 2, 1, false);
+        let x: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin()).collect();
+        let c: Vec<f32> = (0..g.patch() * g.out_plane()).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut cols = vec![0.0; c.len()];
+        g.im2col(&x, &mut cols, g.out_plane(), 0);
+        let mut back = vec![0.0; x.len()];
+        g.col2im(&c, g.out_plane(), 0, &mut back);
+        let left: f32 = cols.iter().zip(&c).map(|(a, b)| a * b).sum();
+        let right: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
+        assert!((left - right).abs() < 1e-4, "{left} vs {right}");
+    }
+}
