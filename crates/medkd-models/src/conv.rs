@@ -135,17 +135,15 @@ impl Geometry {
     /// `cols[row, first + p]` for the output positions `p` of one sample, row = (c, kh, kw);
     /// `cols` has `ld` columns.
     fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, first: usize) {
-        self.for_each_row(|c, kh, kw, oh, ih| {
+        self.for_each_row(|c, kh, kw, oh, ih, Columns { lo, hi, start }| {
             let row = &mut cols[((c * self.kernel + kh) * self.kernel + kw) * ld + first + oh * self.out_width..][..self.out_width];
             let Some(ih) = ih else {
                 row.fill(0.0);
                 return;
             };
             let input = &x[(c * self.height + ih) * self.width..][..self.width];
-            let (lo, hi) = self.valid_columns(kw);
             row[..lo].fill(0.0);
             row[hi..].fill(0.0);
-            let start = lo * self.stride + kw - self.padding;
             if self.stride == 1 {
                 row[lo..hi].copy_from_slice(&input[start..start + hi - lo]);
             } else {
@@ -156,37 +154,43 @@ impl Geometry {
 
     /// The adjoint of [`Self::im2col`]: adds `cols`' entries back onto one sample's input gradient.
     fn col2im(&self, cols: &[f32], ld: usize, first: usize, dx: &mut [f32]) {
-        self.for_each_row(|c, kh, kw, oh, ih| {
+        self.for_each_row(|c, kh, kw, oh, ih, Columns { lo, hi, start }| {
             let Some(ih) = ih else { return };
-            let row = &cols[((c * self.kernel + kh) * self.kernel + kw) * ld + first + oh * self.out_width..][..self.out_width];
+            let row = &cols[((c * self.kernel + kh) * self.kernel + kw) * ld + first + oh * self.out_width..][lo..hi];
             let input = &mut dx[(c * self.height + ih) * self.width..][..self.width];
-            let (lo, hi) = self.valid_columns(kw);
-            let start = lo * self.stride + kw - self.padding;
-            input[start..].iter_mut().step_by(self.stride).zip(&row[lo..hi]).for_each(|(i, o)| *i += *o);
+            if self.stride == 1 {
+                input[start..start + hi - lo].iter_mut().zip(row).for_each(|(i, o)| *i += *o);
+            } else {
+                input[start..].iter_mut().step_by(self.stride).zip(row).for_each(|(i, o)| *i += *o);
+            }
         });
     }
 
-    /// Calls `f(c, kh, kw, oh, input row or None where it falls in the padding)` for every row of
-    /// output positions of every kernel tap.
-    fn for_each_row(&self, mut f: impl FnMut(usize, usize, usize, usize, Option<usize>)) {
+    /// Calls `f(c, kh, kw, oh, input row or None where it falls in the padding, valid columns)`
+    /// for every row of output positions of every kernel tap.
+    fn for_each_row(&self, mut f: impl FnMut(usize, usize, usize, usize, Option<usize>, Columns)) {
         for c in 0..self.channels {
             for kh in 0..self.kernel {
                 for kw in 0..self.kernel {
+                    let columns = self.valid_columns(kw);
                     for oh in 0..self.out_height {
                         let ih = (oh * self.stride + kh).checked_sub(self.padding).filter(|&ih| ih < self.height);
-                        f(c, kh, kw, oh, ih);
+                        f(c, kh, kw, oh, ih, columns);
                     }
                 }
             }
         }
     }
 
-    /// The output columns `lo..hi` whose input column for kernel column `kw` lies inside the image.
-    fn valid_columns(&self, kw: usize) -> (usize, usize) {
+    /// The output columns whose input column for kernel column `kw` lies inside the image.
+    fn valid_columns(&self, kw: usize) -> Columns {
         // ow * stride + kw - padding >= 0  and  < width
         let lo = self.padding.saturating_sub(kw).div_ceil(self.stride);
         let hi = (self.width + self.padding).saturating_sub(kw).div_ceil(self.stride).min(self.out_width);
-        (lo.min(hi), hi)
+        let lo = lo.min(hi);
+        // With no valid column, `start` is never read past: 0 keeps slicing at it in bounds.
+        let start = if lo < hi { lo * self.stride + kw - self.padding } else { 0 };
+        Columns { lo, hi, start }
     }
 
     /// The im2col matrix of samples `first..first + count`, their columns side by side.
@@ -199,6 +203,15 @@ impl Geometry {
         }
         cols
     }
+}
+
+/// Output columns `lo..hi` of a kernel column whose inputs lie inside the image; `start` is the
+/// input column of output column `lo`.
+#[derive(Clone, Copy, Debug)]
+struct Columns {
+    lo: usize,
+    hi: usize,
+    start: usize,
 }
 
 /// A matrix operand for [`gemm`]: data with its column and row strides.
@@ -337,15 +350,14 @@ fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, 
 /// plane: burn 0.22.1 computes the weight gradient of a grouped convolution as one convolution
 /// per group, 960 of them for MobileNetV2's widest layers.
 fn depthwise_backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, want_dw: bool) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-    let (plane, k, stride, padding) = (g.plane(), g.kernel, g.stride, g.padding);
+    let (plane, k, stride) = (g.plane(), g.kernel, g.stride);
     let (in_size, out_size, width, out_width) = (g.in_plane(), g.out_plane(), g.width, g.out_width);
-    // Calls f(input row, output-gradient row, valid output columns, first input column, tap) for
-    // every kernel tap and output row of one plane.
-    let rows = |f: &mut dyn FnMut(usize, usize, (usize, usize), usize, usize)| {
-        plane.for_each_row(|_, kh, kw, oh, ih| {
+    // Calls f(input row, output-gradient row, valid output columns, tap) for every kernel tap and
+    // output row of one plane.
+    let rows = |f: &mut dyn FnMut(usize, usize, Columns, usize)| {
+        plane.for_each_row(|_, kh, kw, oh, ih, columns| {
             if let Some(ih) = ih {
-                let (lo, hi) = plane.valid_columns(kw);
-                f(ih * width, oh * out_width, (lo, hi), lo * stride + kw - padding, kh * k + kw);
+                f(ih * width, oh * out_width, columns, kh * k + kw);
             }
         })
     };
@@ -353,7 +365,7 @@ fn depthwise_backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_
         let mut dx = vec![0.0; g.batch * g.channels * in_size];
         dx.par_chunks_mut(in_size).enumerate().for_each(|(index, dx)| {
             let (dy, taps) = (&dy[index * out_size..][..out_size], &weight[(index % g.channels) * k * k..][..k * k]);
-            rows(&mut |in_row, out_row, (lo, hi), start, tap| {
+            rows(&mut |in_row, out_row, Columns { lo, hi, start }, tap| {
                 let dx = dx[in_row + start..in_row + width].iter_mut().step_by(stride);
                 dx.zip(&dy[out_row + lo..out_row + hi]).for_each(|(dx, dy)| *dx += taps[tap] * dy);
             });
@@ -366,7 +378,7 @@ fn depthwise_backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_
             for sample in 0..g.batch {
                 let index = sample * g.channels + channel;
                 let (x, dy) = (&x[index * in_size..][..in_size], &dy[index * out_size..][..out_size]);
-                rows(&mut |in_row, out_row, (lo, hi), start, tap| {
+                rows(&mut |in_row, out_row, Columns { lo, hi, start }, tap| {
                     let x = x[in_row + start..in_row + width].iter().step_by(stride);
                     dw[tap] += x.zip(&dy[out_row + lo..out_row + hi]).map(|(x, dy)| x * dy).sum::<f32>();
                 });

@@ -9,7 +9,7 @@ use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 
 /// (batch, in channels, side, out channels, kernel, stride, padding)
-const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 7] = [
+const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 8] = [
     (3, 5, 9, 4, 3, 1, 1),   // one chunk, 3x3 same padding
     (5, 3, 17, 6, 7, 2, 3),  // ResNet stem geometry, odd side
     (70, 4, 4, 8, 3, 1, 1),  // many chunks with a short last one (1024 columns = 64 samples)
@@ -17,6 +17,7 @@ const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 7] = [
     (2, 3, 6, 2, 3, 2, 0),   // no padding, stride 2
     (2, 8, 2, 16, 3, 1, 1),  // 2x2 map, padding larger than half the map
     (300, 2, 2, 3, 1, 1, 0), // tiny planes: 512 samples' worth of columns per chunk
+    (2, 4, 1, 3, 3, 1, 1),   // 1x1 map under a padded 3x3 (ResNet's last stage at 28-32 px)
 ];
 
 /// Depthwise cases (channels = groups): (batch, channels, side, kernel, stride, padding)
