@@ -43,7 +43,11 @@ except ImportError as error:
 NUM_CLASSES = 10
 LEARNING_RATE = 0.01
 
-ARCHS = {"resnet18": torchvision.models.resnet18, "mobilenet_v2": torchvision.models.mobilenet_v2}
+ARCHS = {
+    "resnet18": torchvision.models.resnet18,
+    "resnet50": torchvision.models.resnet50,
+    "mobilenet_v2": torchvision.models.mobilenet_v2,
+}
 
 # name -> (architecture, mode, batch, image side): WORKLOADS in crates/medkd/src/bench.rs, same
 # names and shapes (a unit test there checks the names). ResNet-18 names carry no prefix.
@@ -56,6 +60,7 @@ MODEL_WORKLOADS = {
     "mobilenetv2_train_224": ("mobilenet_v2", "train", 8, 224),
     "mobilenetv2_infer_224": ("mobilenet_v2", "infer", 32, 224),
     "mobilenetv2_infer_224_b1": ("mobilenet_v2", "infer", 1, 224),
+    "resnet50_train_224": ("resnet50", "train", 32, 224),
 }
 
 # name -> crop side: one pass of the HAM10000 training pipeline over --loader-images images.

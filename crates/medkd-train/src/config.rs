@@ -46,7 +46,8 @@ pub struct TeacherConfig {
     pub small_input: bool,
 }
 
-/// Where tensors live. `flex` (pure-Rust CPU) is always built; GPU backends are cargo features.
+/// Where tensors live. `flex` (pure-Rust CPU) is always built; GPU backends and LibTorch's CPU
+/// backend are cargo features.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
@@ -54,6 +55,19 @@ pub enum DeviceChoice {
     Flex,
     Cuda,
     Wgpu,
+    Libtorch,
+}
+
+impl DeviceChoice {
+    /// The cargo feature that builds this device's backend into medkd.
+    pub fn cargo_feature(self) -> &'static str {
+        match self {
+            DeviceChoice::Flex => "default",
+            DeviceChoice::Cuda => "cuda",
+            DeviceChoice::Wgpu => "wgpu",
+            DeviceChoice::Libtorch => "tch",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

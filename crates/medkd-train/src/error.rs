@@ -26,8 +26,8 @@ pub enum TrainError {
     RunFolder { path: PathBuf, message: String },
     #[error("{0}")]
     Input(String),
-    #[error("device '{0}' is not built into this binary; rebuild with `--features {0}`")]
-    DeviceNotBuilt(String),
+    #[error("device '{device}' is not built into this binary; rebuild with `--features {feature}`")]
+    DeviceNotBuilt { device: String, feature: &'static str },
 }
 
 impl TrainError {

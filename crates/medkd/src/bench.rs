@@ -21,6 +21,8 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use medkd_data::{DataConfig, Loader, LoaderOptions, build_pipelines, open_splits};
 use medkd_models::{Arch, Model, ModelSpec};
+use medkd_train::config::DeviceChoice;
+use medkd_train::device::make_device;
 use serde_json::{Value, json};
 
 /// The burn release the workspace pins (Cargo.toml `burn = "=0.22.1"`), recorded in bench.json.
@@ -73,6 +75,8 @@ const WORKLOADS: &[Workload] = &[
     model("mobilenetv2_train_224", Arch::MobileNetV2, Mode::Train, 8, 224),
     model("mobilenetv2_infer_224", Arch::MobileNetV2, Mode::Infer, 32, 224),
     model("mobilenetv2_infer_224_b1", Arch::MobileNetV2, Mode::Infer, 1, 224),
+    // The memory workload of issue #5: run alone under `/usr/bin/time -v` for its peak RSS.
+    model("resnet50_train_224", Arch::ResNet50, Mode::Train, 32, 224),
     Workload { name: "loader_224", kind: Kind::Loader { side: 224 } },
 ];
 
@@ -111,6 +115,8 @@ pub struct BenchOptions {
     /// HAM10000 folder (labels.csv, images/) for `loader_*`; default `../shared/data/ham10000`
     /// relative to the repository root.
     pub ham10000: Option<PathBuf>,
+    /// Backend that runs medkd's model workloads (`flex` unless built with another).
+    pub device: DeviceChoice,
 }
 
 impl Default for BenchOptions {
@@ -121,6 +127,7 @@ impl Default for BenchOptions {
             warmup: 3,
             python: None,
             out: PathBuf::from("bench.json"),
+            device: DeviceChoice::Flex,
             skip_pytorch: false,
             ham10000: None,
         }
@@ -251,7 +258,7 @@ fn time_model(arch: Arch, mode: Mode, batch: usize, side: usize, options: &Bench
     match mode {
         Mode::Train => {
             // On an autodiff device BatchNorm uses batch statistics, as torch's model.train().
-            let device = Device::flex().autodiff();
+            let device = make_device(options.device)?.autodiff();
             let images = Tensor::<4>::random([batch, 3, side, side], Distribution::Normal(0.0, 1.0), &device);
             let mut model = Some(Model::new(&spec, &device)?);
             let mut optimizer = sgd();
@@ -269,7 +276,7 @@ fn time_model(arch: Arch, mode: Mode, batch: usize, side: usize, options: &Bench
         Mode::Infer => {
             // A plain (non-autodiff) device: no graph is recorded and BatchNorm uses its running
             // statistics, as torch's model.eval() under inference_mode.
-            let device = Device::flex();
+            let device = make_device(options.device)?;
             let images = Tensor::<4>::random([batch, 3, side, side], Distribution::Normal(0.0, 1.0), &device);
             let model = Model::new(&spec, &device)?;
             time_iters(options.iters, options.warmup, || {
@@ -543,10 +550,21 @@ fn table(
         (None, _) => "PyTorch not run".into(),
     };
     out += &format!(
-        "median of {} timed runs after {} warm-up(s); ratio > 1: medkd slower; burn {BURN_VERSION} flex (CPU), {pytorch}",
-        options.iters, options.warmup,
+        "median of {} timed runs after {} warm-up(s); ratio > 1: medkd slower; burn {BURN_VERSION} {}, {pytorch}",
+        options.iters,
+        options.warmup,
+        backend_name(options.device),
     );
     out
+}
+
+fn backend_name(device: DeviceChoice) -> &'static str {
+    match device {
+        DeviceChoice::Flex => "flex (CPU)",
+        DeviceChoice::Libtorch => "tch (LibTorch CPU)",
+        DeviceChoice::Cuda => "cuda (GPU 0)",
+        DeviceChoice::Wgpu => "wgpu",
+    }
 }
 
 fn timing_json(timing: Option<&Timing>) -> (Value, Value) {
@@ -601,7 +619,7 @@ fn report_json(
             "arch": std::env::consts::ARCH,
         },
         "burn_version": BURN_VERSION,
-        "medkd_backend": "flex",
+        "medkd_backend": backend_name(options.device),
         "torch_version": reference.torch_version,
         "torchvision_version": reference.torchvision_version,
         "pytorch_threads": reference.threads,

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use commands::Mode;
 use medkd_models::{Arch, ModelSpec};
 use medkd_train::attack::{AttackKind, AttackOptions};
+use medkd_train::config::DeviceChoice;
 
 #[derive(Parser)]
 #[command(name = "medkd", version, about = "Train compact, robust medical image classifiers by knowledge distillation")]
@@ -110,6 +111,10 @@ enum Command {
         /// HAM10000 folder for the loader workload (default: ../shared/data/ham10000).
         #[arg(long)]
         ham10000: Option<PathBuf>,
+        /// Backend for medkd's model workloads: flex, or libtorch/cuda/wgpu in a binary built
+        /// with that feature. PyTorch always runs on the CPU.
+        #[arg(long, default_value = "flex", value_parser = parse_device)]
+        device: DeviceChoice,
         /// Where to write the JSON report.
         #[arg(long, default_value = "bench.json")]
         out: PathBuf,
@@ -179,6 +184,12 @@ enum DataCommand {
 struct EpsList(Vec<f64>);
 
 /// `8/255` or `0.03`: a finite number >= 0.
+/// A device name as a config's `device` key spells it.
+fn parse_device(text: &str) -> Result<DeviceChoice, String> {
+    serde_json::from_value(serde_json::Value::String(text.into()))
+        .map_err(|_| format!("expected flex, libtorch, cuda or wgpu, got '{text}'"))
+}
+
 fn parse_eps(text: &str) -> Result<f64, String> {
     let value = match text.trim().split_once('/') {
         Some((a, b)) => a.trim().parse::<f64>().ok().zip(b.trim().parse::<f64>().ok()).map(|(a, b)| a / b),
@@ -225,8 +236,8 @@ fn main() {
             bench::workload_names().iter().for_each(|name| println!("{name}"));
             Ok(())
         }
-        Command::Bench { workloads, list: false, iters, warmup, python, skip_pytorch, ham10000, out } => {
-            bench::run(&bench::BenchOptions { workloads, iters, warmup, python, out, skip_pytorch, ham10000 })
+        Command::Bench { workloads, list: false, iters, warmup, python, skip_pytorch, ham10000, out, device } => {
+            bench::run(&bench::BenchOptions { workloads, iters, warmup, python, out, skip_pytorch, ham10000, device })
         }
     };
     if let Err(error) = result {
