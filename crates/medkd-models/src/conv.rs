@@ -1,4 +1,5 @@
-//! Dense convolutions on the `flex` CPU backend as batched im2col + gemm, forward and backward.
+//! Convolutions on the `flex` CPU backend: dense ones as batched im2col + gemm, forward and
+//! backward; depthwise ones with burn's forward and a direct per-plane backward.
 //!
 //! Written by hand because burn 0.22.1's `flex` backend convolves one sample (or one tile of it) per
 //! gemm and derives both gradients from other convolutions (the weight gradient is a convolution
@@ -12,20 +13,21 @@
 //! - weight gradient: `dW += dy[O, cols] × im2col(x)ᵀ`, summed over chunks;
 //! - input gradient: `col2im(Wᵀ × dy[O, cols])`.
 //!
-//! It runs through burn's backend extension (`ConvBackend`) with a hand-written backward pass.
+//! Both run through burn's backend extension (`ConvBackend`) with a hand-written backward pass.
 //! [`conv2d`] falls back to burn's own convolution for everything else: other backends (CUDA,
-//! wgpu, LibTorch), grouped or dilated convolutions, uneven stride or padding, non-f32 tensors.
+//! wgpu, LibTorch), grouped convolutions that are not depthwise, dilated ones, uneven stride or
+//! padding, non-f32 tensors.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::backend::ops::ModuleOps;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
@@ -113,11 +115,11 @@ impl Geometry {
             out_width: out(x[3]),
         }
     }
-    /// Rows of the im2col matrix: C·k·k.
     /// One channel plane of one sample, for the depthwise kernels.
     fn plane(&self) -> Self {
         Self { batch: 1, channels: 1, out_channels: 1, ..*self }
     }
+    /// Rows of the im2col matrix: C·k·k.
     fn patch(&self) -> usize {
         self.channels * self.kernel * self.kernel
     }
