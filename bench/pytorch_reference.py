@@ -60,12 +60,15 @@ MODEL_WORKLOADS = {
     "mobilenetv2_train_224": ("mobilenet_v2", "train", 8, 224),
     "mobilenetv2_infer_224": ("mobilenet_v2", "infer", 32, 224),
     "mobilenetv2_infer_224_b1": ("mobilenet_v2", "infer", 1, 224),
+    "resnet50_train_64": ("resnet50", "train", 32, 64),
     "resnet50_train_224": ("resnet50", "train", 32, 224),
 }
 
-# name -> crop side: one pass of the HAM10000 training pipeline over --loader-images images.
+# name -> (crop side, images): one pass of the HAM10000 training pipeline over the first images
+# of labels.csv.
 LOADER_WORKLOADS = {
-    "loader_224": 224,
+    "loader_224": (224, 512),
+    "loader_all_224": (224, 5984),
 }
 
 ALL_WORKLOADS = [*MODEL_WORKLOADS, *LOADER_WORKLOADS]
@@ -149,8 +152,8 @@ class Ham10000(torch.utils.data.Dataset):
             return self.transform(image.convert("RGB")), label
 
 
-def time_loader(name, iters, warmup, root, count, batch_size, workers):
-    side = LOADER_WORKLOADS[name]
+def time_loader(name, iters, warmup, root, batch_size, workers):
+    side, count = LOADER_WORKLOADS[name]
     # medkd's loader benchmark pipeline: random_resized_crop, hflip 0.5, color_jitter, imagenet.
     transform = transforms.Compose(
         [
@@ -188,7 +191,6 @@ def main():
     parser.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help="comma-separated names")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads")
     parser.add_argument("--ham10000", help="HAM10000 folder (labels.csv, images/); loader workloads need it")
-    parser.add_argument("--loader-images", type=int, default=512, help="images per loader pass")
     parser.add_argument("--loader-batch", type=int, default=32)
     parser.add_argument("--loader-workers", type=int, default=2)
     args = parser.parse_args()
@@ -210,7 +212,7 @@ def main():
         log(f"pytorch: {name} ...")
         if name in LOADER_WORKLOADS:
             results[name] = time_loader(
-                name, args.iters, args.warmup, args.ham10000, args.loader_images, args.loader_batch, args.loader_workers
+                name, args.iters, args.warmup, args.ham10000, args.loader_batch, args.loader_workers
             )
         else:
             results[name] = time_model(name, args.iters, args.warmup)

@@ -1,10 +1,10 @@
 """The SSD-KD table of issue #3 on HAM10000 (configs/ham10000/): the ResNet-50 teacher, MobileNetV2
 alone, + Hinton KD, + D-KD, + SSD-KD on each seed (teacher k distils into the students of seed k),
-and SSD-KD with each loss term removed in turn on the first seed. Finished runs are kept and
+and SSD-KD with each loss term removed in turn on the first seed (after the main rows). Finished runs are kept and
 started ones resumed, so the command can be repeated until the table is complete; then it prints
 the Markdown rows for BENCHMARKS.md (mean ± sample std over seeds).
 
-    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--set key=value]...
+    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--set key=value]... [--report]
 
 --set overrides reach every run (e.g. --set train.epochs=10 for a shorter schedule).
 """
@@ -46,49 +46,63 @@ def run(args, out, command, config, extra=()):
     subprocess.run(cmd, check=True)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=pathlib.Path)
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--medkd", default="target/debug/medkd")
-    parser.add_argument("--set", action="append", default=[])
-    args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
-    ssdkd_terms = tomllib.loads((CONFIGS / "ssdkd.toml").read_text())["loss"]
-
-    rows = {}  # row label -> run folders
+def plan(args, seeds, ssdkd_terms):
+    """(row label, run folder, command, config, --set overrides) of every run, main rows of all
+    seeds first so that a partial campaign yields whole rows before the ablations start."""
+    runs = []
     for seed in seeds:
         teacher = args.out / f"teacher_resnet50_s{seed}"
-        run(args, teacher, "train", CONFIGS / "teacher_resnet50.toml", [f"seed={seed}"])
-        student = args.out / f"mobilenetv2_s{seed}"
-        run(args, student, "train", CONFIGS / "student_mobilenetv2.toml", [f"seed={seed}"])
-        rows.setdefault("ResNet-50 teacher", []).append(teacher)
-        rows.setdefault("MobileNetV2 alone", []).append(student)
         distil = [f"seed={seed}", f'teacher=[{{ run = "{teacher}" }}]']
+        runs.append(("ResNet-50 teacher", teacher, "train", CONFIGS / "teacher_resnet50.toml", [f"seed={seed}"]))
+        runs.append(("MobileNetV2 alone", args.out / f"mobilenetv2_s{seed}", "train",
+                     CONFIGS / "student_mobilenetv2.toml", [f"seed={seed}"]))
         for label, name in [("+ Hinton KD", "kd"), ("+ D-KD", "dkd"), ("+ SSD-KD", "ssdkd")]:
-            folder = args.out / f"{name}_s{seed}"
-            run(args, folder, "distill", CONFIGS / f"{name}.toml", distil)
-            rows.setdefault(label, []).append(folder)
-        if seed == seeds[0]:
-            for index, term in enumerate(ssdkd_terms):
-                kept = [t for i, t in enumerate(ssdkd_terms) if i != index]
-                folder = args.out / f"ssdkd_without_{term['kind']}_s{seed}"
-                run(args, folder, "distill", CONFIGS / "ssdkd.toml", distil + [f"loss={toml_inline(kept)}"])
-                rows[f"SSD-KD without {term['kind']}"] = [folder]
+            runs.append((label, args.out / f"{name}_s{seed}", "distill", CONFIGS / f"{name}.toml", distil))
+    seed = seeds[0]
+    distil = [f"seed={seed}", f'teacher=[{{ run = "{args.out / f"teacher_resnet50_s{seed}"}" }}]']
+    for index, term in enumerate(ssdkd_terms):
+        kept = [t for i, t in enumerate(ssdkd_terms) if i != index]
+        runs.append((f"SSD-KD without {term['kind']}", args.out / f"ssdkd_without_{term['kind']}_s{seed}",
+                     "distill", CONFIGS / "ssdkd.toml", distil + [f"loss={toml_inline(kept)}"]))
+    return runs
 
-    def cell(folders, read):
-        values = [read(json.loads((f / "summary.json").read_text())) for f in folders]
+
+def report(runs):
+    """Markdown rows over the finished runs (mean ± sample std where a row has several)."""
+    rows = {}
+    for label, folder, *_ in runs:
+        if (folder / "summary.json").is_file():
+            rows.setdefault(label, []).append(json.loads((folder / "summary.json").read_text()))
+
+    def cell(summaries, key):
+        values = [s["test"][key] for s in summaries]
         if len(values) == 1:
             return f"{values[0]:.3f}"
         return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
     print("| model | runs | test acc | balanced acc | macro AUC | params (M) | MFLOPs |")
     print("|---|---|---|---|---|---|---|")
-    for label, folders in rows.items():
-        summary = json.loads((folders[0] / "summary.json").read_text())
-        print(f"| {label} | {len(folders)} | {cell(folders, lambda s: s['test']['acc'])} "
-              f"| {cell(folders, lambda s: s['test']['balanced_acc'])} | {cell(folders, lambda s: s['test']['auc'])} "
-              f"| {summary['params'] / 1e6:.2f} | {2 * summary['macs'] / 1e6:.0f} |")
+    for label, summaries in rows.items():
+        first = summaries[0]
+        print(f"| {label} | {len(summaries)} | {cell(summaries, 'acc')} | {cell(summaries, 'balanced_acc')} "
+              f"| {cell(summaries, 'auc')} | {first['params'] / 1e6:.2f} | {2 * first['macs'] / 1e6:.0f} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=pathlib.Path)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--medkd", default="target/debug/medkd")
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--report", action="store_true", help="print the rows of the finished runs, run nothing")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    ssdkd_terms = tomllib.loads((CONFIGS / "ssdkd.toml").read_text())["loss"]
+    runs = plan(args, seeds, ssdkd_terms)
+    if not args.report:
+        for _, folder, command, config, extra in runs:
+            run(args, folder, command, config, extra)
+    report(runs)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 //! Convolutions on the `flex` CPU backend: dense ones as batched im2col + gemm, forward and
-//! backward; depthwise ones with burn's forward and a direct per-plane backward.
+//! backward; depthwise ones with burn's forward and a direct per-plane backward ([`depthwise`]).
 //!
 //! Written by hand because burn 0.22.1's `flex` backend convolves one sample (or one tile of it) per
 //! gemm and derives both gradients from other convolutions (the weight gradient is a convolution
@@ -29,8 +29,11 @@ use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, Te
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
+use crate::flex::{contiguous, flex_tensor};
 use rayon::prelude::*;
+
+mod depthwise;
 
 /// Columns (output positions, over as many samples as it takes) per gemm: enough to keep the
 /// gemm kernels busy on the small feature maps of late stages, few enough that the im2col buffer
@@ -114,10 +117,6 @@ impl Geometry {
             out_height: out(x[2]),
             out_width: out(x[3]),
         }
-    }
-    /// One channel plane of one sample, for the depthwise kernels.
-    fn plane(&self) -> Self {
-        Self { batch: 1, channels: 1, out_channels: 1, ..*self }
     }
     /// Rows of the im2col matrix: C·k·k.
     fn patch(&self) -> usize {
@@ -348,59 +347,6 @@ fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, 
     (want_dx.then_some(dx), dw)
 }
 
-/// Input and weight gradients of a depthwise convolution (each only when asked for), plane by
-/// plane: burn 0.22.1 computes the weight gradient of a grouped convolution as one convolution
-/// per group, 960 of them for MobileNetV2's widest layers.
-fn depthwise_backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, want_dw: bool) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-    let (plane, k, stride) = (g.plane(), g.kernel, g.stride);
-    let (in_size, out_size, width, out_width) = (g.in_plane(), g.out_plane(), g.width, g.out_width);
-    // Calls f(input row, output-gradient row, valid output columns, tap) for every kernel tap and
-    // output row of one plane.
-    let rows = |f: &mut dyn FnMut(usize, usize, Columns, usize)| {
-        plane.for_each_row(|_, kh, kw, oh, ih, columns| {
-            if let Some(ih) = ih {
-                f(ih * width, oh * out_width, columns, kh * k + kw);
-            }
-        })
-    };
-    let dx = want_dx.then(|| {
-        let mut dx = vec![0.0; g.batch * g.channels * in_size];
-        dx.par_chunks_mut(in_size).enumerate().for_each(|(index, dx)| {
-            let (dy, taps) = (&dy[index * out_size..][..out_size], &weight[(index % g.channels) * k * k..][..k * k]);
-            rows(&mut |in_row, out_row, Columns { lo, hi, start }, tap| {
-                let dx = dx[in_row + start..in_row + width].iter_mut().step_by(stride);
-                dx.zip(&dy[out_row + lo..out_row + hi]).for_each(|(dx, dy)| *dx += taps[tap] * dy);
-            });
-        });
-        dx
-    });
-    let dw = want_dw.then(|| {
-        let mut dw = vec![0.0; g.channels * k * k];
-        dw.par_chunks_mut(k * k).enumerate().for_each(|(channel, dw)| {
-            for sample in 0..g.batch {
-                let index = sample * g.channels + channel;
-                let (x, dy) = (&x[index * in_size..][..in_size], &dy[index * out_size..][..out_size]);
-                rows(&mut |in_row, out_row, Columns { lo, hi, start }, tap| {
-                    let x = x[in_row + start..in_row + width].iter().step_by(stride);
-                    dw[tap] += x.zip(&dy[out_row + lo..out_row + hi]).map(|(x, dy)| x * dy).sum::<f32>();
-                });
-            }
-        });
-        dw
-    });
-    (dx, dw)
-}
-
-/// A contiguous copy of the tensor when it is not contiguous already, and its shape.
-fn contiguous(tensor: &FloatTensor<Flex>) -> (Vec<usize>, FloatTensor<Flex>) {
-    assert_eq!(tensor.dtype(), DType::F32, "medkd_conv2d runs on f32 tensors only");
-    (tensor.shape().to_vec(), tensor.to_contiguous())
-}
-
-fn flex_tensor(values: Vec<f32>, shape: [usize; 4]) -> FloatTensor<Flex> {
-    FloatTensor::<Flex>::from_data(TensorData::new(values, shape))
-}
-
 fn forward_flex(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>, stride: usize, padding: usize, depthwise: bool) -> FloatTensor<Flex> {
     if depthwise {
         // burn's own depthwise forward is a direct per-plane loop already.
@@ -410,7 +356,7 @@ fn forward_flex(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>, stride: usize
     let ((x_shape, x), (w_shape, weight)) = (contiguous(x), contiguous(weight));
     let g = Geometry::new(&x_shape, &w_shape, stride, padding, false);
     let y = forward(&g, x.storage(), weight.storage());
-    flex_tensor(y, [g.batch, g.out_channels, g.out_height, g.out_width])
+    flex_tensor(y, &[g.batch, g.out_channels, g.out_height, g.out_width])
 }
 
 impl ConvBackend for Flex {
@@ -433,13 +379,13 @@ impl Backward<Flex, 2> for ConvBackward {
         let weight: FloatTensor<Flex> = checkpointer.retrieve_node_output(weight_state);
         let ((x_shape, x), (w_shape, weight), (_, dy)) = (contiguous(&x), contiguous(&weight), contiguous(&dy));
         let g = Geometry::new(&x_shape, &w_shape, stride, padding, depthwise);
-        let gradients = if depthwise { depthwise_backward } else { backward };
+        let gradients = if depthwise { depthwise::backward } else { backward };
         let (dx, dw) = gradients(&g, x.storage(), weight.storage(), dy.storage(), node_x.is_some(), node_weight.is_some());
         if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, flex_tensor(dx, [g.batch, g.channels, g.height, g.width]));
+            grads.register::<Flex>(node.id, flex_tensor(dx, &[g.batch, g.channels, g.height, g.width]));
         }
         if let (Some(node), Some(dw)) = (node_weight, dw) {
-            grads.register::<Flex>(node.id, flex_tensor(dw, [g.out_channels, w_shape[1], g.kernel, g.kernel]));
+            grads.register::<Flex>(node.id, flex_tensor(dw, &[g.out_channels, w_shape[1], g.kernel, g.kernel]));
         }
     }
 }

@@ -9,8 +9,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::conv::conv2d;
+use crate::norm::batch_norm;
 use crate::features::Stages;
-use crate::layers::{ConvSpec, KaimingFan, batch_norm, classifier, global_avg_pool, stem_max_pool};
+use crate::layers::{ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm, stem_max_pool};
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
 
@@ -104,24 +105,24 @@ impl DenseLayer {
     fn new(in_channels: usize, device: &Device) -> Self {
         let [conv1, conv2] = dense_layer_convs(in_channels);
         Self {
-            norm1: batch_norm(in_channels, device),
+            norm1: new_batch_norm(in_channels, device),
             conv1: conv1.conv(KaimingFan::In, device),
-            norm2: batch_norm(conv2.in_channels, device),
+            norm2: new_batch_norm(conv2.in_channels, device),
             conv2: conv2.conv(KaimingFan::In, device),
         }
     }
 
     /// The layer's new channels (GROWTH_RATE of them).
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = conv2d(&self.conv1, relu(self.norm1.forward(x)));
-        conv2d(&self.conv2, relu(self.norm2.forward(x)))
+        let x = conv2d(&self.conv1, relu(batch_norm(&self.norm1, x)));
+        conv2d(&self.conv2, relu(batch_norm(&self.norm2, x)))
     }
 }
 
 impl Transition {
     fn new(in_channels: usize, device: &Device) -> Self {
         Self {
-            norm: batch_norm(in_channels, device),
+            norm: new_batch_norm(in_channels, device),
             conv: transition_conv(in_channels).conv(KaimingFan::In, device),
             pool: AvgPool2dConfig::new([2, 2]).init(),
         }
@@ -129,7 +130,7 @@ impl Transition {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.pool
-            .forward(conv2d(&self.conv, relu(self.norm.forward(x))))
+            .forward(conv2d(&self.conv, relu(batch_norm(&self.norm, x))))
     }
 }
 
@@ -142,7 +143,7 @@ fn dense_block(layers: &[DenseLayer], x: Tensor<4>) -> Tensor<4> {
 
 impl DenseFeatures {
     fn forward(&self, x: Tensor<4>, stages: &mut Stages) -> Tensor<4> {
-        let mut x = relu(self.norm0.forward(conv2d(&self.conv0, x)));
+        let mut x = relu(batch_norm(&self.norm0, conv2d(&self.conv0, x)));
         if let Some(pool) = &self.pool0 {
             x = pool.forward(x);
         }
@@ -156,7 +157,7 @@ impl DenseFeatures {
             x = transition.forward(x);
         }
         // torchvision applies this ReLU in DenseNet.forward, after `features`.
-        let x = relu(self.norm5.forward(dense_block(&self.denseblock4, x)));
+        let x = relu(batch_norm(&self.norm5, dense_block(&self.denseblock4, x)));
         stages.record(&x);
         x
     }
@@ -174,7 +175,7 @@ impl DenseNet {
         });
         let features = DenseFeatures {
             conv0: stem(spec).conv(KaimingFan::In, device),
-            norm0: batch_norm(INIT_FEATURES, device),
+            norm0: new_batch_norm(INIT_FEATURES, device),
             pool0: (!spec.small_input).then(stem_max_pool),
             denseblock1: block1,
             transition1: Transition::new(outputs[0], device),
@@ -183,7 +184,7 @@ impl DenseNet {
             denseblock3: block3,
             transition3: Transition::new(outputs[2], device),
             denseblock4: block4,
-            norm5: batch_norm(outputs[3], device),
+            norm5: new_batch_norm(outputs[3], device),
         };
         Self {
             features,

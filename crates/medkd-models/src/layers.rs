@@ -7,6 +7,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, Pa
 use burn::tensor::{Device, Tensor};
 
 use crate::conv::conv2d;
+use crate::norm::batch_norm;
 
 /// Which fan torchvision's Kaiming-normal conv init uses: ResNet and MobileNetV2 use `fan_out`,
 /// DenseNet the default `fan_in`.
@@ -70,13 +71,13 @@ impl ConvSpec {
     pub fn conv_bn(&self, fan: KaimingFan, device: &Device) -> ConvBn {
         ConvBn {
             conv: self.conv(fan, device),
-            bn: batch_norm(self.out_channels, device),
+            bn: new_batch_norm(self.out_channels, device),
         }
     }
 }
 
 /// BatchNorm with torchvision's defaults (eps 1e-5, momentum 0.1, weight 1, bias 0).
-pub(crate) fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+pub(crate) fn new_batch_norm(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).init(device)
 }
 
@@ -92,7 +93,7 @@ pub struct ConvBn {
 
 impl ConvBn {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(conv2d(&self.conv, x))
+        batch_norm(&self.bn, conv2d(&self.conv, x))
     }
 }
 

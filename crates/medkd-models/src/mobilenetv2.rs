@@ -11,9 +11,10 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::conv::conv2d;
+use crate::norm::batch_norm;
 use crate::features::Stages;
 use crate::layers::{
-    CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, batch_norm, classifier, global_avg_pool,
+    CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm,
 };
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
@@ -68,7 +69,7 @@ impl FeaturePlan {
                     .map(|spec| Layer::ConvBnRelu6(conv_bn(spec)))
                     .collect();
                 conv.push(Layer::Conv(project.conv(KaimingFan::Out, device)));
-                conv.push(Layer::Norm(batch_norm(project.out_channels, device)));
+                conv.push(Layer::Norm(new_batch_norm(project.out_channels, device)));
                 Feature::InvertedResidual(InvertedResidual {
                     conv,
                     residual: *residual,
@@ -173,7 +174,7 @@ impl Feature {
                 let out = block.conv.iter().fold(x.clone(), |x, layer| match layer {
                     Layer::ConvBnRelu6(conv_bn) => relu6(conv_bn.forward(x)),
                     Layer::Conv(conv) => conv2d(conv, x),
-                    Layer::Norm(norm) => norm.forward(x),
+                    Layer::Norm(norm) => batch_norm(norm, x),
                 });
                 if block.residual { out + x } else { out }
             }

@@ -34,8 +34,6 @@ const PYTORCH_SCRIPT: &str = include_str!("../../../bench/pytorch_reference.py")
 const PYTORCH_THREADS: usize = 2;
 const NUM_CLASSES: usize = 10;
 const LEARNING_RATE: f64 = 0.01;
-/// Images decoded and augmented per timed `loader_*` repetition (one pass over them).
-const LOADER_IMAGES: usize = 512;
 const LOADER_BATCH: usize = 32;
 const LOADER_WORKERS: usize = 2;
 
@@ -51,8 +49,9 @@ enum Mode {
 enum Kind {
     /// One step of `arch` on a `batch x 3 x side x side` N(0, 1) input with fixed labels.
     Model { arch: Arch, mode: Mode, batch: usize, side: usize },
-    /// One pass of the HAM10000 training pipeline at `side` px over [`LOADER_IMAGES`] images.
-    Loader { side: usize },
+    /// One pass of the HAM10000 training pipeline at `side` px over the first `images` images of
+    /// labels.csv.
+    Loader { side: usize, images: usize },
 }
 
 struct Workload {
@@ -75,9 +74,14 @@ const WORKLOADS: &[Workload] = &[
     model("mobilenetv2_train_224", Arch::MobileNetV2, Mode::Train, 8, 224),
     model("mobilenetv2_infer_224", Arch::MobileNetV2, Mode::Infer, 32, 224),
     model("mobilenetv2_infer_224_b1", Arch::MobileNetV2, Mode::Infer, 1, 224),
+    // The SSD-KD teacher of configs/ham10000 (64 px; its recipe trains at batch 64).
+    model("resnet50_train_64", Arch::ResNet50, Mode::Train, 32, 64),
     // The memory workload of issue #5: run alone under `/usr/bin/time -v` for its peak RSS.
     model("resnet50_train_224", Arch::ResNet50, Mode::Train, 32, 224),
-    Workload { name: "loader_224", kind: Kind::Loader { side: 224 } },
+    Workload { name: "loader_224", kind: Kind::Loader { side: 224, images: 512 } },
+    // The whole set (5,984 images in ../shared/data/ham10000): run alone under a memory sampler for
+    // the peak RSS of streaming it (issue #5).
+    Workload { name: "loader_all_224", kind: Kind::Loader { side: 224, images: 5984 } },
 ];
 
 impl Workload {
@@ -87,8 +91,8 @@ impl Workload {
                 let mode = if mode == Mode::Train { "train step" } else { "inference" };
                 format!("{arch} {mode}, batch {batch}, {side} px")
             }
-            Kind::Loader { side } => {
-                format!("HAM10000 decode+augment, {LOADER_IMAGES} images, {side} px, {LOADER_WORKERS} workers")
+            Kind::Loader { side, images } => {
+                format!("HAM10000 decode+augment, {images} images, {side} px, {LOADER_WORKERS} workers")
             }
         }
     }
@@ -175,8 +179,8 @@ pub fn run(options: &BenchOptions) -> Result<()> {
         eprintln!("medkd: {} ({}) ...", workload.name, workload.describe());
         let timing = match workload.kind {
             Kind::Model { arch, mode, batch, side } => time_model(arch, mode, batch, side, options)?,
-            Kind::Loader { side } => match &ham10000 {
-                Some(dir) => time_loader(dir, side, options)?,
+            Kind::Loader { side, images } => match &ham10000 {
+                Some(dir) => time_loader(dir, side, images, options)?,
                 None => {
                     let reason = "HAM10000 not found (pass --ham10000 DIR)".to_string();
                     eprintln!("medkd: {} skipped: {reason}", workload.name);
@@ -294,10 +298,10 @@ fn sgd() -> ModuleOptimizer {
     SgdConfig::new().with_momentum(Some(momentum)).init()
 }
 
-/// The HAM10000 training pipeline over the first [`LOADER_IMAGES`] rows of labels.csv, the same
+/// The HAM10000 training pipeline over the first `count` rows of labels.csv, the same
 /// files the script reads. One timed repetition is one epoch (a fresh shuffle and fresh random
 /// augmentations each time, as in training).
-fn time_loader(dir: &Path, side: usize, options: &BenchOptions) -> Result<Timing> {
+fn time_loader(dir: &Path, side: usize, count: usize, options: &BenchOptions) -> Result<Timing> {
     let labels = dir.join("labels.csv");
     // Built as the equivalent of a config's [data] table so that the benchmark goes through the
     // same deserialization, validation and pipeline construction as `medkd train`. val = test = 0:
@@ -321,15 +325,15 @@ fn time_loader(dir: &Path, side: usize, options: &BenchOptions) -> Result<Timing
     let splits = open_splits(&config, dir).with_context(|| format!("cannot open {}", labels.display()))?;
     let pipeline = build_pipelines(&config, splits.train.as_ref())?.train;
 
-    let wanted = first_image_ids(&labels, LOADER_IMAGES)?;
+    let wanted = first_image_ids(&labels, count)?;
     let indices: Vec<usize> = (0..splits.train.len())
         .filter(|&i| {
             let id = splits.train.id(i);
             Path::new(&id).file_stem().and_then(|s| s.to_str()).is_some_and(|stem| wanted.contains(stem))
         })
         .collect();
-    if indices.len() != LOADER_IMAGES {
-        bail!("found {} of the first {LOADER_IMAGES} labels.csv images in {}", indices.len(), dir.display());
+    if indices.len() != count {
+        bail!("found {} of the first {count} labels.csv images in {}", indices.len(), dir.display());
     }
     let subset = Arc::new(medkd_data::Subset::new(splits.train, indices));
     let loader = Loader::new(
@@ -354,8 +358,8 @@ fn time_loader(dir: &Path, side: usize, options: &BenchOptions) -> Result<Timing
             black_box(&batch.images);
         }
         epoch += 1;
-        if images != LOADER_IMAGES {
-            bail!("the loader produced {images} images, {LOADER_IMAGES} expected");
+        if images != count {
+            bail!("the loader produced {images} images, {count} expected");
         }
         Ok(())
     })
@@ -441,7 +445,6 @@ fn try_run_pytorch(options: &BenchOptions, names: &[&str], ham10000: Option<&Pat
         .args(["--iters", &options.iters.to_string(), "--warmup", &options.warmup.to_string()])
         .args(["--workloads", &names.join(",")])
         .args(["--threads", &threads])
-        .args(["--loader-images", &LOADER_IMAGES.to_string()])
         .args(["--loader-batch", &LOADER_BATCH.to_string()])
         .args(["--loader-workers", &LOADER_WORKERS.to_string()])
         // Set before torch loads: its OpenMP and MKL pools are sized at import.
@@ -487,8 +490,8 @@ fn ratio(medkd: &Timing, pytorch: Option<&Timing>) -> Option<f64> {
     pytorch.map(|p| medkd.median_ms / p.median_ms)
 }
 
-fn images_per_s(timing: &Timing) -> f64 {
-    LOADER_IMAGES as f64 / (timing.median_ms / 1e3)
+fn images_per_s(images: usize, timing: &Timing) -> f64 {
+    images as f64 / (timing.median_ms / 1e3)
 }
 
 fn table(
@@ -508,10 +511,10 @@ fn table(
         let Some(ours) = medkd.get(workload.name) else { continue };
         let theirs = reference.results.get(workload.name);
         let mut what = workload.describe();
-        if let Kind::Loader { .. } = workload.kind {
-            what += &format!("; medkd {:.0} img/s", images_per_s(ours));
+        if let Kind::Loader { images, .. } = workload.kind {
+            what += &format!("; medkd {:.0} img/s", images_per_s(images, ours));
             if let Some(theirs) = theirs {
-                what += &format!(", PyTorch {:.0} img/s", images_per_s(theirs));
+                what += &format!(", PyTorch {:.0} img/s", images_per_s(images, theirs));
             }
         }
         rows.push([
@@ -598,12 +601,12 @@ fn report_json(
                 entry["mode"] = json!(if mode == Mode::Train { "train" } else { "infer" });
                 entry["input_shape"] = json!([batch, 3, side, side]);
             }
-            Kind::Loader { side } => {
-                entry["images"] = json!(LOADER_IMAGES);
+            Kind::Loader { side, images } => {
+                entry["images"] = json!(images);
                 entry["side"] = json!(side);
                 entry["workers"] = json!(LOADER_WORKERS);
-                entry["medkd_images_per_s"] = json!(ours.map(images_per_s));
-                entry["pytorch_images_per_s"] = json!(theirs.map(images_per_s));
+                entry["medkd_images_per_s"] = json!(ours.map(|t| images_per_s(images, t)));
+                entry["pytorch_images_per_s"] = json!(theirs.map(|t| images_per_s(images, t)));
             }
         }
         if let Some(reason) = skipped.get(workload.name) {
