@@ -1,11 +1,13 @@
-"""Peak resident memory of a command and all its descendants together, sampled from /proc.
+"""Peak memory of a command and all its descendants together, sampled from /proc.
 
     python3 tools/peak_rss.py [--interval 0.02] -- COMMAND [ARG]...
 
 `/usr/bin/time -v` reports the largest single process, which undercounts a loader with worker
-processes (PyTorch's DataLoader): this sums VmRSS over the whole process tree at each sample and
-prints the largest sum (MB, 10^6 bytes) and the wall time; the command's exit status is kept.
-Linux only.
+processes (PyTorch's DataLoader). This sums over the whole process tree at each sample, and
+prints the largest sums (MB, 10^6 bytes) and the wall time; the command's exit status is kept.
+Two sums: RSS, which counts pages that forked workers share with their parent once per process,
+and PSS (proportional set size), which splits each shared page among its sharers, so the PSS sum
+is the memory the tree really holds. Linux only.
 """
 import argparse
 import pathlib
@@ -28,14 +30,17 @@ def tree(pid):
     return pids
 
 
-def rss_kb(pid):
+def memory_kb(pid):
+    """(RSS, PSS) of one process in kB, zeros once it has ended."""
+    values = {}
     try:
-        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                values[key] = int(rest.split()[0])
     except OSError:
         pass  # the process ended between the listing and the read
-    return 0
+    return values.get("Rss", 0), values.get("Pss", 0)
 
 
 def main():
@@ -48,12 +53,15 @@ def main():
         parser.error("no command given")
     start = time.monotonic()
     process = subprocess.Popen(command)
-    peak = 0
+    peak_rss = peak_pss = 0
     while process.poll() is None:
-        peak = max(peak, sum(rss_kb(pid) for pid in tree(process.pid)))
+        samples = [memory_kb(pid) for pid in tree(process.pid)]
+        peak_rss = max(peak_rss, sum(rss for rss, _ in samples))
+        peak_pss = max(peak_pss, sum(pss for _, pss in samples))
         time.sleep(args.interval)
-    print(f"peak RSS {peak * 1024 / 1e6:.0f} MB (process tree, sampled every {args.interval}s), "
-          f"wall {time.monotonic() - start:.1f} s, exit {process.returncode}", file=sys.stderr)
+    print(f"peak PSS {peak_pss * 1024 / 1e6:.0f} MB, peak RSS {peak_rss * 1024 / 1e6:.0f} MB "
+          f"(process tree, sampled every {args.interval}s), wall {time.monotonic() - start:.1f} s, "
+          f"exit {process.returncode}", file=sys.stderr)
     sys.exit(process.returncode)
 
 

@@ -205,8 +205,14 @@ fn load_batch(
             ),
         });
     }
+    // Copied sample by sample (a memcpy each): a flat_map over the values took about a fifth of the
+    // HAM10000 loader's time.
+    let mut images = Vec::with_capacity(samples.iter().map(|(data, _)| data.len()).sum());
+    for (data, _) in &samples {
+        images.extend_from_slice(data);
+    }
     Ok(Batch {
-        images: samples.into_iter().flat_map(|(data, _)| data).collect(),
+        images,
         shape: [indices.len(), chw[0], chw[1], chw[2]],
         targets: indices.iter().map(|&i| dataset.target(i)).collect(),
         num_classes: dataset.info().num_classes(),

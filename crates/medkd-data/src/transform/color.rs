@@ -10,16 +10,19 @@ use super::Plane;
 pub(super) fn luminance(rgb: &[Plane]) -> Plane {
     let (w, h) = rgb[0].dimensions();
     let mut out = Plane::new(w, h);
-    for (i, px) in out.iter_mut().enumerate() {
-        *px = 0.299 * rgb[0].as_raw()[i] + 0.587 * rgb[1].as_raw()[i] + 0.114 * rgb[2].as_raw()[i];
+    let channels = rgb[0].iter().zip(rgb[1].iter()).zip(rgb[2].iter());
+    for (px, ((r, g), b)) in out.iter_mut().zip(channels) {
+        *px = 0.299 * r + 0.587 * g + 0.114 * b;
     }
     out
 }
 
-/// `factor * img + (1 - factor) * other`, clamped to [0, 1] (torchvision `_blend`).
-fn blend(plane: &mut Plane, other: impl Fn(usize) -> f32, factor: f32) {
-    for (i, px) in plane.iter_mut().enumerate() {
-        *px = (factor * *px + (1.0 - factor) * other(i)).clamp(0.0, 1.0);
+/// `factor * img + (1 - factor) * other`, clamped to [0, 1] (torchvision `_blend`); `other`
+/// gives one value per pixel (a slice iterator or a repeated constant, both of which the
+/// compiler vectorizes, unlike indexing).
+fn blend(plane: &mut Plane, other: impl Iterator<Item = f32>, factor: f32) {
+    for (px, other) in plane.iter_mut().zip(other) {
+        *px = (factor * *px + (1.0 - factor) * other).clamp(0.0, 1.0);
     }
 }
 
@@ -46,18 +49,16 @@ pub(super) fn jitter<R: Rng>(mut planes: Vec<Plane>, amounts: [f32; 4], rng: &mu
     for op in order {
         let Some(f) = factors[op] else { continue };
         match op {
-            0 => planes.iter_mut().for_each(|p| blend(p, |_| 0.0, f)),
+            0 => planes.iter_mut().for_each(|p| blend(p, std::iter::repeat(0.0), f)),
             1 => {
                 let g = gray(&planes);
                 let mean = g.as_raw().iter().sum::<f32>() / g.len() as f32;
-                planes.iter_mut().for_each(|p| blend(p, |_| mean, f));
+                planes.iter_mut().for_each(|p| blend(p, std::iter::repeat(mean), f));
             }
             // Saturation and hue are identities on grayscale, as in torchvision.
             2 if planes.len() == 3 => {
                 let g = gray(&planes);
-                planes
-                    .iter_mut()
-                    .for_each(|p| blend(p, |i| g.as_raw()[i], f));
+                planes.iter_mut().for_each(|p| blend(p, g.iter().copied(), f));
             }
             3 if planes.len() == 3 => shift_hue(&mut planes, f),
             _ => {}

@@ -1,7 +1,8 @@
 //! Geometric ops on channel planes. Random parameters are drawn once per image, then applied to
 //! every plane alike.
 
-use image::imageops::{self, FilterType};
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use rand::Rng;
 
 use super::Plane;
@@ -19,17 +20,26 @@ pub(super) fn shorter_side_to(h: u32, w: u32, edge: u32) -> [u32; 2] {
     }
 }
 
-/// Bilinear resize; `Triangle` widens its support when shrinking, which is PIL's antialiased
-/// bilinear filter.
+/// Bilinear resize with the support widened when shrinking: Pillow's antialiased bilinear filter,
+/// which torchvision's `Resize` uses (tests/resize_golden.rs checks against Pillow). Through
+/// fast_image_resize, whose SIMD convolution follows Pillow's: image's `resize` took about half of
+/// the HAM10000 loader's time (BENCHMARKS.md, issue #5).
 pub(super) fn resize(planes: &[Plane], h: u32, w: u32) -> Vec<Plane> {
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    let mut resizer = Resizer::new();
     planes
         .iter()
         .map(|p| {
             if p.dimensions() == (w, h) {
-                p.clone()
-            } else {
-                imageops::resize(p, w, h, FilterType::Triangle)
+                return p.clone();
             }
+            let mut out = vec![0.0f32; w as usize * h as usize];
+            let src = ImageRef::new(p.width(), p.height(), bytemuck::cast_slice(p.as_raw()), PixelType::F32)
+                .expect("a plane holds width x height f32 values");
+            let mut dst = Image::from_slice_u8(w, h, bytemuck::cast_slice_mut(&mut out), PixelType::F32)
+                .expect("the output holds w x h f32 values");
+            resizer.resize(&src, &mut dst, &options).expect("both images are F32");
+            Plane::from_raw(w, h, out).expect("the output holds w x h values")
         })
         .collect()
 }
