@@ -1,5 +1,5 @@
 //! Moving f32 data in and out of `flex` tensors for medkd's own kernels ([`crate::conv`],
-//! [`crate::norm`]).
+//! [`crate::norm`]), and the reduction they share.
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{DType, Flex, TensorMetadata};
@@ -13,4 +13,19 @@ pub(crate) fn contiguous(tensor: &FloatTensor<Flex>) -> (Vec<usize>, FloatTensor
 
 pub(crate) fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FloatTensor<Flex> {
     FloatTensor::<Flex>::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// `Σ f(a[i], b[i])` in 8 lanes, which the compiler turns into SIMD (a plain float sum is
+/// sequential by the language's rules); the order is fixed, so the result is reproducible.
+pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0.0f32; 8];
+    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for lane in 0..8 {
+            lanes[lane] += f(a[lane], b[lane]);
+        }
+    }
+    let tail: f32 = a.chunks_exact(8).remainder().iter().zip(b.chunks_exact(8).remainder()).map(|(a, b)| f(*a, *b)).sum();
+    lanes.iter().sum::<f32>() + tail
 }

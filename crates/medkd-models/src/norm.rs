@@ -8,7 +8,7 @@
 //! applies the running statistics as one per-channel scale and shift. [`batch_norm`] falls back
 //! to burn's `BatchNorm::forward` on other backends and dtypes.
 
-use crate::flex::{contiguous, flex_tensor};
+use crate::flex::{contiguous, flex_tensor, lane_sum};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -99,21 +99,6 @@ impl Layout {
         });
         out
     }
-}
-
-/// `Σ f(a[i], b[i])` in 8 lanes, which the compiler turns into SIMD (a plain float sum is
-/// sequential by the language's rules); the order is fixed, so the result is reproducible.
-pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut lanes = [0.0f32; 8];
-    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for lane in 0..8 {
-            lanes[lane] += f(a[lane], b[lane]);
-        }
-    }
-    let tail: f32 = a.chunks_exact(8).remainder().iter().zip(b.chunks_exact(8).remainder()).map(|(a, b)| f(*a, *b)).sum();
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// Output, mean and biased variance of batch normalization with the batch's statistics.

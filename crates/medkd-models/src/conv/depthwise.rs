@@ -8,6 +8,7 @@
 //! widest layers.
 
 use super::Geometry;
+use crate::flex::lane_sum;
 use rayon::prelude::*;
 
 /// Input and weight gradients (each only when asked for) of a depthwise convolution.
@@ -129,22 +130,12 @@ fn axpy(a: f32, src: &[f32], dst: &mut [f32], stride: usize) {
     }
 }
 
-/// `Σ a[i * stride] · b[i]`, over as many `i` as both hold. At stride 1 it sums in 8 lanes, which the compiler turns into SIMD
-/// (a plain float sum is sequential by the language's rules); the order is fixed either way.
+/// `Σ a[i * stride] · b[i]`, over as many `i` as both hold; at stride 1 in SIMD lanes.
 fn dot(a: &[f32], b: &[f32], stride: usize) -> f32 {
-    if stride != 1 {
-        return a.iter().step_by(stride).zip(b).map(|(a, b)| a * b).sum();
+    match stride {
+        1 => lane_sum(a, b, |a, b| a * b),
+        _ => a.iter().step_by(stride).zip(b).map(|(a, b)| a * b).sum(),
     }
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut lanes = [0.0f32; 8];
-    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for lane in 0..8 {
-            lanes[lane] += a[lane] * b[lane];
-        }
-    }
-    let tail: f32 = a.chunks_exact(8).remainder().iter().zip(b.chunks_exact(8).remainder()).map(|(a, b)| a * b).sum();
-    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
