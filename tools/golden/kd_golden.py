@@ -116,6 +116,14 @@ for n, cs, ct in [(5, 6, 8), (7, 4, 4)]:
     case("rkd_distance", s, t, rkd_distance(s, t))
     case("rkd_angle", s, t, rkd_angle(s, t))
 
+# Maps with fewer positions than channels (medkd computes these through H*W x H*W products), with
+# the student's gradient.
+for n, c, h, w in [(3, 12, 2, 2), (2, 9, 1, 2)]:
+    s, t = inputs(1.0, n, c, h, w).requires_grad_(), inputs(1.5, n, c, h, w)
+    loss = channel_gram_rmse(s, t)
+    (grad,) = torch.autograd.grad(loss, s)
+    case("channel_gram_rmse", s, t, loss, student_grad=flat(grad))
+
 out = pathlib.Path("crates/medkd-losses/tests/golden/kd.json")
 out.write_text(json.dumps({"torch_version": torch.__version__, "cases": cases}, indent=1))
 print(f"wrote {len(cases)} cases to {out}")

@@ -40,14 +40,26 @@ pub fn hint_mse(student_regressed: Tensor<4>, teacher_map: Tensor<4>) -> Tensor<
 /// SSD-KD's (Wang et al. 2023) channel-relation term `cr_dist`: per instance the `C x C` Gram
 /// matrix `G = F F^T / (C H W)` of `F` (`C x HW`), and the loss `sqrt(mean (G_s - G_t)^2)`.
 /// The student map must already be regressed to the teacher's shape.
+///
+/// On maps with fewer positions than channels (a ResNet-50's last map is 2048 x 2x2 at 64 px)
+/// the squared distance comes from `HW x HW` products instead, by the identity
+/// `||A Aᵀ - B Bᵀ||² = ||AᵀA||² - 2 ||AᵀB||² + ||BᵀB||²`: the `C x C` Gram matrices of a batch
+/// of 128 such maps take 2 GB and dominated D-KD's and SSD-KD's steps (BENCHMARKS.md).
 pub fn channel_gram_rmse(student_map: Tensor<4>, teacher_map: Tensor<4>) -> Tensor<1> {
     assert_eq!(student_map.dims(), teacher_map.dims(), "channel Gram needs the regressed student map in the teacher's shape");
-    let gram = |map: Tensor<4>| {
-        let [n, c, h, w] = map.dims();
-        let f = map.reshape([n, c, h * w]);
-        f.clone().matmul(f.swap_dims(1, 2)).div_scalar((c * h * w) as f32)
+    let [n, c, h, w] = student_map.dims();
+    // F / sqrt(C H W), so that F Fᵀ is G itself.
+    let scaled = |map: Tensor<4>| map.reshape([n, c, h * w]).div_scalar(((c * h * w) as f32).sqrt());
+    let (s, t) = (scaled(student_map), scaled(teacher_map));
+    let squared_distance = if h * w < c {
+        let product = |a: &Tensor<3>, b: &Tensor<3>| a.clone().swap_dims(1, 2).matmul(b.clone()).square().sum();
+        // Rounding can take the difference of the three sums a little below zero.
+        (product(&s, &s) - product(&s, &t).mul_scalar(2.0) + product(&t, &t)).clamp_min(0.0)
+    } else {
+        let gram = |f: Tensor<3>| f.clone().matmul(f.swap_dims(1, 2));
+        (gram(s) - gram(t)).square().sum()
     };
-    mean_squared_error(gram(student_map), gram(teacher_map)).sqrt()
+    squared_distance.div_scalar((n * c * c) as f32).sqrt()
 }
 
 /// The student-side regressor of FitNets-style hints, as SSD-KD's `ConvReg`: a 1x1 convolution

@@ -28,7 +28,7 @@ fn cases() -> Vec<Value> {
 fn distillation_losses_match_pytorch() {
     let device = Device::flex();
     let cases = cases();
-    assert_eq!(cases.len(), 16);
+    assert_eq!(cases.len(), 18);
     for (index, case) in cases.iter().enumerate() {
         let kind = case["kind"].as_str().unwrap();
         let temperature = || case["temperature"].as_f64().unwrap() as f32;
@@ -75,6 +75,16 @@ fn distillation_losses_match_pytorch() {
     }
 }
 
+fn assert_gradient_close(grad: Tensor<1>, case: &Value, what: &str) {
+    let grad = grad.into_data().try_to_vec::<f32>().unwrap();
+    let expected = floats(&case["student_grad"]);
+    assert_eq!(grad.len(), expected.len(), "{what}");
+    let scale = expected.iter().fold(0.0f32, |m, e| m.max(e.abs()));
+    for (g, e) in grad.iter().zip(&expected) {
+        assert!((g - e).abs() <= 1e-5 * scale, "{what}: {grad:?} vs torch {expected:?}");
+    }
+}
+
 #[test]
 fn kd_kl_gradient_matches_autograd() {
     let device = Device::flex().autodiff();
@@ -82,12 +92,20 @@ fn kd_kl_gradient_matches_autograd() {
         let student = tensor::<2>(case, "student", &device).require_grad();
         let temperature = case["temperature"].as_f64().unwrap() as f32;
         let grads = kd_kl(student.clone(), tensor(case, "teacher", &device), temperature).backward();
-        let grad = student.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
-        let expected = floats(&case["student_grad"]);
-        let scale = expected.iter().fold(0.0f32, |m, e| m.max(e.abs()));
-        for (g, e) in grad.iter().zip(&expected) {
-            assert!((g - e).abs() <= 1e-5 * scale, "T = {temperature}: {grad:?} vs torch {expected:?}");
-        }
+        assert_gradient_close(student.grad(&grads).unwrap().flatten(0, 1), case, &format!("T = {temperature}"));
+    }
+}
+
+#[test]
+fn channel_gram_gradient_matches_autograd() {
+    // The cases with fewer positions than channels, which take the H*W x H*W form.
+    let device = Device::flex().autodiff();
+    let cases: Vec<Value> = cases().into_iter().filter(|case| case["kind"] == "channel_gram_rmse" && case.get("student_grad").is_some()).collect();
+    assert_eq!(cases.len(), 2);
+    for case in &cases {
+        let student = tensor::<4>(case, "student", &device).require_grad();
+        let grads = channel_gram_rmse(student.clone(), tensor(case, "teacher", &device)).backward();
+        assert_gradient_close(student.grad(&grads).unwrap().flatten(0, 3), case, &format!("{:?}", case["student_shape"]));
     }
 }
 
