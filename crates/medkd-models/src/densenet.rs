@@ -9,11 +9,11 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::conv::conv2d;
-use crate::norm::batch_norm;
 use crate::features::Stages;
 use crate::layers::{ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm, stem_max_pool};
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
+use crate::norm::batch_norm;
 
 const GROWTH_RATE: usize = 32;
 const BLOCK_LAYERS: [usize; 4] = [6, 12, 24, 16];

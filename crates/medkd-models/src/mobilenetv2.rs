@@ -11,13 +11,13 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::conv::conv2d;
-use crate::norm::batch_norm;
 use crate::features::Stages;
 use crate::layers::{
     CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm,
 };
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
+use crate::norm::batch_norm;
 
 /// torchvision's inverted-residual settings: (expansion t, output channels c, repeats n, stride s
 /// of the first repeat).
