@@ -60,8 +60,12 @@ def plan(args, seeds, ssdkd_terms):
             runs.append((label, args.out / f"{name}_s{seed}", "distill", CONFIGS / f"{name}.toml", distil))
     seed = seeds[0]
     distil = [f"seed={seed}", f'teacher=[{{ run = "{args.out / f"teacher_resnet50_s{seed}"}" }}]']
-    for index, term in enumerate(ssdkd_terms):
-        kept = [t for i, t in enumerate(ssdkd_terms) if i != index]
+    # The ablations share the SSD-KD run's stage-1 teacher head: the same teacher, data and seed
+    # would train the same one, for 10 minutes a run on 2 CPU cores.
+    head = str(args.out / f"ssdkd_s{seed}" / "checkpoints" / "teacher_head_0.bpk")
+    shared = [dict(t, head=head) if t["kind"] == "sskd" else t for t in ssdkd_terms]
+    for index, term in enumerate(shared):
+        kept = [t for i, t in enumerate(shared) if i != index]
         runs.append((f"SSD-KD without {term['kind']}", args.out / f"ssdkd_without_{term['kind']}_s{seed}",
                      "distill", CONFIGS / "ssdkd.toml", distil + [f"loss={toml_inline(kept)}"]))
     return runs

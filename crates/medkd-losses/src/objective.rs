@@ -62,7 +62,8 @@ enum Term {
 }
 
 /// A projection-head pair an `sskd` term needs: the student's (trained with it) and the
-/// teacher's (trained first, on the frozen teacher, for `epochs` at `lr`).
+/// teacher's (trained first, on the frozen teacher, for `epochs` at `lr`, unless `trained` names
+/// the file of one an earlier run trained).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeadSpec {
     pub teacher: usize,
@@ -70,6 +71,7 @@ pub struct HeadSpec {
     pub teacher_dim: usize,
     pub epochs: usize,
     pub lr: f64,
+    pub trained: Option<std::path::PathBuf>,
 }
 
 /// A student stage map, regressed by adapter `adapter` when channels differ, and the teacher's.
@@ -367,7 +369,7 @@ fn resolve(
             }
             Term::KdRotated { teacher: needs_teacher(*teacher)?, temperature: *temperature as f32, ratio: *ratio }
         }
-        LossSpec::Sskd { temperature, ratio, teacher, head_epochs, head_lr, .. } => {
+        LossSpec::Sskd { temperature, ratio, teacher, head_epochs, head_lr, head, .. } => {
             let teacher = needs_teacher(*teacher)?;
             // The pooled embedding is the average-pooled last stage.
             heads.push(HeadSpec {
@@ -376,6 +378,7 @@ fn resolve(
                 teacher_dim: facts.teacher_channels[teacher][3],
                 epochs: *head_epochs,
                 lr: *head_lr,
+                trained: head.clone(),
             });
             Term::Sskd { head: heads.len() - 1, temperature: *temperature as f32, ratio: *ratio }
         }

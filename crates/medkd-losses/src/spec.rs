@@ -1,4 +1,5 @@
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 use crate::LossError;
 
@@ -96,7 +97,9 @@ pub enum LossSpec {
     /// teacher's and the student's rotated-vs-normal cosine-similarity rows of their projected
     /// pooled embeddings, on the rows error-level ranking keeps with `ratio`. The teacher's
     /// projection head is trained first (stage 1) for `head_epochs` with SGD at `head_lr`;
-    /// the student's head trains with the student. Turns on rotated views.
+    /// the student's head trains with the student. Turns on rotated views. `head` skips stage 1
+    /// with a teacher head an earlier run trained (its `checkpoints/teacher_head_N.bpk`): the same
+    /// teacher, data and seed train the same head, so ablations can share one.
     Sskd {
         #[serde(default = "unit_weight")]
         weight: f64,
@@ -110,6 +113,8 @@ pub enum LossSpec {
         head_epochs: usize,
         #[serde(default = "default_head_lr")]
         head_lr: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<PathBuf>,
     },
 }
 

@@ -360,6 +360,11 @@ impl RunConfig {
             teacher.run = teacher.run.as_deref().map(absolute);
             teacher.weights = teacher.weights.as_deref().map(absolute);
         }
+        for loss in &mut self.losses {
+            if let LossSpec::Sskd { head: Some(head), .. } = loss {
+                *head = absolute(head);
+            }
+        }
     }
 
     pub fn to_toml(&self) -> String {
@@ -452,6 +457,17 @@ mod tests {
     #[test]
     fn resolved_config_round_trips_through_toml() {
         let config = RunConfig::parse(BASE, &["train.schedule={ kind = \"cosine\", min_lr = 0.001 }".into()]).unwrap();
+        assert_eq!(RunConfig::parse(&config.to_toml(), &[]).unwrap(), config);
+    }
+
+    /// A saved config names every file absolutely: data, teachers, a shared sskd head.
+    #[test]
+    fn paths_are_made_absolute_against_the_working_folder() {
+        let overrides = ["teacher=[{ run = \"runs/t\" }]", "loss=[{ kind = \"sskd\", head = \"runs/s/h.bpk\" }]"].map(String::from);
+        let mut config = RunConfig::parse(BASE, &overrides).unwrap();
+        config.absolutize_paths(Path::new("/work"));
+        assert_eq!(config.teachers[0].run.as_deref(), Some(Path::new("/work/runs/t")));
+        assert!(matches!(&config.losses[0], LossSpec::Sskd { head: Some(h), .. } if h == Path::new("/work/runs/s/h.bpk")));
         assert_eq!(RunConfig::parse(&config.to_toml(), &[]).unwrap(), config);
     }
 

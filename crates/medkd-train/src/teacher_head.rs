@@ -28,7 +28,8 @@ use crate::trainer::RunSetup;
 use crate::TrainError;
 
 /// The trained, frozen head of `spec` (the `index`-th head pair), on the plain device: loaded
-/// from the run folder when an earlier (interrupted) run trained it, else trained and saved.
+/// from the run folder when an earlier (interrupted) run trained it, else taken from the file
+/// `spec.trained` names or trained, and saved in the run folder.
 pub fn teacher_head(
     config: &RunConfig,
     setup: &RunSetup,
@@ -40,14 +41,50 @@ pub fn teacher_head(
     let path = run.checkpoint(&format!("teacher_head_{index}"), "bpk");
     let device = setup.device.clone().without_autodiff();
     if path.is_file() {
-        let mut head = ProjectionHead::new(spec.teacher_dim, &device);
-        let mut store = BurnpackStore::from_file(&path).auto_extension(false);
-        head.load_from(&mut store).map_err(|e| TrainError::Checkpoint { path: path.clone(), message: e.to_string() })?;
-        return Ok(head);
+        return load_head(&path, spec.teacher_dim, &device);
     }
-    let teacher = &teachers[spec.teacher];
+    let head = match &spec.trained {
+        Some(trained) => {
+            eprintln!("sskd: teacher {}'s projection head from {}", spec.teacher, trained.display());
+            load_head(trained, spec.teacher_dim, &device)?
+        }
+        None => train_head(config, setup, &teachers[spec.teacher], spec, index, run, &device)?,
+    };
+    let temp = temp_path(&path);
+    let mut store = BurnpackStore::from_file(&temp).auto_extension(false).overwrite(true);
+    head.save_into(&mut store).map_err(|e| TrainError::Checkpoint { path: temp.clone(), message: e.to_string() })?;
+    std::fs::rename(&temp, &path).map_err(|e| TrainError::io(&path, e))?;
+    Ok(head)
+}
+
+/// A saved head for a teacher embedding of `dim` features.
+fn load_head(path: &std::path::Path, dim: usize, device: &Device) -> Result<ProjectionHead, TrainError> {
+    let checkpoint_error = |message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
+    if !path.is_file() {
+        return Err(checkpoint_error("no such file (sskd's head names a teacher_head_N.bpk checkpoint)".into()));
+    }
+    let mut head = ProjectionHead::new(dim, device);
+    let mut store = BurnpackStore::from_file(path).auto_extension(false);
+    let mismatch = |detail: String| checkpoint_error(format!("not a projection head for a {dim}-feature teacher embedding: {detail}"));
+    let result = head.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?;
+    if !result.is_success() || !result.missing.is_empty() {
+        return Err(mismatch(result.to_string()));
+    }
+    Ok(head)
+}
+
+/// Stage 1: trains the head on the frozen teacher and logs its epochs in the run folder.
+fn train_head(
+    config: &RunConfig,
+    setup: &RunSetup,
+    teacher: &Teacher,
+    spec: &HeadSpec,
+    index: usize,
+    run: &RunDir,
+    device: &Device,
+) -> Result<ProjectionHead, TrainError> {
     eprintln!("sskd: training teacher {}'s projection head ({} epochs)", spec.teacher, spec.epochs);
-    let embed = |dataset: Arc<dyn ImageDataset>| rotated_embeddings(teacher, &setup.eval_loader(config, dataset)?, &device);
+    let embed = |dataset: Arc<dyn ImageDataset>| rotated_embeddings(teacher, &setup.eval_loader(config, dataset)?, device);
     let (train, val) = (embed(setup.splits.train.clone())?, embed(setup.splits.val.clone())?);
 
     let train_device = device.clone().autodiff();
@@ -74,7 +111,7 @@ pub fn teacher_head(
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = optimizer.step(lr, head, grads);
         }
-        let val_loss = mean_loss(&head.valid(), &val, batch, &device);
+        let val_loss = mean_loss(&head.valid(), &val, batch, device);
         let train_loss = train_loss / chunks.len().max(1) as f64;
         let improved = best.as_ref().is_none_or(|(b, _)| val_loss < *b);
         if improved {
@@ -83,13 +120,8 @@ pub fn teacher_head(
         log.push(json!({ "epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss }));
         eprintln!("sskd head epoch {:>3}/{}  train loss {train_loss:.4}  val loss {val_loss:.4}{}", epoch + 1, spec.epochs, if improved { "  *best" } else { "" });
     }
-    let (_, head) = best.expect("head_epochs >= 1");
     run.write_json(&run.root().join(format!("teacher_head_{index}.json")), &log)?;
-    let temp = temp_path(&path);
-    let mut store = BurnpackStore::from_file(&temp).auto_extension(false).overwrite(true);
-    head.save_into(&mut store).map_err(|e| TrainError::Checkpoint { path: temp.clone(), message: e.to_string() })?;
-    std::fs::rename(&temp, &path).map_err(|e| TrainError::io(&path, e))?;
-    Ok(head)
+    Ok(best.expect("head_epochs >= 1").1)
 }
 
 /// The teacher's pooled embeddings of the four views of every image, `[4N, d]`, row `4i + v`
@@ -151,7 +183,7 @@ mod tests {
         let setup = RunSetup::new(&config).unwrap();
         let spec = ModelSpec { arch: Arch::ResNet18, num_classes: 2, in_channels: 3, small_input: false };
         let teacher = Teacher::new(spec.clone(), Model::new(&spec, &setup.device).unwrap());
-        let head_spec = HeadSpec { teacher: 0, student_dim: 512, teacher_dim: 512, epochs: 2, lr: 0.05 };
+        let head_spec = HeadSpec { teacher: 0, student_dim: 512, teacher_dim: 512, epochs: 2, lr: 0.05, trained: None };
         let tmp = tempfile::tempdir().unwrap();
         let run = RunDir::create(tmp.path()).unwrap();
 
@@ -162,6 +194,24 @@ mod tests {
 
         let reloaded = teacher_head(&config, &setup, std::slice::from_ref(&teacher), &head_spec, 0, &run).unwrap();
         let input = Tensor::<2>::random([4, 512], burn::tensor::Distribution::Normal(0.0, 1.0), &setup.device);
-        assert_eq!(values(trained.forward(input.clone())), values(reloaded.forward(input)));
+        assert_eq!(values(trained.forward(input.clone())), values(reloaded.forward(input.clone())));
+
+        // Another run given that head skips stage 1 (no log) and keeps a copy for its own resumes.
+        let saved = tmp.path().join("checkpoints/teacher_head_0.bpk");
+        let other = tempfile::tempdir().unwrap();
+        let other_run = RunDir::create(other.path()).unwrap();
+        let shared = HeadSpec { trained: Some(saved.clone()), ..head_spec.clone() };
+        let taken = teacher_head(&config, &setup, std::slice::from_ref(&teacher), &shared, 0, &other_run).unwrap();
+        assert_eq!(values(trained.forward(input.clone())), values(taken.forward(input)));
+        assert!(!other.path().join("teacher_head_0.json").exists());
+        assert!(other.path().join("checkpoints/teacher_head_0.bpk").is_file());
+
+        // A head for another embedding width, or no file: an error naming the file.
+        let wide = HeadSpec { teacher_dim: 2048, ..shared.clone() };
+        for (spec, expected) in [(wide, "2048-feature"), (HeadSpec { trained: Some(tmp.path().join("none.bpk")), ..shared }, "no such file")] {
+            let fresh = tempfile::tempdir().unwrap();
+            let e = teacher_head(&config, &setup, std::slice::from_ref(&teacher), &spec, 0, &RunDir::create(fresh.path()).unwrap()).unwrap_err().to_string();
+            assert!(e.contains(expected) && e.contains(".bpk"), "{e}");
+        }
     }
 }
