@@ -9,7 +9,7 @@ use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 
 /// (batch, in channels, side, out channels, kernel, stride, padding)
-const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 8] = [
+const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 11] = [
     (3, 5, 9, 4, 3, 1, 1),   // one chunk, 3x3 same padding
     (5, 3, 17, 6, 7, 2, 3),  // ResNet stem geometry, odd side
     (70, 4, 4, 8, 3, 1, 1),  // many chunks with a short last one (1024 columns = 64 samples)
@@ -18,6 +18,9 @@ const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 8] = [
     (2, 8, 2, 16, 3, 1, 1),  // 2x2 map, padding larger than half the map
     (300, 2, 2, 3, 1, 1, 0), // tiny planes: 512 samples' worth of columns per chunk
     (2, 4, 1, 3, 3, 1, 1),   // 1x1 map under a padded 3x3 (ResNet's last stage at 28-32 px)
+    (3, 3, 7, 4, 5, 1, 2),   // 5x5 same padding: columns shifted by 2
+    (2, 2, 32, 3, 1, 1, 0),  // 1x1 on a 32x32 map: one sample per gemm, no im2col copy
+    (1, 3, 6, 2, 3, 1, 1),   // batch 1: the output written by the gemm itself
 ];
 
 /// Depthwise cases (channels = groups): (batch, channels, side, kernel, stride, padding)
