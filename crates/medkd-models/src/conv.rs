@@ -134,36 +134,36 @@ impl Geometry {
         CHUNK_COLUMNS.div_ceil(self.out_plane()).clamp(1, self.batch)
     }
 
-    /// `cols[row, first + p]` for the output positions `p` of one sample, row = (c, kh, kw);
-    /// `cols` has `ld` columns.
-    fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, first: usize) {
+    /// One channel's im2col rows: `rows[(kh, kw), first + p]` for the output positions `p` of
+    /// the input plane `x`; `rows` holds the channel's k·k rows of `ld` columns.
+    fn im2col(&self, x: &[f32], rows: &mut [f32], ld: usize, first: usize) {
         match self.same_plane() {
-            true => self.im2col_planes(x, cols, ld, first),
-            false => self.im2col_rows(x, cols, ld, first),
+            true => self.im2col_planes(x, rows, ld, first),
+            false => self.im2col_rows(x, rows, ld, first),
         }
     }
 
     /// [`Self::im2col`] of a [`Self::same_plane`] convolution, a flat block per tap.
-    fn im2col_planes(&self, x: &[f32], cols: &mut [f32], ld: usize, first: usize) {
+    fn im2col_planes(&self, x: &[f32], rows: &mut [f32], ld: usize, first: usize) {
         let plane = self.in_plane();
-        self.for_each_tap(|c, tap, Shift { src, lo, hi }| {
-                let row = &mut cols[(c * self.kernel * self.kernel + tap.index) * ld + first..][..plane];
-                row[..lo].fill(0.0);
-                row[hi..].fill(0.0);
-                row[lo..hi].copy_from_slice(&x[c * plane + src..][..hi - lo]);
-                tap.clear_wrapped(&mut row[lo..hi], lo, self.width);
-            });
+        for (tap, Shift { src, lo, hi }) in self.taps() {
+            let row = &mut rows[tap.index * ld + first..][..plane];
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+            row[lo..hi].copy_from_slice(&x[src..][..hi - lo]);
+            tap.clear_wrapped(&mut row[lo..hi], lo, self.width);
+        }
     }
 
     /// [`Self::im2col`] row of output positions by row.
-    fn im2col_rows(&self, x: &[f32], cols: &mut [f32], ld: usize, first: usize) {
-        self.for_each_row(|c, kh, kw, oh, ih, Columns { lo, hi, start }| {
-            let row = &mut cols[((c * self.kernel + kh) * self.kernel + kw) * ld + first + oh * self.out_width..][..self.out_width];
+    fn im2col_rows(&self, x: &[f32], rows: &mut [f32], ld: usize, first: usize) {
+        self.for_each_row(|tap, oh, ih, Columns { lo, hi, start }| {
+            let row = &mut rows[tap * ld + first + oh * self.out_width..][..self.out_width];
             let Some(ih) = ih else {
                 row.fill(0.0);
                 return;
             };
-            let input = &x[(c * self.height + ih) * self.width..][..self.width];
+            let input = &x[ih * self.width..][..self.width];
             row[..lo].fill(0.0);
             row[hi..].fill(0.0);
             if self.stride == 1 {
@@ -174,30 +174,28 @@ impl Geometry {
         });
     }
 
-    /// The adjoint of [`Self::im2col`]: adds `cols`' entries back onto one sample's input gradient.
-    /// Entries that im2col fills with padding zeros may be cleared in `cols` on the way.
-    fn col2im(&self, cols: &mut [f32], ld: usize, first: usize, dx: &mut [f32]) {
+    /// The adjoint of [`Self::im2col`]: adds one channel's `rows` back onto the input gradient
+    /// plane `dx`. Entries that im2col fills with padding zeros may be cleared in `rows` on the way.
+    fn col2im(&self, rows: &mut [f32], ld: usize, first: usize, dx: &mut [f32]) {
         match self.same_plane() {
-            true => self.col2im_planes(cols, ld, first, dx),
-            false => self.col2im_rows(cols, ld, first, dx),
+            true => self.col2im_planes(rows, ld, first, dx),
+            false => self.col2im_rows(rows, ld, first, dx),
         }
     }
 
-    fn col2im_planes(&self, cols: &mut [f32], ld: usize, first: usize, dx: &mut [f32]) {
-        let plane = self.in_plane();
-        self.for_each_tap(|c, tap, Shift { src, lo, hi }| {
-                let row = &mut cols[(c * self.kernel * self.kernel + tap.index) * ld + first..][lo..hi];
-                tap.clear_wrapped(row, lo, self.width);
-                let input = &mut dx[c * plane + src..][..hi - lo];
-                input.iter_mut().zip(row.iter()).for_each(|(i, o)| *i += *o);
-            });
+    fn col2im_planes(&self, rows: &mut [f32], ld: usize, first: usize, dx: &mut [f32]) {
+        for (tap, Shift { src, lo, hi }) in self.taps() {
+            let row = &mut rows[tap.index * ld + first..][lo..hi];
+            tap.clear_wrapped(row, lo, self.width);
+            dx[src..][..hi - lo].iter_mut().zip(row.iter()).for_each(|(i, o)| *i += *o);
+        }
     }
 
-    fn col2im_rows(&self, cols: &[f32], ld: usize, first: usize, dx: &mut [f32]) {
-        self.for_each_row(|c, kh, kw, oh, ih, Columns { lo, hi, start }| {
+    fn col2im_rows(&self, rows: &[f32], ld: usize, first: usize, dx: &mut [f32]) {
+        self.for_each_row(|tap, oh, ih, Columns { lo, hi, start }| {
             let Some(ih) = ih else { return };
-            let row = &cols[((c * self.kernel + kh) * self.kernel + kw) * ld + first + oh * self.out_width..][lo..hi];
-            let input = &mut dx[(c * self.height + ih) * self.width..][..self.width];
+            let row = &rows[tap * ld + first + oh * self.out_width..][lo..hi];
+            let input = &mut dx[ih * self.width..][..self.width];
             if self.stride == 1 {
                 input[start..start + hi - lo].iter_mut().zip(row).for_each(|(i, o)| *i += *o);
             } else {
@@ -213,42 +211,32 @@ impl Geometry {
         self.stride == 1 && self.out_height == self.height && self.out_width == self.width
     }
 
-    /// Calls `f(c, tap, shift)` for every channel and kernel tap of a [`Self::same_plane`]
-    /// convolution.
-    fn for_each_tap(&self, mut f: impl FnMut(usize, Tap, Shift)) {
+    /// The kernel taps of a [`Self::same_plane`] convolution with their shifts.
+    fn taps(&self) -> impl Iterator<Item = (Tap, Shift)> + '_ {
         let (plane, width) = (self.in_plane() as isize, self.width as isize);
-        let taps: Vec<(Tap, Shift)> = (0..self.kernel * self.kernel)
-            .map(|index| {
-                let (dy, dx) = ((index / self.kernel) as isize - self.padding as isize, (index % self.kernel) as isize - self.padding as isize);
-                // Output position p reads input p + start; rows shifted out of the plane read
-                // nothing, and within the flat copy the columns that wrap to the neighbouring
-                // row are cleared by `Tap::clear_wrapped`.
-                let start = dy * width + dx;
-                let lo = (-start).clamp(0, plane) as usize;
-                let hi = (plane - start).clamp(lo as isize, plane) as usize;
-                // With nothing inside the plane, `src` is never read past: 0 keeps slicing in bounds.
-                let src = if lo < hi { (start + lo as isize) as usize } else { 0 };
-                (Tap { index, dx }, Shift { src, lo, hi })
-            })
-            .collect();
-        for c in 0..self.channels {
-            for &(tap, shift) in &taps {
-                f(c, tap, shift);
-            }
-        }
+        (0..self.kernel * self.kernel).map(move |index| {
+            let (dy, dx) = ((index / self.kernel) as isize - self.padding as isize, (index % self.kernel) as isize - self.padding as isize);
+            // Output position p reads input p + start; rows shifted out of the plane read
+            // nothing, and within the flat copy the columns that wrap to the neighbouring row
+            // are cleared by `Tap::clear_wrapped`.
+            let start = dy * width + dx;
+            let lo = (-start).clamp(0, plane) as usize;
+            let hi = (plane - start).clamp(lo as isize, plane) as usize;
+            // With nothing inside the plane, `src` is never read past: 0 keeps slicing in bounds.
+            let src = if lo < hi { (start + lo as isize) as usize } else { 0 };
+            (Tap { index, dx }, Shift { src, lo, hi })
+        })
     }
 
-    /// Calls `f(c, kh, kw, oh, input row or None where it falls in the padding, valid columns)`
-    /// for every row of output positions of every kernel tap.
-    fn for_each_row(&self, mut f: impl FnMut(usize, usize, usize, usize, Option<usize>, Columns)) {
-        for c in 0..self.channels {
-            for kh in 0..self.kernel {
-                for kw in 0..self.kernel {
-                    let columns = self.valid_columns(kw);
-                    for oh in 0..self.out_height {
-                        let ih = (oh * self.stride + kh).checked_sub(self.padding).filter(|&ih| ih < self.height);
-                        f(c, kh, kw, oh, ih, columns);
-                    }
+    /// Calls `f(tap = kh·k + kw, oh, input row or None where it falls in the padding, valid
+    /// columns)` for every row of output positions of every kernel tap.
+    fn for_each_row(&self, mut f: impl FnMut(usize, usize, Option<usize>, Columns)) {
+        for kh in 0..self.kernel {
+            for kw in 0..self.kernel {
+                let columns = self.valid_columns(kw);
+                for oh in 0..self.out_height {
+                    let ih = (oh * self.stride + kh).checked_sub(self.padding).filter(|&ih| ih < self.height);
+                    f(kh * self.kernel + kw, oh, ih, columns);
                 }
             }
         }
@@ -265,19 +253,39 @@ impl Geometry {
         Columns { lo, hi, start }
     }
 
-    /// The im2col matrix of samples `first..first + count`, their columns side by side; for one
-    /// sample under a 1x1 stride-1 unpadded kernel (ResNet-50's bottlenecks), the sample itself.
-    fn chunk_cols<'a>(&self, x: &'a [f32], first: usize, count: usize) -> Cow<'a, [f32]> {
-        let sample = self.channels * self.in_plane();
+    /// The im2col matrix of samples `first..first + count`, their columns side by side, filled a
+    /// channel per task where the chunk's gemm is the parallel part (see [`min_len`]: on one
+    /// thread these copies took a third of a ResNet-18 step's serial time); for one sample under a 1x1 stride-1 unpadded kernel (ResNet-50's bottlenecks), the
+    /// sample itself.
+    fn chunk_cols<'a>(&self, x: &'a [f32], first: usize, count: usize, threads: gemm::Parallelism) -> Cow<'a, [f32]> {
+        let (sample, in_plane, out_plane) = (self.channels * self.in_plane(), self.in_plane(), self.out_plane());
         if count == 1 && self.pointwise() {
             return Cow::Borrowed(&x[first * sample..][..sample]);
         }
-        let ld = count * self.out_plane();
+        let ld = count * out_plane;
         let mut cols = vec![0.0; self.patch() * ld];
-        for s in 0..count {
-            self.im2col(&x[(first + s) * sample..][..sample], &mut cols, ld, s * self.out_plane());
-        }
+        cols.par_chunks_mut(self.kernel * self.kernel * ld).with_min_len(min_len(threads)).enumerate().for_each(|(c, rows)| {
+            for s in 0..count {
+                self.im2col(&x[(first + s) * sample + c * in_plane..][..in_plane], rows, ld, s * out_plane);
+            }
+        });
         Cow::Owned(cols)
+    }
+
+    /// The adjoint of [`Self::chunk_cols`]: adds `cols` (`count` samples side by side) onto the
+    /// input gradient `dx` of those samples, a channel per task (see [`min_len`]).
+    fn chunk_col2im(&self, cols: &mut [f32], count: usize, dx: &mut [f32], threads: gemm::Parallelism) {
+        let (ld, out_plane) = (count * self.out_plane(), self.out_plane());
+        // dx is [samples, C, plane]: gather each channel's planes, one per sample.
+        let mut planes: Vec<Vec<&mut [f32]>> = (0..self.channels).map(|_| Vec::with_capacity(count)).collect();
+        for (index, plane) in dx.chunks_mut(self.in_plane()).enumerate() {
+            planes[index % self.channels].push(plane);
+        }
+        cols.par_chunks_mut(self.kernel * self.kernel * ld).zip(planes).with_min_len(min_len(threads)).for_each(|(rows, planes)| {
+            for (s, dx) in planes.into_iter().enumerate() {
+                self.col2im(rows, ld, s * out_plane, dx);
+            }
+        });
     }
 
     /// A 1x1 kernel at stride 1 without padding: im2col is the identity.
@@ -287,18 +295,18 @@ impl Geometry {
 
     /// `dy` of samples `first..first + count` as `[O, samples·plane]` (for one sample, `dy`'s own
     /// `[O, plane]` block).
-    fn channel_major<'a>(&self, dy: &'a [f32], first: usize, count: usize) -> Cow<'a, [f32]> {
+    fn channel_major<'a>(&self, dy: &'a [f32], first: usize, count: usize, threads: gemm::Parallelism) -> Cow<'a, [f32]> {
         let (plane, out_channels) = (self.out_plane(), self.out_channels);
         if count == 1 {
             return Cow::Borrowed(&dy[first * out_channels * plane..][..out_channels * plane]);
         }
         let columns = count * plane;
         let mut out = vec![0.0; out_channels * columns];
-        for s in 0..count {
-            for o in 0..out_channels {
-                out[o * columns + s * plane..][..plane].copy_from_slice(&dy[((first + s) * out_channels + o) * plane..][..plane]);
+        out.par_chunks_mut(columns).with_min_len(min_len(threads)).enumerate().for_each(|(o, row)| {
+            for (s, part) in row.chunks_mut(plane).enumerate() {
+                part.copy_from_slice(&dy[((first + s) * out_channels + o) * plane..][..plane]);
             }
-        }
+        });
         Cow::Owned(out)
     }
 }
@@ -398,6 +406,15 @@ fn gemm_threads(chunks: usize) -> gemm::Parallelism {
     if chunks >= rayon::current_num_threads() { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) }
 }
 
+/// The least items per task of the copy loops inside a chunk: split them up while the chunk's
+/// gemm is the parallel part (chunks run in turn), keep them on the chunk's thread otherwise.
+fn min_len(threads: gemm::Parallelism) -> usize {
+    match threads {
+        gemm::Parallelism::None => usize::MAX,
+        _ => 1,
+    }
+}
+
 /// Maps `f(chunk index, piece)` over the chunks' pieces, in parallel when each gemm runs on one
 /// thread, and returns the results in chunk order, so that sums over them do not depend on
 /// thread scheduling (same seed, same result).
@@ -414,7 +431,7 @@ fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     let threads = gemm_threads(g.batch.div_ceil(chunk));
     let run = |index: usize, y: &mut [f32]| {
         let count = y.len() / (out_channels * plane);
-        let cols = g.chunk_cols(x, index * chunk, count);
+        let cols = g.chunk_cols(x, index * chunk, count, threads);
         let columns = count * plane;
         let product = |dst: &mut [f32]| gemm(dst, out_channels, columns, g.patch(), Operand::row_major(weight, g.patch()), Operand::row_major(&cols, columns), false, threads);
         if count == 1 {
@@ -423,11 +440,10 @@ fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
         let mut samples_side_by_side = vec![0.0; out_channels * columns];
         product(&mut samples_side_by_side);
         // [O, samples·plane] -> [samples, O, plane]
-        for s in 0..count {
-            for o in 0..out_channels {
-                y[(s * out_channels + o) * plane..][..plane].copy_from_slice(&samples_side_by_side[o * columns + s * plane..][..plane]);
-            }
-        }
+        y.par_chunks_mut(plane).with_min_len(min_len(threads)).enumerate().for_each(|(index, part)| {
+            let (s, o) = (index / out_channels, index % out_channels);
+            part.copy_from_slice(&samples_side_by_side[o * columns + s * plane..][..plane]);
+        });
     };
     map_chunks(y.chunks_mut(chunk * out_channels * plane).collect(), threads, run);
     y
@@ -444,10 +460,10 @@ fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, 
         let first = index * chunk;
         let count = chunk.min(g.batch - first);
         let columns = count * plane;
-        let dy_chunk = g.channel_major(dy, first, count);
+        let dy_chunk = g.channel_major(dy, first, count, threads);
         let mut dw = Vec::new();
         if want_dw {
-            let cols = g.chunk_cols(x, first, count);
+            let cols = g.chunk_cols(x, first, count, threads);
             dw = vec![0.0; out_channels * patch];
             gemm(&mut dw, out_channels, patch, columns, Operand::row_major(&dy_chunk, columns), Operand::transposed(&cols, columns), false, threads);
         }
@@ -458,9 +474,7 @@ fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, 
             } else {
                 let mut dcols = vec![0.0; patch * columns];
                 input_columns(&mut dcols);
-                for (s, dx) in dx.chunks_mut(sample).enumerate() {
-                    g.col2im(&mut dcols, columns, s * plane, dx);
-                }
+                g.chunk_col2im(&mut dcols, count, dx, threads);
             }
         }
         dw
@@ -569,15 +583,15 @@ mod tests {
 
     #[test]
     fn col2im_is_the_adjoint_of_im2col() {
-        // <im2col(x), c> == <x, col2im(c)> for any x and c, the property the input gradient needs.
+        // <im2col(x), c> == <x, col2im(c)> for any x and c, the property the input gradient needs;
+        // two samples side by side.
         for (input, weight, stride, padding) in GEOMETRIES {
-            let g = Geometry::new(&input, &weight, stride, padding, false);
-            let x = ramp(input.iter().product(), 0.37);
-            let c = ramp(g.patch() * g.out_plane(), 0.11);
-            let mut cols = vec![0.0; c.len()];
-            g.im2col(&x, &mut cols, g.out_plane(), 0);
+            let g = Geometry::new(&[2, input[1], input[2], input[3]], &weight, stride, padding, false);
+            let x = ramp(2 * input.iter().product::<usize>(), 0.37);
+            let c = ramp(g.patch() * 2 * g.out_plane(), 0.11);
+            let cols = g.chunk_cols(&x, 0, 2, gemm::Parallelism::Rayon(0));
             let mut back = vec![0.0; x.len()];
-            g.col2im(&mut c.clone(), g.out_plane(), 0, &mut back);
+            g.chunk_col2im(&mut c.clone(), 2, &mut back, gemm::Parallelism::Rayon(0));
             let left: f32 = cols.iter().zip(&c).map(|(a, b)| a * b).sum();
             let right: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
             assert!((left - right).abs() < 1e-4, "{input:?} {weight:?}: {left} vs {right}");
@@ -591,15 +605,15 @@ mod tests {
         for (input, weight, stride, padding) in GEOMETRIES.into_iter().filter(|g| g.2 == 1) {
             let g = Geometry::new(&input, &weight, stride, padding, false);
             assert!(g.same_plane());
-            let (plane, ld) = (g.out_plane(), 3 * g.out_plane());
-            let x = ramp(input.iter().product(), 0.37);
-            let (mut planes, mut rows) = (vec![f32::NAN; g.patch() * ld], vec![f32::NAN; g.patch() * ld]);
+            let (plane, ld, taps) = (g.out_plane(), 3 * g.out_plane(), g.kernel * g.kernel);
+            let x = ramp(g.in_plane(), 0.37);
+            let (mut planes, mut rows) = (vec![f32::NAN; taps * ld], vec![f32::NAN; taps * ld]);
             g.im2col_planes(&x, &mut planes, ld, plane);
             g.im2col_rows(&x, &mut rows, ld, plane);
             let written = |m: &[f32]| m.chunks(ld).flat_map(|r| r[plane..2 * plane].to_vec()).collect::<Vec<f32>>();
             assert_eq!(written(&planes), written(&rows), "im2col {input:?} {weight:?}");
 
-            let c = ramp(g.patch() * ld, 0.11);
+            let c = ramp(taps * ld, 0.11);
             let (mut by_planes, mut by_rows) = (vec![0.0; x.len()], vec![0.0; x.len()]);
             g.col2im_planes(&mut c.clone(), ld, plane, &mut by_planes);
             g.col2im_rows(&c, ld, plane, &mut by_rows);
