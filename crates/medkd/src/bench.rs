@@ -110,6 +110,8 @@ pub struct BenchOptions {
     pub iters: usize,
     /// Untimed repetitions before timing.
     pub warmup: usize,
+    /// Rounds of every workload, each timing medkd and then PyTorch on it.
+    pub rounds: usize,
     /// Python with torch and torchvision; default `.venv/bin/python` if it exists, else `python3`.
     pub python: Option<PathBuf>,
     /// Where to write the JSON report.
@@ -129,6 +131,7 @@ impl Default for BenchOptions {
             workloads: Vec::new(),
             iters: 10,
             warmup: 3,
+            rounds: 1,
             python: None,
             out: PathBuf::from("bench.json"),
             device: DeviceChoice::Flex,
@@ -166,48 +169,91 @@ struct Reference {
     problem: Option<String>,
 }
 
+/// One workload's result over all rounds: each side's median of its rounds' medians (and the
+/// least time seen), and the ratio as the median of the rounds' ratios.
+struct Row {
+    medkd: Timing,
+    pytorch: Option<Timing>,
+    ratio: Option<f64>,
+    round_ratios: Vec<f64>,
+}
+
+fn combine(rounds: &[Timing]) -> Timing {
+    let median = summarize(rounds.iter().map(|t| t.median_ms).collect()).median_ms;
+    let min_ms = rounds.iter().map(|t| t.min_ms).fold(f64::INFINITY, f64::min);
+    Timing { median_ms: median, min_ms, iters: rounds.iter().map(|t| t.iters).sum() }
+}
+
+fn rows(medkd: &BTreeMap<&str, Vec<Timing>>, pytorch: &BTreeMap<String, Vec<Timing>>) -> BTreeMap<String, Row> {
+    medkd
+        .iter()
+        .map(|(name, ours)| {
+            let theirs = pytorch.get(*name).filter(|t| !t.is_empty());
+            // Rounds pair up in order: PyTorch ran right after medkd in each.
+            let round_ratios: Vec<f64> = theirs.map_or(Vec::new(), |t| ours.iter().zip(t).map(|(o, t)| o.median_ms / t.median_ms).collect());
+            let ratio = (!round_ratios.is_empty()).then(|| summarize(round_ratios.clone()).median_ms);
+            (name.to_string(), Row { medkd: combine(ours), pytorch: theirs.map(|t| combine(t)), ratio, round_ratios })
+        })
+        .collect()
+}
+
 pub fn run(options: &BenchOptions) -> Result<()> {
-    if options.iters == 0 {
-        bail!("--iters must be at least 1");
+    if options.iters == 0 || options.rounds == 0 {
+        bail!("--iters and --rounds must be at least 1");
     }
     let selected = select(&options.workloads)?;
     let ham10000 = ham10000_dir(options.ham10000.as_deref())?;
 
-    let mut medkd = BTreeMap::new();
+    let mut medkd: BTreeMap<&str, Vec<Timing>> = BTreeMap::new();
+    let mut pytorch: BTreeMap<String, Vec<Timing>> = BTreeMap::new();
     let mut skipped = BTreeMap::new();
-    for workload in &selected {
-        eprintln!("medkd: {} ({}) ...", workload.name, workload.describe());
-        let timing = match workload.kind {
-            Kind::Model { arch, mode, batch, side } => time_model(arch, mode, batch, side, options)?,
-            Kind::Loader { side, images } => match &ham10000 {
-                Some(dir) => time_loader(dir, side, images, options)?,
-                None => {
-                    let reason = "HAM10000 not found (pass --ham10000 DIR)".to_string();
-                    eprintln!("medkd: {} skipped: {reason}", workload.name);
-                    skipped.insert(workload.name, reason);
-                    continue;
-                }
-            },
-        };
-        eprintln!("medkd: {}: {:.1} ms (median of {})", workload.name, timing.median_ms, timing.iters);
-        medkd.insert(workload.name, timing);
+    // Why PyTorch is not run (any more): skipped, or a failed run (no Python, no torch).
+    let mut pytorch_off = options.skip_pytorch.then(|| "skipped (--skip-pytorch)".to_string());
+    let mut reference = Reference::missing(String::new());
+    let mut gaps = Vec::new();
+    for round in 1..=options.rounds {
+        for workload in &selected {
+            eprintln!("medkd: {} ({}), round {round}/{} ...", workload.name, workload.describe(), options.rounds);
+            let timing = match workload.kind {
+                Kind::Model { arch, mode, batch, side } => time_model(arch, mode, batch, side, options)?,
+                Kind::Loader { side, images } => match &ham10000 {
+                    Some(dir) => time_loader(dir, side, images, options)?,
+                    None => {
+                        let reason = "HAM10000 not found (pass --ham10000 DIR)".to_string();
+                        eprintln!("medkd: {} skipped: {reason}", workload.name);
+                        skipped.insert(workload.name, reason);
+                        continue;
+                    }
+                },
+            };
+            eprintln!("medkd: {}: {:.1} ms (median of {})", workload.name, timing.median_ms, timing.iters);
+            medkd.entry(workload.name).or_default().push(timing);
+            // PyTorch runs right after medkd on the same workload, never beside it: on 2 cores
+            // the two would slow each other down.
+            if pytorch_off.is_some() {
+                continue;
+            }
+            let answer = run_pytorch(options, &[workload.name], ham10000.as_deref());
+            if answer.torch_version.is_none() {
+                pytorch_off = answer.problem;
+                continue;
+            }
+            gaps.extend(answer.problem);
+            for (name, timing) in answer.results {
+                pytorch.entry(name).or_default().push(timing);
+            }
+            reference = Reference { results: BTreeMap::new(), problem: None, ..answer };
+        }
     }
-
-    // PyTorch runs after medkd, never beside it: on 2 cores the two would slow each other down.
-    let timed: Vec<&str> = selected.iter().map(|w| w.name).filter(|n| medkd.contains_key(n)).collect();
-    let reference = if options.skip_pytorch {
-        Reference::missing("skipped (--skip-pytorch)".into())
-    } else if timed.is_empty() {
-        Reference::missing("nothing to compare".into())
-    } else {
-        run_pytorch(options, &timed, ham10000.as_deref())
-    };
+    gaps.dedup();
+    reference.problem = pytorch_off.or((!gaps.is_empty()).then(|| gaps.join("; ")));
     if let Some(problem) = &reference.problem {
         eprintln!("PyTorch reference: {problem}; showing medkd's column alone");
     }
+    let rows = rows(&medkd, &pytorch);
 
-    println!("{}", table(options, &selected, &medkd, &reference));
-    let report = report_json(options, &selected, &medkd, &skipped, &reference);
+    println!("{}", table(options, &selected, &rows, &reference));
+    let report = report_json(options, &selected, &rows, &skipped, &reference);
     std::fs::write(&options.out, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("cannot write {}", options.out.display()))?;
     eprintln!("wrote {}", options.out.display());
@@ -485,22 +531,12 @@ fn try_run_pytorch(options: &BenchOptions, names: &[&str], ham10000: Option<&Pat
     })
 }
 
-/// medkd time / PyTorch time: above 1, medkd is slower.
-fn ratio(medkd: &Timing, pytorch: Option<&Timing>) -> Option<f64> {
-    pytorch.map(|p| medkd.median_ms / p.median_ms)
-}
-
 fn images_per_s(images: usize, timing: &Timing) -> f64 {
     images as f64 / (timing.median_ms / 1e3)
 }
 
-fn table(
-    options: &BenchOptions,
-    selected: &[&Workload],
-    medkd: &BTreeMap<&str, Timing>,
-    reference: &Reference,
-) -> String {
-    let mut rows = vec![[
+fn table(options: &BenchOptions, selected: &[&Workload], rows: &BTreeMap<String, Row>, reference: &Reference) -> String {
+    let mut lines = vec![[
         "workload".to_string(),
         "medkd ms".into(),
         "PyTorch ms".into(),
@@ -508,8 +544,8 @@ fn table(
         "what".into(),
     ]];
     for workload in selected {
-        let Some(ours) = medkd.get(workload.name) else { continue };
-        let theirs = reference.results.get(workload.name);
+        let Some(row) = rows.get(workload.name) else { continue };
+        let (ours, theirs) = (&row.medkd, row.pytorch.as_ref());
         let mut what = workload.describe();
         if let Kind::Loader { images, .. } = workload.kind {
             what += &format!("; medkd {:.0} img/s", images_per_s(images, ours));
@@ -517,17 +553,22 @@ fn table(
                 what += &format!(", PyTorch {:.0} img/s", images_per_s(images, theirs));
             }
         }
-        rows.push([
+        let ratio = match (row.ratio, row.round_ratios.len()) {
+            (None, _) => "-".into(),
+            (Some(r), 1) => format!("{r:.2}"),
+            (Some(r), _) => format!("{r:.2} ({})", row.round_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ")),
+        };
+        lines.push([
             workload.name.to_string(),
             format!("{:.1}", ours.median_ms),
             theirs.map_or("-".into(), |t| format!("{:.1}", t.median_ms)),
-            ratio(ours, theirs).map_or("-".into(), |r| format!("{r:.2}")),
+            ratio,
             what,
         ]);
     }
-    let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..5).map(|c| lines.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
+    for (i, row) in lines.iter().enumerate() {
         // Text columns left-aligned, numbers right-aligned.
         let cells: Vec<String> = row
             .iter()
@@ -552,8 +593,12 @@ fn table(
         (Some(version), None) => format!("PyTorch {version}"),
         (None, _) => "PyTorch not run".into(),
     };
+    let rounds = match options.rounds {
+        1 => String::new(),
+        n => format!(" in each of {n} rounds (ms: median over rounds; ratio: median of the rounds' ratios, each listed)"),
+    };
     out += &format!(
-        "median of {} timed runs after {} warm-up(s); ratio > 1: medkd slower; burn {BURN_VERSION} {}, {pytorch}",
+        "median of {} timed runs after {} warm-up(s){rounds}; ratio > 1: medkd slower; burn {BURN_VERSION} {}, {pytorch}",
         options.iters,
         options.warmup,
         backend_name(options.device),
@@ -577,14 +622,15 @@ fn timing_json(timing: Option<&Timing>) -> (Value, Value) {
 fn report_json(
     options: &BenchOptions,
     selected: &[&Workload],
-    medkd: &BTreeMap<&str, Timing>,
+    rows: &BTreeMap<String, Row>,
     skipped: &BTreeMap<&str, String>,
     reference: &Reference,
 ) -> Value {
     let mut workloads = serde_json::Map::new();
     for workload in selected {
-        let ours = medkd.get(workload.name);
-        let theirs = reference.results.get(workload.name);
+        let row = rows.get(workload.name);
+        let ours = row.map(|r| &r.medkd);
+        let theirs = row.and_then(|r| r.pytorch.as_ref());
         let (medkd_ms, medkd_min_ms) = timing_json(ours);
         let (pytorch_ms, pytorch_min_ms) = timing_json(theirs);
         let mut entry = json!({
@@ -593,7 +639,8 @@ fn report_json(
             "medkd_min_ms": medkd_min_ms,
             "pytorch_ms": pytorch_ms,
             "pytorch_min_ms": pytorch_min_ms,
-            "ratio": ours.and_then(|o| ratio(o, theirs)),
+            "ratio": row.and_then(|r| r.ratio),
+            "round_ratios": row.map(|r| r.round_ratios.clone()),
         });
         match workload.kind {
             Kind::Model { arch, mode, batch, side } => {
@@ -629,6 +676,7 @@ fn report_json(
         "pytorch_problem": reference.problem,
         "iters": options.iters,
         "warmup": options.warmup,
+        "rounds": options.rounds,
         "timestamp_unix_s": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -665,6 +713,21 @@ mod tests {
         assert_eq!((odd.median_ms, odd.min_ms, odd.iters), (2.0, 1.0, 3));
         let even = summarize(vec![4.0, 1.0, 3.0, 2.0]);
         assert_eq!((even.median_ms, even.min_ms, even.iters), (2.5, 1.0, 4));
+    }
+
+    /// Rounds pair up: the ratio is the median of the rounds' ratios, not the ratio of medians.
+    #[test]
+    fn rounds_combine_into_paired_ratios() {
+        let timing = |ms: f64| Timing { median_ms: ms, min_ms: ms - 1.0, iters: 5 };
+        let medkd = BTreeMap::from([("a", vec![timing(100.0), timing(400.0), timing(90.0)]), ("b", vec![timing(50.0)])]);
+        let pytorch = BTreeMap::from([("a".to_string(), vec![timing(100.0), timing(200.0), timing(30.0)])]);
+        let rows = rows(&medkd, &pytorch);
+        let a = &rows["a"];
+        assert_eq!(a.round_ratios, [1.0, 2.0, 3.0]);
+        assert_eq!(a.ratio, Some(2.0));
+        assert_eq!((a.medkd.median_ms, a.medkd.min_ms, a.medkd.iters), (100.0, 89.0, 15));
+        assert_eq!(a.pytorch.as_ref().map(|t| t.median_ms), Some(100.0));
+        assert!(rows["b"].pytorch.is_none() && rows["b"].ratio.is_none());
     }
 
     /// Every workload of this table is in the script's table, under the same name.

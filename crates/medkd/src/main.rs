@@ -102,6 +102,10 @@ enum Command {
         /// Untimed repetitions before timing.
         #[arg(long, default_value_t = 3)]
         warmup: usize,
+        /// Rounds of every workload, medkd then PyTorch in turn; the ratio is the median of the
+        /// rounds' ratios, so a machine whose speed drifts is compared at like moments.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Python with torch and torchvision (default: .venv/bin/python, else python3).
         #[arg(long)]
         python: Option<PathBuf>,
@@ -236,8 +240,8 @@ fn main() {
             bench::workload_names().iter().for_each(|name| println!("{name}"));
             Ok(())
         }
-        Command::Bench { workloads, list: false, iters, warmup, python, skip_pytorch, ham10000, out, device } => {
-            bench::run(&bench::BenchOptions { workloads, iters, warmup, python, out, skip_pytorch, ham10000, device })
+        Command::Bench { workloads, list: false, iters, warmup, rounds, python, skip_pytorch, ham10000, out, device } => {
+            bench::run(&bench::BenchOptions { workloads, iters, warmup, rounds, python, out, skip_pytorch, ham10000, device })
         }
     };
     if let Err(error) = result {
