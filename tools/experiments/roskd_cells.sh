@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# Every PneumoniaMNIST cell of the RoS-KD table (BENCHMARKS.md, issue #4): 40%, 20% and 0%
-# symmetric and 20% asymmetric (pneumonia read as normal) label noise, seeds 0-2, each into
-# runs/roskd_<cell>_s<seed> through roskd_table.sh. Finished runs are skipped, so repeating the
-# command resumes the campaign.
+# Every cell of the RoS-KD table (BENCHMARKS.md, issue #4) on PneumoniaMNIST, or on HAM10000 with
+# DATASET=ham10000: 40%, 20% and 0% symmetric and 20% asymmetric label noise, seeds 0-2, each
+# into runs/roskd_<cell>_s<seed> (HAM10000: runs/roskd_ham_<cell>_s<seed>) through
+# roskd_table.sh. Asymmetric noise flips clinically confusable classes: pneumonia read as normal;
+# on HAM10000 melanoma as nevus, keratosis as melanoma, actinic keratosis as BCC and BCC as
+# keratosis. Finished runs are skipped, so repeating the command resumes the campaign.
 #
-#   MEDKD=target/debug/medkd tools/experiments/roskd_cells.sh [--set key=value]...
+#   MEDKD=target/debug/medkd [DATASET=ham10000] tools/experiments/roskd_cells.sh [--set key=value]...
 set -euo pipefail
 here=$(dirname "$0")
+case ${DATASET:-pneumoniamnist} in
+    pneumoniamnist) prefix=roskd pairs='[["pneumonia", "normal"]]' ;;
+    ham10000) prefix=roskd_ham pairs='[["mel", "nv"], ["bkl", "mel"], ["akiec", "bcc"], ["bcc", "bkl"]]' ;;
+    *) echo "DATASET must be pneumoniamnist or ham10000, got '$DATASET'" >&2; exit 2 ;;
+esac
 for cell in sym40 sym20 sym0 asym20; do
     for seed in 0 1 2; do
         case $cell in
             sym40) noise="{ kind = \"symmetric\", rate = 0.4, seed = $seed }" ;;
             sym20) noise="{ kind = \"symmetric\", rate = 0.2, seed = $seed }" ;;
             sym0) noise="{ kind = \"symmetric\", rate = 0.0, seed = $seed }" ;;
-            asym20) noise="{ kind = \"asymmetric\", rate = 0.2, pairs = [[\"pneumonia\", \"normal\"]], seed = $seed }" ;;
+            asym20) noise="{ kind = \"asymmetric\", rate = 0.2, pairs = $pairs, seed = $seed }" ;;
         esac
-        "$here/roskd_table.sh" "runs/roskd_${cell}_s$seed" "$seed" "$noise" "$@"
+        "$here/roskd_table.sh" "runs/${prefix}_${cell}_s$seed" "$seed" "$noise" "$@"
     done
 done

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One row group of the RoS-KD comparison (BENCHMARKS.md): on PneumoniaMNIST with the given label
-# noise and seed, a ResNet-18 trained on the noisy labels alone, single-teacher KD (a ResNet-50
-# trained on the whole noisy split), mean multi-teacher KD (RoS-KD's three subset teachers) and
-# RoS-KD itself; then FGSM and PGD-10 at 2/255 and 8/255 on every student.
+# One row group of the RoS-KD comparison (BENCHMARKS.md): on PneumoniaMNIST (or HAM10000 with
+# DATASET=ham10000) with the given label noise and seed, a ResNet-18 trained on the noisy labels
+# alone, single-teacher KD (a ResNet-50 trained on the whole noisy split), mean multi-teacher KD
+# (RoS-KD's three subset teachers) and RoS-KD itself; then FGSM and PGD-10 at 2/255 and 8/255 on
+# every student.
 #
-#   tools/experiments/roskd_table.sh OUT SEED NOISE [--set key=value]...
+#   [DATASET=ham10000] tools/experiments/roskd_table.sh OUT SEED NOISE [--set key=value]...
 #   e.g. tools/experiments/roskd_table.sh runs/roskd_sym40_s0 0 '{ kind = "symmetric", rate = 0.4, seed = 0 }' --set train.epochs=5
 #
 # Extra --set overrides apply to every run. Finished runs are skipped, so the script resumes.
@@ -12,9 +13,19 @@ set -euo pipefail
 out=$1 seed=$2 noise=$3
 shift 3
 medkd=${MEDKD:-target/debug/medkd}
-# Every run sees the 28 px images resized to 32 px, the smallest size DenseNet-121's ImageNet stem
-# takes, without random augmentation, so the KD students read cached teacher outputs.
-resize='[{ op = "resize", size = [32, 32] }]'
+# Every run sees the images resized (PneumoniaMNIST's 28 px to 32 px, the smallest size
+# DenseNet-121's ImageNet stem takes; HAM10000 to 64 px) without random augmentation, so the KD
+# students read cached teacher outputs.
+case ${DATASET:-pneumoniamnist} in
+    pneumoniamnist)
+        student=configs/medmnist/pneumoniamnist_resnet18_28.toml side=32
+        roskd=configs/roskd/pneumoniamnist_resnet18_28.toml kd=configs/roskd/pneumoniamnist_kd_baseline.toml ;;
+    ham10000)
+        student=configs/ham10000/resnet18.toml side=64
+        roskd=configs/roskd/ham10000_resnet18_64.toml kd=configs/roskd/ham10000_kd_baseline.toml ;;
+    *) echo "DATASET must be pneumoniamnist or ham10000, got '$DATASET'" >&2; exit 2 ;;
+esac
+resize="[{ op = \"resize\", size = [$side, $side] }]"
 common=(--set "seed=$seed" --set "data.label_noise=$noise" --set "data.train_transforms=$resize" --set "data.eval_transforms=$resize" "$@")
 
 run() { # NAME COMMAND... : runs unless NAME/summary.json exists
@@ -26,19 +37,19 @@ run() { # NAME COMMAND... : runs unless NAME/summary.json exists
 }
 
 mkdir -p "$out"
-run noisy_student train --config configs/medmnist/pneumoniamnist_resnet18_28.toml "${common[@]}"
-run single_teacher train --config configs/medmnist/pneumoniamnist_resnet18_28.toml "${common[@]}" --set model.arch=resnet50
+run noisy_student train --config "$student" "${common[@]}"
+run single_teacher train --config "$student" "${common[@]}" --set model.arch=resnet50
 if [[ ! -f $out/roskd/roskd.json ]]; then
     if [[ -f $out/roskd/roskd.toml ]]; then
         $medkd roskd --quiet --resume "$out/roskd"
     else
-        $medkd roskd --quiet --config configs/roskd/pneumoniamnist_resnet18_28.toml "${common[@]}" --out "$out/roskd"
+        $medkd roskd --quiet --config "$roskd" "${common[@]}" --out "$out/roskd"
     fi
 fi
 teachers=$(ls -d "$out"/roskd/teachers/*/ | sed 's#/$##' | awk '{printf "%s{ run = \"%s\" }", (NR > 1 ? ", " : ""), $0}')
-run single_teacher_kd distill --config configs/roskd/pneumoniamnist_kd_baseline.toml "${common[@]}" \
+run single_teacher_kd distill --config "$kd" "${common[@]}" \
     --set "teacher=[{ run = \"$out/single_teacher\" }]"
-run mean_kd distill --config configs/roskd/pneumoniamnist_kd_baseline.toml "${common[@]}" --set "teacher=[$teachers]"
+run mean_kd distill --config "$kd" "${common[@]}" --set "teacher=[$teachers]"
 
 for student in noisy_student single_teacher_kd mean_kd roskd/student; do
     for attack in fgsm pgd; do
