@@ -68,7 +68,7 @@ fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> T {
 
 #[test]
 fn objective_total_is_the_weighted_sum_of_terms() {
-    let device = burn::prelude::Device::flex();
+    let device = medkd_models::test_device();
     let model = Model::new(&ModelSpec { arch: Arch::ResNet18, num_classes: 3, in_channels: 3, small_input: true }, &device).unwrap();
     let images = burn::prelude::Tensor::<4>::zeros([2, 3, 8, 8], &device);
     let student = model.valid().forward(images);
@@ -87,7 +87,7 @@ fn objective_total_is_the_weighted_sum_of_terms() {
 }
 
 fn features(model: &Model, seed: u64) -> Features {
-    let device = burn::prelude::Device::flex();
+    let device = medkd_models::test_device();
     device.seed(seed);
     let images = Tensor::<4>::random([4, 3, 16, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
     model.valid().forward(images)
@@ -109,7 +109,7 @@ fn kd_value(objective: &Objective, student: &Features, teachers: &[Features], st
 
 #[test]
 fn kd_mixes_teachers_by_mean_weights_or_seeded_random_choice() {
-    let device = burn::prelude::Device::flex();
+    let device = medkd_models::test_device();
     let model = Model::new(&ModelSpec { arch: Arch::ResNet18, num_classes: 3, in_channels: 3, small_input: true }, &device).unwrap();
     let (student, a, b) = (features(&model, 1), features(&model, 2), features(&model, 3));
     let teachers = [a.clone(), b.clone()];
@@ -167,7 +167,7 @@ fn repeated_kinds_are_logged_under_distinct_names() {
 
 #[test]
 fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
-    let device = burn::prelude::Device::flex();
+    let device = medkd_models::test_device();
     let spec = |arch| ModelSpec { arch, num_classes: 3, in_channels: 3, small_input: true };
     let (resnet18, resnet50) = (Model::new(&spec(Arch::ResNet18), &device).unwrap(), Model::new(&spec(Arch::ResNet50), &device).unwrap());
     let names = names(3);
@@ -216,7 +216,7 @@ fn rotation_terms_turn_on_views_and_per_image_terms_read_normal_rows() {
     assert_eq!((head.teacher, head.student_dim, head.teacher_dim, head.epochs, head.lr), (0, 512, 2048, 3, 0.001));
     assert!(!Objective::new(&specs[..2], &facts).unwrap().rotated_views());
 
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     let random = |rows: usize, cols: usize| Tensor::<2>::random([rows, cols], burn::tensor::Distribution::Normal(0.0, 2.0), &device);
     let batch = 4;
     let features = |dim: usize| Features { stages: vec![], pooled: random(4 * batch, dim), logits: random(4 * batch, 3) };

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 fn tensor(values: &Value, n: usize, k: usize) -> Tensor<2> {
     let data: Vec<f32> = values.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-    Tensor::<2>::from_data(TensorData::new(data, [n, k]), &Device::flex())
+    Tensor::<2>::from_data(TensorData::new(data, [n, k]), &medkd_models::test_device())
 }
 
 #[test]
@@ -38,7 +38,7 @@ fn losses_match_pytorch() {
 #[test]
 fn cross_entropy_gradient_is_softmax_minus_target() {
     // d/dz of mean CE is (softmax(z) - onehot) / N: checks the loss is differentiable as built.
-    let device = Device::flex().autodiff();
+    let device = medkd_models::test_device().autodiff();
     let logits = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0], [2, 3]), &device).require_grad();
     let grads = cross_entropy(logits.clone(), &[1, 0], None, 0.0).backward();
     let grad: Vec<f32> = logits.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();

@@ -26,7 +26,7 @@ fn cases() -> Vec<Value> {
 
 #[test]
 fn distillation_losses_match_pytorch() {
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     let cases = cases();
     assert_eq!(cases.len(), 18);
     for (index, case) in cases.iter().enumerate() {
@@ -87,7 +87,7 @@ fn assert_gradient_close(grad: Tensor<1>, case: &Value, what: &str) {
 
 #[test]
 fn kd_kl_gradient_matches_autograd() {
-    let device = Device::flex().autodiff();
+    let device = medkd_models::test_device().autodiff();
     for case in cases().iter().filter(|case| case["kind"] == "kd_kl") {
         let student = tensor::<2>(case, "student", &device).require_grad();
         let temperature = case["temperature"].as_f64().unwrap() as f32;
@@ -99,7 +99,7 @@ fn kd_kl_gradient_matches_autograd() {
 #[test]
 fn channel_gram_gradient_matches_autograd() {
     // The cases with fewer positions than channels, which take the H*W x H*W form.
-    let device = Device::flex().autodiff();
+    let device = medkd_models::test_device().autodiff();
     let cases: Vec<Value> = cases().into_iter().filter(|case| case["kind"] == "channel_gram_rmse" && case.get("student_grad").is_some()).collect();
     assert_eq!(cases.len(), 2);
     for case in &cases {
@@ -112,7 +112,7 @@ fn channel_gram_gradient_matches_autograd() {
 #[test]
 fn rkd_gradients_are_finite() {
     // The zero differences x_j - x_j and the zeroed diagonal distances must not give NaN.
-    let device = Device::flex().autodiff();
+    let device = medkd_models::test_device().autodiff();
     let student = Tensor::<2>::random([6, 5], Distribution::Normal(0.0, 1.0), &device).require_grad();
     let teacher = Tensor::<2>::random([6, 7], Distribution::Normal(0.0, 1.0), &device);
     let loss = rkd_distance(student.clone(), teacher.clone()) + rkd_angle(student.clone(), teacher, 4);
@@ -122,7 +122,7 @@ fn rkd_gradients_are_finite() {
 
 #[test]
 fn rkd_angle_chunks_agree_at_full_size() {
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     let student = Tensor::<2>::random([128, 2048], Distribution::Normal(0.0, 1.0), &device);
     let teacher = Tensor::<2>::random([128, 2048], Distribution::Normal(0.0, 2.0), &device);
     let [a, b] = [16, 37].map(|chunk| rkd_angle(student.clone(), teacher.clone(), chunk).into_scalar::<f32>() as f64);
@@ -132,7 +132,7 @@ fn rkd_angle_chunks_agree_at_full_size() {
 
 #[test]
 fn conv_regressor_maps_student_channels_to_teacher_channels() {
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     let regressor = ConvRegressor::new(6, 8, &device);
     let student = Tensor::<4>::random([2, 6, 3, 3], Distribution::Normal(0.0, 1.0), &device);
     let regressed = regressor.forward(student);

@@ -42,14 +42,14 @@ fn cases(kind: &str) -> Vec<Value> {
 fn rotated_views_match_torch_rot90() {
     for case in cases("rotations") {
         let shape: [usize; 4] = indices(&case["input_shape"]).try_into().unwrap();
-        let input = Tensor::<4>::from_data(TensorData::new(floats(&case["input"]), shape), &Device::flex());
+        let input = Tensor::<4>::from_data(TensorData::new(floats(&case["input"]), shape), &medkd_models::test_device());
         assert_eq!(values(with_rotations(input)), floats(&case["expected"]), "exact copies of the pixels");
     }
 }
 
 #[test]
 fn kd_on_rotated_views_matches_sskd_with_its_ranking() {
-    let device = Device::flex().autodiff();
+    let device = medkd_models::test_device().autodiff();
     for case in cases("kd_rotated") {
         let (rows, cols) = (usize_of(&case, "rows"), usize_of(&case, "cols"));
         let (temperature, ratio) = (case["temperature"].as_f64().unwrap() as f32, case["ratio"].as_f64().unwrap());
@@ -69,7 +69,7 @@ fn kd_on_rotated_views_matches_sskd_with_its_ranking() {
 
 #[test]
 fn similarity_kd_matches_sskd_with_its_ranking() {
-    let device = Device::flex().autodiff();
+    let device = medkd_models::test_device().autodiff();
     for case in cases("similarity_kd") {
         let batch = usize_of(&case, "batch");
         let (temperature, ratio) = (case["temperature"].as_f64().unwrap() as f32, case["ratio"].as_f64().unwrap());
@@ -90,7 +90,7 @@ fn similarity_kd_matches_sskd_with_its_ranking() {
 fn rotation_task_loss_matches_sskd_teacher_stage() {
     for case in cases("rotation_contrastive") {
         let batch = usize_of(&case, "batch");
-        let projected = matrix(&case["input"], 4 * batch, usize_of(&case, "dim"), &Device::flex());
+        let projected = matrix(&case["input"], 4 * batch, usize_of(&case, "dim"), &medkd_models::test_device());
         assert_all_close(&values(rotation_contrastive(projected)), &[case["expected"].as_f64().unwrap() as f32], "loss");
     }
 }

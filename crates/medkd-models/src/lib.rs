@@ -28,3 +28,32 @@ pub use model::{Arch, Model, ModelSpec, count_params};
 pub use norm::batch_norm;
 pub use resnet::ResNet;
 pub use weights::{load_weights, load_weights_partial, save_weights};
+
+use burn::prelude::Device;
+
+/// The device the test suites compute on: burn's `flex` CPU backend, or LibTorch's CPU in a
+/// build with the `tch` feature run with `MEDKD_TEST_DEVICE=libtorch`, so one suite checks both
+/// backends against the same golden values (`tools/test_libtorch.sh`). Tests of medkd's own
+/// `flex` kernels name `flex` instead.
+pub fn test_device() -> Device {
+    #[cfg(feature = "tch")]
+    if std::env::var("MEDKD_TEST_DEVICE").as_deref() == Ok("libtorch") {
+        // burn 0.22 deprecates burn-tch; it stays medkd's optional LibTorch backend (issue #5).
+        #[allow(deprecated)]
+        return Device::libtorch();
+    }
+    Device::flex()
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::DispatchDevice;
+
+    /// `MEDKD_TEST_DEVICE=libtorch` moves the suite to LibTorch in a `tch` build, and only there.
+    #[test]
+    fn test_device_follows_the_environment() {
+        let libtorch = cfg!(feature = "tch") && std::env::var("MEDKD_TEST_DEVICE").as_deref() == Ok("libtorch");
+        let on_flex = matches!(super::test_device().inner().as_dispatch(), DispatchDevice::Flex(_));
+        assert_eq!(on_flex, !libtorch);
+    }
+}

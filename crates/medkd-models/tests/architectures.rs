@@ -33,7 +33,7 @@ fn torchvision_stages(arch: Arch, size: usize, small_input: bool) -> Vec<Vec<usi
 }
 
 fn check_shapes(arch: Arch, size: usize, small_input: bool) {
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     let model = Model::new(&spec(arch, 5, small_input), &device)
         .unwrap()
         .valid();
@@ -93,7 +93,7 @@ fn densenet121_shapes() {
 
 #[test]
 fn logits_path_matches_forward() {
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     let model = Model::new(&spec(Arch::MobileNetV2, 3, true), &device)
         .unwrap()
         .valid();
@@ -108,7 +108,7 @@ fn logits_path_matches_forward() {
 #[test]
 fn parameter_counts_match_torchvision() {
     let golden = golden();
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     for (arch, torchvision) in [
         (Arch::ResNet18, 11_689_512),
         (Arch::ResNet34, 21_797_672),
@@ -124,7 +124,7 @@ fn parameter_counts_match_torchvision() {
 
 #[test]
 fn feature_dims() {
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     for (arch, dim, stages) in [
         (Arch::ResNet18, 512, [64, 128, 256, 512]),
         (Arch::ResNet34, 512, [64, 128, 256, 512]),
@@ -208,7 +208,7 @@ fn spec_serde_defaults_and_strictness() {
 
 #[test]
 fn invalid_specs_are_rejected() {
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     for spec in [
         ModelSpec::new(Arch::ResNet18, 0),
         ModelSpec {
@@ -225,7 +225,7 @@ fn invalid_specs_are_rejected() {
 
 #[test]
 fn single_channel_input() {
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     let spec = ModelSpec {
         in_channels: 1,
         small_input: true,
@@ -253,7 +253,7 @@ fn trains_on_an_autodiff_device() {
         }
     }
 
-    let device = Device::flex().autodiff();
+    let device = medkd_models::test_device().autodiff();
     let model = Model::new(&spec(Arch::ResNet18, 3, true), &device).unwrap();
     let features = model.forward(formula_input(2, 28, &device));
     let loss = features.logits.powi_scalar(2).mean() + features.stages[0].clone().mean();

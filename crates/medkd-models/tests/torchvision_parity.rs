@@ -33,7 +33,7 @@ fn check_golden(arch: Arch) {
         .collect();
     write_safetensors(&weights, &entries);
 
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     let num_classes = entry["num_classes"].as_u64().unwrap() as usize;
     let model = Model::new(&ModelSpec::new(arch, num_classes), &device).unwrap();
     let model = load_weights(model, &weights).unwrap().valid();
@@ -91,7 +91,7 @@ fn pytorch_checkpoint_reproduces_layer1() {
         .iter()
         .map(|s| s.as_str().unwrap())
         .collect();
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     let spec = ModelSpec::new(
         Arch::ResNet18,
         pth["num_classes"].as_u64().unwrap() as usize,
@@ -141,7 +141,7 @@ fn pytorch_checkpoint_reproduces_layer1() {
 #[test]
 fn saved_keys_and_shapes_are_torchvision_s() {
     let golden = golden();
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     let dir = tempfile::tempdir().unwrap();
     for arch in Arch::ALL {
         let expected: BTreeMap<String, Vec<usize>> =

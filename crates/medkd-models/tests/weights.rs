@@ -18,7 +18,7 @@ fn mobilenet(num_classes: usize) -> Model {
             small_input: true,
             ..ModelSpec::new(Arch::MobileNetV2, num_classes)
         },
-        &Device::flex(),
+        &medkd_models::test_device(),
     )
     .unwrap()
 }
@@ -31,7 +31,7 @@ fn valid_entries(dir: &Path) -> Vec<Entry> {
 }
 
 fn logits(model: Model) -> Vec<f32> {
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     to_vec(model.valid().logits(formula_input(1, 28, &device)))
 }
 
@@ -210,7 +210,7 @@ fn partial_loading_keeps_the_new_head() {
 #[test]
 fn save_load_round_trip_is_bit_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let device = Device::flex();
+    let device = medkd_models::test_device();
     for spec in [
         ModelSpec {
             small_input: true,

@@ -196,7 +196,7 @@ mod tests {
     }
 
     fn setup() -> (Device, Tensor<2>, Tensor<4>, Labels) {
-        let device = Device::flex().autodiff();
+        let device = medkd_models::test_device().autodiff();
         device.seed(5);
         let weights = Tensor::<2>::random([3, 2 * 4 * 4], Distribution::Normal(0.0, 1.0), &device);
         let images = Tensor::<4>::random([5, 2, 4, 4], Distribution::Uniform(0.0, 1.0), &device);

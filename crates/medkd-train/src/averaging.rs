@@ -244,7 +244,7 @@ mod tests {
     }
 
     fn model(seed: u64) -> Model {
-        let device = Device::flex();
+        let device = medkd_models::test_device();
         device.seed(seed);
         Model::new(&spec(), &device).unwrap()
     }
@@ -325,7 +325,7 @@ mod tests {
     /// two-batch loader (the same 16 images twice) checks the mean over batches.
     #[test]
     fn recomputed_batch_norm_reproduces_train_mode_on_the_same_images() {
-        let device = Device::flex();
+        let device = medkd_models::test_device();
         let trained = model(7);
         let single = loader((0..16).collect(), 16);
         let train_device = device.clone().autodiff();

@@ -12,7 +12,9 @@ pub fn make_device(choice: DeviceChoice) -> Result<Device, TrainError> {
         DeviceChoice::Cuda => Ok(Device::cuda(0)),
         #[cfg(feature = "wgpu")]
         DeviceChoice::Wgpu => Ok(Device::wgpu(Default::default())),
+        // burn 0.22 deprecates burn-tch; it stays medkd's optional LibTorch backend (issue #5).
         #[cfg(feature = "tch")]
+        #[allow(deprecated)]
         DeviceChoice::Libtorch => Ok(Device::libtorch()),
         #[allow(unreachable_patterns)]
         other => Err(TrainError::DeviceNotBuilt {

@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn cached_outputs_equal_computed_ones_and_partial_batches_are_recomputed() {
-        let device = Device::flex();
+        let device = medkd_models::test_device();
         let spec = ModelSpec { arch: Arch::ResNet18, num_classes: 3, in_channels: 3, small_input: true };
         let teacher = |seed: u64| {
             device.seed(seed);
