@@ -3,7 +3,7 @@
 mod common;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use common::*;
 use medkd_models::{Arch, Model, ModelError, ModelSpec, count_macs, count_params};
 

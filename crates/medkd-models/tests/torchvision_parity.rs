@@ -5,7 +5,6 @@ mod common;
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::tensor::Device;
 use common::*;
 use medkd_models::{Arch, Model, ModelSpec, load_weights, load_weights_partial, save_weights};
 

@@ -5,7 +5,6 @@ mod common;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::Device;
 use common::*;
 use medkd_models::{
     Arch, Model, ModelError, ModelSpec, ShapeMismatch, load_weights, load_weights_partial,
