@@ -109,11 +109,7 @@ fn default_fraction() -> f64 {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig {
-            val: default_fraction(),
-            test: default_fraction(),
-            seed: 0,
-        }
+        SplitConfig { val: default_fraction(), test: default_fraction(), seed: 0 }
     }
 }
 
@@ -121,9 +117,7 @@ impl SplitConfig {
     pub fn validate(&self) -> Result<(), DataError> {
         for (name, f) in [("val", self.val), ("test", self.test)] {
             if !(0.0..1.0).contains(&f) {
-                return Err(DataError::config(format!(
-                    "split.{name} = {f}: fractions must be in [0, 1)"
-                )));
+                return Err(DataError::config(format!("split.{name} = {f}: fractions must be in [0, 1)")));
             }
         }
         if self.val + self.test >= 1.0 {
@@ -179,16 +173,12 @@ impl DataConfig {
         if let Some((key, _)) = csv_keys.iter().find(|(_, set)| *set)
             && self.format != DataFormat::Csv
         {
-            return Err(DataError::config(format!(
-                "`{key}` applies only to format = \"csv\""
-            )));
+            return Err(DataError::config(format!("`{key}` applies only to format = \"csv\"")));
         }
         match self.format {
             DataFormat::Medmnist => {
                 if self.split.is_some() {
-                    return Err(DataError::config(
-                        "[data.split] is not allowed for format = \"medmnist\": MedMNIST has an official split",
-                    ));
+                    return Err(DataError::config("[data.split] is not allowed for format = \"medmnist\": MedMNIST has an official split"));
                 }
                 if self.classes.is_some() {
                     return Err(DataError::config(
@@ -216,31 +206,17 @@ impl DataConfig {
 
     fn validate_csv_layout(&self) -> Result<(), DataError> {
         if self.image_column.is_none() {
-            return Err(DataError::config(
-                "format = \"csv\" needs `image_column` (the column naming each image file)",
-            ));
+            return Err(DataError::config("format = \"csv\" needs `image_column` (the column naming each image file)"));
         }
-        let layouts = [
-            self.label_column.is_some(),
-            self.label_columns.is_some(),
-            self.multilabel_column.is_some(),
-        ];
+        let layouts = [self.label_column.is_some(), self.label_columns.is_some(), self.multilabel_column.is_some()];
         if layouts.iter().filter(|x| **x).count() != 1 {
-            return Err(DataError::config(
-                "format = \"csv\" needs exactly one of `label_column`, `label_columns`, `multilabel_column`",
-            ));
+            return Err(DataError::config("format = \"csv\" needs exactly one of `label_column`, `label_columns`, `multilabel_column`"));
         }
-        if self.multilabel_column.is_none()
-            && (self.multilabel_separator.is_some() || self.no_finding.is_some())
-        {
-            return Err(DataError::config(
-                "`multilabel_separator` and `no_finding` apply only with `multilabel_column`",
-            ));
+        if self.multilabel_column.is_none() && (self.multilabel_separator.is_some() || self.no_finding.is_some()) {
+            return Err(DataError::config("`multilabel_separator` and `no_finding` apply only with `multilabel_column`"));
         }
         if self.label_columns.is_some() && self.classes.is_some() {
-            return Err(DataError::config(
-                "`classes` cannot be combined with `label_columns`: the columns are the classes",
-            ));
+            return Err(DataError::config("`classes` cannot be combined with `label_columns`: the columns are the classes"));
         }
         Ok(())
     }
@@ -253,9 +229,5 @@ impl DataConfig {
 
 /// `path` as given if absolute, else relative to `base`.
 pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        base.join(path)
-    }
+    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
 }

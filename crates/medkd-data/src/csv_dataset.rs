@@ -15,11 +15,7 @@ use crate::{DataError, Target, Task};
 enum Layout<'a> {
     ClassName(&'a str),
     OneHot(&'a [String]),
-    MultiLabel {
-        column: &'a str,
-        separator: &'a str,
-        no_finding: &'a str,
-    },
+    MultiLabel { column: &'a str, separator: &'a str, no_finding: &'a str },
 }
 
 impl Layout<'_> {
@@ -46,32 +42,19 @@ struct CsvRows<'a> {
 
 impl CsvRows<'_> {
     fn column(&self, name: &str) -> Result<usize, DataError> {
-        self.headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| DataError::MissingColumn {
-                path: self.path.to_path_buf(),
-                column: name.to_string(),
-                found: self.headers.clone(),
-            })
+        self.headers.iter().position(|h| h == name).ok_or_else(|| DataError::MissingColumn {
+            path: self.path.to_path_buf(),
+            column: name.to_string(),
+            found: self.headers.clone(),
+        })
     }
 
     fn value_error(&self, row: usize, column: &str, message: String) -> DataError {
-        DataError::CsvValue {
-            path: self.path.to_path_buf(),
-            row,
-            column: column.to_string(),
-            message,
-        }
+        DataError::CsvValue { path: self.path.to_path_buf(), row, column: column.to_string(), message }
     }
 
     /// The trimmed, non-empty value of `column` in `record`.
-    fn field<'r>(
-        &self,
-        record: &'r csv::StringRecord,
-        index: usize,
-        row: usize,
-    ) -> Result<&'r str, DataError> {
+    fn field<'r>(&self, record: &'r csv::StringRecord, index: usize, row: usize) -> Result<&'r str, DataError> {
         let value = record.get(index).unwrap_or_default().trim();
         if value.is_empty() {
             return Err(self.value_error(row, &self.headers[index], "empty value".into()));
@@ -117,13 +100,10 @@ pub(crate) fn open_csv(cfg: &DataConfig, csv_path: &Path) -> Result<FileDataset,
         }
     };
     let index_of = |name: &str, row: usize| {
-        class_names.iter().position(|c| c == name).ok_or_else(|| {
-            rows.value_error(
-                row,
-                layout.name_column(),
-                format!("unknown class `{name}`; expected one of {class_names:?}"),
-            )
-        })
+        class_names
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| rows.value_error(row, layout.name_column(), format!("unknown class `{name}`; expected one of {class_names:?}")))
     };
     let mut entries = Vec::with_capacity(raw.len());
     for (i, (name, label)) in raw.into_iter().enumerate() {
@@ -153,10 +133,7 @@ pub(crate) fn open_csv(cfg: &DataConfig, csv_path: &Path) -> Result<FileDataset,
             message: format!("found only the classes {class_names:?}; need at least {min_classes}"),
         });
     }
-    let name = csv_path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = csv_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let task = resolve_task(inferred, cfg.task, class_names.len())?;
     FileDataset::new(name, task, class_names, image_root, entries)
 }
@@ -172,65 +149,38 @@ fn read_rows<'p>(
     let mut reader = csv::Reader::from_reader(BufReader::new(file));
     let headers = reader
         .headers()
-        .map_err(|source| DataError::CsvFile {
-            path: csv_path.to_path_buf(),
-            source,
-        })?
+        .map_err(|source| DataError::CsvFile { path: csv_path.to_path_buf(), source })?
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
-    let rows = CsvRows {
-        path: csv_path,
-        headers,
-    };
+    let rows = CsvRows { path: csv_path, headers };
     let image_column = cfg.image_column.as_deref().unwrap_or_default();
     let image_col = rows.column(image_column)?;
     let label_cols: Vec<usize> = match layout {
         Layout::ClassName(c) | Layout::MultiLabel { column: c, .. } => vec![rows.column(c)?],
-        Layout::OneHot(cols) => cols
-            .iter()
-            .map(|c| rows.column(c))
-            .collect::<Result<_, _>>()?,
+        Layout::OneHot(cols) => cols.iter().map(|c| rows.column(c)).collect::<Result<_, _>>()?,
     };
 
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut raw = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let row = i + 1;
-        let record = record.map_err(|source| DataError::Csv {
-            path: csv_path.to_path_buf(),
-            row,
-            source,
-        })?;
+        let record = record.map_err(|source| DataError::Csv { path: csv_path.to_path_buf(), row, source })?;
         let mut name = rows.field(&record, image_col, row)?.to_string();
         if let (false, Some(ext)) = (has_image_extension(&name), &cfg.image_ext) {
             name = format!("{name}.{}", ext.trim_start_matches('.'));
         }
         if let Some(first) = seen.insert(name.clone(), row) {
-            return Err(rows.value_error(
-                row,
-                image_column,
-                format!("image `{name}` is already listed in data row {first}"),
-            ));
+            return Err(rows.value_error(row, image_column, format!("image `{name}` is already listed in data row {first}")));
         }
         let path = image_root.join(&name);
         if !path.is_file() {
-            return Err(DataError::MissingImage {
-                path,
-                listed_in: csv_path.to_path_buf(),
-                row,
-            });
+            return Err(DataError::MissingImage { path, listed_in: csv_path.to_path_buf(), row });
         }
         let label = match layout {
             Layout::ClassName(_) => RawLabel::Name(rows.field(&record, label_cols[0], row)?.into()),
-            Layout::OneHot(cols) => {
-                RawLabel::Index(one_hot_index(&rows, &record, &label_cols, cols, row)?)
-            }
-            Layout::MultiLabel {
-                separator,
-                no_finding,
-                ..
-            } => RawLabel::Names(
+            Layout::OneHot(cols) => RawLabel::Index(one_hot_index(&rows, &record, &label_cols, cols, row)?),
+            Layout::MultiLabel { separator, no_finding, .. } => RawLabel::Names(
                 rows.field(&record, label_cols[0], row)?
                     .split(*separator)
                     .map(str::trim)
@@ -246,13 +196,7 @@ fn read_rows<'p>(
 
 /// The class whose one-hot column holds 1 (ISIC writes "1.0"); any other value than 0 or 1, or
 /// not exactly one 1, is an error.
-fn one_hot_index(
-    rows: &CsvRows,
-    record: &csv::StringRecord,
-    indices: &[usize],
-    names: &[String],
-    row: usize,
-) -> Result<usize, DataError> {
+fn one_hot_index(rows: &CsvRows, record: &csv::StringRecord, indices: &[usize], names: &[String], row: usize) -> Result<usize, DataError> {
     let mut hot = Vec::new();
     for (class, (&index, name)) in indices.iter().zip(names).enumerate() {
         let text = rows.field(record, index, row)?;
@@ -260,23 +204,12 @@ fn one_hot_index(
             Ok(1.0) => hot.push(class),
             Ok(0.0) => {}
             _ => {
-                return Err(rows.value_error(
-                    row,
-                    name,
-                    format!("expected 0 or 1, found `{text}`"),
-                ));
+                return Err(rows.value_error(row, name, format!("expected 0 or 1, found `{text}`")));
             }
         }
     }
     match hot[..] {
         [class] => Ok(class),
-        _ => Err(rows.value_error(
-            row,
-            &names.join(","),
-            format!(
-                "expected exactly one 1 among the one-hot columns, found {}",
-                hot.len()
-            ),
-        )),
+        _ => Err(rows.value_error(row, &names.join(","), format!("expected exactly one 1 among the one-hot columns, found {}", hot.len()))),
     }
 }

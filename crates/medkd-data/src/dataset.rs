@@ -59,12 +59,7 @@ impl Target {
     pub fn positives(&self) -> Vec<usize> {
         match self {
             Target::Class(c) => vec![*c],
-            Target::MultiHot(v) => v
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| **x != 0)
-                .map(|(i, _)| i)
-                .collect(),
+            Target::MultiHot(v) => v.iter().enumerate().filter(|(_, x)| **x != 0).map(|(i, _)| i).collect(),
         }
     }
 }
@@ -135,28 +130,18 @@ pub fn class_counts(ds: &dyn ImageDataset) -> Vec<usize> {
 
 /// The task a dataset is trained as: `requested` if given and compatible with the labels, else
 /// the one the labels imply.
-pub(crate) fn resolve_task(
-    inferred: Task,
-    requested: Option<Task>,
-    num_classes: usize,
-) -> Result<Task, DataError> {
+pub(crate) fn resolve_task(inferred: Task, requested: Option<Task>, num_classes: usize) -> Result<Task, DataError> {
     let Some(task) = requested else {
         return Ok(inferred);
     };
     if (task == Task::MultiLabel) != (inferred == Task::MultiLabel) {
         return Err(DataError::config(format!(
             "task = {task} does not fit labels that are {}",
-            if inferred == Task::MultiLabel {
-                "multi-label"
-            } else {
-                "one class per image"
-            }
+            if inferred == Task::MultiLabel { "multi-label" } else { "one class per image" }
         )));
     }
     if task == Task::Binary && num_classes != 2 {
-        return Err(DataError::config(format!(
-            "task = binary needs 2 classes, the data has {num_classes}"
-        )));
+        return Err(DataError::config(format!("task = binary needs 2 classes, the data has {num_classes}")));
     }
     Ok(task)
 }

@@ -42,11 +42,7 @@ pub fn download_medmnist(
     let actual = file_md5(&part)?;
     if actual != expected {
         fs::remove_file(&part).map_err(|e| DataError::io(&part, e))?;
-        return Err(DataError::Md5Mismatch {
-            path: dest,
-            expected: expected.to_string(),
-            actual,
-        });
+        return Err(DataError::Md5Mismatch { path: dest, expected: expected.to_string(), actual });
     }
     // Same directory, so the rename is atomic: readers see either no file or the whole file.
     fs::rename(&part, &dest).map_err(|e| DataError::io(&dest, e))?;
@@ -54,15 +50,8 @@ pub fn download_medmnist(
 }
 
 /// Completes `part` from `url`, continuing after its current length when the server honours Range.
-fn fetch_resuming(
-    url: &str,
-    part: &Path,
-    progress: &mut impl FnMut(u64, Option<u64>),
-) -> Result<(), DataError> {
-    let fail = |message: String| DataError::Download {
-        url: url.to_string(),
-        message,
-    };
+fn fetch_resuming(url: &str, part: &Path, progress: &mut impl FnMut(u64, Option<u64>)) -> Result<(), DataError> {
+    let fail = |message: String| DataError::Download { url: url.to_string(), message };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(30)))
@@ -76,11 +65,7 @@ fn fetch_resuming(
     }
     let mut response = request.call().map_err(|e| fail(e.to_string()))?;
     let status = response.status().as_u16();
-    let length = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let length = response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let append = match status {
         206 if offset > 0 => true,
         // A server that ignores Range sends the whole file: start over.
@@ -93,13 +78,8 @@ fn fetch_resuming(
         offset = 0;
     }
     let total = length.map(|l| l + offset);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(part)
-        .map_err(|e| DataError::io(part, e))?;
+    let mut file =
+        OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(part).map_err(|e| DataError::io(part, e))?;
     let mut body = response.body_mut().as_reader();
     let mut buf = vec![0u8; 1 << 16];
     let mut done = offset;
@@ -111,8 +91,7 @@ fn fetch_resuming(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(fail(format!("connection lost after {done} bytes: {e}"))),
         };
-        file.write_all(&buf[..n])
-            .map_err(|e| DataError::io(part, e))?;
+        file.write_all(&buf[..n]).map_err(|e| DataError::io(part, e))?;
         done += n as u64;
         progress(done, total);
     }
@@ -132,9 +111,5 @@ fn file_md5(path: &Path) -> Result<String, DataError> {
             Err(e) => return Err(DataError::io(path, e)),
         }
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -20,51 +20,22 @@ pub enum DataError {
     },
 
     #[error("image file {path} does not exist (listed in data row {row} of {listed_in})")]
-    MissingImage {
-        path: PathBuf,
-        listed_in: PathBuf,
-        row: usize,
-    },
+    MissingImage { path: PathBuf, listed_in: PathBuf, row: usize },
 
     #[error("{path}: npz has no key `{key}`; keys found: [{}]", found.join(", "))]
-    NpzMissingKey {
-        path: PathBuf,
-        key: String,
-        found: Vec<String>,
-    },
+    NpzMissingKey { path: PathBuf, key: String, found: Vec<String> },
 
     #[error("{path}: key `{key}`: {message}")]
-    Npz {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
+    Npz { path: PathBuf, key: String, message: String },
 
-    #[error(
-        "{path}: {split} label out of range at index {index}: value {value}, but the dataset has {num_classes} classes"
-    )]
-    LabelOutOfRange {
-        path: PathBuf,
-        split: String,
-        index: usize,
-        value: u64,
-        num_classes: usize,
-    },
+    #[error("{path}: {split} label out of range at index {index}: value {value}, but the dataset has {num_classes} classes")]
+    LabelOutOfRange { path: PathBuf, split: String, index: usize, value: u64, num_classes: usize },
 
     #[error("{path}: no column `{column}`; columns found: [{}]", found.join(", "))]
-    MissingColumn {
-        path: PathBuf,
-        column: String,
-        found: Vec<String>,
-    },
+    MissingColumn { path: PathBuf, column: String, found: Vec<String> },
 
     #[error("{path}: data row {row}, column `{column}`: {message}")]
-    CsvValue {
-        path: PathBuf,
-        row: usize,
-        column: String,
-        message: String,
-    },
+    CsvValue { path: PathBuf, row: usize, column: String, message: String },
 
     #[error("{path}: {source}")]
     CsvFile {
@@ -82,11 +53,7 @@ pub enum DataError {
     },
 
     #[error("transform `{op}`: field `{field}`: {message}")]
-    TransformParam {
-        op: &'static str,
-        field: &'static str,
-        message: String,
-    },
+    TransformParam { op: &'static str, field: &'static str, message: String },
 
     #[error("data config: {0}")]
     Config(String),
@@ -100,21 +67,11 @@ pub enum DataError {
     #[error("download of {url} failed: {message}")]
     Download { url: String, message: String },
 
-    #[error(
-        "{path}: MD5 mismatch: expected {expected}, got {actual}; the partial download was deleted"
-    )]
-    Md5Mismatch {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    #[error("{path}: MD5 mismatch: expected {expected}, got {actual}; the partial download was deleted")]
+    Md5Mismatch { path: PathBuf, expected: String, actual: String },
 
     #[error("batch of sample {index} (id {id}): {message}")]
-    Batch {
-        index: usize,
-        id: String,
-        message: String,
-    },
+    Batch { index: usize, id: String, message: String },
 
     #[error("data loader worker stopped unexpectedly: {0}")]
     Worker(String),
@@ -122,10 +79,7 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io {
-            path: path.into(),
-            source,
-        }
+        DataError::Io { path: path.into(), source }
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {
@@ -133,10 +87,6 @@ impl DataError {
     }
 
     pub(crate) fn param(op: &'static str, field: &'static str, message: impl Into<String>) -> Self {
-        DataError::TransformParam {
-            op,
-            field,
-            message: message.into(),
-        }
+        DataError::TransformParam { op, field, message: message.into() }
     }
 }

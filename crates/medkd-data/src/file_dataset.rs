@@ -13,10 +13,7 @@ use crate::{DataError, DatasetInfo, ImageDataset, Target, Task};
 pub(crate) const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
 
 pub(crate) fn has_image_extension(name: &str) -> bool {
-    Path::new(name)
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    Path::new(name).extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 pub(crate) struct FileDataset {
@@ -36,51 +33,28 @@ impl FileDataset {
         entries: Vec<(String, Target)>,
     ) -> Result<Self, DataError> {
         let Some((first, _)) = entries.first() else {
-            return Err(DataError::Dataset {
-                path: root,
-                message: "no images found".into(),
-            });
+            return Err(DataError::Dataset { path: root, message: "no images found".into() });
         };
-        let info = DatasetInfo {
-            name,
-            task,
-            class_names,
-            channels: native_channels(&root.join(first))?,
-        };
-        Ok(FileDataset {
-            info,
-            root,
-            entries,
-        })
+        let info = DatasetInfo { name, task, class_names, channels: native_channels(&root.join(first))? };
+        Ok(FileDataset { info, root, entries })
     }
 }
 
 fn open_reader(path: &Path) -> Result<ImageReader<BufReader<File>>, DataError> {
     // Guess the format from the content: medical archives often mislabel extensions.
-    ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| DataError::io(path, e))
+    ImageReader::open(path).and_then(|r| r.with_guessed_format()).map_err(|e| DataError::io(path, e))
 }
 
 /// Decodes one image file, the format guessed from its content; errors name the file.
 pub fn open_image(path: &Path) -> Result<DynamicImage, DataError> {
-    open_reader(path)?
-        .decode()
-        .map_err(|source| DataError::Image { path: path.to_path_buf(), source })
+    open_reader(path)?.decode().map_err(|source| DataError::Image { path: path.to_path_buf(), source })
 }
 
 /// 3 for colour images, 1 for grayscale, from the file header only.
 fn native_channels(path: &Path) -> Result<usize, DataError> {
-    let image_err = |source| DataError::Image {
-        path: path.to_path_buf(),
-        source,
-    };
+    let image_err = |source| DataError::Image { path: path.to_path_buf(), source };
     let decoder = open_reader(path)?.into_decoder().map_err(image_err)?;
-    Ok(if decoder.color_type().has_color() {
-        3
-    } else {
-        1
-    })
+    Ok(if decoder.color_type().has_color() { 3 } else { 1 })
 }
 
 impl ImageDataset for FileDataset {

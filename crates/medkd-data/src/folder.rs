@@ -14,10 +14,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| DataError::Dataset {
-                path: path.clone(),
-                message: "file name is not valid UTF-8".into(),
-            })?
+            .ok_or_else(|| DataError::Dataset { path: path.clone(), message: "file name is not valid UTF-8".into() })?
             .to_string();
         entries.push((name, path));
     }
@@ -28,31 +25,18 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
 /// Classes are the sub-folder names, sorted, unless `classes` fixes their order (then every
 /// sub-folder must be listed and every listed class must have a sub-folder). Files with an image
 /// extension are taken in name order; anything else is ignored.
-pub(crate) fn open_folder(
-    root: &Path,
-    classes: Option<&[String]>,
-    task: Option<Task>,
-) -> Result<FileDataset, DataError> {
-    let folders: Vec<(String, PathBuf)> = sorted_entries(root)?
-        .into_iter()
-        .filter(|(name, path)| path.is_dir() && !name.starts_with('.'))
-        .collect();
+pub(crate) fn open_folder(root: &Path, classes: Option<&[String]>, task: Option<Task>) -> Result<FileDataset, DataError> {
+    let folders: Vec<(String, PathBuf)> =
+        sorted_entries(root)?.into_iter().filter(|(name, path)| path.is_dir() && !name.starts_with('.')).collect();
     let found: Vec<String> = folders.iter().map(|(name, _)| name.clone()).collect();
     let class_names = match classes {
         Some(list) => {
-            let dataset_error = |message| DataError::Dataset {
-                path: root.to_path_buf(),
-                message,
-            };
+            let dataset_error = |message| DataError::Dataset { path: root.to_path_buf(), message };
             if let Some(extra) = found.iter().find(|f| !list.contains(f)) {
-                return Err(dataset_error(format!(
-                    "sub-folder `{extra}` is not in `classes` {list:?}"
-                )));
+                return Err(dataset_error(format!("sub-folder `{extra}` is not in `classes` {list:?}")));
             }
             if let Some(missing) = list.iter().find(|c| !found.contains(c)) {
-                return Err(dataset_error(format!(
-                    "class `{missing}` has no sub-folder; sub-folders found: {found:?}"
-                )));
+                return Err(dataset_error(format!("class `{missing}` has no sub-folder; sub-folders found: {found:?}")));
             }
             list.to_vec()
         }
@@ -61,9 +45,7 @@ pub(crate) fn open_folder(
     if class_names.len() < 2 {
         return Err(DataError::Dataset {
             path: root.to_path_buf(),
-            message: format!(
-                "an image folder needs at least 2 class sub-folders, found {class_names:?}"
-            ),
+            message: format!("an image folder needs at least 2 class sub-folders, found {class_names:?}"),
         });
     }
     let mut entries = Vec::new();
@@ -74,15 +56,8 @@ pub(crate) fn open_folder(
             }
         }
     }
-    let inferred = if class_names.len() == 2 {
-        Task::Binary
-    } else {
-        Task::MultiClass
-    };
-    let name = root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let inferred = if class_names.len() == 2 { Task::Binary } else { Task::MultiClass };
+    let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let task = resolve_task(inferred, task, class_names.len())?;
     FileDataset::new(name, task, class_names, root.to_path_buf(), entries)
 }

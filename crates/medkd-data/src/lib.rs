@@ -24,14 +24,8 @@ pub use download::download_medmnist;
 pub use error::DataError;
 pub use file_dataset::open_image;
 pub use loader::{Batch, EpochIter, Loader, LoaderOptions};
-pub use medmnist::{
-    MEDMNIST_DATASETS, MEDMNIST_SIZES, MedMnistInfo, MedMnistSplit, medmnist_info, open_medmnist,
-    parse_medmnist_stem,
-};
+pub use medmnist::{MEDMNIST_DATASETS, MEDMNIST_SIZES, MedMnistInfo, MedMnistSplit, medmnist_info, open_medmnist, parse_medmnist_stem};
 pub use noise::{FlippedLabel, LabelNoiseConfig, NoisyLabels, write_flipped_csv};
 pub use open::{DataSplits, open_splits};
-pub use split::{
-    SplitIndices, SplitName, SplitRow, read_split_csv, split_rows, stratified_split,
-    write_split_csv,
-};
+pub use split::{SplitIndices, SplitName, SplitRow, read_split_csv, split_rows, stratified_split, write_split_csv};
 pub use transform::{Normalization, Pipeline, Pipelines, Size, TransformSpec, build_pipelines};

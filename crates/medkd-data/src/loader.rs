@@ -32,14 +32,7 @@ pub struct LoaderOptions {
 
 impl Default for LoaderOptions {
     fn default() -> Self {
-        LoaderOptions {
-            batch_size: 32,
-            shuffle: false,
-            drop_last: false,
-            seed: 0,
-            workers: 0,
-            prefetch: 2,
-        }
+        LoaderOptions { batch_size: 32, shuffle: false, drop_last: false, seed: 0, workers: 0, prefetch: 2 }
     }
 }
 
@@ -98,11 +91,7 @@ fn rng_for(seed: u64, epoch: usize, slot: usize) -> ChaCha8Rng {
 }
 
 impl Loader {
-    pub fn new(
-        dataset: Arc<dyn ImageDataset>,
-        transform: Arc<Pipeline>,
-        options: LoaderOptions,
-    ) -> Result<Loader, DataError> {
+    pub fn new(dataset: Arc<dyn ImageDataset>, transform: Arc<Pipeline>, options: LoaderOptions) -> Result<Loader, DataError> {
         if options.batch_size == 0 {
             return Err(DataError::config("loader batch_size must be > 0"));
         }
@@ -111,12 +100,7 @@ impl Loader {
             .thread_name(|i| format!("medkd-decode-{i}"))
             .build()
             .map_err(|e| DataError::Worker(format!("cannot start decode threads: {e}")))?;
-        Ok(Loader {
-            dataset,
-            transform,
-            options,
-            pool: Arc::new(pool),
-        })
+        Ok(Loader { dataset, transform, options, pool: Arc::new(pool) })
     }
 
     pub fn dataset(&self) -> &Arc<dyn ImageDataset> {
@@ -125,11 +109,7 @@ impl Loader {
 
     pub fn num_batches(&self) -> usize {
         let (n, b) = (self.dataset.len(), self.options.batch_size);
-        if self.options.drop_last {
-            n / b
-        } else {
-            n.div_ceil(b)
-        }
+        if self.options.drop_last { n / b } else { n.div_ceil(b) }
     }
 
     /// The batches of epoch `epoch`. Dropping the iterator stops the background thread.
@@ -139,54 +119,30 @@ impl Loader {
             order.shuffle(&mut rng_for(self.options.seed, epoch, 0));
         }
         order.truncate(self.num_batches() * self.options.batch_size);
-        let batches: Vec<Vec<usize>> = order
-            .chunks(self.options.batch_size)
-            .map(<[usize]>::to_vec)
-            .collect();
+        let batches: Vec<Vec<usize>> = order.chunks(self.options.batch_size).map(<[usize]>::to_vec).collect();
 
         let (tx, rx) = sync_channel(self.options.prefetch);
-        let (dataset, transform, pool) = (
-            self.dataset.clone(),
-            self.transform.clone(),
-            self.pool.clone(),
-        );
+        let (dataset, transform, pool) = (self.dataset.clone(), self.transform.clone(), self.pool.clone());
         let seed = self.options.seed;
-        let spawned = std::thread::Builder::new()
-            .name("medkd-loader".into())
-            .spawn(move || {
-                for indices in batches {
-                    let batch = pool
-                        .install(|| load_batch(dataset.as_ref(), &transform, indices, seed, epoch));
-                    // A send error means the iterator was dropped: stop.
-                    if tx.send(batch).is_err() {
-                        break;
-                    }
+        let spawned = std::thread::Builder::new().name("medkd-loader".into()).spawn(move || {
+            for indices in batches {
+                let batch = pool.install(|| load_batch(dataset.as_ref(), &transform, indices, seed, epoch));
+                // A send error means the iterator was dropped: stop.
+                if tx.send(batch).is_err() {
+                    break;
                 }
-            });
+            }
+        });
         match spawned {
-            Ok(handle) => EpochIter {
-                rx: Some(rx),
-                handle: Some(handle),
-                startup_error: None,
-            },
-            Err(e) => EpochIter {
-                rx: None,
-                handle: None,
-                startup_error: Some(DataError::Worker(format!(
-                    "cannot start loader thread: {e}"
-                ))),
-            },
+            Ok(handle) => EpochIter { rx: Some(rx), handle: Some(handle), startup_error: None },
+            Err(e) => {
+                EpochIter { rx: None, handle: None, startup_error: Some(DataError::Worker(format!("cannot start loader thread: {e}"))) }
+            }
         }
     }
 }
 
-fn load_batch(
-    dataset: &dyn ImageDataset,
-    transform: &Pipeline,
-    indices: Vec<usize>,
-    seed: u64,
-    epoch: usize,
-) -> Result<Batch, DataError> {
+fn load_batch(dataset: &dyn ImageDataset, transform: &Pipeline, indices: Vec<usize>, seed: u64, epoch: usize) -> Result<Batch, DataError> {
     let samples = indices
         .par_iter()
         .map(|&i| {
@@ -241,14 +197,9 @@ impl Iterator for EpochIter {
         self.rx = None;
         let joined = self.handle.take()?.join();
         joined.err().map(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(DataError::Worker(format!(
-                "loader thread panicked: {message}"
-            )))
+            let message =
+                panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            Err(DataError::Worker(format!("loader thread panicked: {message}")))
         })
     }
 }

@@ -116,12 +116,7 @@ pub const MEDMNIST_DATASETS: &[MedMnistInfo] = &[
     MedMnistInfo {
         name: "octmnist",
         task: Task::MultiClass,
-        class_names: &[
-            "choroidal neovascularization",
-            "diabetic macular edema",
-            "drusen",
-            "normal",
-        ],
+        class_names: &["choroidal neovascularization", "diabetic macular edema", "drusen", "normal"],
         channels: 1,
         md5: [
             "c68d92d5b585d8d81f7112f81e2d0842",
@@ -248,46 +243,29 @@ pub const MEDMNIST_DATASETS: &[MedMnistInfo] = &[
 
 /// The table entry for `name` (lowercase, e.g. "breastmnist").
 pub fn medmnist_info(name: &str) -> Result<&'static MedMnistInfo, DataError> {
-    MEDMNIST_DATASETS
-        .iter()
-        .find(|d| d.name == name)
-        .ok_or_else(|| {
-            let known: Vec<_> = MEDMNIST_DATASETS.iter().map(|d| d.name).collect();
-            DataError::UnknownDataset(format!(
-                "unknown MedMNIST dataset `{name}`; known 2D datasets: {}",
-                known.join(", ")
-            ))
-        })
+    MEDMNIST_DATASETS.iter().find(|d| d.name == name).ok_or_else(|| {
+        let known: Vec<_> = MEDMNIST_DATASETS.iter().map(|d| d.name).collect();
+        DataError::UnknownDataset(format!("unknown MedMNIST dataset `{name}`; known 2D datasets: {}", known.join(", ")))
+    })
 }
 
 fn size_index(size: usize) -> Result<usize, DataError> {
     MEDMNIST_SIZES
         .iter()
         .position(|&s| s == size)
-        .ok_or_else(|| {
-            DataError::UnknownDataset(format!(
-                "MedMNIST has no image size {size}; sizes: {MEDMNIST_SIZES:?}"
-            ))
-        })
+        .ok_or_else(|| DataError::UnknownDataset(format!("MedMNIST has no image size {size}; sizes: {MEDMNIST_SIZES:?}")))
 }
 
 impl MedMnistInfo {
     /// The official file name: `name.npz` at 28, `name_{size}.npz` otherwise.
     pub fn file_name(&self, size: usize) -> Result<String, DataError> {
         size_index(size)?;
-        Ok(if size == 28 {
-            format!("{}.npz", self.name)
-        } else {
-            format!("{}_{size}.npz", self.name)
-        })
+        Ok(if size == 28 { format!("{}.npz", self.name) } else { format!("{}_{size}.npz", self.name) })
     }
 
     /// The official Zenodo download URL.
     pub fn url(&self, size: usize) -> Result<String, DataError> {
-        Ok(format!(
-            "{ZENODO_RECORD}/{}?download=1",
-            self.file_name(size)?
-        ))
+        Ok(format!("{ZENODO_RECORD}/{}?download=1", self.file_name(size)?))
     }
 
     pub fn md5(&self, size: usize) -> Result<&'static str, DataError> {
@@ -298,12 +276,8 @@ impl MedMnistInfo {
 /// Parses a file stem such as `breastmnist` (28) or `breastmnist_64`.
 pub fn parse_medmnist_stem(stem: &str) -> Result<(&'static MedMnistInfo, usize), DataError> {
     let (name, size) = match stem.rsplit_once('_') {
-        Some((name, digits))
-            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            let size = digits.parse().map_err(|_| {
-                DataError::UnknownDataset(format!("bad image size in MedMNIST file name `{stem}`"))
-            })?;
+        Some((name, digits)) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            let size = digits.parse().map_err(|_| DataError::UnknownDataset(format!("bad image size in MedMNIST file name `{stem}`")))?;
             (name, size)
         }
         _ => (stem, 28),
@@ -326,16 +300,10 @@ pub struct MedMnistSplit {
 }
 
 /// The train, val and test splits of a MedMNIST npz, identified by its file stem.
-pub fn open_medmnist(
-    path: &Path,
-    task_override: Option<Task>,
-) -> Result<[MedMnistSplit; 3], DataError> {
+pub fn open_medmnist(path: &Path, task_override: Option<Task>) -> Result<[MedMnistSplit; 3], DataError> {
     // Opened first, so that a wrong path is reported as missing rather than as an unknown name.
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     let (table, size) = parse_medmnist_stem(stem)?;
     let task = resolve_task(table.task, task_override, table.class_names.len())?;
     let info = DatasetInfo {
@@ -354,104 +322,46 @@ pub fn open_medmnist(
     Ok([read("train")?, read("val")?, read("test")?])
 }
 
-fn read_u8(
-    npz: &mut NpzReader<BufReader<File>>,
-    path: &Path,
-    key: &str,
-    found: &[String],
-) -> Result<ArrayD<u8>, DataError> {
+fn read_u8(npz: &mut NpzReader<BufReader<File>>, path: &Path, key: &str, found: &[String]) -> Result<ArrayD<u8>, DataError> {
     if !found.iter().any(|k| k == key) {
-        return Err(DataError::NpzMissingKey {
-            path: path.to_path_buf(),
-            key: key.to_string(),
-            found: found.to_vec(),
-        });
+        return Err(DataError::NpzMissingKey { path: path.to_path_buf(), key: key.to_string(), found: found.to_vec() });
     }
     npz.by_name(key).map_err(|e| npz_error(path, key, e))
 }
 
 fn npz_error(path: &Path, key: &str, e: ReadNpzError) -> DataError {
-    DataError::Npz {
-        path: path.to_path_buf(),
-        key: key.to_string(),
-        message: format!("expected a uint8 array in a valid npz: {e}"),
-    }
+    DataError::Npz { path: path.to_path_buf(), key: key.to_string(), message: format!("expected a uint8 array in a valid npz: {e}") }
 }
 
 /// The array's elements in row-major order, without a copy when already laid out that way.
 fn into_row_major(a: ArrayD<u8>) -> Vec<u8> {
-    let a = if a.is_standard_layout() {
-        a
-    } else {
-        a.as_standard_layout().into_owned()
-    };
+    let a = if a.is_standard_layout() { a } else { a.as_standard_layout().into_owned() };
     a.into_raw_vec_and_offset().0
 }
 
 impl MedMnistSplit {
-    fn new(
-        info: DatasetInfo,
-        path: &Path,
-        split: &str,
-        size: usize,
-        images: ArrayD<u8>,
-        labels: ArrayD<u8>,
-    ) -> Result<Self, DataError> {
-        let bad = |key: &str, message: String| DataError::Npz {
-            path: PathBuf::from(path),
-            key: format!("{split}_{key}"),
-            message,
-        };
+    fn new(info: DatasetInfo, path: &Path, split: &str, size: usize, images: ArrayD<u8>, labels: ArrayD<u8>) -> Result<Self, DataError> {
+        let bad = |key: &str, message: String| DataError::Npz { path: PathBuf::from(path), key: format!("{split}_{key}"), message };
         let (n, height, width, channels) = match *images.shape() {
             [n, h, w] => (n, h, w, 1),
             [n, h, w, c] if c == 1 || c == 3 => (n, h, w, c),
             ref s => {
-                return Err(bad(
-                    "images",
-                    format!("expected shape (N,H,W) or (N,H,W,3), found {s:?}"),
-                ));
+                return Err(bad("images", format!("expected shape (N,H,W) or (N,H,W,3), found {s:?}")));
             }
         };
         if height != size || width != size {
-            return Err(bad(
-                "images",
-                format!("the file name says {size}x{size} images, found {height}x{width}"),
-            ));
+            return Err(bad("images", format!("the file name says {size}x{size} images, found {height}x{width}")));
         }
         if channels != info.channels {
-            return Err(bad(
-                "images",
-                format!(
-                    "{} has {} channels, found {channels}",
-                    info.name, info.channels
-                ),
-            ));
+            return Err(bad("images", format!("{} has {} channels, found {channels}", info.name, info.channels)));
         }
-        let label_width = if info.task == Task::MultiLabel {
-            info.num_classes()
-        } else {
-            1
-        };
+        let label_width = if info.task == Task::MultiLabel { info.num_classes() } else { 1 };
         if labels.shape() != [n, label_width] {
-            return Err(bad(
-                "labels",
-                format!(
-                    "expected shape ({n}, {label_width}), found {:?}",
-                    labels.shape()
-                ),
-            ));
+            return Err(bad("labels", format!("expected shape ({n}, {label_width}), found {:?}", labels.shape())));
         }
         let labels = into_row_major(labels);
-        let limit = if label_width == 1 {
-            info.num_classes()
-        } else {
-            2
-        };
-        if let Some((index, &value)) = labels
-            .iter()
-            .enumerate()
-            .find(|(_, v)| usize::from(**v) >= limit)
-        {
+        let limit = if label_width == 1 { info.num_classes() } else { 2 };
+        if let Some((index, &value)) = labels.iter().enumerate().find(|(_, v)| usize::from(**v) >= limit) {
             return Err(DataError::LabelOutOfRange {
                 path: path.to_path_buf(),
                 split: split.to_string(),
@@ -460,14 +370,7 @@ impl MedMnistSplit {
                 num_classes: limit,
             });
         }
-        Ok(MedMnistSplit {
-            info,
-            images: into_row_major(images),
-            height,
-            width,
-            label_width,
-            labels,
-        })
+        Ok(MedMnistSplit { info, images: into_row_major(images), height, width, label_width, labels })
     }
 }
 
@@ -494,11 +397,7 @@ impl ImageDataset for MedMnistSplit {
 
     fn target(&self, index: usize) -> Target {
         let row = &self.labels[index * self.label_width..(index + 1) * self.label_width];
-        if self.info.task == Task::MultiLabel {
-            Target::MultiHot(row.to_vec())
-        } else {
-            Target::Class(usize::from(row[0]))
-        }
+        if self.info.task == Task::MultiLabel { Target::MultiHot(row.to_vec()) } else { Target::Class(usize::from(row[0])) }
     }
 
     fn id(&self, index: usize) -> String {

@@ -79,10 +79,7 @@ impl LabelNoiseConfig {
             LabelNoiseConfig::Symmetric { rate, .. } => Ok(vec![(check_rate("rate", *rate)?, None); k]),
             LabelNoiseConfig::PerClass { rates, .. } => {
                 if rates.len() != k {
-                    return Err(DataError::config(format!(
-                        "`data.label_noise.rates` lists {} rates for {k} classes",
-                        rates.len()
-                    )));
+                    return Err(DataError::config(format!("`data.label_noise.rates` lists {} rates for {k} classes", rates.len())));
                 }
                 rates.iter().map(|&r| Ok((check_rate("rates", r)?, None))).collect()
             }
@@ -111,9 +108,7 @@ pub fn write_flipped_csv(rows: &[FlippedLabel], path: &Path) -> Result<(), DataE
     let mut writer = csv::Writer::from_path(path).map_err(io)?;
     writer.write_record(["index", "image", "clean", "noisy"]).map_err(io)?;
     for row in rows {
-        writer
-            .write_record([row.index.to_string(), row.id.clone(), row.clean.to_string(), row.noisy.to_string()])
-            .map_err(io)?;
+        writer.write_record([row.index.to_string(), row.id.clone(), row.clean.to_string(), row.noisy.to_string()]).map_err(io)?;
     }
     writer.flush().map_err(|e| DataError::io(path, e))
 }

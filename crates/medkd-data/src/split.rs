@@ -41,10 +41,7 @@ pub struct SplitIndices {
 /// in each split is within half a sample of the target). The stratum of a single-label sample is
 /// its class; of a multi-label sample its rarest positive label (so rare findings reach every
 /// split), or a separate stratum when it has none.
-pub fn stratified_split(
-    ds: &dyn ImageDataset,
-    cfg: &SplitConfig,
-) -> Result<SplitIndices, DataError> {
+pub fn stratified_split(ds: &dyn ImageDataset, cfg: &SplitConfig) -> Result<SplitIndices, DataError> {
     cfg.validate()?;
     let counts = class_counts(ds);
     let num_classes = counts.len();
@@ -52,29 +49,19 @@ pub fn stratified_split(
     for i in 0..ds.len() {
         let stratum = match ds.target(i) {
             Target::Class(c) => c,
-            multi => multi
-                .positives()
-                .into_iter()
-                .min_by_key(|&c| (counts[c], c))
-                .unwrap_or(num_classes),
+            multi => multi.positives().into_iter().min_by_key(|&c| (counts[c], c)).unwrap_or(num_classes),
         };
         strata[stratum].push(i);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut split = SplitIndices {
-        train: Vec::new(),
-        val: Vec::new(),
-        test: Vec::new(),
-    };
+    let mut split = SplitIndices { train: Vec::new(), val: Vec::new(), test: Vec::new() };
     for mut members in strata {
         members.shuffle(&mut rng);
         let n = members.len();
         let n_test = (n as f64 * cfg.test).round() as usize;
         let n_val = ((n as f64 * cfg.val).round() as usize).min(n - n_test);
         split.test.extend_from_slice(&members[..n_test]);
-        split
-            .val
-            .extend_from_slice(&members[n_test..n_test + n_val]);
+        split.val.extend_from_slice(&members[n_test..n_test + n_val]);
         split.train.extend_from_slice(&members[n_test + n_val..]);
     }
     for part in [&mut split.train, &mut split.val, &mut split.test] {
@@ -98,13 +85,7 @@ pub fn split_rows(ds: &dyn ImageDataset, split: &SplitIndices) -> Vec<SplitRow> 
         .enumerate()
         .map(|(i, split)| SplitRow {
             image: ds.id(i),
-            label: ds
-                .target(i)
-                .positives()
-                .iter()
-                .map(|&c| names[c].as_str())
-                .collect::<Vec<_>>()
-                .join("|"),
+            label: ds.target(i).positives().iter().map(|&c| names[c].as_str()).collect::<Vec<_>>().join("|"),
             split,
         })
         .collect()
@@ -112,10 +93,7 @@ pub fn split_rows(ds: &dyn ImageDataset, split: &SplitIndices) -> Vec<SplitRow> 
 
 /// Writes split.csv with the columns image,label,split.
 pub fn write_split_csv(rows: &[SplitRow], path: &Path) -> Result<(), DataError> {
-    let csv_error = |source| DataError::CsvFile {
-        path: path.to_path_buf(),
-        source,
-    };
+    let csv_error = |source| DataError::CsvFile { path: path.to_path_buf(), source };
     let mut writer = csv::Writer::from_path(path).map_err(csv_error)?;
     for row in rows {
         writer.serialize(row).map_err(csv_error)?;
@@ -125,19 +103,10 @@ pub fn write_split_csv(rows: &[SplitRow], path: &Path) -> Result<(), DataError> 
 
 /// Reads a split.csv written by [`write_split_csv`].
 pub fn read_split_csv(path: &Path) -> Result<Vec<SplitRow>, DataError> {
-    let mut reader = csv::Reader::from_path(path).map_err(|source| DataError::CsvFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut reader = csv::Reader::from_path(path).map_err(|source| DataError::CsvFile { path: path.to_path_buf(), source })?;
     reader
         .deserialize()
         .enumerate()
-        .map(|(i, row)| {
-            row.map_err(|source| DataError::Csv {
-                path: path.to_path_buf(),
-                row: i + 1,
-                source,
-            })
-        })
+        .map(|(i, row)| row.map_err(|source| DataError::Csv { path: path.to_path_buf(), row: i + 1, source }))
         .collect()
 }

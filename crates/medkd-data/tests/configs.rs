@@ -29,11 +29,8 @@ fn repository_configs_open() {
     toml_files(&repo.join("configs"), &mut files);
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        let cfg = toml::from_str::<DataSection>(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
-            .data;
-        cfg.validate()
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let cfg = toml::from_str::<DataSection>(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display())).data;
+        cfg.validate().unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         // Config paths are relative to the repository root.
         if !repo.join(&cfg.path).exists() {
             continue;
@@ -43,11 +40,6 @@ fn repository_configs_open() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let img = splits.val.image(0).unwrap();
         let (_, [c, _, _]) = pipelines.train.apply_with_shape(&img, &mut rng).unwrap();
-        assert_eq!(
-            c,
-            cfg.output_channels(splits.train.info().channels),
-            "{}",
-            file.display()
-        );
+        assert_eq!(c, cfg.output_channels(splits.train.info().channels), "{}", file.display());
     }
 }

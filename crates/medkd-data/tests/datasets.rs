@@ -8,8 +8,8 @@ use std::path::Path;
 
 use common::{config, copy_ham_image, ham_dir, ham_rows};
 use medkd_data::{
-    DataConfig, DataError, DataFormat, SplitConfig, SplitName, SplitRow, Target, Task,
-    class_counts, open_splits, read_split_csv, write_split_csv,
+    DataConfig, DataError, DataFormat, SplitConfig, SplitName, SplitRow, Target, Task, class_counts, open_splits, read_split_csv,
+    write_split_csv,
 };
 
 const HAM_CLASSES: [&str; 7] = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"];
@@ -21,11 +21,7 @@ fn ham_config(seed: u64) -> DataConfig {
     cfg.image_ext = Some("jpg".into());
     cfg.label_column = Some("dx".into());
     cfg.classes = Some(HAM_CLASSES.iter().map(|s| s.to_string()).collect());
-    cfg.split = Some(SplitConfig {
-        val: 0.15,
-        test: 0.15,
-        seed,
-    });
+    cfg.split = Some(SplitConfig { val: 0.15, test: 0.15, seed });
     cfg
 }
 
@@ -35,27 +31,15 @@ fn ham10000_csv_split_is_stratified_seeded_and_round_trips() {
     let info = splits.train.info();
     assert_eq!(info.class_names, HAM_CLASSES);
     assert_eq!((info.task, info.channels), (Task::MultiClass, 3));
-    assert_eq!(
-        splits.train.len() + splits.val.len() + splits.test.len(),
-        5984
-    );
+    assert_eq!(splits.train.len() + splits.val.len() + splits.test.len(), 5984);
 
     let table = splits.split_table.clone().unwrap();
     assert_eq!(table.len(), 5984);
-    assert_eq!(
-        table[0],
-        SplitRow {
-            image: "ISIC_0024306.jpg".into(),
-            label: "nv".into(),
-            split: table[0].split
-        }
-    );
+    assert_eq!(table[0], SplitRow { image: "ISIC_0024306.jpg".into(), label: "nv".into(), split: table[0].split });
     // Per class, each split holds its target share within one sample.
     let mut per_class: HashMap<(&str, SplitName), usize> = HashMap::new();
     for row in &table {
-        *per_class
-            .entry((row.label.as_str(), row.split))
-            .or_default() += 1;
+        *per_class.entry((row.label.as_str(), row.split)).or_default() += 1;
     }
     let totals = class_counts(splits.train.as_ref())
         .iter()
@@ -67,50 +51,28 @@ fn ham10000_csv_split_is_stratified_seeded_and_round_trips() {
     assert_eq!(totals[5], 4323, "nv count from the README");
     for (c, name) in HAM_CLASSES.iter().enumerate() {
         let n = totals[c] as f64;
-        for (split, frac) in [
-            (SplitName::Val, 0.15),
-            (SplitName::Test, 0.15),
-            (SplitName::Train, 0.70),
-        ] {
+        for (split, frac) in [(SplitName::Val, 0.15), (SplitName::Test, 0.15), (SplitName::Train, 0.70)] {
             let got = per_class.get(&(*name, split)).copied().unwrap_or(0) as f64;
-            assert!(
-                (got - frac * n).abs() <= 1.0,
-                "{name} {split:?}: {got} vs {}",
-                frac * n
-            );
+            assert!((got - frac * n).abs() <= 1.0, "{name} {split:?}: {got} vs {}", frac * n);
         }
     }
     // Subset views agree with the table.
     let val_ids: Vec<String> = (0..splits.val.len()).map(|i| splits.val.id(i)).collect();
-    let table_val: Vec<String> = table
-        .iter()
-        .filter(|r| r.split == SplitName::Val)
-        .map(|r| r.image.clone())
-        .collect();
+    let table_val: Vec<String> = table.iter().filter(|r| r.split == SplitName::Val).map(|r| r.image.clone()).collect();
     assert_eq!(val_ids, table_val);
     let img = splits.val.image(0).unwrap();
     assert_eq!((img.width(), img.height()), (224, 224));
 
-    let again = open_splits(&ham_config(0), Path::new("/"))
-        .unwrap()
-        .split_table
-        .unwrap();
+    let again = open_splits(&ham_config(0), Path::new("/")).unwrap().split_table.unwrap();
     assert_eq!(again, table, "same seed, same split");
-    let other = open_splits(&ham_config(1), Path::new("/"))
-        .unwrap()
-        .split_table
-        .unwrap();
+    let other = open_splits(&ham_config(1), Path::new("/")).unwrap().split_table.unwrap();
     assert_ne!(other, table, "another seed, another split");
 
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("split.csv");
     write_split_csv(&table, &csv).unwrap();
     let text = fs::read_to_string(&csv).unwrap();
-    assert!(
-        text.starts_with("image,label,split\nISIC_0024306.jpg,nv,"),
-        "{}",
-        &text[..60]
-    );
+    assert!(text.starts_with("image,label,split\nISIC_0024306.jpg,nv,"), "{}", &text[..60]);
     assert_eq!(read_split_csv(&csv).unwrap(), table);
 }
 
@@ -130,11 +92,7 @@ fn image_folder_classes_are_sorted_sub_folders() {
     let root = dir.path().join("derm");
     let rows = make_folder(&root, &["nv", "mel", "bcc"]);
     let mut cfg = config(DataFormat::Folder, Path::new("derm"));
-    cfg.split = Some(SplitConfig {
-        val: 0.25,
-        test: 0.25,
-        seed: 3,
-    });
+    cfg.split = Some(SplitConfig { val: 0.25, test: 0.25, seed: 3 });
     let s = open_splits(&cfg, dir.path()).unwrap();
     assert_eq!(s.train.info().class_names, ["bcc", "mel", "nv"]);
     assert_eq!(s.train.info().name, "derm");
@@ -143,19 +101,8 @@ fn image_folder_classes_are_sorted_sub_folders() {
         for i in 0..ds.len() {
             let id = ds.id(i);
             let (class, file) = id.split_once('/').unwrap();
-            assert!(
-                rows.iter()
-                    .any(|(r, dx)| file == format!("{r}.jpg") && dx == class)
-            );
-            assert_eq!(
-                ds.target(i),
-                Target::Class(
-                    ["bcc", "mel", "nv"]
-                        .iter()
-                        .position(|c| *c == class)
-                        .unwrap()
-                )
-            );
+            assert!(rows.iter().any(|(r, dx)| file == format!("{r}.jpg") && dx == class));
+            assert_eq!(ds.target(i), Target::Class(["bcc", "mel", "nv"].iter().position(|c| *c == class).unwrap()));
         }
     }
     assert_eq!(class_counts(s.val.as_ref()), [1, 1, 1]);
@@ -165,20 +112,12 @@ fn image_folder_classes_are_sorted_sub_folders() {
     assert_eq!(s.train.info().class_names, ["nv", "mel", "bcc"]);
     cfg.classes = Some(vec!["nv".into(), "mel".into()]);
     let msg = open_splits(&cfg, dir.path()).unwrap_err().to_string();
-    assert!(
-        msg.contains("sub-folder `bcc` is not in `classes`"),
-        "{msg}"
-    );
+    assert!(msg.contains("sub-folder `bcc` is not in `classes`"), "{msg}");
 }
 
 /// Copies 3 real images per class into `dir/images` and writes `dir/<name>` with `header` and one
 /// line per image from `line(id_without_ext, dx)`.
-fn make_csv(
-    dir: &Path,
-    name: &str,
-    header: &str,
-    line: impl Fn(&str, &str) -> String,
-) -> Vec<(String, String)> {
+fn make_csv(dir: &Path, name: &str, header: &str, line: impl Fn(&str, &str) -> String) -> Vec<(String, String)> {
     let rows = ham_rows(&["mel", "nv", "bcc"], 3);
     let mut text = format!("{header}\n");
     for (id, dx) in &rows {
@@ -195,11 +134,7 @@ fn csv_config(path: &Path, image_column: &str) -> DataConfig {
     cfg.image_dir = Some("images".into());
     cfg.image_column = Some(image_column.into());
     cfg.image_ext = Some("jpg".into());
-    cfg.split = Some(SplitConfig {
-        val: 0.0,
-        test: 0.0,
-        seed: 0,
-    });
+    cfg.split = Some(SplitConfig { val: 0.0, test: 0.0, seed: 0 });
     cfg
 }
 
@@ -207,18 +142,10 @@ fn csv_config(path: &Path, image_column: &str) -> DataConfig {
 fn isic_one_hot_columns() {
     let dir = tempfile::tempdir().unwrap();
     let order = ["MEL", "NV", "BCC"];
-    let rows = make_csv(
-        dir.path(),
-        "GroundTruth.csv",
-        "image,MEL,NV,BCC,UNK",
-        |id, dx| {
-            let hot: Vec<&str> = ["mel", "nv", "bcc"]
-                .iter()
-                .map(|c| if *c == dx { "1.0" } else { "0.0" })
-                .collect();
-            format!("{id},{},0.0", hot.join(","))
-        },
-    );
+    let rows = make_csv(dir.path(), "GroundTruth.csv", "image,MEL,NV,BCC,UNK", |id, dx| {
+        let hot: Vec<&str> = ["mel", "nv", "bcc"].iter().map(|c| if *c == dx { "1.0" } else { "0.0" }).collect();
+        format!("{id},{},0.0", hot.join(","))
+    });
     let mut cfg = csv_config(&dir.path().join("GroundTruth.csv"), "image");
     cfg.label_columns = Some(order.iter().map(|s| s.to_string()).collect());
     let s = open_splits(&cfg, dir.path()).unwrap();
@@ -237,10 +164,7 @@ fn isic_one_hot_columns() {
     lines[2] = lines[2].replacen("0.0", "1.0", 1);
     fs::write(dir.path().join("GroundTruth.csv"), lines.join("\n")).unwrap();
     let msg = open_splits(&cfg, dir.path()).unwrap_err().to_string();
-    assert!(
-        msg.contains("data row 2") && msg.contains("exactly one 1") && msg.contains("found 2"),
-        "{msg}"
-    );
+    assert!(msg.contains("data row 2") && msg.contains("exactly one 1") && msg.contains("found 2"), "{msg}");
     lines[1] = lines[1].replacen("0.0", "yes", 1);
     fs::write(dir.path().join("GroundTruth.csv"), lines.join("\n")).unwrap();
     let msg = open_splits(&cfg, dir.path()).unwrap_err().to_string();
@@ -256,20 +180,12 @@ fn nih_style_multi_label_column() {
         "nv" => "No Finding",
         _ => "Nodule",
     };
-    let rows = make_csv(
-        dir.path(),
-        "Data_Entry.csv",
-        "Image Index,Finding Labels,Patient Age",
-        |id, dx| format!("{id}.jpg,{},50", finding(dx)),
-    );
+    let rows =
+        make_csv(dir.path(), "Data_Entry.csv", "Image Index,Finding Labels,Patient Age", |id, dx| format!("{id}.jpg,{},50", finding(dx)));
     let mut cfg = csv_config(&dir.path().join("Data_Entry.csv"), "Image Index");
     cfg.image_ext = None;
     cfg.multilabel_column = Some("Finding Labels".into());
-    cfg.split = Some(SplitConfig {
-        val: 0.34,
-        test: 0.0,
-        seed: 0,
-    });
+    cfg.split = Some(SplitConfig { val: 0.34, test: 0.0, seed: 0 });
     let s = open_splits(&cfg, dir.path()).unwrap();
     let info = s.train.info();
     assert_eq!(info.class_names, ["Effusion", "Mass", "Nodule"]);
@@ -279,11 +195,7 @@ fn nih_style_multi_label_column() {
     assert_eq!(s.val.len(), 3);
     let table = s.split_table.unwrap();
     for row in &table {
-        let dx = &rows
-            .iter()
-            .find(|(id, _)| format!("{id}.jpg") == row.image)
-            .unwrap()
-            .1;
+        let dx = &rows.iter().find(|(id, _)| format!("{id}.jpg") == row.image).unwrap().1;
         let expected = match dx.as_str() {
             "mel" => "Effusion|Mass",
             "nv" => "",
@@ -292,9 +204,7 @@ fn nih_style_multi_label_column() {
         assert_eq!(row.label, expected);
     }
     for i in 0..s.train.len() {
-        let Target::MultiHot(hot) = s.train.target(i) else {
-            panic!("multi-hot expected")
-        };
+        let Target::MultiHot(hot) = s.train.target(i) else { panic!("multi-hot expected") };
         assert_eq!(hot.len(), 3);
     }
 }
@@ -302,21 +212,12 @@ fn nih_style_multi_label_column() {
 #[test]
 fn csv_errors_name_row_column_and_file() {
     let dir = tempfile::tempdir().unwrap();
-    let rows = make_csv(dir.path(), "labels.csv", "image_id,dx", |id, dx| {
-        format!("{id},{dx}")
-    });
+    let rows = make_csv(dir.path(), "labels.csv", "image_id,dx", |id, dx| format!("{id},{dx}"));
     let first_bcc = rows.iter().position(|(_, dx)| dx == "bcc").unwrap() + 1;
     let path = dir.path().join("labels.csv");
     let mut cfg = csv_config(&path, "image_id");
     cfg.label_column = Some("dx".into());
-    assert_eq!(
-        open_splits(&cfg, dir.path())
-            .unwrap()
-            .train
-            .info()
-            .class_names,
-        ["bcc", "mel", "nv"]
-    );
+    assert_eq!(open_splits(&cfg, dir.path()).unwrap().train.info().class_names, ["bcc", "mel", "nv"]);
 
     cfg.classes = Some(vec!["mel".into(), "nv".into()]);
     let msg = open_splits(&cfg, dir.path()).unwrap_err().to_string();
@@ -332,22 +233,13 @@ fn csv_errors_name_row_column_and_file() {
     cfg.label_column = Some("diagnosis".into());
     let err = open_splits(&cfg, dir.path()).unwrap_err();
     assert!(matches!(err, DataError::MissingColumn { .. }));
-    assert!(
-        err.to_string()
-            .contains("no column `diagnosis`; columns found: [image_id, dx]"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no column `diagnosis`; columns found: [image_id, dx]"), "{err}");
     cfg.label_column = Some("dx".into());
 
     let text = fs::read_to_string(&path).unwrap();
     fs::write(&path, format!("{text}ISIC_missing,nv\n")).unwrap();
     let msg = open_splits(&cfg, dir.path()).unwrap_err().to_string();
-    assert!(
-        msg.contains("ISIC_missing.jpg")
-            && msg.contains("data row 10")
-            && msg.contains("does not exist"),
-        "{msg}"
-    );
+    assert!(msg.contains("ISIC_missing.jpg") && msg.contains("data row 10") && msg.contains("does not exist"), "{msg}");
 
     fs::write(&path, format!("{text}ISIC_short\n")).unwrap();
     let msg = open_splits(&cfg, dir.path()).unwrap_err().to_string();
@@ -361,11 +253,7 @@ fn csv_errors_name_row_column_and_file() {
     // A corrupt image is found when it is decoded, with its path.
     fs::write(&path, &text).unwrap();
     let (bad_id, _) = text.lines().nth(2).unwrap().split_once(',').unwrap();
-    fs::write(
-        dir.path().join("images").join(format!("{bad_id}.jpg")),
-        b"\xff\xd8garbage",
-    )
-    .unwrap();
+    fs::write(dir.path().join("images").join(format!("{bad_id}.jpg")), b"\xff\xd8garbage").unwrap();
     let s = open_splits(&cfg, dir.path()).unwrap();
     let err = s.train.image(1).unwrap_err();
     assert!(matches!(err, DataError::Image { .. }));
@@ -379,11 +267,7 @@ fn csv_errors_name_row_column_and_file() {
 #[test]
 fn split_fractions_are_validated() {
     let mut cfg = ham_config(0);
-    for (val, test, needle) in [
-        (1.0, 0.1, "split.val = 1"),
-        (0.2, -0.1, "split.test = -0.1"),
-        (0.6, 0.4, "below 1"),
-    ] {
+    for (val, test, needle) in [(1.0, 0.1, "split.val = 1"), (0.2, -0.1, "split.test = -0.1"), (0.6, 0.4, "below 1")] {
         cfg.split = Some(SplitConfig { val, test, seed: 0 });
         let msg = open_splits(&cfg, Path::new("/")).unwrap_err().to_string();
         assert!(msg.contains(needle), "{msg}");

@@ -8,37 +8,21 @@ use std::time::Duration;
 
 use common::{Synthetic, config, medmnist};
 use medkd_data::{
-    Batch, DataError, DataFormat, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline,
-    Size, TransformSpec, build_pipelines, open_splits,
+    Batch, DataError, DataFormat, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Size, TransformSpec, build_pipelines,
+    open_splits,
 };
 
 fn augmenting() -> Arc<Pipeline> {
     let specs = [
-        TransformSpec::RandomResizedCrop {
-            size: Size::Edge(6),
-            scale: [0.3, 1.0],
-            ratio: [0.75, 1.333],
-        },
+        TransformSpec::RandomResizedCrop { size: Size::Edge(6), scale: [0.3, 1.0], ratio: [0.75, 1.333] },
         TransformSpec::Hflip { p: 0.5 },
-        TransformSpec::ColorJitter {
-            brightness: 0.4,
-            contrast: 0.4,
-            saturation: 0.0,
-            hue: 0.0,
-        },
+        TransformSpec::ColorJitter { brightness: 0.4, contrast: 0.4, saturation: 0.0, hue: 0.0 },
     ];
     Arc::new(Pipeline::new(&specs, 1, Normalization::identity(1)).unwrap())
 }
 
 fn options(workers: usize) -> LoaderOptions {
-    LoaderOptions {
-        batch_size: 4,
-        shuffle: true,
-        drop_last: false,
-        seed: 5,
-        workers,
-        prefetch: 2,
-    }
+    LoaderOptions { batch_size: 4, shuffle: true, drop_last: false, seed: 5, workers, prefetch: 2 }
 }
 
 fn collect(loader: &Loader, epoch: usize) -> Vec<Batch> {
@@ -61,57 +45,20 @@ fn same_seed_gives_identical_batches_for_any_worker_count() {
     assert_eq!(seen, (0..18).collect::<Vec<_>>(), "each sample once");
 
     let b = collect(&one, 1);
-    let order = |bs: &[Batch]| {
-        bs.iter()
-            .flat_map(|b| b.indices.clone())
-            .collect::<Vec<_>>()
-    };
+    let order = |bs: &[Batch]| bs.iter().flat_map(|b| b.indices.clone()).collect::<Vec<_>>();
     assert_ne!(order(&a), order(&b), "another epoch, another order");
-    let other_seed = Loader::new(
-        ds.clone(),
-        augmenting(),
-        LoaderOptions {
-            seed: 6,
-            ..options(1)
-        },
-    )
-    .unwrap();
+    let other_seed = Loader::new(ds.clone(), augmenting(), LoaderOptions { seed: 6, ..options(1) }).unwrap();
     assert_ne!(order(&a), order(&collect(&other_seed, 0)));
 
-    let plain = Loader::new(
-        ds,
-        augmenting(),
-        LoaderOptions {
-            shuffle: false,
-            ..options(2)
-        },
-    )
-    .unwrap();
+    let plain = Loader::new(ds, augmenting(), LoaderOptions { shuffle: false, ..options(2) }).unwrap();
     assert_eq!(order(&collect(&plain, 3)), (0..18).collect::<Vec<_>>());
 }
 
 #[test]
 fn drop_last_and_batch_targets() {
     let ds: Arc<dyn ImageDataset> = Arc::new(Synthetic::new(10, 4));
-    let keep = Loader::new(
-        ds.clone(),
-        augmenting(),
-        LoaderOptions {
-            shuffle: false,
-            ..options(1)
-        },
-    )
-    .unwrap();
-    let drop = Loader::new(
-        ds,
-        augmenting(),
-        LoaderOptions {
-            shuffle: false,
-            drop_last: true,
-            ..options(1)
-        },
-    )
-    .unwrap();
+    let keep = Loader::new(ds.clone(), augmenting(), LoaderOptions { shuffle: false, ..options(1) }).unwrap();
+    let drop = Loader::new(ds, augmenting(), LoaderOptions { shuffle: false, drop_last: true, ..options(1) }).unwrap();
     assert_eq!((keep.num_batches(), drop.num_batches()), (3, 2));
     let sizes = |l: &Loader| collect(l, 0).iter().map(|b| b.shape[0]).collect::<Vec<_>>();
     assert_eq!(sizes(&keep), [4, 4, 2]);
@@ -119,10 +66,7 @@ fn drop_last_and_batch_targets() {
 
     let first = &collect(&keep, 0)[0];
     assert_eq!(first.class_labels(), [0, 1, 2, 0]);
-    assert_eq!(
-        first.multi_hot(),
-        [1., 0., 0., 0., 1., 0., 0., 0., 1., 1., 0., 0.]
-    );
+    assert_eq!(first.multi_hot(), [1., 0., 0., 0., 1., 0., 0., 0., 1., 1., 0., 0.]);
     assert_eq!(first.images.len(), 4 * 6 * 6);
 }
 
@@ -139,12 +83,7 @@ fn settle(ds: &Synthetic, expected: usize) -> usize {
 #[test]
 fn prefetch_is_bounded_and_dropping_stops_the_thread() {
     let ds = Arc::new(Synthetic::new(200, 4));
-    let opts = LoaderOptions {
-        batch_size: 1,
-        shuffle: false,
-        prefetch: 2,
-        ..options(1)
-    };
+    let opts = LoaderOptions { batch_size: 1, shuffle: false, prefetch: 2, ..options(1) };
     let loader = Loader::new(ds.clone(), augmenting(), opts).unwrap();
     let mut epoch = loader.epoch(0);
     epoch.next().unwrap().unwrap();
@@ -155,11 +94,7 @@ fn prefetch_is_bounded_and_dropping_stops_the_thread() {
     drop(epoch);
     let after_drop = ds.decoded.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(
-        ds.decoded.load(Ordering::SeqCst),
-        after_drop,
-        "thread stopped"
-    );
+    assert_eq!(ds.decoded.load(Ordering::SeqCst), after_drop, "thread stopped");
     assert!(after_drop < 200);
 }
 
@@ -167,15 +102,7 @@ fn prefetch_is_bounded_and_dropping_stops_the_thread() {
 fn a_failing_sample_is_an_error_item_not_a_panic() {
     let mut synthetic = Synthetic::new(12, 4);
     synthetic.fail_at = Some(5);
-    let loader = Loader::new(
-        Arc::new(synthetic),
-        augmenting(),
-        LoaderOptions {
-            shuffle: false,
-            ..options(2)
-        },
-    )
-    .unwrap();
+    let loader = Loader::new(Arc::new(synthetic), augmenting(), LoaderOptions { shuffle: false, ..options(2) }).unwrap();
     let items: Vec<Result<Batch, DataError>> = loader.epoch(0).collect();
     assert_eq!(items.len(), 3);
     assert!(items[0].is_ok() && items[2].is_ok());
@@ -187,26 +114,15 @@ fn a_failing_sample_is_an_error_item_not_a_panic() {
 fn real_medmnist_epoch_with_eval_pipeline() {
     let mut cfg = config(DataFormat::Medmnist, &medmnist("breastmnist"));
     cfg.channels = Some(3);
-    cfg.eval_transforms = vec![TransformSpec::Resize {
-        size: Size::Edge(32),
-    }];
+    cfg.eval_transforms = vec![TransformSpec::Resize { size: Size::Edge(32) }];
     cfg.normalize = medkd_data::NormalizeConfig::Imagenet {};
     let splits = open_splits(&cfg, "/".as_ref()).unwrap();
     let pipelines = build_pipelines(&cfg, splits.train.as_ref()).unwrap();
-    let opts = LoaderOptions {
-        batch_size: 64,
-        workers: 2,
-        ..LoaderOptions::default()
-    };
+    let opts = LoaderOptions { batch_size: 64, workers: 2, ..LoaderOptions::default() };
     let loader = Loader::new(splits.train.clone(), pipelines.eval, opts).unwrap();
     let batches = collect(&loader, 0);
     assert_eq!(batches.len(), 9);
     assert_eq!(batches[0].shape, [64, 3, 32, 32]);
     assert_eq!(batches.iter().map(|b| b.shape[0]).sum::<usize>(), 546);
-    assert!(
-        batches[0]
-            .images
-            .iter()
-            .all(|v| v.is_finite() && *v > -2.2 && *v < 2.7)
-    );
+    assert!(batches[0].images.iter().all(|v| v.is_finite() && *v > -2.2 && *v < 2.7));
 }

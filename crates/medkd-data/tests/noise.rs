@@ -96,7 +96,8 @@ fn train_subsets_are_seeded_fractions_of_the_noisy_training_split() {
     // Subsets overlap and carry the noisy labels of the full training split.
     let common = ids(&a).iter().filter(|id| ids(&b).contains(id)).count();
     assert!(common > 546 * 4 / 10, "{common}");
-    let full_labels: std::collections::HashMap<String, Target> = (0..full.train.len()).map(|i| (full.train.id(i), full.train.target(i))).collect();
+    let full_labels: std::collections::HashMap<String, Target> =
+        (0..full.train.len()).map(|i| (full.train.id(i), full.train.target(i))).collect();
     assert!((0..a.train.len()).all(|i| full_labels[&a.train.id(i)] == a.train.target(i)));
     assert_eq!(a.val.len(), full.val.len());
     assert!(open_subset(0, 0.0).unwrap_err().contains("train_subset.ratio"));

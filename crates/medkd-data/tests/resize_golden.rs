@@ -23,7 +23,8 @@ fn pixel(y: u32, x: u32) -> u8 {
 
 #[test]
 fn resize_matches_pillow_bilinear() {
-    let golden: Golden = serde_json::from_str(include_str!("golden/resize.json")).expect("tests/golden/resize.json is valid; regenerate it with tools/golden/resize_golden.py");
+    let golden: Golden = serde_json::from_str(include_str!("golden/resize.json"))
+        .expect("tests/golden/resize.json is valid; regenerate it with tools/golden/resize_golden.py");
     for case in golden.cases {
         let [h, w] = case.input;
         let image = DynamicImage::ImageLuma8(ImageBuffer::from_fn(w, h, |x, y| Luma([pixel(y, x)])));

@@ -9,11 +9,7 @@
 /// If `k == 0` or `logits.len()` is not a multiple of `k`: that is a shape bug in the caller,
 /// not bad data.
 pub fn softmax_rows(logits: &[f32], k: usize) -> Vec<f32> {
-    assert!(
-        k > 0 && logits.len().is_multiple_of(k),
-        "softmax_rows: {} logits do not split into rows of {k}",
-        logits.len()
-    );
+    assert!(k > 0 && logits.len().is_multiple_of(k), "softmax_rows: {} logits do not split into rows of {k}", logits.len());
     logits
         .chunks_exact(k)
         .flat_map(|row| {
@@ -29,10 +25,7 @@ pub fn softmax_rows(logits: &[f32], k: usize) -> Vec<f32> {
 pub fn sigmoid(logits: &[f32]) -> Vec<f32> {
     // In f64, exp(-x) overflows only to +inf for very negative x, which still gives the correct
     // limit 0 (never NaN), so the plain formula is stable here.
-    logits
-        .iter()
-        .map(|&x| (1.0 / (1.0 + (-f64::from(x)).exp())) as f32)
-        .collect()
+    logits.iter().map(|&x| (1.0 / (1.0 + (-f64::from(x)).exp())) as f32).collect()
 }
 
 #[cfg(test)]
@@ -67,10 +60,7 @@ mod tests {
     #[test]
     fn sigmoid_is_stable_at_extremes() {
         assert_eq!(sigmoid(&[0.0]), vec![0.5]);
-        assert_eq!(
-            sigmoid(&[-1e6, 1e6, f32::MIN, f32::MAX]),
-            vec![0.0, 1.0, 0.0, 1.0]
-        );
+        assert_eq!(sigmoid(&[-1e6, 1e6, f32::MIN, f32::MAX]), vec![0.0, 1.0, 0.0, 1.0]);
         let p = sigmoid(&[2.0])[0];
         assert!((p - 0.880_797_1).abs() < 1e-6);
     }

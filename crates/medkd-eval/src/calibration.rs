@@ -21,9 +21,7 @@ pub(crate) fn expected_calibration_error(samples: impl IntoIterator<Item = (f32,
         let confidence = f64::from(confidence);
         // Compare against each upper edge b/15 instead of using ceil(15 * c), so values on an
         // edge land in the same bin as in the numpy reference.
-        let b = (0..ECE_BINS)
-            .find(|&b| confidence <= (b + 1) as f64 / ECE_BINS as f64)
-            .unwrap_or(ECE_BINS - 1);
+        let b = (0..ECE_BINS).find(|&b| confidence <= (b + 1) as f64 / ECE_BINS as f64).unwrap_or(ECE_BINS - 1);
         bins[b].count += 1;
         bins[b].correct += u64::from(correct);
         bins[b].confidence_sum += confidence;

@@ -2,9 +2,7 @@
 
 /// Index of the largest value, the first one on ties (like `numpy.argmax`). `row` is non-empty.
 pub(crate) fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(0, |best, (i, &p)| if p > row[best] { i } else { best })
+    row.iter().enumerate().fold(0, |best, (i, &p)| if p > row[best] { i } else { best })
 }
 
 /// `k` x `k` counts, rows = true class and columns = predicted class (like sklearn).
@@ -22,11 +20,7 @@ pub(crate) fn class_counts(confusion: &[Vec<u64>]) -> Vec<BinaryCounts> {
     (0..confusion.len())
         .map(|c| {
             let tp = confusion[c][c];
-            BinaryCounts {
-                tp,
-                fp: confusion.iter().map(|row| row[c]).sum::<u64>() - tp,
-                fn_: confusion[c].iter().sum::<u64>() - tp,
-            }
+            BinaryCounts { tp, fp: confusion.iter().map(|row| row[c]).sum::<u64>() - tp, fn_: confusion[c].iter().sum::<u64>() - tp }
         })
         .collect()
 }
@@ -50,11 +44,7 @@ impl BinaryCounts {
     }
 
     pub fn add(self, other: Self) -> Self {
-        Self {
-            tp: self.tp + other.tp,
-            fp: self.fp + other.fp,
-            fn_: self.fn_ + other.fn_,
-        }
+        Self { tp: self.tp + other.tp, fp: self.fp + other.fp, fn_: self.fn_ + other.fn_ }
     }
 
     pub fn support(self) -> u64 {
@@ -76,11 +66,7 @@ impl BinaryCounts {
 
 /// sklearn's `zero_division=0`: an undefined ratio counts as 0.
 fn ratio(numerator: u64, denominator: u64) -> f64 {
-    if denominator == 0 {
-        0.0
-    } else {
-        numerator as f64 / denominator as f64
-    }
+    if denominator == 0 { 0.0 } else { numerator as f64 / denominator as f64 }
 }
 
 #[cfg(test)]
@@ -103,10 +89,7 @@ mod tests {
         let confusion = confusion_matrix(&[0, 0, 1, 1, 2], &[0, 1, 1, 1, 0], 3);
         assert_eq!(confusion, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]);
         let per_class = class_counts(&confusion);
-        assert_eq!(
-            per_class,
-            vec![counts(1, 1, 1), counts(2, 1, 0), counts(0, 0, 1)]
-        );
+        assert_eq!(per_class, vec![counts(1, 1, 1), counts(2, 1, 0), counts(0, 0, 1)]);
         let b = per_class[1];
         assert_eq!((b.precision(), b.recall(), b.f1()), (2.0 / 3.0, 1.0, 0.8));
     }
@@ -114,10 +97,7 @@ mod tests {
     #[test]
     fn zero_division_gives_zero() {
         let never_seen = BinaryCounts::default();
-        assert_eq!(
-            (never_seen.precision(), never_seen.recall(), never_seen.f1()),
-            (0.0, 0.0, 0.0)
-        );
+        assert_eq!((never_seen.precision(), never_seen.recall(), never_seen.f1()), (0.0, 0.0, 0.0));
     }
 
     #[test]

@@ -7,57 +7,26 @@ pub enum EvalError {
     Empty,
 
     #[error("need at least {min} {what}, got {got}")]
-    TooFewClasses {
-        what: &'static str,
-        min: usize,
-        got: usize,
-    },
+    TooFewClasses { what: &'static str, min: usize, got: usize },
 
     #[error("got {actual} class/label names, expected one per class (K = {expected})")]
     NamesMismatch { expected: usize, actual: usize },
 
     #[error("{what} has length {actual}, expected N*K = {n}*{k} = {expected}")]
-    LengthMismatch {
-        what: &'static str,
-        n: usize,
-        k: usize,
-        expected: usize,
-        actual: usize,
-    },
+    LengthMismatch { what: &'static str, n: usize, k: usize, expected: usize, actual: usize },
 
     #[error("{what} has length {len}, which is not a multiple of K = {k}")]
-    RaggedRows {
-        what: &'static str,
-        len: usize,
-        k: usize,
-    },
+    RaggedRows { what: &'static str, len: usize, k: usize },
 
     #[error("label {label} of sample {sample} is out of range for K = {num_classes} classes")]
-    LabelOutOfRange {
-        sample: usize,
-        label: usize,
-        num_classes: usize,
-    },
+    LabelOutOfRange { sample: usize, label: usize, num_classes: usize },
 
     #[error("probability at index {index} (sample {sample}, class {class}) is not finite: {value}")]
-    NonFiniteProbability {
-        index: usize,
-        sample: usize,
-        class: usize,
-        value: f32,
-    },
+    NonFiniteProbability { index: usize, sample: usize, class: usize, value: f32 },
 
     #[error("target at index {index} (sample {sample}, label {label}) is {value}, expected 0 or 1")]
-    InvalidTarget {
-        index: usize,
-        sample: usize,
-        label: usize,
-        value: u8,
-    },
+    InvalidTarget { index: usize, sample: usize, label: usize, value: u8 },
 
-    #[error(
-        "unknown metric {name:?}, expected one of: {}",
-        crate::metric::known_names()
-    )]
+    #[error("unknown metric {name:?}, expected one of: {}", crate::metric::known_names())]
     UnknownMetric { name: String },
 }

@@ -21,14 +21,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 6] = [
-        Metric::Accuracy,
-        Metric::BalancedAccuracy,
-        Metric::MacroF1,
-        Metric::MicroF1,
-        Metric::Auc,
-        Metric::Ece,
-    ];
+    pub const ALL: [Metric; 6] = [Metric::Accuracy, Metric::BalancedAccuracy, Metric::MacroF1, Metric::MicroF1, Metric::Auc, Metric::Ece];
 
     /// The canonical name, as accepted by [`FromStr`].
     pub fn name(self) -> &'static str {
@@ -58,9 +51,7 @@ impl FromStr for Metric {
             _ => Metric::ALL
                 .into_iter()
                 .find(|metric| metric.name() == name)
-                .ok_or_else(|| EvalError::UnknownMetric {
-                    name: name.to_owned(),
-                }),
+                .ok_or_else(|| EvalError::UnknownMetric { name: name.to_owned() }),
         }
     }
 }
@@ -92,32 +83,19 @@ mod tests {
             assert_eq!(metric.name().parse::<Metric>(), Ok(metric));
         }
         assert_eq!("accuracy".parse::<Metric>(), Ok(Metric::Accuracy));
-        assert_eq!(
-            "balanced_accuracy".parse::<Metric>(),
-            Ok(Metric::BalancedAccuracy)
-        );
+        assert_eq!("balanced_accuracy".parse::<Metric>(), Ok(Metric::BalancedAccuracy));
     }
 
     #[test]
     fn unknown_name_lists_known_ones() {
         let err = "f2".parse::<Metric>().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown metric \"f2\", expected one of: acc, balanced_acc, macro_f1, micro_f1, auc, ece"
-        );
+        assert_eq!(err.to_string(), "unknown metric \"f2\", expected one of: acc, balanced_acc, macro_f1, micro_f1, auc, ece");
     }
 
     #[test]
     fn only_ece_is_lower_is_better() {
         assert!(!higher_is_better("ece"));
-        for name in [
-            "acc",
-            "accuracy",
-            "balanced_acc",
-            "macro_f1",
-            "micro_f1",
-            "auc",
-        ] {
+        for name in ["acc", "accuracy", "balanced_acc", "macro_f1", "micro_f1", "auc"] {
             assert!(higher_is_better(name), "{name}");
         }
     }

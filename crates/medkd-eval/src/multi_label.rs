@@ -57,21 +57,14 @@ pub fn evaluate_multi_label(
     let exact_matches = probs
         .chunks_exact(k)
         .zip(targets.chunks_exact(k))
-        .filter(|(row, truth)| {
-            row.iter()
-                .zip(*truth)
-                .all(|(&p, &t)| present(p) == (t == 1))
-        })
+        .filter(|(row, truth)| row.iter().zip(*truth).all(|(&p, &t)| present(p) == (t == 1)))
         .count();
 
     Ok(MultiLabelReport {
         n,
         subset_accuracy: exact_matches as f64 / n as f64,
         macro_f1: mean(per_label.iter().map(|l| l.f1)).expect("validated input has K >= 1"),
-        micro_f1: counts
-            .iter()
-            .fold(BinaryCounts::default(), |sum, &c| sum.add(c))
-            .f1(),
+        micro_f1: counts.iter().fold(BinaryCounts::default(), |sum, &c| sum.add(c)).f1(),
         macro_auc: mean(per_label.iter().filter_map(|l| l.auc)),
         per_label,
     })

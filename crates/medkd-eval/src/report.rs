@@ -38,8 +38,6 @@ impl ClassMetrics {
 
 /// Arithmetic mean, `None` for no values.
 pub(crate) fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
-    let (sum, count) = values
-        .into_iter()
-        .fold((0.0, 0usize), |(sum, count), v| (sum + v, count + 1));
+    let (sum, count) = values.into_iter().fold((0.0, 0usize), |(sum, count), v| (sum + v, count + 1));
     (count > 0).then(|| sum / count as f64)
 }

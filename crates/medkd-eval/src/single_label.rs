@@ -57,31 +57,15 @@ pub fn evaluate_single_label(
         .collect();
 
     let correct = (0..k).map(|c| confusion[c][c]).sum::<u64>();
-    let balanced_accuracy = mean(per_class.iter().filter(|c| c.support > 0).map(|c| c.recall))
-        .expect("validated input has a sample, so some class occurs");
+    let balanced_accuracy =
+        mean(per_class.iter().filter(|c| c.support > 0).map(|c| c.recall)).expect("validated input has a sample, so some class occurs");
     let macro_f1 = mean(per_class.iter().map(|c| c.f1)).expect("validated input has K >= 2");
-    let auc = if k == 2 {
-        per_class[1].auc
-    } else {
-        mean(per_class.iter().filter_map(|c| c.auc))
-    };
+    let auc = if k == 2 { per_class[1].auc } else { mean(per_class.iter().filter_map(|c| c.auc)) };
     let ece = expected_calibration_error(
-        probs
-            .chunks_exact(k)
-            .zip(predicted.iter().zip(labels))
-            .map(|(row, (&pred, &label))| (row[pred], pred == label)),
+        probs.chunks_exact(k).zip(predicted.iter().zip(labels)).map(|(row, (&pred, &label))| (row[pred], pred == label)),
     );
 
-    Ok(ClassificationReport {
-        n,
-        accuracy: correct as f64 / n as f64,
-        balanced_accuracy,
-        macro_f1,
-        auc,
-        ece,
-        per_class,
-        confusion,
-    })
+    Ok(ClassificationReport { n, accuracy: correct as f64 / n as f64, balanced_accuracy, macro_f1, auc, ece, per_class, confusion })
 }
 
 impl ClassificationReport {
@@ -109,11 +93,7 @@ impl ClassificationReport {
 
 impl fmt::Display for ClassificationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let auc_label = if self.per_class.len() == 2 {
-            "AUC"
-        } else {
-            "AUC (macro OvR)"
-        };
+        let auc_label = if self.per_class.len() == 2 { "AUC" } else { "AUC (macro OvR)" };
         table::write_summary(
             f,
             self.n,

@@ -14,18 +14,9 @@ fn width(text: &str) -> usize {
 }
 
 /// The overall block: the sample count, then one `label value` line per metric.
-pub(crate) fn write_summary(
-    f: &mut impl Write,
-    n: usize,
-    rows: &[(&str, Option<f64>)],
-) -> fmt::Result {
+pub(crate) fn write_summary(f: &mut impl Write, n: usize, rows: &[(&str, Option<f64>)]) -> fmt::Result {
     const SAMPLES: &str = "samples";
-    let label_width = rows
-        .iter()
-        .map(|(label, _)| width(label))
-        .chain([width(SAMPLES)])
-        .max()
-        .unwrap_or(0);
+    let label_width = rows.iter().map(|(label, _)| width(label)).chain([width(SAMPLES)]).max().unwrap_or(0);
     writeln!(f, "{SAMPLES:<label_width$}  {n:>8}")?;
     for (label, value) in rows {
         writeln!(f, "{label:<label_width$}  {:>8}", metric(*value))?;
@@ -34,22 +25,9 @@ pub(crate) fn write_summary(
 }
 
 /// One row per class (or label) with precision, recall, F1, support and AUC.
-pub(crate) fn write_classes(
-    f: &mut impl Write,
-    kind: &str,
-    classes: &[ClassMetrics],
-) -> fmt::Result {
-    let name_width = classes
-        .iter()
-        .map(|c| width(&c.name))
-        .chain([width(kind)])
-        .max()
-        .unwrap_or(0);
-    writeln!(
-        f,
-        "{kind:<name_width$}  {:>9}  {:>6}  {:>6}  {:>7}  {:>6}",
-        "precision", "recall", "F1", "support", "AUC"
-    )?;
+pub(crate) fn write_classes(f: &mut impl Write, kind: &str, classes: &[ClassMetrics]) -> fmt::Result {
+    let name_width = classes.iter().map(|c| width(&c.name)).chain([width(kind)]).max().unwrap_or(0);
+    writeln!(f, "{kind:<name_width$}  {:>9}  {:>6}  {:>6}  {:>7}  {:>6}", "precision", "recall", "F1", "support", "AUC")?;
     for c in classes {
         writeln!(
             f,
@@ -66,31 +44,15 @@ pub(crate) fn write_classes(
 }
 
 /// The confusion matrix with class names as row and column headers.
-pub(crate) fn write_confusion(
-    f: &mut impl Write,
-    names: &[&str],
-    confusion: &[Vec<u64>],
-) -> fmt::Result {
+pub(crate) fn write_confusion(f: &mut impl Write, names: &[&str], confusion: &[Vec<u64>]) -> fmt::Result {
     const CORNER: &str = "true \\ pred";
-    writeln!(
-        f,
-        "confusion matrix (rows = true class, columns = predicted class)"
-    )?;
-    let row_header_width = names
-        .iter()
-        .map(|name| width(name))
-        .chain([width(CORNER)])
-        .max()
-        .unwrap_or(0);
+    writeln!(f, "confusion matrix (rows = true class, columns = predicted class)")?;
+    let row_header_width = names.iter().map(|name| width(name)).chain([width(CORNER)]).max().unwrap_or(0);
     let column_widths: Vec<usize> = names
         .iter()
         .enumerate()
         .map(|(c, name)| {
-            let widest_count = confusion
-                .iter()
-                .map(|row| row[c].to_string().len())
-                .max()
-                .unwrap_or(1);
+            let widest_count = confusion.iter().map(|row| row[c].to_string().len()).max().unwrap_or(1);
             width(name).max(widest_count)
         })
         .collect();

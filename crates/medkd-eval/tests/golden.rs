@@ -1,9 +1,6 @@
 //! Agreement with scikit-learn on the seeded cases written by `tools/golden/metrics_golden.py`.
 
-use medkd_eval::{
-    ClassMetrics, ClassificationReport, MultiLabelReport, evaluate_multi_label,
-    evaluate_single_label,
-};
+use medkd_eval::{ClassMetrics, ClassificationReport, MultiLabelReport, evaluate_multi_label, evaluate_single_label};
 use serde::Deserialize;
 
 const TOLERANCE: f64 = 1e-6;
@@ -35,17 +32,13 @@ enum Case {
 }
 
 fn golden_cases() -> Vec<Case> {
-    let golden: Golden = serde_json::from_str(include_str!("golden/metrics.json")).expect(
-        "tests/golden/metrics.json is valid; regenerate it with tools/golden/metrics_golden.py",
-    );
+    let golden: Golden = serde_json::from_str(include_str!("golden/metrics.json"))
+        .expect("tests/golden/metrics.json is valid; regenerate it with tools/golden/metrics_golden.py");
     golden.cases
 }
 
 fn assert_close(what: &str, actual: f64, expected: f64) {
-    assert!(
-        (actual - expected).abs() <= TOLERANCE,
-        "{what}: medkd-eval gives {actual}, sklearn {expected}"
-    );
+    assert!((actual - expected).abs() <= TOLERANCE, "{what}: medkd-eval gives {actual}, sklearn {expected}");
 }
 
 fn assert_close_opt(what: &str, actual: Option<f64>, expected: Option<f64>) {
@@ -74,69 +67,24 @@ fn metrics_match_sklearn() {
     let cases = golden_cases();
     for case in &cases {
         match case {
-            Case::SingleLabel {
-                name,
-                num_classes,
-                class_names,
-                probs,
-                labels,
-                expected,
-            } => {
+            Case::SingleLabel { name, num_classes, class_names, probs, labels, expected } => {
                 let got = evaluate_single_label(probs, *num_classes, labels, class_names).unwrap();
                 assert_eq!(got.n, expected.n, "{name}: n");
-                assert_close(
-                    &format!("{name} / accuracy"),
-                    got.accuracy,
-                    expected.accuracy,
-                );
-                assert_close(
-                    &format!("{name} / balanced_accuracy"),
-                    got.balanced_accuracy,
-                    expected.balanced_accuracy,
-                );
-                assert_close(
-                    &format!("{name} / macro_f1"),
-                    got.macro_f1,
-                    expected.macro_f1,
-                );
+                assert_close(&format!("{name} / accuracy"), got.accuracy, expected.accuracy);
+                assert_close(&format!("{name} / balanced_accuracy"), got.balanced_accuracy, expected.balanced_accuracy);
+                assert_close(&format!("{name} / macro_f1"), got.macro_f1, expected.macro_f1);
                 assert_close_opt(&format!("{name} / auc"), got.auc, expected.auc);
                 assert_close(&format!("{name} / ece"), got.ece, expected.ece);
                 assert_classes_close(name, &got.per_class, &expected.per_class);
-                assert_eq!(
-                    got.confusion, expected.confusion,
-                    "{name}: confusion matrix"
-                );
+                assert_eq!(got.confusion, expected.confusion, "{name}: confusion matrix");
             }
-            Case::MultiLabel {
-                name,
-                num_labels,
-                label_names,
-                probs,
-                targets,
-                expected,
-            } => {
+            Case::MultiLabel { name, num_labels, label_names, probs, targets, expected } => {
                 let got = evaluate_multi_label(probs, *num_labels, targets, label_names).unwrap();
                 assert_eq!(got.n, expected.n, "{name}: n");
-                assert_close(
-                    &format!("{name} / subset_accuracy"),
-                    got.subset_accuracy,
-                    expected.subset_accuracy,
-                );
-                assert_close(
-                    &format!("{name} / macro_f1"),
-                    got.macro_f1,
-                    expected.macro_f1,
-                );
-                assert_close(
-                    &format!("{name} / micro_f1"),
-                    got.micro_f1,
-                    expected.micro_f1,
-                );
-                assert_close_opt(
-                    &format!("{name} / macro_auc"),
-                    got.macro_auc,
-                    expected.macro_auc,
-                );
+                assert_close(&format!("{name} / subset_accuracy"), got.subset_accuracy, expected.subset_accuracy);
+                assert_close(&format!("{name} / macro_f1"), got.macro_f1, expected.macro_f1);
+                assert_close(&format!("{name} / micro_f1"), got.micro_f1, expected.micro_f1);
+                assert_close_opt(&format!("{name} / macro_auc"), got.macro_auc, expected.macro_auc);
                 assert_classes_close(name, &got.per_label, &expected.per_label);
             }
         }
@@ -155,22 +103,11 @@ fn golden_file_covers_required_cases() {
         })
         .collect();
     for k in [2, 5, 7] {
-        assert!(
-            single.iter().any(|r| r.per_class.len() == k),
-            "no K={k} case"
-        );
+        assert!(single.iter().any(|r| r.per_class.len() == k), "no K={k} case");
     }
     assert!(
-        single.iter().any(|r| r
-            .per_class
-            .iter()
-            .any(|c| c.support == 0 && c.auc.is_none())),
+        single.iter().any(|r| r.per_class.iter().any(|c| c.support == 0 && c.auc.is_none())),
         "no case with a class absent from y_true"
     );
-    assert!(
-        cases
-            .iter()
-            .any(|case| matches!(case, Case::MultiLabel { .. })),
-        "no multi-label case"
-    );
+    assert!(cases.iter().any(|case| matches!(case, Case::MultiLabel { .. })), "no multi-label case");
 }

@@ -1,36 +1,25 @@
 //! Hand-checkable examples, plus the table, serde and metric-by-name surfaces.
 
-use medkd_eval::{
-    ClassificationReport, Metric, MultiLabelReport, evaluate_multi_label, evaluate_single_label,
-};
+use medkd_eval::{ClassificationReport, Metric, MultiLabelReport, evaluate_multi_label, evaluate_single_label};
 
 fn names(names: &[&str]) -> Vec<String> {
     names.iter().map(|&n| n.to_owned()).collect()
 }
 
 fn binary(probs_of_positive: &[f32], labels: &[usize]) -> ClassificationReport {
-    let probs: Vec<f32> = probs_of_positive
-        .iter()
-        .flat_map(|&p| [1.0 - p, p])
-        .collect();
+    let probs: Vec<f32> = probs_of_positive.iter().flat_map(|&p| [1.0 - p, p]).collect();
     evaluate_single_label(&probs, 2, labels, &names(&["neg", "pos"])).unwrap()
 }
 
 fn assert_close(actual: f64, expected: f64) {
-    assert!(
-        (actual - expected).abs() < 1e-6,
-        "got {actual}, expected {expected}"
-    );
+    assert!((actual - expected).abs() < 1e-6, "got {actual}, expected {expected}");
 }
 
 #[test]
 fn perfect_binary_classifier() {
     let report = binary(&[0.1, 0.2, 0.7, 0.9], &[0, 0, 1, 1]);
     assert_eq!(report.auc, Some(1.0));
-    assert_eq!(
-        (report.accuracy, report.balanced_accuracy, report.macro_f1),
-        (1.0, 1.0, 1.0)
-    );
+    assert_eq!((report.accuracy, report.balanced_accuracy, report.macro_f1), (1.0, 1.0, 1.0));
     assert_eq!(report.confusion, vec![vec![2, 0], vec![0, 2]]);
     // Every prediction is right, so each bin's gap is 1 - confidence: ECE = mean(1 - conf).
     assert_close(report.ece, (0.1 + 0.2 + 0.3 + 0.1) / 4.0);
@@ -76,10 +65,7 @@ fn three_class() -> ClassificationReport {
 fn three_class_by_hand() {
     let report = three_class();
     // Predictions [0, 1, 1, 2].
-    assert_eq!(
-        report.confusion,
-        vec![vec![1, 0, 0], vec![0, 1, 0], vec![0, 1, 1]]
-    );
+    assert_eq!(report.confusion, vec![vec![1, 0, 0], vec![0, 1, 0], vec![0, 1, 1]]);
     assert_eq!(report.accuracy, 0.75);
     assert_close(report.balanced_accuracy, (1.0 + 1.0 + 0.5) / 3.0);
     let b = &report.per_class[1];
@@ -111,10 +97,7 @@ fn multi_label_by_hand() {
     // Predicted [1 0], [0 1], [1 0]: the last row misses "edema". 0.5 is on the threshold.
     assert_close(report.subset_accuracy, 2.0 / 3.0);
     let edema = &report.per_label[1];
-    assert_eq!(
-        (edema.precision, edema.recall, edema.support),
-        (1.0, 0.5, 2)
-    );
+    assert_eq!((edema.precision, edema.recall, edema.support), (1.0, 0.5, 2));
     assert_close(report.macro_f1, (1.0 + 2.0 / 3.0) / 2.0);
     // Pooled: 3 true positives, 0 false positives, 1 false negative.
     assert_close(report.micro_f1, 6.0 / 7.0);
@@ -127,10 +110,7 @@ fn metric_by_name() {
     let report = three_class();
     assert_eq!(report.metric_by_name("acc"), Some(0.75));
     assert_eq!(report.metric_by_name("accuracy"), Some(0.75));
-    assert_eq!(
-        report.metric_by_name("balanced_acc"),
-        Some(report.balanced_accuracy)
-    );
+    assert_eq!(report.metric_by_name("balanced_acc"), Some(report.balanced_accuracy));
     assert_eq!(report.metric_by_name("macro_f1"), Some(report.macro_f1));
     assert_eq!(report.metric_by_name("auc"), report.auc);
     assert_eq!(report.metric_by_name("ece"), Some(report.ece));
@@ -153,20 +133,13 @@ fn reports_round_trip_through_json() {
     assert_eq!(back, report);
 
     let multi = multi_label();
-    let back: MultiLabelReport =
-        serde_json::from_str(&serde_json::to_string(&multi).unwrap()).unwrap();
+    let back: MultiLabelReport = serde_json::from_str(&serde_json::to_string(&multi).unwrap()).unwrap();
     assert_eq!(back, multi);
 }
 
 #[test]
 fn single_label_table() {
-    let report = evaluate_single_label(
-        &[0.9, 0.1, 0.4, 0.6, 0.3, 0.7],
-        2,
-        &[0, 1, 0],
-        &names(&["normal", "pneumonia"]),
-    )
-    .unwrap();
+    let report = evaluate_single_label(&[0.9, 0.1, 0.4, 0.6, 0.3, 0.7], 2, &[0, 1, 0], &names(&["normal", "pneumonia"])).unwrap();
     let expected = "\
 samples                   3
 accuracy             0.6667
@@ -200,10 +173,5 @@ label     precision  recall      F1  support     AUC
 effusion     1.0000  1.0000  1.0000        2  1.0000
 edema        1.0000  0.5000  0.6667        2  0.5000
 ";
-    assert_eq!(
-        multi_label().table(),
-        expected,
-        "\n{}",
-        multi_label().table()
-    );
+    assert_eq!(multi_label().table(), expected, "\n{}", multi_label().table());
 }

@@ -9,12 +9,7 @@ use crate::LossError;
 ///
 /// The target distribution is built on the host as one `N x K` coefficient matrix, so the
 /// device work is a single log-softmax, product and sum.
-pub fn cross_entropy(
-    logits: Tensor<2>,
-    classes: &[usize],
-    class_weights: Option<&[f32]>,
-    label_smoothing: f32,
-) -> Tensor<1> {
+pub fn cross_entropy(logits: Tensor<2>, classes: &[usize], class_weights: Option<&[f32]>, label_smoothing: f32) -> Tensor<1> {
     let [n, k] = logits.dims();
     assert_eq!(classes.len(), n, "one target per logit row");
     let weight = |c: usize| class_weights.map_or(1.0, |w| w[c]);
@@ -50,7 +45,9 @@ pub fn inverse_frequency_weights(class_counts: &[usize], class_names: &[String])
                 let name = class_names.get(class).map_or_else(|| class.to_string(), Clone::clone);
                 Err(LossError::bad(
                     "cross_entropy",
-                    format!("class_weights = \"inverse_frequency\" needs every class in the training split, but class '{name}' has no sample"),
+                    format!(
+                        "class_weights = \"inverse_frequency\" needs every class in the training split, but class '{name}' has no sample"
+                    ),
                 ))
             } else {
                 Ok(total as f32 / count as f32)

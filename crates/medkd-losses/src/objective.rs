@@ -269,12 +269,7 @@ fn map_pair(name: &str, map: &MapPair, ctx: &LossContext) -> Result<(Tensor<4>, 
 
 /// Checks one spec against the task and teachers and resolves it into a [`Term`], adding the
 /// regressors it needs to `adapters`.
-fn resolve(
-    spec: &LossSpec,
-    facts: &TaskFacts,
-    adapters: &mut Vec<(usize, usize)>,
-    heads: &mut Vec<HeadSpec>,
-) -> Result<Term, LossError> {
+fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)>, heads: &mut Vec<HeadSpec>) -> Result<Term, LossError> {
     let name = spec.name();
     let num_teachers = facts.teacher_channels.len();
     let needs_teacher = |index: usize| {
@@ -329,10 +324,7 @@ fn resolve(
                 TeacherMix::Rule(TeacherRule::Random) => Mix::Random { per_epoch: false },
                 TeacherMix::Rule(TeacherRule::RandomEpoch) => Mix::Random { per_epoch: true },
                 TeacherMix::Weights(list) if list.len() != num_teachers => {
-                    return Err(LossError::bad(
-                        name,
-                        format!("teachers lists {} weights for {num_teachers} teachers", list.len()),
-                    ));
+                    return Err(LossError::bad(name, format!("teachers lists {} weights for {num_teachers} teachers", list.len())));
                 }
                 TeacherMix::Weights(list) => {
                     let sum: f64 = list.iter().sum();
@@ -343,9 +335,7 @@ fn resolve(
         }
         LossSpec::RkdDistance { teacher, .. } => Term::RkdDistance { teacher: needs_teacher(*teacher)? },
         LossSpec::RkdAngle { teacher, chunk, .. } => Term::RkdAngle { teacher: needs_teacher(*teacher)?, chunk: *chunk },
-        LossSpec::Attention { teacher, stages, .. } => {
-            Term::Attention { teacher: needs_teacher(*teacher)?, stages: stages.clone() }
-        }
+        LossSpec::Attention { teacher, stages, .. } => Term::Attention { teacher: needs_teacher(*teacher)?, stages: stages.clone() },
         LossSpec::Hint { teacher, stage, .. } | LossSpec::ChannelGram { teacher, stage, .. } => {
             let teacher = needs_teacher(*teacher)?;
             let (from, to) = (facts.student_channels[*stage], facts.teacher_channels[teacher][*stage]);

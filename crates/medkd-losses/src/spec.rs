@@ -238,10 +238,7 @@ impl LossSpec {
         match self {
             LossSpec::CrossEntropy { label_smoothing, class_weights, .. } => {
                 if !(0.0..1.0).contains(label_smoothing) {
-                    return Err(LossError::bad(
-                        name,
-                        format!("label_smoothing must be in [0, 1), got {label_smoothing}"),
-                    ));
+                    return Err(LossError::bad(name, format!("label_smoothing must be in [0, 1), got {label_smoothing}")));
                 }
                 if let ClassWeights::Explicit(list) = class_weights {
                     if let Some(bad) = list.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
@@ -253,10 +250,7 @@ impl LossSpec {
                 check_temperature(name, *temperature)?;
                 if let TeacherMix::Weights(list) = teachers {
                     if list.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || list.iter().sum::<f64>() <= 0.0 {
-                        return Err(LossError::bad(
-                            name,
-                            format!("teachers weights must be >= 0 with a positive sum, got {list:?}"),
-                        ));
+                        return Err(LossError::bad(name, format!("teachers weights must be >= 0 with a positive sum, got {list:?}")));
                     }
                 }
             }
@@ -300,9 +294,5 @@ fn check_temperature(name: &str, temperature: f64) -> Result<(), LossError> {
 }
 
 fn check_ratio(name: &str, ratio: f64) -> Result<(), LossError> {
-    if (0.0..=1.0).contains(&ratio) {
-        Ok(())
-    } else {
-        Err(LossError::bad(name, format!("ratio must be in [0, 1], got {ratio}")))
-    }
+    if (0.0..=1.0).contains(&ratio) { Ok(()) } else { Err(LossError::bad(name, format!("ratio must be in [0, 1], got {ratio}"))) }
 }

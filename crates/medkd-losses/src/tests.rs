@@ -55,8 +55,13 @@ fn spec_parses_and_rejects_unknown_fields() {
     struct Doc {
         loss: Vec<LossSpec>,
     }
-    let doc: Doc = from_json(r#"{"loss": [{"kind": "cross_entropy", "class_weights": "inverse_frequency"}, {"kind": "cross_entropy", "class_weights": [1.0, 2.0], "weight": 0.5}]}"#);
-    assert_eq!(doc.loss[0], LossSpec::CrossEntropy { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::Rule(ClassWeightRule::InverseFrequency) });
+    let doc: Doc = from_json(
+        r#"{"loss": [{"kind": "cross_entropy", "class_weights": "inverse_frequency"}, {"kind": "cross_entropy", "class_weights": [1.0, 2.0], "weight": 0.5}]}"#,
+    );
+    assert_eq!(
+        doc.loss[0],
+        LossSpec::CrossEntropy { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::Rule(ClassWeightRule::InverseFrequency) }
+    );
     assert_eq!(doc.loss[1].weight(), 0.5);
     assert!(serde_json::from_str::<Doc>(r#"{"loss": [{"kind": "cross_entropy", "temperature": 4}]}"#).is_err());
     assert!(serde_json::from_str::<Doc>(r#"{"loss": [{"kind": "cross_entropy", "class_weights": "balanced"}]}"#).is_err());
@@ -79,7 +84,18 @@ fn objective_total_is_the_weighted_sum_of_terms() {
     ];
     let objective = Objective::new(&specs, &facts(&names, &[5, 3, 2], false)).unwrap();
     let targets = Targets::Classes(vec![0, 2]);
-    let (total, terms) = objective.compute(&LossContext { student: &student, teachers: &[], targets: &targets, adapters: &[], student_heads: &[], teacher_heads: &[], step: 0, epoch: 0 }).unwrap();
+    let (total, terms) = objective
+        .compute(&LossContext {
+            student: &student,
+            teachers: &[],
+            targets: &targets,
+            adapters: &[],
+            student_heads: &[],
+            teacher_heads: &[],
+            step: 0,
+            epoch: 0,
+        })
+        .unwrap();
     let values: Vec<f32> = terms.into_iter().map(|t| t.value.into_scalar::<f32>()).collect();
     let total = total.into_scalar::<f32>();
     assert!((total - (0.25 * values[0] + 2.0 * values[1])).abs() < 1e-5, "{total} vs {values:?}");
@@ -102,7 +118,8 @@ fn kd_objective(teachers: TeacherMix, num_teachers: usize) -> Result<Objective, 
 fn kd_value(objective: &Objective, student: &Features, teachers: &[Features], step: u64) -> f32 {
     let targets = Targets::Classes(vec![0, 1, 2, 0]);
     // Ten steps per epoch.
-    let context = LossContext { student, teachers, targets: &targets, adapters: &[], student_heads: &[], teacher_heads: &[], step, epoch: step / 10 };
+    let context =
+        LossContext { student, teachers, targets: &targets, adapters: &[], student_heads: &[], teacher_heads: &[], step, epoch: step / 10 };
     let (total, _) = objective.compute(&context).unwrap();
     total.into_scalar::<f32>()
 }
@@ -143,7 +160,10 @@ fn kd_mixes_teachers_by_mean_weights_or_seeded_random_choice() {
 fn teacher_terms_are_checked_against_the_declared_teachers() {
     let error = |spec: LossSpec, num_teachers: usize| {
         let names = names(3);
-        Objective::new(&[spec], &TaskFacts { teacher_channels: &resnet18_teachers(num_teachers), ..facts(&names, &[1, 1, 1], false) }).err().unwrap().to_string()
+        Objective::new(&[spec], &TaskFacts { teacher_channels: &resnet18_teachers(num_teachers), ..facts(&names, &[1, 1, 1], false) })
+            .err()
+            .unwrap()
+            .to_string()
     };
     let kd = |teachers| LossSpec::Kd { weight: 1.0, temperature: 4.0, teachers };
     assert!(error(kd(TeacherMix::default()), 0).contains("declares 0 [[teacher]]"));
@@ -161,7 +181,9 @@ fn repeated_kinds_are_logged_under_distinct_names() {
     let names = names(3);
     let kd = LossSpec::Kd { weight: 1.0, temperature: 4.0, teachers: TeacherMix::default() };
     let ce = LossSpec::CrossEntropy { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::default() };
-    let objective = Objective::new(&[ce, kd.clone(), kd], &TaskFacts { teacher_channels: &resnet18_teachers(1), ..facts(&names, &[1, 1, 1], false) }).unwrap();
+    let objective =
+        Objective::new(&[ce, kd.clone(), kd], &TaskFacts { teacher_channels: &resnet18_teachers(1), ..facts(&names, &[1, 1, 1], false) })
+            .unwrap();
     assert_eq!(objective.term_names(), ["cross_entropy", "kd", "kd_2"]);
 }
 
@@ -186,7 +208,16 @@ fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
     let adapters: Vec<ConvRegressor> = objective.adapter_shapes().iter().map(|&(i, o)| ConvRegressor::new(i, o, &device)).collect();
     let (student, teachers) = (features(&resnet18, 1), [features(&resnet50, 2), features(&resnet18, 3)]);
     let targets = Targets::Classes(vec![0, 1, 2, 0]);
-    let context = LossContext { student: &student, teachers: &teachers, targets: &targets, adapters: &adapters, student_heads: &[], teacher_heads: &[], step: 0, epoch: 0 };
+    let context = LossContext {
+        student: &student,
+        teachers: &teachers,
+        targets: &targets,
+        adapters: &adapters,
+        student_heads: &[],
+        teacher_heads: &[],
+        step: 0,
+        epoch: 0,
+    };
     let (_, terms) = objective.compute(&context).unwrap();
     let gram = channel_gram_rmse(student.stages[2].clone(), teachers[1].stages[2].clone()).into_scalar::<f32>();
     assert_eq!(terms[1].value.clone().into_scalar::<f32>(), gram, "no regressor between equal channel counts");

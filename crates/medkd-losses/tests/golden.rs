@@ -20,9 +20,8 @@ fn losses_match_pytorch() {
         let value = match case["kind"].as_str().unwrap() {
             "cross_entropy" => {
                 let labels: Vec<usize> = case["labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-                let weights: Option<Vec<f32>> = case["class_weights"]
-                    .as_array()
-                    .map(|w| w.iter().map(|v| v.as_f64().unwrap() as f32).collect());
+                let weights: Option<Vec<f32>> =
+                    case["class_weights"].as_array().map(|w| w.iter().map(|v| v.as_f64().unwrap() as f32).collect());
                 let smoothing = case["label_smoothing"].as_f64().unwrap() as f32;
                 cross_entropy(logits, &labels, weights.as_deref(), smoothing)
             }

@@ -100,7 +100,8 @@ fn kd_kl_gradient_matches_autograd() {
 fn channel_gram_gradient_matches_autograd() {
     // The cases with fewer positions than channels, which take the H*W x H*W form.
     let device = medkd_models::test_device().autodiff();
-    let cases: Vec<Value> = cases().into_iter().filter(|case| case["kind"] == "channel_gram_rmse" && case.get("student_grad").is_some()).collect();
+    let cases: Vec<Value> =
+        cases().into_iter().filter(|case| case["kind"] == "channel_gram_rmse" && case.get("student_grad").is_some()).collect();
     assert_eq!(cases.len(), 2);
     for case in &cases {
         let student = tensor::<4>(case, "student", &device).require_grad();

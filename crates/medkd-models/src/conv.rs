@@ -18,6 +18,7 @@
 //! wgpu, LibTorch), grouped convolutions that are not depthwise, dilated ones, uneven stride or
 //! padding, non-f32 tensors.
 
+use crate::flex::{contiguous, flex_tensor};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -28,9 +29,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
-use crate::flex::{contiguous, flex_tensor};
+use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 use std::borrow::Cow;
 
@@ -433,7 +433,18 @@ fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
         let count = y.len() / (out_channels * plane);
         let cols = g.chunk_cols(x, index * chunk, count, threads);
         let columns = count * plane;
-        let product = |dst: &mut [f32]| gemm(dst, out_channels, columns, g.patch(), Operand::row_major(weight, g.patch()), Operand::row_major(&cols, columns), false, threads);
+        let product = |dst: &mut [f32]| {
+            gemm(
+                dst,
+                out_channels,
+                columns,
+                g.patch(),
+                Operand::row_major(weight, g.patch()),
+                Operand::row_major(&cols, columns),
+                false,
+                threads,
+            )
+        };
         if count == 1 {
             return product(y);
         }
@@ -465,10 +476,30 @@ fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, 
         if want_dw {
             let cols = g.chunk_cols(x, first, count, threads);
             dw = vec![0.0; out_channels * patch];
-            gemm(&mut dw, out_channels, patch, columns, Operand::row_major(&dy_chunk, columns), Operand::transposed(&cols, columns), false, threads);
+            gemm(
+                &mut dw,
+                out_channels,
+                patch,
+                columns,
+                Operand::row_major(&dy_chunk, columns),
+                Operand::transposed(&cols, columns),
+                false,
+                threads,
+            );
         }
         if let Some(dx) = dx {
-            let input_columns = |dst: &mut [f32]| gemm(dst, patch, columns, out_channels, Operand::transposed(weight, patch), Operand::row_major(&dy_chunk, columns), false, threads);
+            let input_columns = |dst: &mut [f32]| {
+                gemm(
+                    dst,
+                    patch,
+                    columns,
+                    out_channels,
+                    Operand::transposed(weight, patch),
+                    Operand::row_major(&dy_chunk, columns),
+                    false,
+                    threads,
+                )
+            };
             if count == 1 && g.pointwise() {
                 input_columns(dx);
             } else {
@@ -574,8 +605,12 @@ mod tests {
     }
 
     /// (input shape, weight shape, stride, padding): strided, same-plane 3x3 and 5x5, a 1x1 map.
-    const GEOMETRIES: [([usize; 4], [usize; 4], usize, usize); 4] =
-        [([1, 2, 5, 4], [3, 2, 3, 3], 2, 1), ([1, 2, 5, 4], [3, 2, 3, 3], 1, 1), ([1, 3, 6, 5], [2, 3, 5, 5], 1, 2), ([1, 3, 1, 1], [2, 3, 3, 3], 1, 1)];
+    const GEOMETRIES: [([usize; 4], [usize; 4], usize, usize); 4] = [
+        ([1, 2, 5, 4], [3, 2, 3, 3], 2, 1),
+        ([1, 2, 5, 4], [3, 2, 3, 3], 1, 1),
+        ([1, 3, 6, 5], [2, 3, 5, 5], 1, 2),
+        ([1, 3, 1, 1], [2, 3, 3, 3], 1, 1),
+    ];
 
     fn ramp(n: usize, step: f32) -> Vec<f32> {
         (0..n).map(|i| (i as f32 * step).sin()).collect()

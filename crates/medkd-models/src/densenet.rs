@@ -34,9 +34,7 @@ fn stem(spec: &ModelSpec) -> ConvSpec {
 fn layer_inputs() -> [Vec<usize>; 4] {
     let mut channels = INIT_FEATURES;
     std::array::from_fn(|block| {
-        let inputs = (0..BLOCK_LAYERS[block])
-            .map(|layer| channels + layer * GROWTH_RATE)
-            .collect();
+        let inputs = (0..BLOCK_LAYERS[block]).map(|layer| channels + layer * GROWTH_RATE).collect();
         channels += BLOCK_LAYERS[block] * GROWTH_RATE;
         if block < 3 {
             channels /= 2;
@@ -51,10 +49,7 @@ fn block_output(layer_inputs: &[usize]) -> usize {
 
 /// conv1 (1x1 bottleneck) and conv2 (3x3) of a dense layer.
 fn dense_layer_convs(in_channels: usize) -> [ConvSpec; 2] {
-    [
-        ConvSpec::new(in_channels, BN_SIZE * GROWTH_RATE, 1, 1),
-        ConvSpec::new(BN_SIZE * GROWTH_RATE, GROWTH_RATE, 3, 1),
-    ]
+    [ConvSpec::new(in_channels, BN_SIZE * GROWTH_RATE, 1, 1), ConvSpec::new(BN_SIZE * GROWTH_RATE, GROWTH_RATE, 3, 1)]
 }
 
 fn transition_conv(in_channels: usize) -> ConvSpec {
@@ -129,8 +124,7 @@ impl Transition {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.pool
-            .forward(conv2d(&self.conv, relu(batch_norm(&self.norm, x))))
+        self.pool.forward(conv2d(&self.conv, relu(batch_norm(&self.norm, x))))
     }
 }
 
@@ -147,11 +141,9 @@ impl DenseFeatures {
         if let Some(pool) = &self.pool0 {
             x = pool.forward(x);
         }
-        for (block, transition) in [
-            (&self.denseblock1, &self.transition1),
-            (&self.denseblock2, &self.transition2),
-            (&self.denseblock3, &self.transition3),
-        ] {
+        for (block, transition) in
+            [(&self.denseblock1, &self.transition1), (&self.denseblock2, &self.transition2), (&self.denseblock3, &self.transition3)]
+        {
             x = dense_block(block, x);
             stages.record(&x);
             x = transition.forward(x);
@@ -167,12 +159,8 @@ impl DenseNet {
     pub(crate) fn new(spec: &ModelSpec, device: &Device) -> Self {
         let inputs = layer_inputs();
         let outputs = inputs.each_ref().map(|layers| block_output(layers));
-        let [block1, block2, block3, block4] = inputs.map(|layers| {
-            layers
-                .into_iter()
-                .map(|channels| DenseLayer::new(channels, device))
-                .collect()
-        });
+        let [block1, block2, block3, block4] =
+            inputs.map(|layers| layers.into_iter().map(|channels| DenseLayer::new(channels, device)).collect());
         let features = DenseFeatures {
             conv0: stem(spec).conv(KaimingFan::In, device),
             norm0: new_batch_norm(INIT_FEATURES, device),
@@ -186,11 +174,7 @@ impl DenseNet {
             denseblock4: block4,
             norm5: new_batch_norm(outputs[3], device),
         };
-        Self {
-            features,
-            classifier: classifier(outputs[3], spec.num_classes, None, true, device),
-            stage_channels: outputs.to_vec(),
-        }
+        Self { features, classifier: classifier(outputs[3], spec.num_classes, None, true, device), stage_channels: outputs.to_vec() }
     }
 
     pub(crate) fn stage_channels(&self) -> &[usize] {
@@ -208,14 +192,7 @@ impl DenseNet {
 /// (`denselayer1`) and a regex cannot add one, hence a rule per index.
 pub(crate) fn torchvision_keys() -> Vec<(String, String)> {
     let max_layers = BLOCK_LAYERS.into_iter().max().unwrap_or(0);
-    (0..max_layers)
-        .map(|i| {
-            (
-                format!(r"(\.denseblock\d)\.{i}\."),
-                format!("${{1}}.denselayer{}.", i + 1),
-            )
-        })
-        .collect()
+    (0..max_layers).map(|i| (format!(r"(\.denseblock\d)\.{i}\."), format!("${{1}}.denselayer{}.", i + 1))).collect()
 }
 
 pub(crate) fn macs(spec: &ModelSpec, input_hw: [usize; 2]) -> u64 {
@@ -227,9 +204,7 @@ pub(crate) fn macs(spec: &ModelSpec, input_hw: [usize; 2]) -> u64 {
     let inputs = layer_inputs();
     for (block, layers) in inputs.iter().enumerate() {
         for &channels in layers {
-            dense_layer_convs(channels)
-                .iter()
-                .for_each(|conv| walk.conv(conv));
+            dense_layer_convs(channels).iter().for_each(|conv| walk.conv(conv));
         }
         if block < 3 {
             walk.conv(&transition_conv(block_output(layers)));

@@ -23,10 +23,7 @@ pub enum ModelError {
     UnknownArch(String),
 
     #[error("unsupported weights file `{}`: expected {expected}", .path.display())]
-    UnsupportedFormat {
-        path: PathBuf,
-        expected: &'static str,
-    },
+    UnsupportedFormat { path: PathBuf, expected: &'static str },
 
     #[error("cannot read weights from `{}`: {message}", .path.display())]
     Read { path: PathBuf, message: String },
@@ -40,38 +37,20 @@ pub enum ModelError {
         .path.display(),
         mismatch_report(.missing, .unexpected, .mismatched)
     )]
-    Mismatch {
-        path: PathBuf,
-        missing: Vec<String>,
-        unexpected: Vec<String>,
-        mismatched: Vec<ShapeMismatch>,
-    },
+    Mismatch { path: PathBuf, missing: Vec<String>, unexpected: Vec<String>, mismatched: Vec<ShapeMismatch> },
 }
 
-fn mismatch_report(
-    missing: &[String],
-    unexpected: &[String],
-    mismatched: &[ShapeMismatch],
-) -> String {
+fn mismatch_report(missing: &[String], unexpected: &[String], mismatched: &[ShapeMismatch]) -> String {
     let mut report = String::new();
     for (title, names) in [("missing", missing), ("unexpected", unexpected)] {
         if !names.is_empty() {
-            let _ = write!(
-                report,
-                "\n  {title} tensors ({}): {}",
-                names.len(),
-                names.join(", ")
-            );
+            let _ = write!(report, "\n  {title} tensors ({}): {}", names.len(), names.join(", "));
         }
     }
     if !mismatched.is_empty() {
         let _ = write!(report, "\n  mis-shaped tensors ({}):", mismatched.len());
         for m in mismatched {
-            let _ = write!(
-                report,
-                "\n    {}: expected {:?}, found {:?}",
-                m.name, m.expected, m.found
-            );
+            let _ = write!(report, "\n    {}: expected {:?}, found {:?}", m.name, m.expected, m.found);
         }
     }
     report

@@ -31,20 +31,11 @@ pub(crate) struct ConvSpec {
 
 impl ConvSpec {
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize, stride: usize) -> Self {
-        Self {
-            in_channels,
-            out_channels,
-            kernel,
-            stride,
-            groups: 1,
-        }
+        Self { in_channels, out_channels, kernel, stride, groups: 1 }
     }
 
     pub fn depthwise(channels: usize, kernel: usize, stride: usize) -> Self {
-        Self {
-            groups: channels,
-            ..Self::new(channels, channels, kernel, stride)
-        }
+        Self { groups: channels, ..Self::new(channels, channels, kernel, stride) }
     }
 
     pub fn conv(&self, fan: KaimingFan, device: &Device) -> Conv2d {
@@ -61,18 +52,12 @@ impl ConvSpec {
             .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
             .with_groups(self.groups)
             .with_bias(false)
-            .with_initializer(Initializer::Normal {
-                mean: 0.0,
-                std: (2.0 / fan as f64).sqrt(),
-            })
+            .with_initializer(Initializer::Normal { mean: 0.0, std: (2.0 / fan as f64).sqrt() })
             .init(device)
     }
 
     pub fn conv_bn(&self, fan: KaimingFan, device: &Device) -> ConvBn {
-        ConvBn {
-            conv: self.conv(fan, device),
-            bn: new_batch_norm(self.out_channels, device),
-        }
+        ConvBn { conv: self.conv(fan, device), bn: new_batch_norm(self.out_channels, device) }
     }
 }
 
@@ -100,26 +85,16 @@ impl ConvBn {
 /// burn-path → torchvision-name rules for a [`ConvBn`] that is a torchvision Sequential.
 /// Anchored on `.conv.weight` so that a plain conv inside a Sequential named `conv`
 /// (MobileNetV2's `features.N.conv.2.weight`) is left alone.
-pub(crate) const CONV_BN_TORCHVISION_KEYS: [(&str, &str); 2] =
-    [(r"\.conv\.weight$", ".0.weight"), (r"\.bn\.", ".1.")];
+pub(crate) const CONV_BN_TORCHVISION_KEYS: [(&str, &str); 2] = [(r"\.conv\.weight$", ".0.weight"), (r"\.bn\.", ".1.")];
 
 /// The ImageNet stems' 3x3 stride-2 max-pool (ResNet, DenseNet).
 pub(crate) fn stem_max_pool() -> MaxPool2d {
-    MaxPool2dConfig::new([3, 3])
-        .with_strides([2, 2])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init()
+    MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init()
 }
 
 /// Classifier with PyTorch's default weight bound, or `weight` when given, and a zero bias
 /// (torchvision zeroes classifier biases in MobileNetV2 and DenseNet, not in ResNet).
-pub(crate) fn classifier(
-    in_features: usize,
-    num_classes: usize,
-    weight: Option<Initializer>,
-    zero_bias: bool,
-    device: &Device,
-) -> Linear {
+pub(crate) fn classifier(in_features: usize, num_classes: usize, weight: Option<Initializer>, zero_bias: bool, device: &Device) -> Linear {
     let mut config = LinearConfig::new(in_features, num_classes);
     if let Some(weight) = weight {
         config = config.with_initializer(weight);
@@ -134,7 +109,5 @@ pub(crate) fn classifier(
 /// Adaptive average pooling to 1x1, flattened: `[B, C, H, W]` → `[B, C]`.
 pub(crate) fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
     let [batch, channels, height, width] = x.dims();
-    x.reshape([batch, channels, height * width])
-        .mean_dim(2)
-        .reshape([batch, channels])
+    x.reshape([batch, channels, height * width]).mean_dim(2).reshape([batch, channels])
 }

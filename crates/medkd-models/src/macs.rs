@@ -35,9 +35,7 @@ impl ConvSpec {
 /// Output length of a conv or pooling window along one axis (floor mode, as in PyTorch); 0 when
 /// the input is smaller than the window, where PyTorch would refuse to run.
 fn window_output(size: usize, kernel: usize, stride: usize, padding: usize) -> usize {
-    (size + 2 * padding)
-        .checked_sub(kernel)
-        .map_or(0, |span| span / stride + 1)
+    (size + 2 * padding).checked_sub(kernel).map_or(0, |span| span / stride + 1)
 }
 
 /// Walks an architecture's layers in forward order, tracking the activation's spatial size and
@@ -49,10 +47,7 @@ pub(crate) struct MacWalk {
 
 impl MacWalk {
     pub fn new(input_hw: [usize; 2]) -> Self {
-        Self {
-            hw: input_hw,
-            total: 0,
-        }
+        Self { hw: input_hw, total: 0 }
     }
 
     /// A conv applied to the current activation; the walk moves on to its output.
@@ -67,9 +62,7 @@ impl MacWalk {
     }
 
     pub fn pool(&mut self, kernel: usize, stride: usize, padding: usize) {
-        self.hw = self
-            .hw
-            .map(|size| window_output(size, kernel, stride, padding));
+        self.hw = self.hw.map(|size| window_output(size, kernel, stride, padding));
     }
 
     /// The classifier on the pooled features; ends the walk.

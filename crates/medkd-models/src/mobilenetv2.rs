@@ -12,24 +12,15 @@ use burn::tensor::{Device, Tensor};
 
 use crate::conv::conv2d;
 use crate::features::Stages;
-use crate::layers::{
-    CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm,
-};
+use crate::layers::{CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm};
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
 use crate::norm::batch_norm;
 
 /// torchvision's inverted-residual settings: (expansion t, output channels c, repeats n, stride s
 /// of the first repeat).
-const SETTINGS: [(usize, usize, usize, usize); 7] = [
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
-];
+const SETTINGS: [(usize, usize, usize, usize); 7] =
+    [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
 const STEM_CHANNELS: usize = 32;
 const LAST_CHANNELS: usize = 1280;
 /// The `features` entries whose outputs are the four stages.
@@ -64,16 +55,10 @@ impl FeaturePlan {
             Self::ConvBnRelu6(spec) => Feature::ConvBnRelu6(conv_bn(spec)),
             Self::InvertedResidual { convs, residual } => {
                 let (project, activated) = convs.split_last().expect("a projection conv");
-                let mut conv: Vec<Layer> = activated
-                    .iter()
-                    .map(|spec| Layer::ConvBnRelu6(conv_bn(spec)))
-                    .collect();
+                let mut conv: Vec<Layer> = activated.iter().map(|spec| Layer::ConvBnRelu6(conv_bn(spec))).collect();
                 conv.push(Layer::Conv(project.conv(KaimingFan::Out, device)));
                 conv.push(Layer::Norm(new_batch_norm(project.out_channels, device)));
-                Feature::InvertedResidual(InvertedResidual {
-                    conv,
-                    residual: *residual,
-                })
+                Feature::InvertedResidual(InvertedResidual { conv, residual: *residual })
             }
         }
     }
@@ -82,20 +67,11 @@ impl FeaturePlan {
 /// torchvision's `features`: stem, 17 inverted residuals, the 1x1 conv to 1280 channels.
 fn features_plan(spec: &ModelSpec) -> Vec<FeaturePlan> {
     let stem_stride = if spec.small_input { 1 } else { 2 };
-    let mut plan = vec![FeaturePlan::ConvBnRelu6(ConvSpec::new(
-        spec.in_channels,
-        STEM_CHANNELS,
-        3,
-        stem_stride,
-    ))];
+    let mut plan = vec![FeaturePlan::ConvBnRelu6(ConvSpec::new(spec.in_channels, STEM_CHANNELS, 3, stem_stride))];
     let mut in_channels = STEM_CHANNELS;
     for (setting, &(expansion, out_channels, repeats, stride)) in SETTINGS.iter().enumerate() {
         // SETTINGS[1] is the first stride-2 stage; see the module docs.
-        let stride = if spec.small_input && setting == 1 {
-            1
-        } else {
-            stride
-        };
+        let stride = if spec.small_input && setting == 1 { 1 } else { stride };
         for repeat in 0..repeats {
             let stride = if repeat == 0 { stride } else { 1 };
             let hidden = in_channels * expansion;
@@ -110,12 +86,7 @@ fn features_plan(spec: &ModelSpec) -> Vec<FeaturePlan> {
             in_channels = out_channels;
         }
     }
-    plan.push(FeaturePlan::ConvBnRelu6(ConvSpec::new(
-        in_channels,
-        LAST_CHANNELS,
-        1,
-        1,
-    )));
+    plan.push(FeaturePlan::ConvBnRelu6(ConvSpec::new(in_channels, LAST_CHANNELS, 1, 1)));
     plan
 }
 
@@ -130,10 +101,7 @@ pub struct MobileNetV2 {
 
 /// An entry of `features`. Enum variant names are left out of weight names.
 #[derive(Module, Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "built once; burn has no Module impl for Box"
-)]
+#[allow(clippy::large_enum_variant, reason = "built once; burn has no Module impl for Box")]
 enum Feature {
     ConvBnRelu6(ConvBn),
     InvertedResidual(InvertedResidual),
@@ -148,10 +116,7 @@ struct InvertedResidual {
 }
 
 #[derive(Module, Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "built once; burn has no Module impl for Box"
-)]
+#[allow(clippy::large_enum_variant, reason = "built once; burn has no Module impl for Box")]
 enum Layer {
     ConvBnRelu6(ConvBn),
     Conv(Conv2d),
@@ -188,16 +153,7 @@ impl MobileNetV2 {
         Self {
             features: plan.iter().map(|feature| feature.build(device)).collect(),
             dropout: DropoutConfig::new(0.2).init(),
-            classifier: classifier(
-                LAST_CHANNELS,
-                spec.num_classes,
-                Some(Initializer::Normal {
-                    mean: 0.0,
-                    std: 0.01,
-                }),
-                true,
-                device,
-            ),
+            classifier: classifier(LAST_CHANNELS, spec.num_classes, Some(Initializer::Normal { mean: 0.0, std: 0.01 }), true, device),
             stage_channels: STAGE_ENDS.iter().map(|&i| plan[i].out_channels()).collect(),
         }
     }
@@ -216,18 +172,14 @@ impl MobileNetV2 {
             }
         }
         let pooled = global_avg_pool(x);
-        let logits = self
-            .classifier
-            .forward(self.dropout.forward(pooled.clone()));
+        let logits = self.classifier.forward(self.dropout.forward(pooled.clone()));
         (pooled, logits)
     }
 }
 
 /// burn module path → torchvision state-dict name.
 pub(crate) fn torchvision_keys() -> Vec<(String, String)> {
-    let mut rules: Vec<(String, String)> = CONV_BN_TORCHVISION_KEYS
-        .map(|(from, to)| (from.to_owned(), to.to_owned()))
-        .into();
+    let mut rules: Vec<(String, String)> = CONV_BN_TORCHVISION_KEYS.map(|(from, to)| (from.to_owned(), to.to_owned())).into();
     rules.push((r"^classifier\.".to_owned(), "classifier.1.".to_owned()));
     rules
 }

@@ -22,13 +22,7 @@ pub enum Arch {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 5] = [
-        Arch::ResNet18,
-        Arch::ResNet34,
-        Arch::ResNet50,
-        Arch::MobileNetV2,
-        Arch::DenseNet121,
-    ];
+    pub const ALL: [Arch; 5] = [Arch::ResNet18, Arch::ResNet34, Arch::ResNet50, Arch::MobileNetV2, Arch::DenseNet121];
 
     /// The config / CLI name, as serde writes it.
     pub fn name(self) -> &'static str {
@@ -53,10 +47,7 @@ impl FromStr for Arch {
 
     /// Accepts the serde names, ignoring ASCII case (`ResNet18` parses too).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Arch::ALL
-            .into_iter()
-            .find(|arch| arch.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| ModelError::UnknownArch(s.to_owned()))
+        Arch::ALL.into_iter().find(|arch| arch.name().eq_ignore_ascii_case(s)).ok_or_else(|| ModelError::UnknownArch(s.to_owned()))
     }
 }
 
@@ -81,12 +72,7 @@ fn default_in_channels() -> usize {
 impl ModelSpec {
     /// RGB input, ImageNet stem.
     pub fn new(arch: Arch, num_classes: usize) -> Self {
-        Self {
-            arch,
-            num_classes,
-            in_channels: default_in_channels(),
-            small_input: false,
-        }
+        Self { arch, num_classes, in_channels: default_in_channels(), small_input: false }
     }
 
     /// The smallest input side the network can take. Convolutions and max-pools are padded, so
@@ -117,24 +103,17 @@ impl ModelSpec {
 
     pub fn validate(&self) -> Result<(), ModelError> {
         if self.num_classes == 0 {
-            return Err(ModelError::InvalidSpec(
-                "num_classes must be at least 1".into(),
-            ));
+            return Err(ModelError::InvalidSpec("num_classes must be at least 1".into()));
         }
         if self.in_channels == 0 {
-            return Err(ModelError::InvalidSpec(
-                "in_channels must be at least 1".into(),
-            ));
+            return Err(ModelError::InvalidSpec("in_channels must be at least 1".into()));
         }
         Ok(())
     }
 }
 
 #[derive(Module, Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "a few KB moved rarely; burn has no Module impl for Box"
-)]
+#[allow(clippy::large_enum_variant, reason = "a few KB moved rarely; burn has no Module impl for Box")]
 pub enum Model {
     ResNet(ResNet),
     MobileNetV2(MobileNetV2),
@@ -163,11 +142,7 @@ impl Model {
     pub fn forward(&self, x: Tensor<4>) -> Features {
         let mut stages = Stages::keep();
         let (pooled, logits) = self.run(x, &mut stages);
-        Features {
-            stages: stages.into_vec(),
-            pooled,
-            logits,
-        }
+        Features { stages: stages.into_vec(), pooled, logits }
     }
 
     /// Logits only: no stage map is kept.
@@ -233,10 +208,7 @@ pub fn count_params(model: &Model) -> usize {
         }
 
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let buffer = matches!(
-                self.path.last().map(String::as_str),
-                Some("running_mean" | "running_var")
-            );
+            let buffer = matches!(self.path.last().map(String::as_str), Some("running_mean" | "running_var"));
             if !buffer {
                 // lazy_shape: counting must not materialize the weights.
                 self.count += param.lazy_shape().num_elements();

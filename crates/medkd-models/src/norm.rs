@@ -25,7 +25,12 @@ use rayon::prelude::*;
 pub trait NormBackend: Backend {
     /// Batch normalization of `x` [N, C, H, W] with the batch's own statistics: the output, the
     /// mean and the biased variance per channel, as burn's `batch_norm_train`.
-    fn medkd_batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    fn medkd_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// `x · scale[c] + shift[c]` for `x` [N, C, H, W]: batch normalization with fixed statistics.
     fn medkd_channel_affine(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>) -> FloatTensor<Self>;
 }
@@ -94,9 +99,9 @@ impl Layout {
     /// range, the plane)`.
     fn map_planes(&self, len: usize, f: impl Fn(usize, std::ops::Range<usize>, &mut [f32]) + Sync + Send) -> Vec<f32> {
         let mut out = vec![0.0; len];
-        out.par_chunks_mut(self.plane).enumerate().for_each(|(index, out)| {
-            f(index % self.channels, index * self.plane..(index + 1) * self.plane, out)
-        });
+        out.par_chunks_mut(self.plane)
+            .enumerate()
+            .for_each(|(index, out)| f(index % self.channels, index * self.plane..(index + 1) * self.plane, out));
         out
     }
 }
@@ -152,7 +157,12 @@ fn train_backward(x: &[f32], shape: &[usize], gamma: &[f32], mean: &[f32], varia
 }
 
 impl NormBackend for Flex {
-    fn medkd_batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    fn medkd_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [y, mean, variance] = train_forward(&x, &gamma, &beta, epsilon);
         (y, mean, variance)
     }
@@ -178,7 +188,8 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let gamma: FloatTensor<Flex> = checkpointer.retrieve_node_output(gamma_state);
         let ((shape, x), (_, gamma), (_, dy)) = (contiguous(&x), contiguous(&gamma), contiguous(&dy));
         let (mean, variance) = (mean.to_contiguous(), variance.to_contiguous());
-        let [dx, dgamma, dbeta] = train_backward(x.storage(), &shape, gamma.storage(), mean.storage(), variance.storage(), epsilon, dy.storage());
+        let [dx, dgamma, dbeta] =
+            train_backward(x.storage(), &shape, gamma.storage(), mean.storage(), variance.storage(), epsilon, dy.storage());
         let channels = dgamma.len();
         for (node, gradient) in [
             (node_x, flex_tensor(dx, &shape)),
@@ -193,7 +204,12 @@ impl Backward<Flex, 3> for BatchNormBackward {
 }
 
 impl<C: CheckpointStrategy> NormBackend for Autodiff<Flex, C> {
-    fn medkd_batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    fn medkd_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let forward = || train_forward(x.primitive(), gamma.primitive(), beta.primitive(), epsilon);
         let (y, mean, variance) = match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {

@@ -7,10 +7,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::features::Stages;
-use crate::layers::{
-    CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool,
-    stem_max_pool,
-};
+use crate::layers::{CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, stem_max_pool};
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
 
@@ -22,18 +19,9 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    pub const RESNET18: Self = Self {
-        depths: [2, 2, 2, 2],
-        bottleneck: false,
-    };
-    pub const RESNET34: Self = Self {
-        depths: [3, 4, 6, 3],
-        bottleneck: false,
-    };
-    pub const RESNET50: Self = Self {
-        depths: [3, 4, 6, 3],
-        bottleneck: true,
-    };
+    pub const RESNET18: Self = Self { depths: [2, 2, 2, 2], bottleneck: false };
+    pub const RESNET34: Self = Self { depths: [3, 4, 6, 3], bottleneck: false };
+    pub const RESNET50: Self = Self { depths: [3, 4, 6, 3], bottleneck: true };
 
     /// Every block's convs, stage by stage (torchvision's layer1..layer4).
     fn stages(&self) -> [Vec<BlockPlan>; 4] {
@@ -62,20 +50,12 @@ struct BlockPlan {
 impl BlockPlan {
     fn new(in_channels: usize, width: usize, stride: usize, bottleneck: bool) -> Self {
         let convs = if bottleneck {
-            vec![
-                ConvSpec::new(in_channels, width, 1, 1),
-                ConvSpec::new(width, width, 3, stride),
-                ConvSpec::new(width, width * 4, 1, 1),
-            ]
+            vec![ConvSpec::new(in_channels, width, 1, 1), ConvSpec::new(width, width, 3, stride), ConvSpec::new(width, width * 4, 1, 1)]
         } else {
-            vec![
-                ConvSpec::new(in_channels, width, 3, stride),
-                ConvSpec::new(width, width, 3, 1),
-            ]
+            vec![ConvSpec::new(in_channels, width, 3, stride), ConvSpec::new(width, width, 3, 1)]
         };
         let out_channels = convs[convs.len() - 1].out_channels;
-        let downsample = (stride != 1 || in_channels != out_channels)
-            .then(|| ConvSpec::new(in_channels, out_channels, 1, stride));
+        let downsample = (stride != 1 || in_channels != out_channels).then(|| ConvSpec::new(in_channels, out_channels, 1, stride));
         Self { convs, downsample }
     }
 
@@ -85,10 +65,7 @@ impl BlockPlan {
 
     fn build(&self, device: &Device) -> Block {
         let conv_bn = |spec: &ConvSpec| spec.conv_bn(KaimingFan::Out, device);
-        Block {
-            convs: self.convs.iter().map(conv_bn).collect(),
-            downsample: self.downsample.as_ref().map(conv_bn),
-        }
+        Block { convs: self.convs.iter().map(conv_bn).collect(), downsample: self.downsample.as_ref().map(conv_bn) }
     }
 }
 
@@ -140,12 +117,8 @@ impl Block {
 impl ResNet {
     pub(crate) fn new(layout: Layout, spec: &ModelSpec, device: &Device) -> Self {
         let stages = layout.stages();
-        let stage_channels: Vec<usize> = stages
-            .iter()
-            .map(|plans| plans[plans.len() - 1].out_channels())
-            .collect();
-        let [layer1, layer2, layer3, layer4] =
-            stages.map(|plans| plans.iter().map(|plan| plan.build(device)).collect());
+        let stage_channels: Vec<usize> = stages.iter().map(|plans| plans[plans.len() - 1].out_channels()).collect();
+        let [layer1, layer2, layer3, layer4] = stages.map(|plans| plans.iter().map(|plan| plan.build(device)).collect());
         Self {
             stem: stem(spec).conv_bn(KaimingFan::Out, device),
             max_pool: (!spec.small_input).then(stem_max_pool),
@@ -179,10 +152,7 @@ impl ResNet {
 
 /// burn module path → torchvision state-dict name.
 pub(crate) fn torchvision_keys() -> Vec<(String, String)> {
-    let mut rules = vec![
-        (r"^stem\.conv\.".to_owned(), "conv1.".to_owned()),
-        (r"^stem\.bn\.".to_owned(), "bn1.".to_owned()),
-    ];
+    let mut rules = vec![(r"^stem\.conv\.".to_owned(), "conv1.".to_owned()), (r"^stem\.bn\.".to_owned(), "bn1.".to_owned())];
     // torchvision numbers a block's convs from 1 (conv1/bn1..conv3/bn3) and a regex cannot add
     // one, hence a rule per index.
     for i in 0..3 {

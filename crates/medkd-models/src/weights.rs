@@ -13,8 +13,8 @@ use std::path::Path;
 use burn::module::Module;
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{
-    BurnToPyTorchAdapter, FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot,
-    ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    BurnToPyTorchAdapter, FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
 };
 use burn::tensor::DType;
 
@@ -53,11 +53,7 @@ pub fn load_weights(model: Model, path: &Path) -> Result<Model, ModelError> {
 /// [`load_weights`], except that tensors whose torchvision name starts with one of
 /// `skip_prefixes` are neither loaded nor required: they keep the model's values. E.g. ImageNet
 /// weights under a new head: `&["fc."]` (ResNet) or `&["classifier."]`.
-pub fn load_weights_partial(
-    mut model: Model,
-    path: &Path,
-    skip_prefixes: &[&str],
-) -> Result<Model, ModelError> {
+pub fn load_weights_partial(mut model: Model, path: &Path, skip_prefixes: &[&str]) -> Result<Model, ModelError> {
     let skipped = |name: &str| skip_prefixes.iter().any(|prefix| name.starts_with(prefix));
     let expected = expected_tensors(&model);
 
@@ -74,45 +70,26 @@ pub fn load_weights_partial(
         };
         seen.insert(tensor.name.clone());
         if tensor.shape.as_slice() != want.shape {
-            mismatched.push(ShapeMismatch {
-                name: tensor.name,
-                expected: want.shape.clone(),
-                found: tensor.shape.to_vec(),
-            });
+            mismatched.push(ShapeMismatch { name: tensor.name, expected: want.shape.clone(), found: tensor.shape.to_vec() });
             continue;
         }
         tensor.name = want.path.clone();
         found.push(tensor);
     }
-    let missing: Vec<String> = expected
-        .keys()
-        .filter(|name| !skipped(name) && !seen.contains(*name))
-        .cloned()
-        .collect();
+    let missing: Vec<String> = expected.keys().filter(|name| !skipped(name) && !seen.contains(*name)).cloned().collect();
     if !(missing.is_empty() && unexpected.is_empty() && mismatched.is_empty()) {
-        return Err(ModelError::Mismatch {
-            path: path.to_owned(),
-            missing,
-            unexpected,
-            mismatched,
-        });
+        return Err(ModelError::Mismatch { path: path.to_owned(), missing, unexpected, mismatched });
     }
 
     // Every parameter shares one dtype; a checkpoint in another precision is cast to it.
-    let dtype = expected
-        .values()
-        .next()
-        .map_or(DType::F32, |want| want.dtype);
+    let dtype = expected.values().next().map_or(DType::F32, |want| want.dtype);
     let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype));
     let result = model.apply(found, None, Some(Box::new(adapter)), true);
     // Skipped tensors show up as `missing` in `result`. Errors left are data problems
     // (unreadable bytes, a non-float dtype); unused tensors would mean the checks above and
     // burn-store disagree.
     if !result.errors.is_empty() || !result.unused.is_empty() {
-        return Err(ModelError::Read {
-            path: path.to_owned(),
-            message: result.to_string(),
-        });
+        return Err(ModelError::Read { path: path.to_owned(), message: result.to_string() });
     }
     Ok(model)
 }
@@ -124,10 +101,7 @@ pub fn load_weights_partial(
 /// over `path` only once complete, so an interrupted save never leaves a truncated file.
 pub fn save_weights(model: &Model, path: &Path) -> Result<(), ModelError> {
     if Format::of(path) != Some(Format::Safetensors) {
-        return Err(ModelError::UnsupportedFormat {
-            path: path.to_owned(),
-            expected: "a .safetensors extension",
-        });
+        return Err(ModelError::UnsupportedFormat { path: path.to_owned(), expected: "a .safetensors extension" });
     }
     let mut store = SafetensorsStore::from_file(path)
         .with_to_adapter(BurnToPyTorchAdapter)
@@ -136,18 +110,11 @@ pub fn save_weights(model: &Model, path: &Path) -> Result<(), ModelError> {
         .overwrite(true);
     // valid() first: a BatchNorm's running statistics from the last training forward are held
     // pending until a sync, and burn-store's visit reads the synced value (one step stale).
-    model
-        .valid()
-        .save_into(&mut store)
-        .map_err(|e| ModelError::Write {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+    model.valid().save_into(&mut store).map_err(|e| ModelError::Write { path: path.to_owned(), message: e.to_string() })
 }
 
 fn torchvision_names(model: &Model) -> KeyRemapper {
-    KeyRemapper::from_patterns(model.torchvision_keys())
-        .expect("the architectures' torchvision key rules are valid regexes")
+    KeyRemapper::from_patterns(model.torchvision_keys()).expect("the architectures' torchvision key rules are valid regexes")
 }
 
 /// A model tensor as a torchvision state dict holds it.
@@ -168,11 +135,7 @@ fn expected_tensors(model: &Model) -> BTreeMap<String, Expected> {
         .into_iter()
         .zip(names)
         .map(|(tensor, (torchvision, path))| {
-            let expected = Expected {
-                path,
-                shape: tensor.shape.to_vec(),
-                dtype: tensor.dtype,
-            };
+            let expected = Expected { path, shape: tensor.shape.to_vec(), dtype: tensor.dtype };
             (torchvision, expected)
         })
         .collect()
@@ -181,17 +144,11 @@ fn expected_tensors(model: &Model) -> BTreeMap<String, Expected> {
 /// The tensors of a weights file under their stored names, with a checkpoint's wrapper prefix
 /// removed. Data is read lazily, when applied.
 fn read_state_dict(path: &Path) -> Result<Vec<PackTensor>, ModelError> {
-    let read_error = |message: String| ModelError::Read {
-        path: path.to_owned(),
-        message,
-    };
+    let read_error = |message: String| ModelError::Read { path: path.to_owned(), message };
     let tensors: Vec<PackTensor> = match Format::of(path) {
-        Some(Format::Safetensors) => SafetensorsStore::from_file(path)
-            .get_all_tensors()
-            .map_err(|e| read_error(e.to_string()))?
-            .values()
-            .cloned()
-            .collect(),
+        Some(Format::Safetensors) => {
+            SafetensorsStore::from_file(path).get_all_tensors().map_err(|e| read_error(e.to_string()))?.values().cloned().collect()
+        }
         Some(Format::Pytorch) => PytorchStore::from_file(path)
             // Names are used as stored: renumbering index gaps would turn MobileNetV2's
             // `classifier.1.weight` into `classifier.0.weight`.
@@ -202,10 +159,7 @@ fn read_state_dict(path: &Path) -> Result<Vec<PackTensor>, ModelError> {
             .cloned()
             .collect(),
         None => {
-            return Err(ModelError::UnsupportedFormat {
-                path: path.to_owned(),
-                expected: "a .safetensors, .pth or .pt extension",
-            });
+            return Err(ModelError::UnsupportedFormat { path: path.to_owned(), expected: "a .safetensors, .pth or .pt extension" });
         }
     };
     Ok(unwrap_checkpoint(tensors))
@@ -214,10 +168,7 @@ fn read_state_dict(path: &Path) -> Result<Vec<PackTensor>, ModelError> {
 /// Training checkpoints nest the state dict (`{"state_dict": ..., "optimizer": ...}`), which the
 /// readers flatten to `state_dict.conv1.weight`, ...; no torchvision name starts with these keys.
 fn unwrap_checkpoint(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
-    let Some(prefix) = CHECKPOINT_KEYS
-        .into_iter()
-        .find(|prefix| tensors.iter().any(|tensor| tensor.name.starts_with(prefix)))
-    else {
+    let Some(prefix) = CHECKPOINT_KEYS.into_iter().find(|prefix| tensors.iter().any(|tensor| tensor.name.starts_with(prefix))) else {
         return tensors;
     };
     tensors

@@ -8,10 +8,7 @@ use common::*;
 use medkd_models::{Arch, Model, ModelError, ModelSpec, count_macs, count_params};
 
 fn spec(arch: Arch, num_classes: usize, small_input: bool) -> ModelSpec {
-    ModelSpec {
-        small_input,
-        ..ModelSpec::new(arch, num_classes)
-    }
+    ModelSpec { small_input, ..ModelSpec::new(arch, num_classes) }
 }
 
 /// Stage shapes `[C, H, W]` torchvision produces for `arch` at `size` px.
@@ -24,30 +21,15 @@ fn torchvision_stages(arch: Arch, size: usize, small_input: bool) -> Vec<Vec<usi
         .find(|c| c["input"] == size && c["small_input"] == small_input)
         .cloned()
         .unwrap_or_else(|| panic!("no golden config for {arch} at {size} px"));
-    config["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(usizes)
-        .collect()
+    config["stages"].as_array().unwrap().iter().map(usizes).collect()
 }
 
 fn check_shapes(arch: Arch, size: usize, small_input: bool) {
     let device = medkd_models::test_device();
-    let model = Model::new(&spec(arch, 5, small_input), &device)
-        .unwrap()
-        .valid();
+    let model = Model::new(&spec(arch, 5, small_input), &device).unwrap().valid();
     let features = model.forward(Tensor::zeros([1, 3, size, size], &device));
-    let stages: Vec<Vec<usize>> = features
-        .stages
-        .iter()
-        .map(|s| s.dims()[1..].to_vec())
-        .collect();
-    assert_eq!(
-        stages,
-        torchvision_stages(arch, size, small_input),
-        "{arch} {size} px small={small_input}"
-    );
+    let stages: Vec<Vec<usize>> = features.stages.iter().map(|s| s.dims()[1..].to_vec()).collect();
+    assert_eq!(stages, torchvision_stages(arch, size, small_input), "{arch} {size} px small={small_input}");
     assert_eq!(features.pooled.dims(), [1, model.feature_dim()]);
     assert_eq!(features.logits.dims(), [1, 5]);
     let channels: Vec<usize> = stages.iter().map(|s| s[0]).collect();
@@ -94,14 +76,9 @@ fn densenet121_shapes() {
 #[test]
 fn logits_path_matches_forward() {
     let device = medkd_models::test_device();
-    let model = Model::new(&spec(Arch::MobileNetV2, 3, true), &device)
-        .unwrap()
-        .valid();
+    let model = Model::new(&spec(Arch::MobileNetV2, 3, true), &device).unwrap().valid();
     let x = formula_input(2, 28, &device);
-    let diff = max_abs_diff(
-        &to_vec(model.logits(x.clone())),
-        &to_vec(model.forward(x).logits),
-    );
+    let diff = max_abs_diff(&to_vec(model.logits(x.clone())), &to_vec(model.forward(x).logits));
     assert_eq!(diff, 0.0);
 }
 
@@ -142,18 +119,11 @@ fn feature_dims() {
 fn macs_match_torchvision_hooks() {
     let golden = golden();
     for arch in Arch::ALL {
-        for config in golden["architectures"][arch.name()]["configs"]
-            .as_array()
-            .unwrap()
-        {
+        for config in golden["architectures"][arch.name()]["configs"].as_array().unwrap() {
             let size = config["input"].as_u64().unwrap() as usize;
             let small_input = config["small_input"].as_bool().unwrap();
             let macs = count_macs(&spec(arch, 1000, small_input), [size, size]);
-            assert_eq!(
-                macs,
-                config["macs"].as_u64().unwrap(),
-                "{arch} {size} px small={small_input}"
-            );
+            assert_eq!(macs, config["macs"].as_u64().unwrap(), "{arch} {size} px small={small_input}");
         }
     }
 }
@@ -183,59 +153,35 @@ fn arch_names_round_trip() {
 fn unknown_arch_lists_valid_names() {
     let err = "resnet101".parse::<Arch>().unwrap_err();
     assert!(matches!(err, ModelError::UnknownArch(ref name) if name == "resnet101"));
-    assert_eq!(
-        err.to_string(),
-        "unknown architecture `resnet101`; valid names: resnet18, resnet34, resnet50, mobilenetv2, densenet121"
-    );
+    assert_eq!(err.to_string(), "unknown architecture `resnet101`; valid names: resnet18, resnet34, resnet50, mobilenetv2, densenet121");
     assert!(serde_json::from_str::<Arch>("\"vgg16\"").is_err());
 }
 
 #[test]
 fn spec_serde_defaults_and_strictness() {
-    let spec: ModelSpec =
-        serde_json::from_str(r#"{"arch": "densenet121", "num_classes": 9}"#).unwrap();
+    let spec: ModelSpec = serde_json::from_str(r#"{"arch": "densenet121", "num_classes": 9}"#).unwrap();
     assert_eq!(spec, ModelSpec::new(Arch::DenseNet121, 9));
     assert_eq!((spec.in_channels, spec.small_input), (3, false));
-    let round_trip: ModelSpec =
-        serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+    let round_trip: ModelSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
     assert_eq!(round_trip, spec);
-    let err = serde_json::from_str::<ModelSpec>(
-        r#"{"arch": "resnet18", "num_classes": 2, "dropout": 0.5}"#,
-    )
-    .unwrap_err();
+    let err = serde_json::from_str::<ModelSpec>(r#"{"arch": "resnet18", "num_classes": 2, "dropout": 0.5}"#).unwrap_err();
     assert!(err.to_string().contains("dropout"), "{err}");
 }
 
 #[test]
 fn invalid_specs_are_rejected() {
     let device = medkd_models::test_device();
-    for spec in [
-        ModelSpec::new(Arch::ResNet18, 0),
-        ModelSpec {
-            in_channels: 0,
-            ..ModelSpec::new(Arch::ResNet18, 2)
-        },
-    ] {
-        assert!(matches!(
-            Model::new(&spec, &device),
-            Err(ModelError::InvalidSpec(_))
-        ));
+    for spec in [ModelSpec::new(Arch::ResNet18, 0), ModelSpec { in_channels: 0, ..ModelSpec::new(Arch::ResNet18, 2) }] {
+        assert!(matches!(Model::new(&spec, &device), Err(ModelError::InvalidSpec(_))));
     }
 }
 
 #[test]
 fn single_channel_input() {
     let device = medkd_models::test_device();
-    let spec = ModelSpec {
-        in_channels: 1,
-        small_input: true,
-        ..ModelSpec::new(Arch::ResNet18, 4)
-    };
+    let spec = ModelSpec { in_channels: 1, small_input: true, ..ModelSpec::new(Arch::ResNet18, 4) };
     let model = Model::new(&spec, &device).unwrap().valid();
-    assert_eq!(
-        model.logits(Tensor::zeros([2, 1, 28, 28], &device)).dims(),
-        [2, 4]
-    );
+    assert_eq!(model.logits(Tensor::zeros([2, 1, 28, 28], &device)).dims(), [2, 4]);
 }
 
 #[test]
@@ -258,11 +204,7 @@ fn trains_on_an_autodiff_device() {
     let features = model.forward(formula_input(2, 28, &device));
     let loss = features.logits.powi_scalar(2).mean() + features.stages[0].clone().mean();
     let grads = loss.backward();
-    let mut counter = GradCount {
-        grads: &grads,
-        with_grad: 0,
-        total: 0,
-    };
+    let mut counter = GradCount { grads: &grads, with_grad: 0, total: 0 };
     model.visit(&mut counter);
     let batch_norms = 20; // stem, 16 block convs, 3 downsamples
     assert_eq!(counter.with_grad, counter.total - 2 * batch_norms);

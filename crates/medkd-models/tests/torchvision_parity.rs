@@ -23,11 +23,7 @@ fn check_golden(arch: Arch) {
         .enumerate()
         .map(|(k, (name, shape))| {
             let values = formula_tensor(&name, &shape, k);
-            Entry {
-                name,
-                shape,
-                values,
-            }
+            Entry { name, shape, values }
         })
         .collect();
     write_safetensors(&weights, &entries);
@@ -42,14 +38,8 @@ fn check_golden(arch: Arch) {
     let logits_diff = max_abs_diff(&to_vec(features.logits), &floats(&entry["logits"]));
     let pooled_diff = max_abs_diff(&to_vec(features.pooled), &floats(&entry["pooled"]));
     println!("{arch}: max |logits - torchvision| = {logits_diff:e}, pooled {pooled_diff:e}");
-    assert!(
-        logits_diff < TOLERANCE,
-        "{arch} logits differ by {logits_diff}"
-    );
-    assert!(
-        pooled_diff < TOLERANCE,
-        "{arch} pooled embedding differs by {pooled_diff}"
-    );
+    assert!(logits_diff < TOLERANCE, "{arch} logits differ by {logits_diff}");
+    assert!(pooled_diff < TOLERANCE, "{arch} pooled embedding differs by {pooled_diff}");
 
     // Saving writes back exactly what was loaded, under the same names.
     let saved = dir.path().join("saved.safetensors");
@@ -59,11 +49,7 @@ fn check_golden(arch: Arch) {
     for (written, original) in read_safetensors(&saved).iter().zip(&expected) {
         assert_eq!(written.name, original.name);
         assert_eq!(written.shape, original.shape, "{}", written.name);
-        assert!(
-            written.values == original.values,
-            "{} not bit-exact",
-            written.name
-        );
+        assert!(written.values == original.values, "{} not bit-exact", written.name);
     }
     assert_eq!(read_safetensors(&saved).len(), expected.len());
 }
@@ -84,25 +70,13 @@ fn mobilenetv2_matches_torchvision() {
 fn pytorch_checkpoint_reproduces_layer1() {
     let golden = golden();
     let pth = &golden["pth"];
-    let skip: Vec<&str> = pth["skip"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let skip: Vec<&str> = pth["skip"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     let device = medkd_models::test_device();
-    let spec = ModelSpec::new(
-        Arch::ResNet18,
-        pth["num_classes"].as_u64().unwrap() as usize,
-    );
+    let spec = ModelSpec::new(Arch::ResNet18, pth["num_classes"].as_u64().unwrap() as usize);
     let input_shape = usizes(&pth["input_shape"]);
     let expected = floats(&pth["layer1"]);
     let layer1 = |model: Model| {
-        let stage = model
-            .valid()
-            .forward(formula_input(input_shape[0], input_shape[2], &device))
-            .stages[0]
-            .clone();
+        let stage = model.valid().forward(formula_input(input_shape[0], input_shape[2], &device)).stages[0].clone();
         assert_eq!(stage.dims().to_vec(), usizes(&pth["layer1_shape"]));
         to_vec(stage)
     };
@@ -117,22 +91,12 @@ fn pytorch_checkpoint_reproduces_layer1() {
     let bare = golden_dir().join(pth["bare_file"].as_str().unwrap());
     let model = Model::new(&spec, &device).unwrap();
     let model = load_weights_partial(model, &bare, &["layer", "fc."]).unwrap();
-    let model = load_weights_partial(
-        model,
-        &nested,
-        &["conv1.", "bn1.", "layer2.", "layer3.", "layer4.", "fc."],
-    )
-    .unwrap();
+    let model = load_weights_partial(model, &nested, &["conv1.", "bn1.", "layer2.", "layer3.", "layer4.", "fc."]).unwrap();
     assert!(max_abs_diff(&layer1(model), &expected) < TOLERANCE);
 
     // Strict loading names what the subset lacks.
-    let err = load_weights(Model::new(&spec, &device).unwrap(), &nested)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("layer4.1.bn2.running_var") && err.contains("fc.weight"),
-        "{err}"
-    );
+    let err = load_weights(Model::new(&spec, &device).unwrap(), &nested).unwrap_err().to_string();
+    assert!(err.contains("layer4.1.bn2.running_var") && err.contains("fc.weight"), "{err}");
 }
 
 /// `save_weights` writes exactly torchvision's state-dict keys and shapes (less
@@ -143,26 +107,15 @@ fn saved_keys_and_shapes_are_torchvision_s() {
     let device = medkd_models::test_device();
     let dir = tempfile::tempdir().unwrap();
     for arch in Arch::ALL {
-        let expected: BTreeMap<String, Vec<usize>> =
-            state_dict_entries(&golden["state_dicts"][arch.name()])
-                .into_iter()
-                .collect();
+        let expected: BTreeMap<String, Vec<usize>> = state_dict_entries(&golden["state_dicts"][arch.name()]).into_iter().collect();
         let model = Model::new(&ModelSpec::new(arch, 1000), &device).unwrap();
         let path = dir.path().join(format!("{arch}.safetensors"));
         save_weights(&model, &path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let written: BTreeMap<String, Vec<usize>> = file
-            .tensors()
-            .into_iter()
-            .map(|(name, view)| (name, view.shape().to_vec()))
-            .collect();
+        let written: BTreeMap<String, Vec<usize>> = file.tensors().into_iter().map(|(name, view)| (name, view.shape().to_vec())).collect();
         assert_eq!(written, expected, "{arch}");
         // And it loads back strictly.
-        load_weights(
-            Model::new(&ModelSpec::new(arch, 1000), &device).unwrap(),
-            &path,
-        )
-        .unwrap();
+        load_weights(Model::new(&ModelSpec::new(arch, 1000), &device).unwrap(), &path).unwrap();
     }
 }

@@ -6,20 +6,10 @@ use std::path::Path;
 
 use burn::module::Module;
 use common::*;
-use medkd_models::{
-    Arch, Model, ModelError, ModelSpec, ShapeMismatch, load_weights, load_weights_partial,
-    save_weights,
-};
+use medkd_models::{Arch, Model, ModelError, ModelSpec, ShapeMismatch, load_weights, load_weights_partial, save_weights};
 
 fn mobilenet(num_classes: usize) -> Model {
-    Model::new(
-        &ModelSpec {
-            small_input: true,
-            ..ModelSpec::new(Arch::MobileNetV2, num_classes)
-        },
-        &medkd_models::test_device(),
-    )
-    .unwrap()
+    Model::new(&ModelSpec { small_input: true, ..ModelSpec::new(Arch::MobileNetV2, num_classes) }, &medkd_models::test_device()).unwrap()
 }
 
 /// A complete, valid MobileNetV2 (3 classes) state dict, as written by `save_weights`.
@@ -40,35 +30,17 @@ fn reports_missing_unexpected_and_misshaped_tensors_together() {
     let mut entries = valid_entries(dir.path());
     entries.retain(|e| e.name != "features.18.1.running_var");
     entries.push(Entry::new("features.19.weight", vec![2]));
-    let classifier = entries
-        .iter_mut()
-        .find(|e| e.name == "classifier.1.weight")
-        .unwrap();
+    let classifier = entries.iter_mut().find(|e| e.name == "classifier.1.weight").unwrap();
     *classifier = Entry::new("classifier.1.weight", vec![5, 1280]);
     let path = dir.path().join("broken.safetensors");
     write_safetensors(&path, &entries);
 
     let err = load_weights(mobilenet(3), &path).unwrap_err();
     let message = err.to_string();
-    let ModelError::Mismatch {
-        missing,
-        unexpected,
-        mismatched,
-        ..
-    } = err
-    else {
-        panic!("{message}")
-    };
+    let ModelError::Mismatch { missing, unexpected, mismatched, .. } = err else { panic!("{message}") };
     assert_eq!(missing, ["features.18.1.running_var"]);
     assert_eq!(unexpected, ["features.19.weight"]);
-    assert_eq!(
-        mismatched,
-        [ShapeMismatch {
-            name: "classifier.1.weight".into(),
-            expected: vec![3, 1280],
-            found: vec![5, 1280]
-        }]
-    );
+    assert_eq!(mismatched, [ShapeMismatch { name: "classifier.1.weight".into(), expected: vec![3, 1280], found: vec![5, 1280] }]);
     for needle in [
         "missing tensors (1): features.18.1.running_var",
         "unexpected tensors (1): features.19.weight",
@@ -88,25 +60,13 @@ fn each_problem_alone_is_an_error() {
         edit(&mut entries);
         write_safetensors(&path, &entries);
         let message = load_weights(mobilenet(3), &path).unwrap_err().to_string();
-        assert!(
-            message.contains(needle),
-            "expected `{needle}` in: {message}"
-        );
+        assert!(message.contains(needle), "expected `{needle}` in: {message}");
     };
-    expect_error(
-        &|e| e.retain(|t| t.name != "features.0.0.weight"),
-        "missing tensors (1): features.0.0.weight",
-    );
-    expect_error(
-        &|e| e.push(Entry::new("head.bias", vec![1])),
-        "unexpected tensors (1): head.bias",
-    );
+    expect_error(&|e| e.retain(|t| t.name != "features.0.0.weight"), "missing tensors (1): features.0.0.weight");
+    expect_error(&|e| e.push(Entry::new("head.bias", vec![1])), "unexpected tensors (1): head.bias");
     expect_error(
         &|e| {
-            let bias = e
-                .iter_mut()
-                .find(|t| t.name == "features.0.1.bias")
-                .unwrap();
+            let bias = e.iter_mut().find(|t| t.name == "features.0.1.bias").unwrap();
             *bias = Entry::new("features.0.1.bias", vec![16]);
         },
         "features.0.1.bias: expected [32], found [16]",
@@ -117,15 +77,8 @@ fn each_problem_alone_is_an_error() {
 fn ignores_num_batches_tracked_and_unwraps_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let mut entries = valid_entries(dir.path());
-    let reference = entries
-        .iter()
-        .map(|e| (e.name.clone(), e.values.clone()))
-        .collect::<Vec<_>>();
-    entries.push(Entry {
-        name: "features.0.1.num_batches_tracked".into(),
-        shape: vec![],
-        values: vec![3.0],
-    });
+    let reference = entries.iter().map(|e| (e.name.clone(), e.values.clone())).collect::<Vec<_>>();
+    entries.push(Entry { name: "features.0.1.num_batches_tracked".into(), shape: vec![], values: vec![3.0] });
     let path = dir.path().join("with_counter.safetensors");
     write_safetensors(&path, &entries);
     let expected = logits(load_weights(mobilenet(3), &path).unwrap());
@@ -134,21 +87,14 @@ fn ignores_num_batches_tracked_and_unwraps_checkpoints() {
     for entry in &mut entries {
         entry.name = format!("model.{}", entry.name);
     }
-    entries.push(Entry {
-        name: "optimizer.state.0.exp_avg".into(),
-        shape: vec![2],
-        values: vec![1.0; 2],
-    });
+    entries.push(Entry { name: "optimizer.state.0.exp_avg".into(), shape: vec![2], values: vec![1.0; 2] });
     let nested = dir.path().join("checkpoint.safetensors");
     write_safetensors(&nested, &entries);
     let model = load_weights(mobilenet(3), &nested).unwrap();
 
     let saved = dir.path().join("saved.safetensors");
     save_weights(&model, &saved).unwrap();
-    let written: Vec<(String, Vec<f32>)> = read_safetensors(&saved)
-        .into_iter()
-        .map(|e| (e.name, e.values))
-        .collect();
+    let written: Vec<(String, Vec<f32>)> = read_safetensors(&saved).into_iter().map(|e| (e.name, e.values)).collect();
     assert_eq!(written, reference);
     assert_eq!(logits(model), expected);
 }
@@ -160,13 +106,8 @@ fn partial_loading_keeps_the_new_head() {
     let pretrained = dir.path().join("pretrained.safetensors");
     save_weights(&mobilenet(1000), &pretrained).unwrap();
 
-    let strict = load_weights(mobilenet(3), &pretrained)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        strict.contains("classifier.1.weight: expected [3, 1280], found [1000, 1280]"),
-        "{strict}"
-    );
+    let strict = load_weights(mobilenet(3), &pretrained).unwrap_err().to_string();
+    assert!(strict.contains("classifier.1.weight: expected [3, 1280], found [1000, 1280]"), "{strict}");
 
     let fresh = mobilenet(3);
     let head = dir.path().join("head.safetensors");
@@ -175,48 +116,29 @@ fn partial_loading_keeps_the_new_head() {
     let loaded = dir.path().join("loaded.safetensors");
     save_weights(&model, &loaded).unwrap();
 
-    let by_name = |path: &Path| {
-        read_safetensors(path)
-            .into_iter()
-            .map(|e| (e.name, e.values))
-            .collect::<std::collections::BTreeMap<_, _>>()
-    };
+    let by_name =
+        |path: &Path| read_safetensors(path).into_iter().map(|e| (e.name, e.values)).collect::<std::collections::BTreeMap<_, _>>();
     let (pretrained, head, loaded) = (by_name(&pretrained), by_name(&head), by_name(&loaded));
     for (name, values) in &loaded {
-        let source = if name.starts_with("classifier.") {
-            &head
-        } else {
-            &pretrained
-        };
+        let source = if name.starts_with("classifier.") { &head } else { &pretrained };
         assert!(values == &source[name], "{name}");
     }
 
     // A file without the skipped tensors loads too.
-    let backbone: Vec<Entry> = read_safetensors(&dir.path().join("loaded.safetensors"))
-        .into_iter()
-        .filter(|e| !e.name.starts_with("classifier."))
-        .collect();
+    let backbone: Vec<Entry> =
+        read_safetensors(&dir.path().join("loaded.safetensors")).into_iter().filter(|e| !e.name.starts_with("classifier.")).collect();
     let path = dir.path().join("backbone.safetensors");
     write_safetensors(&path, &backbone);
     load_weights_partial(mobilenet(3), &path, &["classifier."]).unwrap();
     let err = load_weights(mobilenet(3), &path).unwrap_err().to_string();
-    assert!(
-        err.contains("missing tensors (2): classifier.1.bias, classifier.1.weight"),
-        "{err}"
-    );
+    assert!(err.contains("missing tensors (2): classifier.1.bias, classifier.1.weight"), "{err}");
 }
 
 #[test]
 fn save_load_round_trip_is_bit_exact() {
     let dir = tempfile::tempdir().unwrap();
     let device = medkd_models::test_device();
-    for spec in [
-        ModelSpec {
-            small_input: true,
-            ..ModelSpec::new(Arch::ResNet50, 4)
-        },
-        ModelSpec::new(Arch::DenseNet121, 2),
-    ] {
+    for spec in [ModelSpec { small_input: true, ..ModelSpec::new(Arch::ResNet50, 4) }, ModelSpec::new(Arch::DenseNet121, 2)] {
         // Train-mode forwards on an autodiff device move the BatchNorm statistics off 0/1.
         let model = Model::new(&spec, &device.clone().autodiff()).unwrap();
         model.forward(formula_input(2, 32, &device.clone().autodiff()));
@@ -230,21 +152,10 @@ fn save_load_round_trip_is_bit_exact() {
         assert_eq!(first.len(), second.len());
         for (a, b) in first.iter().zip(&second) {
             assert_eq!((&a.name, &a.shape), (&b.name, &b.shape));
-            assert!(
-                a.values == b.values,
-                "{:?}: {} not bit-exact",
-                spec.arch,
-                a.name
-            );
+            assert!(a.values == b.values, "{:?}: {} not bit-exact", spec.arch, a.name);
         }
-        let stats = first
-            .iter()
-            .find(|e| e.name.ends_with("running_mean"))
-            .unwrap();
-        assert!(
-            stats.values.iter().any(|v| *v != 0.0),
-            "running statistics were not updated"
-        );
+        let stats = first.iter().find(|e| e.name.ends_with("running_mean")).unwrap();
+        assert!(stats.values.iter().any(|v| *v != 0.0), "running statistics were not updated");
     }
 }
 
@@ -255,15 +166,8 @@ fn save_overwrites_atomically() {
     save_weights(&mobilenet(2), &path).unwrap();
     save_weights(&mobilenet(3), &path).unwrap();
     load_weights(mobilenet(3), &path).unwrap();
-    let files: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(
-        files,
-        ["model.safetensors"],
-        "no temporary file may be left behind"
-    );
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files, ["model.safetensors"], "no temporary file may be left behind");
 }
 
 #[test]
@@ -271,15 +175,9 @@ fn rejects_unsupported_and_corrupt_files() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("model.bin");
     std::fs::write(&bin, b"weights").unwrap();
-    assert!(matches!(
-        load_weights(mobilenet(2), &bin),
-        Err(ModelError::UnsupportedFormat { .. })
-    ));
+    assert!(matches!(load_weights(mobilenet(2), &bin), Err(ModelError::UnsupportedFormat { .. })));
     let pth = dir.path().join("model.pth");
-    assert!(matches!(
-        save_weights(&mobilenet(2), &pth),
-        Err(ModelError::UnsupportedFormat { .. })
-    ));
+    assert!(matches!(save_weights(&mobilenet(2), &pth), Err(ModelError::UnsupportedFormat { .. })));
 
     for name in ["corrupt.safetensors", "corrupt.pth", "missing.pt"] {
         let path = dir.path().join(name);

@@ -154,15 +154,9 @@ pub fn attack_run(run: &RunDir, config: &RunConfig, split: &str, options: &Attac
         for (eps, predictions) in options.eps.iter().zip(&mut adversarial) {
             let x = match options.kind {
                 AttackKind::Fgsm => fgsm(&logits_of, images.clone(), &labels, *eps),
-                AttackKind::Pgd => pgd(
-                    &logits_of,
-                    images.clone(),
-                    &labels,
-                    *eps,
-                    options.steps,
-                    options.alpha.unwrap_or(eps / 4.0),
-                    options.random_start,
-                ),
+                AttackKind::Pgd => {
+                    pgd(&logits_of, images.clone(), &labels, *eps, options.steps, options.alpha.unwrap_or(eps / 4.0), options.random_start)
+                }
             };
             record(predictions, x, &batch.targets);
         }
@@ -207,10 +201,8 @@ mod tests {
     fn fgsm_steps_eps_times_the_sign_of_the_analytic_gradient() {
         let (device, weights, images, labels) = setup();
         let logits = linear(&weights)(images.clone()).detach();
-        let onehot = Tensor::<2>::from_data(
-            TensorData::new(vec![1.0f32, 0., 0., 0., 1., 0., 0., 0., 1., 0., 1., 0., 1., 0., 0.], [5, 3]),
-            &device,
-        );
+        let onehot =
+            Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0., 0., 0., 1., 0., 0., 0., 1., 0., 1., 0., 1., 0., 0.], [5, 3]), &device);
         let analytic = (softmax(logits, 1) - onehot).matmul(weights.clone().detach()).reshape([5, 2, 4, 4]);
         let eps = 0.01;
         let adversarial = fgsm(&linear(&weights), images.clone(), &labels, eps);

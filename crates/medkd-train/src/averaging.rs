@@ -33,9 +33,9 @@ pub enum AveragingConfig {
 impl AveragingConfig {
     pub fn validate(&self, epochs: usize) -> Result<(), TrainError> {
         match *self {
-            AveragingConfig::Ema { decay } if !(0.0..1.0).contains(&decay) => Err(TrainError::Config(format!(
-                "`train.weight_averaging.decay`: must be in [0, 1), got {decay}"
-            ))),
+            AveragingConfig::Ema { decay } if !(0.0..1.0).contains(&decay) => {
+                Err(TrainError::Config(format!("`train.weight_averaging.decay`: must be in [0, 1), got {decay}")))
+            }
             AveragingConfig::Swa { start_epoch } if start_epoch == 0 || start_epoch > epochs => Err(TrainError::Config(format!(
                 "`train.weight_averaging.start_epoch`: must be in [1, epochs = {epochs}], got {start_epoch}"
             ))),
@@ -182,7 +182,10 @@ impl ModuleVisitor for Collect {
 
 enum Action {
     /// Moves every float tensor by `weight` toward the tensor at the same path in `current`.
-    Blend { current: HashMap<String, Tensor<1>>, weight: f64 },
+    Blend {
+        current: HashMap<String, Tensor<1>>,
+        weight: f64,
+    },
     ZeroRunningStats,
     SetRunningStats(HashMap<String, Tensor<1>>),
 }
@@ -289,8 +292,7 @@ mod tests {
         assert_eq!(average.count, 3);
         let all: Vec<_> = models.iter().map(tensors).collect();
         for (path, values) in tensors(average.model.as_ref().unwrap()) {
-            let expected: Vec<f32> =
-                (0..values.len()).map(|i| (all[1][&path][i] + all[2][&path][i] + all[3][&path][i]) / 3.0).collect();
+            let expected: Vec<f32> = (0..values.len()).map(|i| (all[1][&path][i] + all[2][&path][i] + all[3][&path][i]) / 3.0).collect();
             assert_close(&values, &expected, 1e-6, &path);
         }
     }

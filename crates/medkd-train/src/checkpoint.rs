@@ -13,9 +13,9 @@ use md5::{Digest, Md5};
 use medkd_models::{Model, save_weights};
 use serde::{Deserialize, Serialize};
 
+use crate::TrainError;
 use crate::run_dir::{RunDir, temp_path, write_atomic};
 use crate::schedule::{ImprovementTracker, ScheduleState};
-use crate::TrainError;
 use crate::trainer::Student;
 
 /// Everything besides weights and optimizer moments that a resumed run needs.
@@ -134,8 +134,7 @@ pub fn load_last(run: &RunDir, mut student: Student, optimizer: ModuleOptimizer)
     let pointer_path = run.checkpoint("last", "json");
     let text = fs::read_to_string(&pointer_path)
         .map_err(|e| checkpoint_error(&pointer_path, format!("cannot resume: no finished epoch was saved ({e})")))?;
-    let pointer: LastPointer =
-        serde_json::from_str(&text).map_err(|e| checkpoint_error(&pointer_path, format!("unreadable: {e}")))?;
+    let pointer: LastPointer = serde_json::from_str(&text).map_err(|e| checkpoint_error(&pointer_path, format!("unreadable: {e}")))?;
 
     let model_path = run.checkpoint_dir().join(&pointer.model_file);
     let model_bytes = fs::read(&model_path).map_err(|e| TrainError::io(&model_path, e))?;

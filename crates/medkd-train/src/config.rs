@@ -189,11 +189,22 @@ pub enum ScheduleConfig {
     // A struct variant, not a unit one, so that stray keys are rejected like everywhere else.
     Constant {},
     /// Multiply by `gamma` every `step_size` epochs.
-    Step { step_size: usize, #[serde(default = "default_gamma")] gamma: f64 },
+    Step {
+        step_size: usize,
+        #[serde(default = "default_gamma")]
+        gamma: f64,
+    },
     /// Multiply by `gamma` at each listed epoch.
-    MultiStep { milestones: Vec<usize>, #[serde(default = "default_gamma")] gamma: f64 },
+    MultiStep {
+        milestones: Vec<usize>,
+        #[serde(default = "default_gamma")]
+        gamma: f64,
+    },
     /// Cosine from the base rate to `min_lr` over the epochs after warm-up, per step.
-    Cosine { #[serde(default)] min_lr: f64 },
+    Cosine {
+        #[serde(default)]
+        min_lr: f64,
+    },
     /// Multiply by `factor` when the selection metric has not improved for `patience` epochs.
     Plateau {
         #[serde(default = "default_gamma")]
@@ -243,9 +254,7 @@ impl RunConfig {
 
     /// Deserializes and validates a TOML tree (overrides already applied).
     pub fn from_table(tree: toml::Table) -> Result<RunConfig, TrainError> {
-        let config: RunConfig = toml::Value::Table(tree)
-            .try_into()
-            .map_err(|e: toml::de::Error| TrainError::Config(e.to_string()))?;
+        let config: RunConfig = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| TrainError::Config(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -279,8 +288,7 @@ impl RunConfig {
                     return bad("train.optimizer.weight_decay", format!("must be >= 0, got {weight_decay}"));
                 }
             }
-            OptimizerConfig::Adam { betas, eps, weight_decay, .. }
-            | OptimizerConfig::AdamW { betas, eps, weight_decay, .. } => {
+            OptimizerConfig::Adam { betas, eps, weight_decay, .. } | OptimizerConfig::AdamW { betas, eps, weight_decay, .. } => {
                 if betas.iter().any(|b| !(0.0..1.0).contains(b)) {
                     return bad("train.optimizer.betas", format!("must be in [0, 1), got {betas:?}"));
                 }
@@ -306,10 +314,7 @@ impl RunConfig {
             _ => {}
         }
         if !(train.warmup_epochs >= 0.0 && train.warmup_epochs < train.epochs as f64) {
-            return bad(
-                "train.warmup_epochs",
-                format!("must be in [0, epochs = {}), got {}", train.epochs, train.warmup_epochs),
-            );
+            return bad("train.warmup_epochs", format!("must be in [0, epochs = {}), got {}", train.epochs, train.warmup_epochs));
         }
         if let Some(stop) = &train.early_stopping {
             if stop.patience == 0 {
@@ -384,9 +389,7 @@ pub fn apply_overrides(tree: &mut toml::Table, overrides: &[String]) -> Result<(
 }
 
 fn apply_override(tree: &mut toml::Table, assignment: &str) -> Result<(), TrainError> {
-    let (key, raw) = assignment
-        .split_once('=')
-        .ok_or_else(|| TrainError::Config(format!("--set '{assignment}': expected key=value")))?;
+    let (key, raw) = assignment.split_once('=').ok_or_else(|| TrainError::Config(format!("--set '{assignment}': expected key=value")))?;
     let key = key.trim();
     let value = parse_override_value(raw.trim());
     let mut parts: Vec<&str> = key.split('.').collect();
@@ -445,8 +448,8 @@ mod tests {
 
     #[test]
     fn overrides_set_nested_keys_with_typed_values() {
-        let overrides = ["train.epochs=5", "train.optimizer.lr=0.01", "train.select_metric=loss", "model.small_input=true"]
-            .map(String::from);
+        let overrides =
+            ["train.epochs=5", "train.optimizer.lr=0.01", "train.select_metric=loss", "model.small_input=true"].map(String::from);
         let config = RunConfig::parse(BASE, &overrides).unwrap();
         assert_eq!(config.train.epochs, 5);
         assert_eq!(config.train.optimizer.lr(), 0.01);

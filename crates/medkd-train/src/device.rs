@@ -17,10 +17,7 @@ pub fn make_device(choice: DeviceChoice) -> Result<Device, TrainError> {
         #[allow(deprecated)]
         DeviceChoice::Libtorch => Ok(Device::libtorch()),
         #[allow(unreachable_patterns)]
-        other => Err(TrainError::DeviceNotBuilt {
-            device: format!("{other:?}").to_lowercase(),
-            feature: other.cargo_feature(),
-        }),
+        other => Err(TrainError::DeviceNotBuilt { device: format!("{other:?}").to_lowercase(), feature: other.cargo_feature() }),
     }
 }
 

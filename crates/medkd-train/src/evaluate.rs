@@ -134,12 +134,7 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo) -> Result<Evaluat
                     Target::MultiHot(_) => unreachable!("single-label datasets yield class targets"),
                 })
                 .collect();
-            let loss = labels
-                .iter()
-                .enumerate()
-                .map(|(i, &y)| -clamp(predictions.probs[i * k + y]).ln())
-                .sum::<f64>()
-                / n.max(1) as f64;
+            let loss = labels.iter().enumerate().map(|(i, &y)| -clamp(predictions.probs[i * k + y]).ln()).sum::<f64>() / n.max(1) as f64;
             let report = medkd_eval::evaluate_single_label(&predictions.probs, k, &labels, &info.class_names)?;
             Ok(Evaluation { report: Report::SingleLabel(report), loss })
         }

@@ -90,25 +90,32 @@ impl RosKdPlan {
         }
         let has_subset = run_tree.get("data").and_then(|d| d.get("train_subset")).is_some();
         if has_subset {
-            return Err(TrainError::Config("`data.train_subset`: RoS-KD draws each teacher's subset from `roskd.subset_ratio`; remove it".into()));
+            return Err(TrainError::Config(
+                "`data.train_subset`: RoS-KD draws each teacher's subset from `roskd.subset_ratio`; remove it".into(),
+            ));
         }
         let seed = match run_tree.get("seed") {
             None => 0,
-            Some(value) => value.as_integer().and_then(|s| u64::try_from(s).ok()).ok_or_else(|| {
-                TrainError::Config(format!("`seed`: must be a non-negative integer, got {value}"))
-            })?,
+            Some(value) => value
+                .as_integer()
+                .and_then(|s| u64::try_from(s).ok())
+                .ok_or_else(|| TrainError::Config(format!("`seed`: must be a non-negative integer, got {value}")))?,
         };
 
         let mut teachers = Vec::new();
         for (k, teacher) in section.teacher.iter().enumerate() {
             let name = format!("{k}-{}", teacher.arch);
-            let config = teacher_config(&run_tree, &section, k, seed)
-                .map_err(|e| TrainError::Config(format!("teacher {name}: {e}")))?;
+            let config = teacher_config(&run_tree, &section, k, seed).map_err(|e| TrainError::Config(format!("teacher {name}: {e}")))?;
             teachers.push((name, config));
         }
         let teacher_runs: Vec<TeacherConfig> = teachers
             .iter()
-            .map(|(name, _)| TeacherConfig { run: Some(PathBuf::from("teachers").join(name)), arch: None, weights: None, small_input: false })
+            .map(|(name, _)| TeacherConfig {
+                run: Some(PathBuf::from("teachers").join(name)),
+                arch: None,
+                weights: None,
+                small_input: false,
+            })
             .collect();
         let mut student = RunConfig::from_table(run_tree).map_err(|e| TrainError::Config(format!("student: {e}")))?;
         student.teachers = teacher_runs;

@@ -20,7 +20,8 @@ impl RunDir {
         if run.config_path().exists() {
             return Err(TrainError::RunFolder {
                 path: root.to_path_buf(),
-                message: "already holds a run (config.toml exists); continue it with `medkd train --resume DIR` or choose another --out".into(),
+                message: "already holds a run (config.toml exists); continue it with `medkd train --resume DIR` or choose another --out"
+                    .into(),
             });
         }
         fs::create_dir_all(run.checkpoint_dir()).map_err(|e| TrainError::io(&run.checkpoint_dir(), e))?;
@@ -31,10 +32,7 @@ impl RunDir {
     pub fn open(root: &Path) -> Result<RunDir, TrainError> {
         let run = RunDir { root: root.to_path_buf() };
         if !run.config_path().is_file() {
-            return Err(TrainError::RunFolder {
-                path: root.to_path_buf(),
-                message: "is not a medkd run folder (no config.toml)".into(),
-            });
+            return Err(TrainError::RunFolder { path: root.to_path_buf(), message: "is not a medkd run folder (no config.toml)".into() });
         }
         Ok(run)
     }

@@ -74,9 +74,7 @@ impl LrSchedule {
         let factor = match &self.kind {
             ScheduleConfig::Constant {} => 1.0,
             ScheduleConfig::Step { step_size, gamma } => gamma.powi((epoch / step_size) as i32),
-            ScheduleConfig::MultiStep { milestones, gamma } => {
-                gamma.powi(milestones.iter().filter(|&&m| m <= epoch).count() as i32)
-            }
+            ScheduleConfig::MultiStep { milestones, gamma } => gamma.powi(milestones.iter().filter(|&&m| m <= epoch).count() as i32),
             ScheduleConfig::Cosine { min_lr } => {
                 let start = epoch as f64 + step as f64 / steps;
                 let span = self.epochs as f64 - self.warmup_epochs;

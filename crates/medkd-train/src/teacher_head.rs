@@ -19,13 +19,13 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use std::sync::Arc;
 
+use crate::TrainError;
 use crate::config::{OptimizerConfig, RunConfig};
 use crate::evaluate::batch_tensor;
 use crate::optim::build_optimizer;
 use crate::run_dir::{RunDir, temp_path};
 use crate::teachers::Teacher;
 use crate::trainer::RunSetup;
-use crate::TrainError;
 
 /// The trained, frozen head of `spec` (the `index`-th head pair), on the plain device: loaded
 /// from the run folder when an earlier (interrupted) run trained it, else taken from the file
@@ -118,7 +118,12 @@ fn train_head(
             best = Some((val_loss, head.valid()));
         }
         log.push(json!({ "epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss }));
-        eprintln!("sskd head epoch {:>3}/{}  train loss {train_loss:.4}  val loss {val_loss:.4}{}", epoch + 1, spec.epochs, if improved { "  *best" } else { "" });
+        eprintln!(
+            "sskd head epoch {:>3}/{}  train loss {train_loss:.4}  val loss {val_loss:.4}{}",
+            epoch + 1,
+            spec.epochs,
+            if improved { "  *best" } else { "" }
+        );
     }
     run.write_json(&run.root().join(format!("teacher_head_{index}.json")), &log)?;
     Ok(best.expect("head_epochs >= 1").1)
@@ -188,7 +193,8 @@ mod tests {
         let run = RunDir::create(tmp.path()).unwrap();
 
         let trained = teacher_head(&config, &setup, std::slice::from_ref(&teacher), &head_spec, 0, &run).unwrap();
-        let log: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("teacher_head_0.json")).unwrap()).unwrap();
+        let log: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(tmp.path().join("teacher_head_0.json")).unwrap()).unwrap();
         assert_eq!(log.as_array().unwrap().len(), 2);
         assert!(log[0]["val_loss"].as_f64().unwrap().is_finite());
 
@@ -208,9 +214,13 @@ mod tests {
 
         // A head for another embedding width, or no file: an error naming the file.
         let wide = HeadSpec { teacher_dim: 2048, ..shared.clone() };
-        for (spec, expected) in [(wide, "2048-feature"), (HeadSpec { trained: Some(tmp.path().join("none.bpk")), ..shared }, "no such file")] {
+        for (spec, expected) in
+            [(wide, "2048-feature"), (HeadSpec { trained: Some(tmp.path().join("none.bpk")), ..shared }, "no such file")]
+        {
             let fresh = tempfile::tempdir().unwrap();
-            let e = teacher_head(&config, &setup, std::slice::from_ref(&teacher), &spec, 0, &RunDir::create(fresh.path()).unwrap()).unwrap_err().to_string();
+            let e = teacher_head(&config, &setup, std::slice::from_ref(&teacher), &spec, 0, &RunDir::create(fresh.path()).unwrap())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(expected) && e.contains(".bpk"), "{e}");
         }
     }

@@ -9,9 +9,9 @@ use medkd_losses::Features;
 use medkd_models::{Model, ModelSpec, load_weights};
 use serde_json::Value;
 
+use crate::TrainError;
 use crate::config::{RunConfig, TeacherConfig};
 use crate::run_dir::RunDir;
-use crate::TrainError;
 
 pub struct Teacher {
     model: Model,

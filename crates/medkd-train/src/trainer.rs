@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use medkd_data::{
     DataSplits, DatasetInfo, Loader, LoaderOptions, Pipeline, Task, build_pipelines, open_splits, write_flipped_csv, write_split_csv,
 };
-use medkd_losses::{ConvRegressor, Features, LossContext, Objective, ProjectionHead, TaskFacts, Targets, with_rotations};
+use medkd_losses::{ConvRegressor, Features, LossContext, Objective, ProjectionHead, Targets, TaskFacts, with_rotations};
 use medkd_models::{Model, ModelSpec, count_macs, count_params, load_weights, load_weights_partial};
 use serde_json::json;
 
@@ -60,8 +60,7 @@ impl RunSetup {
         let first = splits.train.image(0)?;
         let [_, height, width] = eval_pipeline.apply_seeded(&first, 0)?.1;
         let [_, train_height, train_width] = train_pipeline.apply_seeded(&first, 0)?.1;
-        spec.check_input([height.min(train_height), width.min(train_width)])
-            .map_err(|e| TrainError::Config(format!("`model`: {e}")))?;
+        spec.check_input([height.min(train_height), width.min(train_width)]).map_err(|e| TrainError::Config(format!("`model`: {e}")))?;
         let (input_hw, train_hw) = ([height, width], [train_height, train_width]);
         Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device, input_hw, train_hw })
     }
@@ -195,12 +194,8 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
     let heads = objective.projection_heads().iter().map(|h| ProjectionHead::new(h.student_dim, &train_device)).collect();
     let mut student = Student { model, adapters, heads };
     let mut optimizer = build_optimizer(&config.train.optimizer);
-    let schedule = LrSchedule::new(
-        config.train.optimizer.lr(),
-        config.train.epochs,
-        config.train.warmup_epochs,
-        config.train.schedule.clone(),
-    );
+    let schedule =
+        LrSchedule::new(config.train.optimizer.lr(), config.train.epochs, config.train.warmup_epochs, config.train.schedule.clone());
     let select = config.train.select_metric.as_str();
     let min_delta = config.train.early_stopping.as_ref().map_or(0.0, |e| e.min_delta);
     let mut state = TrainState {
@@ -284,8 +279,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
                 epoch: epoch as u64,
             })?;
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
-            let term_values: Vec<(String, f64)> =
-                terms.into_iter().map(|t| (t.name, t.value.into_scalar::<f32>() as f64)).collect();
+            let term_values: Vec<(String, f64)> = terms.into_iter().map(|t| (t.name, t.value.into_scalar::<f32>() as f64)).collect();
             if !loss_value.is_finite() {
                 let detail = term_values.iter().map(|(n, v)| format!("{n} = {v}")).collect::<Vec<_>>().join(", ");
                 return Err(TrainError::NonFiniteLoss { epoch, step, terms: detail });

@@ -190,7 +190,8 @@ fn rows(medkd: &BTreeMap<&str, Vec<Timing>>, pytorch: &BTreeMap<String, Vec<Timi
         .map(|(name, ours)| {
             let theirs = pytorch.get(*name).filter(|t| !t.is_empty());
             // Rounds pair up in order: PyTorch ran right after medkd in each.
-            let round_ratios: Vec<f64> = theirs.map_or(Vec::new(), |t| ours.iter().zip(t).map(|(o, t)| o.median_ms / t.median_ms).collect());
+            let round_ratios: Vec<f64> =
+                theirs.map_or(Vec::new(), |t| ours.iter().zip(t).map(|(o, t)| o.median_ms / t.median_ms).collect());
             let ratio = (!round_ratios.is_empty()).then(|| summarize(round_ratios.clone()).median_ms);
             (name.to_string(), Row { medkd: combine(ours), pytorch: theirs.map(|t| combine(t)), ratio, round_ratios })
         })
@@ -385,14 +386,7 @@ fn time_loader(dir: &Path, side: usize, count: usize, options: &BenchOptions) ->
     let loader = Loader::new(
         subset,
         pipeline,
-        LoaderOptions {
-            batch_size: LOADER_BATCH,
-            shuffle: true,
-            drop_last: false,
-            seed: 0,
-            workers: LOADER_WORKERS,
-            prefetch: 2,
-        },
+        LoaderOptions { batch_size: LOADER_BATCH, shuffle: true, drop_last: false, seed: 0, workers: LOADER_WORKERS, prefetch: 2 },
     )?;
 
     let mut epoch = 0;
@@ -414,11 +408,8 @@ fn time_loader(dir: &Path, side: usize, count: usize, options: &BenchOptions) ->
 /// The `image_id` of the first `count` rows of HAM10000's labels.csv.
 fn first_image_ids(labels: &Path, count: usize) -> Result<HashSet<String>> {
     let mut reader = csv::Reader::from_path(labels).with_context(|| format!("cannot read {}", labels.display()))?;
-    let column = reader
-        .headers()?
-        .iter()
-        .position(|h| h == "image_id")
-        .with_context(|| format!("{} has no image_id column", labels.display()))?;
+    let column =
+        reader.headers()?.iter().position(|h| h == "image_id").with_context(|| format!("{} has no image_id column", labels.display()))?;
     let mut ids = HashSet::new();
     for record in reader.records().take(count) {
         ids.insert(record?[column].to_string());
@@ -458,13 +449,7 @@ fn python_path(explicit: Option<&Path>) -> PathBuf {
 
 impl Reference {
     fn missing(problem: String) -> Reference {
-        Reference {
-            torch_version: None,
-            torchvision_version: None,
-            threads: None,
-            results: BTreeMap::new(),
-            problem: Some(problem),
-        }
+        Reference { torch_version: None, torchvision_version: None, threads: None, results: BTreeMap::new(), problem: Some(problem) }
     }
 }
 
@@ -536,13 +521,7 @@ fn images_per_s(images: usize, timing: &Timing) -> f64 {
 }
 
 fn table(options: &BenchOptions, selected: &[&Workload], rows: &BTreeMap<String, Row>, reference: &Reference) -> String {
-    let mut lines = vec![[
-        "workload".to_string(),
-        "medkd ms".into(),
-        "PyTorch ms".into(),
-        "ratio (medkd/PyTorch)".into(),
-        "what".into(),
-    ]];
+    let mut lines = vec![["workload".to_string(), "medkd ms".into(), "PyTorch ms".into(), "ratio (medkd/PyTorch)".into(), "what".into()]];
     for workload in selected {
         let Some(row) = rows.get(workload.name) else { continue };
         let (ours, theirs) = (&row.medkd, row.pytorch.as_ref());
@@ -573,13 +552,7 @@ fn table(options: &BenchOptions, selected: &[&Workload], rows: &BTreeMap<String,
         let cells: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(c, cell)| {
-                if c == 0 || c == 4 {
-                    format!("{cell:<w$}", w = widths[c])
-                } else {
-                    format!("{cell:>w$}", w = widths[c])
-                }
-            })
+            .map(|(c, cell)| if c == 0 || c == 4 { format!("{cell:<w$}", w = widths[c]) } else { format!("{cell:>w$}", w = widths[c]) })
             .collect();
         out += cells.join(" | ").trim_end();
         out.push('\n');
@@ -688,10 +661,7 @@ fn report_json(
 /// The CPU's marketing name from /proc/cpuinfo (Linux); `None` elsewhere.
 fn cpu_model() -> Option<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    info.lines()
-        .find(|line| line.starts_with("model name"))
-        .and_then(|line| line.split_once(':'))
-        .map(|(_, name)| name.trim().to_string())
+    info.lines().find(|line| line.starts_with("model name")).and_then(|line| line.split_once(':')).map(|(_, name)| name.trim().to_string())
 }
 
 #[cfg(test)]
@@ -734,10 +704,7 @@ mod tests {
     #[test]
     fn script_knows_every_workload() {
         for name in workload_names() {
-            assert!(
-                PYTORCH_SCRIPT.contains(&format!("\"{name}\": ")),
-                "bench/pytorch_reference.py has no workload {name}"
-            );
+            assert!(PYTORCH_SCRIPT.contains(&format!("\"{name}\": ")), "bench/pytorch_reference.py has no workload {name}");
         }
     }
 

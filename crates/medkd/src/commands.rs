@@ -1,9 +1,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
 use medkd_models::{Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
+use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
 use medkd_train::roskd::RosKdPlan;
 use medkd_train::{Prepared, RunConfig, RunDir, RunSetup};
 
@@ -168,13 +168,7 @@ pub fn attack(run_path: &Path, split: &str, options: &AttackOptions) -> Result<(
     for (eps, evaluation) in &report.rows {
         let name = eps.map_or("clean".to_string(), |e| format!("eps {e:.5}"));
         let metric = |m: &str| evaluation.metric(m);
-        println!(
-            "{name:<14}{:>10.4}{:>14.4}{:>10.4}{:>10.4}",
-            metric("acc"),
-            metric("balanced_acc"),
-            metric("macro_f1"),
-            metric("auc")
-        );
+        println!("{name:<14}{:>10.4}{:>14.4}{:>10.4}{:>10.4}", metric("acc"), metric("balanced_acc"), metric("macro_f1"), metric("auc"));
     }
     println!("report: {}", run_path.join("attack.json").display());
     Ok(())

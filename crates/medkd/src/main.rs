@@ -148,7 +148,12 @@ impl RunArgs {
     fn roskd(self) -> anyhow::Result<()> {
         match self.resume {
             Some(out) => commands::roskd_resume(&out, !self.quiet),
-            None => commands::roskd(&self.config.expect("clap requires --config"), &self.overrides, &self.out.expect("clap requires --out"), !self.quiet),
+            None => commands::roskd(
+                &self.config.expect("clap requires --config"),
+                &self.overrides,
+                &self.out.expect("clap requires --out"),
+                !self.quiet,
+            ),
         }
     }
 
@@ -199,9 +204,7 @@ fn parse_eps(text: &str) -> Result<f64, String> {
         Some((a, b)) => a.trim().parse::<f64>().ok().zip(b.trim().parse::<f64>().ok()).map(|(a, b)| a / b),
         None => text.trim().parse::<f64>().ok(),
     };
-    value
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .ok_or_else(|| format!("'{text}': expected a number >= 0 or a fraction such as 8/255"))
+    value.filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| format!("'{text}': expected a number >= 0 or a fraction such as 8/255"))
 }
 
 fn parse_eps_list(text: &str) -> Result<EpsList, String> {
@@ -210,7 +213,8 @@ fn parse_eps_list(text: &str) -> Result<EpsList, String> {
 
 /// `3x224x224` → [3, 224, 224].
 fn parse_input(text: &str) -> Result<[usize; 3], String> {
-    let parts: Vec<usize> = text.split('x').map(str::parse).collect::<Result<_, _>>().map_err(|_| format!("'{text}': expected CxHxW, e.g. 3x224x224"))?;
+    let parts: Vec<usize> =
+        text.split('x').map(str::parse).collect::<Result<_, _>>().map_err(|_| format!("'{text}': expected CxHxW, e.g. 3x224x224"))?;
     match parts[..] {
         [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
         _ => Err(format!("'{text}': expected CxHxW with three positive numbers, e.g. 3x224x224")),

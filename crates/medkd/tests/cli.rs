@@ -64,7 +64,9 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
     let run = tmp.path().join("run");
     let output = train(&config, &run, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
-    for file in ["config.toml", "metrics.jsonl", "summary.json", "checkpoints/best.safetensors", "checkpoints/best.json", "checkpoints/last.json"] {
+    for file in
+        ["config.toml", "metrics.jsonl", "summary.json", "checkpoints/best.safetensors", "checkpoints/best.json", "checkpoints/last.json"]
+    {
         assert!(run.join(file).is_file(), "missing {file}");
     }
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
@@ -294,7 +296,8 @@ fn distill_trains_a_student_from_a_teacher_run_and_checks_teachers_first() {
     assert_eq!(summary["model"], "mobilenetv2");
     assert!(summary["teachers"][0].as_str().unwrap().contains("resnet18"), "{}", summary["teachers"]);
     assert_eq!(summary["teacher_cache"], false, "random flips change the input every epoch");
-    let first: Value = serde_json::from_str(std::fs::read_to_string(student.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    let first: Value =
+        serde_json::from_str(std::fs::read_to_string(student.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
     for term in ["cross_entropy", "kd", "rkd_distance", "channel_gram"] {
         assert!(first["train_terms"][term].as_f64().unwrap() > 0.0, "{term} logged: {}", first["train_terms"]);
     }
@@ -329,7 +332,8 @@ fn distill_trains_a_student_from_a_teacher_run_and_checks_teachers_first() {
         assert!(first["train_terms"][term].as_f64().unwrap() > 0.0, "{term} logged: {}", first["train_terms"]);
     }
     // Rotated views need square training images: an error before any run folder.
-    let oblong = distill(&tmp.path().join("bad5"), &["--set", terms, "--set", "data.train_transforms=[{ op = \"resize\", size = [28, 24] }]"]);
+    let oblong =
+        distill(&tmp.path().join("bad5"), &["--set", terms, "--set", "data.train_transforms=[{ op = \"resize\", size = [28, 24] }]"]);
     assert!(stderr(&oblong).contains("need them square") && stderr(&oblong).contains("28x24"), "{}", stderr(&oblong));
     assert!(!tmp.path().join("bad5").exists());
 }

@@ -27,11 +27,7 @@ fn blend(plane: &mut Plane, other: impl Iterator<Item = f32>, factor: f32) {
 }
 
 fn gray(planes: &[Plane]) -> Plane {
-    if planes.len() == 3 {
-        luminance(planes)
-    } else {
-        planes[0].clone()
-    }
+    if planes.len() == 3 { luminance(planes) } else { planes[0].clone() }
 }
 
 /// `amounts` = [brightness, contrast, saturation, hue]; a zero amount is skipped, as in

@@ -10,14 +10,8 @@ use super::Plane;
 /// `[height, width]` with the shorter side scaled to `edge` and the aspect ratio kept (the longer
 /// side truncated, as torchvision does).
 pub(super) fn shorter_side_to(h: u32, w: u32, edge: u32) -> [u32; 2] {
-    let scale_long = |long: u32, short: u32| {
-        ((u64::from(edge) * u64::from(long)) / u64::from(short)).max(1) as u32
-    };
-    if h <= w {
-        [edge, scale_long(w, h)]
-    } else {
-        [scale_long(h, w), edge]
-    }
+    let scale_long = |long: u32, short: u32| ((u64::from(edge) * u64::from(long)) / u64::from(short)).max(1) as u32;
+    if h <= w { [edge, scale_long(w, h)] } else { [scale_long(h, w), edge] }
 }
 
 /// Bilinear resize with the support widened when shrinking: Pillow's antialiased bilinear filter,
@@ -36,8 +30,8 @@ pub(super) fn resize(planes: &[Plane], h: u32, w: u32) -> Vec<Plane> {
             let mut out = vec![0.0f32; w as usize * h as usize];
             let src = ImageRef::new(p.width(), p.height(), bytemuck::cast_slice(p.as_raw()), PixelType::F32)
                 .expect("a plane holds width x height f32 values");
-            let mut dst = Image::from_slice_u8(w, h, bytemuck::cast_slice_mut(&mut out), PixelType::F32)
-                .expect("the output holds w x h f32 values");
+            let mut dst =
+                Image::from_slice_u8(w, h, bytemuck::cast_slice_mut(&mut out), PixelType::F32).expect("the output holds w x h f32 values");
             resizer.resize(&src, &mut dst, &options).expect("both images are F32");
             Plane::from_raw(w, h, out).expect("the output holds w x h values")
         })
@@ -97,15 +91,9 @@ pub(super) fn random_resized_crop_box<R: Rng>(
     let in_ratio = f64::from(width) / f64::from(height);
     let (min_ratio, max_ratio) = (f64::from(ratio[0]), f64::from(ratio[1]));
     let (w, h) = if in_ratio < min_ratio {
-        (
-            width,
-            ((f64::from(width) / min_ratio).round() as u32).clamp(1, height),
-        )
+        (width, ((f64::from(width) / min_ratio).round() as u32).clamp(1, height))
     } else if in_ratio > max_ratio {
-        (
-            ((f64::from(height) * max_ratio).round() as u32).clamp(1, width),
-            height,
-        )
+        (((f64::from(height) * max_ratio).round() as u32).clamp(1, width), height)
     } else {
         (width, height)
     };
@@ -126,11 +114,7 @@ pub(super) fn rotate(plane: &Plane, degrees: f32) -> Plane {
         let sv = -sin * u + cos * v;
         let sx = (su + cx).floor();
         let sy = (cy - sv).floor();
-        if sx >= 0.0 && sy >= 0.0 && sx < w as f32 && sy < h as f32 {
-            *plane.get_pixel(sx as u32, sy as u32)
-        } else {
-            image::Luma([0.0])
-        }
+        if sx >= 0.0 && sy >= 0.0 && sx < w as f32 && sy < h as f32 { *plane.get_pixel(sx as u32, sy as u32) } else { image::Luma([0.0]) }
     })
 }
 

@@ -113,22 +113,14 @@ fn default_always() -> f64 {
 }
 
 fn check_probability(op: &'static str, p: f64) -> Result<(), DataError> {
-    if (0.0..=1.0).contains(&p) {
-        Ok(())
-    } else {
-        Err(DataError::param(op, "p", format!("{p} is not in [0, 1]")))
-    }
+    if (0.0..=1.0).contains(&p) { Ok(()) } else { Err(DataError::param(op, "p", format!("{p} is not in [0, 1]"))) }
 }
 
 fn check_range(op: &'static str, field: &'static str, [lo, hi]: [f32; 2]) -> Result<(), DataError> {
     if lo > 0.0 && lo <= hi && hi.is_finite() {
         Ok(())
     } else {
-        Err(DataError::param(
-            op,
-            field,
-            format!("[{lo}, {hi}] must be positive and ordered (min <= max)"),
-        ))
+        Err(DataError::param(op, field, format!("[{lo}, {hi}] must be positive and ordered (min <= max)")))
     }
 }
 
@@ -136,11 +128,7 @@ fn check_jitter(field: &'static str, value: f32, max: f32) -> Result<(), DataErr
     if (0.0..=max).contains(&value) {
         Ok(())
     } else {
-        Err(DataError::param(
-            "color_jitter",
-            field,
-            format!("{value} is not in [0, {max}]"),
-        ))
+        Err(DataError::param("color_jitter", field, format!("{value} is not in [0, {max}]")))
     }
 }
 
@@ -166,9 +154,7 @@ impl TransformSpec {
     pub fn validate(&self) -> Result<(), DataError> {
         let op = self.name();
         match *self {
-            TransformSpec::Resize { size } | TransformSpec::CenterCrop { size } => {
-                size.validate(op)
-            }
+            TransformSpec::Resize { size } | TransformSpec::CenterCrop { size } => size.validate(op),
             TransformSpec::RandomResizedCrop { size, scale, ratio } => {
                 size.validate(op)?;
                 check_range(op, "scale", scale)?;
@@ -180,20 +166,11 @@ impl TransformSpec {
             TransformSpec::Hflip { p } | TransformSpec::Vflip { p } => check_probability(op, p),
             TransformSpec::Rotation { degrees, p } => {
                 if !(0.0..=180.0).contains(&degrees) {
-                    return Err(DataError::param(
-                        op,
-                        "degrees",
-                        format!("{degrees} is not in [0, 180]"),
-                    ));
+                    return Err(DataError::param(op, "degrees", format!("{degrees} is not in [0, 180]")));
                 }
                 check_probability(op, p)
             }
-            TransformSpec::ColorJitter {
-                brightness,
-                contrast,
-                saturation,
-                hue,
-            } => {
+            TransformSpec::ColorJitter { brightness, contrast, saturation, hue } => {
                 check_jitter("brightness", brightness, f32::MAX)?;
                 check_jitter("contrast", contrast, f32::MAX)?;
                 check_jitter("saturation", saturation, f32::MAX)?;
@@ -221,46 +198,30 @@ impl TransformSpec {
             }
             TransformSpec::RandomResizedCrop { size, scale, ratio } => {
                 let (w, h) = planes[0].dimensions();
-                let (top, left, ch, cw) =
-                    geometry::random_resized_crop_box(h, w, scale, ratio, rng);
+                let (top, left, ch, cw) = geometry::random_resized_crop_box(h, w, scale, ratio, rng);
                 let [oh, ow] = size.square_or_exact();
                 let cropped = geometry::crop(&planes, top.into(), left.into(), ch, cw);
                 geometry::resize(&cropped, oh, ow)
             }
-            TransformSpec::Hflip { p } => {
-                with_probability(planes, p, rng, image::imageops::flip_horizontal_in_place)
-            }
-            TransformSpec::Vflip { p } => {
-                with_probability(planes, p, rng, image::imageops::flip_vertical_in_place)
-            }
+            TransformSpec::Hflip { p } => with_probability(planes, p, rng, image::imageops::flip_horizontal_in_place),
+            TransformSpec::Vflip { p } => with_probability(planes, p, rng, image::imageops::flip_vertical_in_place),
             TransformSpec::Rotation { degrees, p } => {
                 if rng.random_bool(p) {
                     let angle = rng.random_range(-degrees..=degrees);
-                    planes
-                        .iter()
-                        .map(|pl| geometry::rotate(pl, angle))
-                        .collect()
+                    planes.iter().map(|pl| geometry::rotate(pl, angle)).collect()
                 } else {
                     planes
                 }
             }
-            TransformSpec::ColorJitter {
-                brightness,
-                contrast,
-                saturation,
-                hue,
-            } => color::jitter(planes, [brightness, contrast, saturation, hue], rng),
+            TransformSpec::ColorJitter { brightness, contrast, saturation, hue } => {
+                color::jitter(planes, [brightness, contrast, saturation, hue], rng)
+            }
         }
     }
 }
 
 /// `op` on every plane with probability `p`.
-fn with_probability<R: Rng>(
-    mut planes: Vec<Plane>,
-    p: f64,
-    rng: &mut R,
-    op: impl Fn(&mut Plane),
-) -> Vec<Plane> {
+fn with_probability<R: Rng>(mut planes: Vec<Plane>, p: f64, rng: &mut R, op: impl Fn(&mut Plane)) -> Vec<Plane> {
     if rng.random_bool(p) {
         planes.iter_mut().for_each(op);
     }
@@ -277,25 +238,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(
-        specs: &[TransformSpec],
-        channels: usize,
-        normalization: Normalization,
-    ) -> Result<Pipeline, DataError> {
+    pub fn new(specs: &[TransformSpec], channels: usize, normalization: Normalization) -> Result<Pipeline, DataError> {
         if channels != 1 && channels != 3 {
-            return Err(DataError::config(format!(
-                "channels = {channels}: must be 1 or 3"
-            )));
+            return Err(DataError::config(format!("channels = {channels}: must be 1 or 3")));
         }
         for spec in specs {
             spec.validate()?;
         }
         normalization.check_channels(channels)?;
-        Ok(Pipeline {
-            specs: specs.to_vec(),
-            channels,
-            normalization,
-        })
+        Ok(Pipeline { specs: specs.to_vec(), channels, normalization })
     }
 
     pub fn channels(&self) -> usize {
@@ -318,15 +269,9 @@ impl Pipeline {
     }
 
     /// The transformed image as a flat CHW vector and its `[C, H, W]` shape.
-    pub fn apply_with_shape(
-        &self,
-        img: &DynamicImage,
-        rng: &mut impl Rng,
-    ) -> Result<(Vec<f32>, [usize; 3]), DataError> {
+    pub fn apply_with_shape(&self, img: &DynamicImage, rng: &mut impl Rng) -> Result<(Vec<f32>, [usize; 3]), DataError> {
         if img.width() == 0 || img.height() == 0 {
-            return Err(DataError::config(
-                "cannot transform an empty (0-pixel) image",
-            ));
+            return Err(DataError::config("cannot transform an empty (0-pixel) image"));
         }
         let mut planes = to_planes(img);
         for spec in &self.specs {

@@ -31,42 +31,26 @@ pub struct Normalization {
 impl Normalization {
     /// Leaves values unchanged.
     pub fn identity(channels: usize) -> Self {
-        Normalization {
-            mean: vec![0.0; channels],
-            std: vec![1.0; channels],
-        }
+        Normalization { mean: vec![0.0; channels], std: vec![1.0; channels] }
     }
 
     /// ImageNet statistics; one channel gets the mean of the three channels' values.
     pub fn imagenet(channels: usize) -> Self {
         if channels == 1 {
             let avg = |v: [f32; 3]| v.iter().sum::<f32>() / 3.0;
-            Normalization {
-                mean: vec![avg(IMAGENET_MEAN)],
-                std: vec![avg(IMAGENET_STD)],
-            }
+            Normalization { mean: vec![avg(IMAGENET_MEAN)], std: vec![avg(IMAGENET_STD)] }
         } else {
-            Normalization {
-                mean: IMAGENET_MEAN.to_vec(),
-                std: IMAGENET_STD.to_vec(),
-            }
+            Normalization { mean: IMAGENET_MEAN.to_vec(), std: IMAGENET_STD.to_vec() }
         }
     }
 
     /// The normalization `cfg` asks for, at `channels` output channels; `train` is read only for
     /// `kind = "dataset"`.
-    pub fn resolve(
-        cfg: &NormalizeConfig,
-        channels: usize,
-        train: &dyn ImageDataset,
-    ) -> Result<Self, DataError> {
+    pub fn resolve(cfg: &NormalizeConfig, channels: usize, train: &dyn ImageDataset) -> Result<Self, DataError> {
         let norm = match cfg {
             NormalizeConfig::None {} => Self::identity(channels),
             NormalizeConfig::Imagenet {} => Self::imagenet(channels),
-            NormalizeConfig::Custom { mean, std } => Normalization {
-                mean: mean.clone(),
-                std: std.clone(),
-            },
+            NormalizeConfig::Custom { mean, std } => Normalization { mean: mean.clone(), std: std.clone() },
             NormalizeConfig::Dataset {} => dataset_stats(train, channels)?,
         };
         norm.check_channels(channels)?;
@@ -82,9 +66,7 @@ impl Normalization {
             )));
         }
         if let Some(s) = self.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
-            return Err(DataError::config(format!(
-                "normalize: std value {s} must be > 0"
-            )));
+            return Err(DataError::config(format!("normalize: std value {s} must be > 0")));
         }
         Ok(())
     }
@@ -110,9 +92,7 @@ fn dataset_stats(train: &dyn ImageDataset, channels: usize) -> Result<Normalizat
         indices.sort_unstable();
     }
     if indices.is_empty() {
-        return Err(DataError::config(
-            "normalize.kind = \"dataset\" needs a non-empty train split",
-        ));
+        return Err(DataError::config("normalize.kind = \"dataset\" needs a non-empty train split"));
     }
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (&train.info().name, train.len(), channels).hash(&mut hasher);
@@ -156,9 +136,6 @@ fn dataset_stats(train: &dyn ImageDataset, channels: usize) -> Result<Normalizat
             })
             .collect(),
     };
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, norm.clone());
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, norm.clone());
     Ok(norm)
 }

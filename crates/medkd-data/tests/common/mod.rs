@@ -5,9 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, GrayImage, Luma};
-use medkd_data::{
-    DataConfig, DataFormat, DatasetInfo, ImageDataset, NormalizeConfig, Target, Task,
-};
+use medkd_data::{DataConfig, DataFormat, DatasetInfo, ImageDataset, NormalizeConfig, Target, Task};
 
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
@@ -28,19 +26,12 @@ pub fn ham_rows(classes: &[&str], per_class: usize) -> Vec<(String, String)> {
     for record in reader.records() {
         let record = record.unwrap();
         let (id, dx) = (record[0].to_string(), record[1].to_string());
-        let taken = rows
-            .iter()
-            .filter(|(_, d): &&(String, String)| *d == dx)
-            .count();
+        let taken = rows.iter().filter(|(_, d): &&(String, String)| *d == dx).count();
         if classes.contains(&dx.as_str()) && taken < per_class {
             rows.push((id, dx));
         }
     }
-    assert_eq!(
-        rows.len(),
-        classes.len() * per_class,
-        "not enough HAM10000 images"
-    );
+    assert_eq!(rows.len(), classes.len() * per_class, "not enough HAM10000 images");
     rows
 }
 
@@ -115,20 +106,13 @@ impl ImageDataset for Synthetic {
         self.n
     }
     fn image(&self, index: usize) -> Result<DynamicImage, medkd_data::DataError> {
-        self.decoded
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.decoded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.fail_at == Some(index) {
             // A real decode failure: bytes that are not an image.
-            return image::load_from_memory(b"not an image").map_err(|source| {
-                medkd_data::DataError::Image {
-                    path: format!("synthetic/{index}.png").into(),
-                    source,
-                }
-            });
+            return image::load_from_memory(b"not an image")
+                .map_err(|source| medkd_data::DataError::Image { path: format!("synthetic/{index}.png").into(), source });
         }
-        Ok(gray(self.side, self.side, |x, y| {
-            ((index as u32 * 7 + x * 3 + y) % 256) as u8
-        }))
+        Ok(gray(self.side, self.side, |x, y| ((index as u32 * 7 + x * 3 + y) % 256) as u8))
     }
     fn target(&self, index: usize) -> Target {
         Target::Class(index % 3)

@@ -12,7 +12,14 @@ use crate::flex::lane_sum;
 use rayon::prelude::*;
 
 /// Input and weight gradients (each only when asked for) of a depthwise convolution.
-pub(super) fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, want_dw: bool) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+pub(super) fn backward(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    want_dx: bool,
+    want_dw: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let padded = Padded::new(g);
     let (taps, in_size, out_size) = (g.kernel * g.kernel, g.in_plane(), g.out_plane());
     let dx = want_dx.then(|| {

@@ -19,12 +19,7 @@ pub fn golden() -> Value {
 }
 
 pub fn usizes(value: &Value) -> Vec<usize> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as usize)
-        .collect()
+    value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
 }
 
 pub fn floats(value: &Value) -> Vec<f32> {
@@ -42,11 +37,7 @@ fn flatten_floats(value: &Value, out: &mut Vec<f32>) {
 
 /// `(name, shape)` pairs of a state-dict list in the golden file.
 pub fn state_dict_entries(list: &Value) -> Vec<(String, Vec<usize>)> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| (entry[0].as_str().unwrap().to_owned(), usizes(&entry[1])))
-        .collect()
+    list.as_array().unwrap().iter().map(|entry| (entry[0].as_str().unwrap().to_owned(), usizes(&entry[1]))).collect()
 }
 
 /// u in [-1, 1) from splitmix64((k << 32) + i).
@@ -112,29 +103,14 @@ impl Entry {
     /// Zeros of `shape`.
     pub fn new(name: &str, shape: Vec<usize>) -> Self {
         let values = vec![0.0; shape.iter().product()];
-        Self {
-            name: name.to_owned(),
-            shape,
-            values,
-        }
+        Self { name: name.to_owned(), shape, values }
     }
 }
 
 pub fn write_safetensors(path: &Path, entries: &[Entry]) {
-    let bytes: Vec<Vec<u8>> = entries
-        .iter()
-        .map(|e| e.values.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = entries
-        .iter()
-        .zip(&bytes)
-        .map(|(e, data)| {
-            (
-                e.name.clone(),
-                TensorView::new(Dtype::F32, e.shape.clone(), data).unwrap(),
-            )
-        })
-        .collect();
+    let bytes: Vec<Vec<u8>> = entries.iter().map(|e| e.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let views: Vec<(String, TensorView<'_>)> =
+        entries.iter().zip(&bytes).map(|(e, data)| (e.name.clone(), TensorView::new(Dtype::F32, e.shape.clone(), data).unwrap())).collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
@@ -147,16 +123,8 @@ pub fn read_safetensors(path: &Path) -> Vec<Entry> {
         .into_iter()
         .map(|(name, view)| {
             assert_eq!(view.dtype(), Dtype::F32, "{name}");
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            Entry {
-                name,
-                shape: view.shape().to_vec(),
-                values,
-            }
+            let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            Entry { name, shape: view.shape().to_vec(), values }
         })
         .collect();
     entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -169,8 +137,5 @@ pub fn to_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
