@@ -255,8 +255,8 @@ impl Geometry {
 
     /// The im2col matrix of samples `first..first + count`, their columns side by side, filled a
     /// channel per task where the chunk's gemm is the parallel part (see [`min_len`]: on one
-    /// thread these copies took a third of a ResNet-18 step's serial time); for one sample under a 1x1 stride-1 unpadded kernel (ResNet-50's bottlenecks), the
-    /// sample itself.
+    /// thread these copies were about 40% of a ResNet-18 step's serial time); for one sample
+    /// under a 1x1 stride-1 unpadded kernel (ResNet-50's bottlenecks), the sample itself.
     fn chunk_cols<'a>(&self, x: &'a [f32], first: usize, count: usize, threads: gemm::Parallelism) -> Cow<'a, [f32]> {
         let (sample, in_plane, out_plane) = (self.channels * self.in_plane(), self.in_plane(), self.out_plane());
         if count == 1 && self.pointwise() {

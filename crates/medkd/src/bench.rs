@@ -234,11 +234,14 @@ pub fn run(options: &BenchOptions) -> Result<()> {
             if pytorch_off.is_some() {
                 continue;
             }
-            let answer = run_pytorch(options, &[workload.name], ham10000.as_deref());
-            if answer.torch_version.is_none() {
-                pytorch_off = answer.problem;
-                continue;
-            }
+            // A failed run (no Python, no torch) is not tried again; the medkd column still stands.
+            let answer = match run_pytorch(options, &[workload.name], ham10000.as_deref()) {
+                Ok(answer) => answer,
+                Err(error) => {
+                    pytorch_off = Some(format!("{error:#}"));
+                    continue;
+                }
+            };
             gaps.extend(answer.problem);
             for (name, timing) in answer.results {
                 pytorch.entry(name).or_default().push(timing);
@@ -246,6 +249,7 @@ pub fn run(options: &BenchOptions) -> Result<()> {
             reference = Reference { results: BTreeMap::new(), problem: None, ..answer };
         }
     }
+    gaps.sort();
     gaps.dedup();
     reference.problem = pytorch_off.or((!gaps.is_empty()).then(|| gaps.join("; ")));
     if let Some(problem) = &reference.problem {
@@ -453,16 +457,9 @@ impl Reference {
     }
 }
 
-/// Runs the script on `names` and parses its JSON; any failure becomes `Reference::problem` so
-/// that the medkd column is still reported.
-fn run_pytorch(options: &BenchOptions, names: &[&str], ham10000: Option<&Path>) -> Reference {
-    match try_run_pytorch(options, names, ham10000) {
-        Ok(reference) => reference,
-        Err(error) => Reference::missing(format!("{error:#}")),
-    }
-}
-
-fn try_run_pytorch(options: &BenchOptions, names: &[&str], ham10000: Option<&Path>) -> Result<Reference> {
+/// Runs the script on `names` and parses its JSON; `problem` names the workloads it gave no
+/// result for.
+fn run_pytorch(options: &BenchOptions, names: &[&str], ham10000: Option<&Path>) -> Result<Reference> {
     let python = python_path(options.python.as_deref());
     // The compiled-in copy, written to a real file rather than piped to `python -`: DataLoader
     // workers started with spawn/forkserver re-import the main module by path.
