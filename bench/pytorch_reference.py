@@ -97,12 +97,12 @@ def time_iters(step, iters, warmup):
     return {"median_ms": statistics.median(times), "min_ms": min(times), "iters": len(times)}
 
 
-def time_model(name, iters, warmup):
+def time_model(name, iters, warmup, device):
     arch, mode, batch, side = MODEL_WORKLOADS[name]
     torch.manual_seed(0)
-    model = ARCHS[arch](num_classes=NUM_CLASSES)  # the ImageNet stem, random weights
-    images = torch.randn(batch, 3, side, side)
-    labels = torch.arange(batch) % NUM_CLASSES  # i % 10, as bench.rs
+    model = ARCHS[arch](num_classes=NUM_CLASSES).to(device)  # the ImageNet stem, random weights
+    images = torch.randn(batch, 3, side, side).to(device)
+    labels = (torch.arange(batch) % NUM_CLASSES).to(device)  # i % 10, as bench.rs
 
     if mode == "train":
         model.train()  # BatchNorm on batch statistics
@@ -114,14 +114,14 @@ def time_model(name, iters, warmup):
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            loss.item()  # read back every step for logging, as medkd's into_scalar
+            loss.item()  # read back every step for logging, as medkd's into_scalar (on a GPU, a sync)
 
     else:
         model.eval()  # BatchNorm on running statistics
 
         def step():
             with torch.inference_mode():
-                model(images).numpy()  # logits read back, as medkd's into_data
+                model(images).cpu().numpy()  # logits read back, as medkd's into_data
 
     return time_iters(step, iters, warmup)
 
@@ -190,6 +190,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=3, help="untimed repetitions before timing")
     parser.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help="comma-separated names")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads")
+    parser.add_argument("--device", default="cpu", help="torch device of the model workloads: cpu or cuda")
     parser.add_argument("--ham10000", help="HAM10000 folder (labels.csv, images/); loader workloads need it")
     parser.add_argument("--loader-batch", type=int, default=32)
     parser.add_argument("--loader-workers", type=int, default=2)
@@ -215,13 +216,14 @@ def main():
                 name, args.iters, args.warmup, args.ham10000, args.loader_batch, args.loader_workers
             )
         else:
-            results[name] = time_model(name, args.iters, args.warmup)
+            results[name] = time_model(name, args.iters, args.warmup, args.device)
         log(f"pytorch: {name}: {results[name]['median_ms']:.1f} ms (median of {args.iters})")
 
     report = {
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "results": results,
     }
     print(json.dumps(report), flush=True)

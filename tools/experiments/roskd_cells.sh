@@ -5,15 +5,20 @@
 # roskd_table.sh. Asymmetric noise flips clinically confusable classes: pneumonia read as normal;
 # on HAM10000 melanoma as nevus, keratosis as melanoma, actinic keratosis as BCC and BCC as
 # keratosis. Finished runs are skipped, so repeating the command resumes the campaign.
+# JOBS=N runs N cells at a time (on a GPU, where one cell leaves it mostly idle), each logging
+# to runs/<cell folder>.log.
 #
-#   MEDKD=target/debug/medkd [DATASET=ham10000] tools/experiments/roskd_cells.sh [--set key=value]...
+#   MEDKD=target/debug/medkd [DATASET=ham10000] [JOBS=1] tools/experiments/roskd_cells.sh [--set key=value]...
 set -euo pipefail
 here=$(dirname "$0")
+jobs=${JOBS:-1}
 case ${DATASET:-pneumoniamnist} in
     pneumoniamnist) prefix=roskd pairs='[["pneumonia", "normal"]]' ;;
     ham10000) prefix=roskd_ham pairs='[["mel", "nv"], ["bkl", "mel"], ["akiec", "bcc"], ["bcc", "bkl"]]' ;;
     *) echo "DATASET must be pneumoniamnist or ham10000, got '$DATASET'" >&2; exit 2 ;;
 esac
+mkdir -p runs
+failed=0
 for cell in sym40 sym20 sym0 asym20; do
     for seed in 0 1 2; do
         case $cell in
@@ -22,6 +27,14 @@ for cell in sym40 sym20 sym0 asym20; do
             sym0) noise="{ kind = \"symmetric\", rate = 0.0, seed = $seed }" ;;
             asym20) noise="{ kind = \"asymmetric\", rate = 0.2, pairs = $pairs, seed = $seed }" ;;
         esac
-        "$here/roskd_table.sh" "runs/${prefix}_${cell}_s$seed" "$seed" "$noise" "$@"
+        out="runs/${prefix}_${cell}_s$seed"
+        if ((jobs == 1)); then
+            "$here/roskd_table.sh" "$out" "$seed" "$noise" "$@"
+            continue
+        fi
+        while (($(jobs -rp | wc -l) >= jobs)); do wait -n || failed=1; done
+        "$here/roskd_table.sh" "$out" "$seed" "$noise" "$@" > "$out.log" 2>&1 &
     done
 done
+while (($(jobs -rp | wc -l) > 0)); do wait -n || failed=1; done
+exit $failed

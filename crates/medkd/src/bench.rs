@@ -164,6 +164,8 @@ struct Reference {
     torch_version: Option<String>,
     torchvision_version: Option<String>,
     threads: Option<u64>,
+    /// "cpu", or the GPU's name when the reference ran on CUDA.
+    device: Option<String>,
     results: BTreeMap<String, Timing>,
     /// Why the PyTorch column is (partly) empty.
     problem: Option<String>,
@@ -453,7 +455,14 @@ fn python_path(explicit: Option<&Path>) -> PathBuf {
 
 impl Reference {
     fn missing(problem: String) -> Reference {
-        Reference { torch_version: None, torchvision_version: None, threads: None, results: BTreeMap::new(), problem: Some(problem) }
+        Reference {
+            torch_version: None,
+            torchvision_version: None,
+            threads: None,
+            device: None,
+            results: BTreeMap::new(),
+            problem: Some(problem),
+        }
     }
 }
 
@@ -473,6 +482,8 @@ fn run_pytorch(options: &BenchOptions, names: &[&str], ham10000: Option<&Path>) 
         .args(["--iters", &options.iters.to_string(), "--warmup", &options.warmup.to_string()])
         .args(["--workloads", &names.join(",")])
         .args(["--threads", &threads])
+        // medkd's GPU backends are compared with PyTorch on the GPU, everything else on the CPU.
+        .args(["--device", if matches!(options.device, DeviceChoice::Cuda | DeviceChoice::Wgpu) { "cuda" } else { "cpu" }])
         .args(["--loader-batch", &LOADER_BATCH.to_string()])
         .args(["--loader-workers", &LOADER_WORKERS.to_string()])
         // Set before torch loads: its OpenMP and MKL pools are sized at import.
@@ -508,6 +519,7 @@ fn run_pytorch(options: &BenchOptions, names: &[&str], ham10000: Option<&Path>) 
         torch_version: json["torch_version"].as_str().map(str::to_string),
         torchvision_version: json["torchvision_version"].as_str().map(str::to_string),
         threads: json["threads"].as_u64(),
+        device: json["device"].as_str().map(str::to_string),
         results,
         problem: (!absent.is_empty()).then(|| format!("no result for {}", absent.join(", "))),
     })
@@ -558,10 +570,11 @@ fn table(options: &BenchOptions, selected: &[&Workload], rows: &BTreeMap<String,
             out.push('\n');
         }
     }
-    let pytorch = match (&reference.torch_version, reference.threads) {
-        (Some(version), Some(threads)) => format!("PyTorch {version} ({threads} threads)"),
-        (Some(version), None) => format!("PyTorch {version}"),
-        (None, _) => "PyTorch not run".into(),
+    let pytorch = match (&reference.torch_version, reference.threads, reference.device.as_deref()) {
+        (Some(version), _, Some(gpu)) if gpu != "cpu" => format!("PyTorch {version} on {gpu}"),
+        (Some(version), Some(threads), _) => format!("PyTorch {version} ({threads} threads)"),
+        (Some(version), None, _) => format!("PyTorch {version}"),
+        (None, _, _) => "PyTorch not run".into(),
     };
     let rounds = match options.rounds {
         1 => String::new(),
@@ -643,6 +656,7 @@ fn report_json(
         "torch_version": reference.torch_version,
         "torchvision_version": reference.torchvision_version,
         "pytorch_threads": reference.threads,
+        "pytorch_device": reference.device,
         "pytorch_problem": reference.problem,
         "iters": options.iters,
         "warmup": options.warmup,
