@@ -722,6 +722,23 @@ mod tests {
     /// The real benchmark with few repetitions (minutes on 2 cores):
     /// `cargo test -p medkd --bin medkd -- --ignored bench --nocapture`.
     #[test]
+    fn footer_names_where_pytorch_ran() {
+        let reference = |device: &str| Reference {
+            torch_version: Some("2.11.0".into()),
+            torchvision_version: None,
+            threads: Some(2),
+            device: Some(device.into()),
+            results: BTreeMap::new(),
+            problem: None,
+        };
+        let options = BenchOptions { device: DeviceChoice::Wgpu, ..BenchOptions::default() };
+        let on_gpu = table(&options, &[], &BTreeMap::new(), &reference("NVIDIA H100 80GB HBM3"));
+        assert!(on_gpu.ends_with("burn 0.22.1 wgpu, PyTorch 2.11.0 on NVIDIA H100 80GB HBM3"), "{on_gpu}");
+        let on_cpu = table(&BenchOptions::default(), &[], &BTreeMap::new(), &reference("cpu"));
+        assert!(on_cpu.ends_with("flex (CPU), PyTorch 2.11.0 (2 threads)"), "{on_cpu}");
+    }
+
+    #[test]
     #[ignore = "slow: times every workload"]
     fn bench_runs_end_to_end() {
         let out = std::env::temp_dir().join("medkd-bench-test.json");
