@@ -719,8 +719,6 @@ mod tests {
         }
     }
 
-    /// The real benchmark with few repetitions (minutes on 2 cores):
-    /// `cargo test -p medkd --bin medkd -- --ignored bench --nocapture`.
     #[test]
     fn footer_names_where_pytorch_ran() {
         let reference = |device: &str| Reference {
@@ -738,6 +736,8 @@ mod tests {
         assert!(on_cpu.ends_with("flex (CPU), PyTorch 2.11.0 (2 threads)"), "{on_cpu}");
     }
 
+    /// The real benchmark with few repetitions (minutes on 2 cores):
+    /// `cargo test -p medkd --bin medkd -- --ignored bench --nocapture`.
     #[test]
     #[ignore = "slow: times every workload"]
     fn bench_runs_end_to_end() {
