@@ -12,6 +12,7 @@
 set -euo pipefail
 here=$(dirname "$0")
 jobs=${JOBS:-1}
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a whole number of cells at a time (1 or more), got '$jobs'" >&2; exit 2; }
 case ${DATASET:-pneumoniamnist} in
     pneumoniamnist) prefix=roskd pairs='[["pneumonia", "normal"]]' ;;
     ham10000) prefix=roskd_ham pairs='[["mel", "nv"], ["bkl", "mel"], ["akiec", "bcc"], ["bcc", "bkl"]]' ;;
