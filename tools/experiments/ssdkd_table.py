@@ -1,14 +1,16 @@
 """The SSD-KD table of issue #3 on HAM10000 (configs/ham10000/): the ResNet-50 teacher, MobileNetV2
 alone, + Hinton KD, + D-KD, + SSD-KD on each seed (teacher k distils into the students of seed k),
-and SSD-KD with each loss term removed in turn on the first seed (after the main rows). Finished runs are kept and
+and SSD-KD with each loss term removed in turn on the first seed (after the main rows; they are
+independent of each other, so --jobs N runs N of them at a time). Finished runs are kept and
 started ones resumed, so the command can be repeated until the table is complete; then it prints
 the Markdown rows for BENCHMARKS.md (mean ± sample std over seeds).
 
-    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--set key=value]... [--report]
+    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--jobs 1] [--set key=value]... [--report]
 
 --set overrides reach every run (e.g. --set train.epochs=10 for a shorter schedule).
 """
 import argparse
+import concurrent.futures
 import json
 import pathlib
 import statistics
@@ -47,8 +49,8 @@ def run(args, out, command, config, extra=()):
 
 
 def plan(args, seeds, ssdkd_terms):
-    """(row label, run folder, command, config, --set overrides) of every run, main rows of all
-    seeds first so that a partial campaign yields whole rows before the ablations start."""
+    """The main rows of all seeds, then the ablations, each a list of (row label, run folder,
+    command, config, --set overrides): a partial campaign yields whole rows first."""
     runs = []
     for seed in seeds:
         teacher = args.out / f"teacher_resnet50_s{seed}"
@@ -64,11 +66,12 @@ def plan(args, seeds, ssdkd_terms):
     # would train the same one, for 10 minutes a run on 2 CPU cores.
     head = str(args.out / f"ssdkd_s{seed}" / "checkpoints" / "teacher_head_0.bpk")
     shared = [dict(t, head=head) if t["kind"] == "sskd" else t for t in ssdkd_terms]
+    ablations = []
     for index, term in enumerate(shared):
         kept = [t for i, t in enumerate(shared) if i != index]
-        runs.append((f"SSD-KD without {term['kind']}", args.out / f"ssdkd_without_{term['kind']}_s{seed}",
+        ablations.append((f"SSD-KD without {term['kind']}", args.out / f"ssdkd_without_{term['kind']}_s{seed}",
                      "distill", CONFIGS / "ssdkd.toml", distil + [f"loss={toml_inline(kept)}"]))
-    return runs
+    return runs, ablations
 
 
 def report(runs):
@@ -97,16 +100,22 @@ def main():
     parser.add_argument("out", type=pathlib.Path)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--medkd", default="target/debug/medkd")
+    parser.add_argument("--jobs", type=int, default=1, help="ablation runs at a time")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--report", action="store_true", help="print the rows of the finished runs, run nothing")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     ssdkd_terms = tomllib.loads((CONFIGS / "ssdkd.toml").read_text())["loss"]
-    runs = plan(args, seeds, ssdkd_terms)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be 1 or more, got {args.jobs}")
+    main_rows, ablations = plan(args, seeds, ssdkd_terms)
     if not args.report:
-        for _, folder, command, config, extra in runs:
+        for _, folder, command, config, extra in main_rows:
             run(args, folder, command, config, extra)
-    report(runs)
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            # list() re-raises the first failed run's error.
+            list(pool.map(lambda r: run(args, *r[1:]), ablations))
+    report(main_rows + ablations)
 
 
 if __name__ == "__main__":
