@@ -47,6 +47,7 @@ ARCHS = {
     "resnet18": torchvision.models.resnet18,
     "resnet50": torchvision.models.resnet50,
     "mobilenet_v2": torchvision.models.mobilenet_v2,
+    "densenet121": torchvision.models.densenet121,
 }
 
 # name -> (architecture, mode, batch, image side): WORKLOADS in crates/medkd/src/bench.rs, same
@@ -62,6 +63,7 @@ MODEL_WORKLOADS = {
     "mobilenetv2_infer_224_b1": ("mobilenet_v2", "infer", 1, 224),
     "resnet50_train_64": ("resnet50", "train", 32, 64),
     "resnet50_train_224": ("resnet50", "train", 32, 224),
+    "densenet121_train_64": ("densenet121", "train", 32, 64),
 }
 
 # name -> (crop side, images): one pass of the HAM10000 training pipeline over the first images

@@ -78,6 +78,8 @@ const WORKLOADS: &[Workload] = &[
     model("resnet50_train_64", Arch::ResNet50, Mode::Train, 32, 64),
     // The memory workload of issue #5: run alone under `/usr/bin/time -v` for its peak RSS.
     model("resnet50_train_224", Arch::ResNet50, Mode::Train, 32, 224),
+    // RoS-KD's second teacher (configs/roskd/ham10000_resnet18_64.toml).
+    model("densenet121_train_64", Arch::DenseNet121, Mode::Train, 32, 64),
     Workload { name: "loader_224", kind: Kind::Loader { side: 224, images: 512 } },
     // The whole set (5,984 images in ../shared/data/ham10000): run alone under a memory sampler for
     // the peak RSS of streaming it (issue #5).
