@@ -75,7 +75,8 @@ def plan(args, seeds, ssdkd_terms):
 
 
 def report(runs):
-    """Markdown rows over the finished runs (mean ± sample std where a row has several)."""
+    """Markdown rows over the finished runs (mean ± sample std where a row has several), then
+    the same runs seed by seed."""
     rows = {}
     for label, folder, *_ in runs:
         if (folder / "summary.json").is_file():
@@ -93,6 +94,17 @@ def report(runs):
         first = summaries[0]
         print(f"| {label} | {len(summaries)} | {cell(summaries, 'acc')} | {cell(summaries, 'balanced_acc')} "
               f"| {cell(summaries, 'auc')} | {first['params'] / 1e6:.2f} | {2 * first['macs'] / 1e6:.0f} |")
+
+    # Each seed's figures, so an ablation (seed 0) reads against its own SSD-KD run.
+    seeds = sorted({s["seed"] for summaries in rows.values() for s in summaries})
+    print()
+    print("| model | " + " | ".join(f"seed {seed}: acc / bal acc / AUC" for seed in seeds) + " |")
+    print("|---|" + "---|" * len(seeds))
+    for label, summaries in rows.items():
+        by_seed = {s["seed"]: s["test"] for s in summaries}
+        cells = [f"{t['acc']:.3f} / {t['balanced_acc']:.3f} / {t['auc']:.3f}" if (t := by_seed.get(seed)) else ""
+                 for seed in seeds]
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def main():
