@@ -11,11 +11,11 @@ use medkd_data::{Normalization, Pipeline, Target, Task};
 use medkd_losses::{bce_with_logits, cross_entropy};
 use serde::Serialize;
 
-use crate::TrainError;
 use crate::config::RunConfig;
 use crate::evaluate::{Evaluation, Predictions, batch_tensor, evaluate, probabilities_of};
 use crate::run_dir::RunDir;
 use crate::trainer::RunSetup;
+use crate::{TrainError, build_info};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +111,7 @@ impl AttackReport {
             "options": self.options,
             "clean": self.rows[0].1.to_json(),
             "adversarial": adversarial,
+            "medkd": build_info::json(),
         })
     }
 }

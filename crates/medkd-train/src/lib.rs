@@ -3,6 +3,7 @@
 
 pub mod attack;
 pub mod averaging;
+pub mod build_info;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

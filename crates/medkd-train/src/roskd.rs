@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::config::{TeacherConfig, apply_overrides, parse_table};
 use crate::run_dir::write_atomic;
 use crate::trainer::build_objective;
-use crate::{Prepared, RunConfig, RunDir, RunSetup, TrainError, train};
+use crate::{Prepared, RunConfig, RunDir, RunSetup, TrainError, build_info, train};
 
 /// The `[roskd]` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -183,6 +183,7 @@ impl RosKdPlan {
             "subset_ratio": self.section.subset_ratio,
             "teachers": teacher_reports,
             "student": { "run": folder, "test": summary["test"] },
+            "medkd": build_info::json(),
         });
         let text = serde_json::to_string_pretty(&report).expect("JSON values serialize");
         write_atomic(&out.join("roskd.json"), text.as_bytes())?;

@@ -26,7 +26,7 @@ use crate::run_dir::RunDir;
 use crate::schedule::{ImprovementTracker, LrSchedule};
 use crate::teacher_head::teacher_head;
 use crate::teachers::{Teacher, TeacherCache, load_teachers};
-use crate::{TrainError, higher_is_better};
+use crate::{TrainError, build_info, higher_is_better};
 
 /// Data, model shape and device of a run, rebuilt identically from its config by
 /// `train`, `--resume`, `eval` and `predict`.
@@ -341,6 +341,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
             "evaluated": evaluated_name,
             "best_epoch": state.best.best_epoch,
             "wall_seconds": state.wall_seconds,
+            "medkd_commit": build_info::COMMIT,
         }))?;
         eprintln!(
             "epoch {:>3}/{}  train loss {:.4}  val {select} {:.4}  val acc {:.4}{}",
@@ -379,6 +380,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         "best_epoch": state.best.best_epoch,
         "select_metric": select,
         "wall_seconds": state.wall_seconds,
+        "medkd": build_info::json(),
         "seed": config.seed,
         "seeds": {
             "model_init": config.seed,

@@ -53,6 +53,12 @@ fn train(config: &Path, out: &Path, extra: &[&str]) -> Output {
     medkd(&args)
 }
 
+/// `git rev-parse --short=12 HEAD`, or `None` outside a git checkout.
+fn git_head() -> Option<String> {
+    let output = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -80,6 +86,14 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
     }
     assert_eq!(summary["params"], 11_177_538, "ResNet-18 with 2 classes");
     assert_eq!(summary["seed"], 3);
+    // The run names the code that made it: this checkout's commit (a CI clone or a clean tree
+    // gives the bare hash, a working tree with edits the hash and -dirty).
+    assert_eq!(summary["medkd"]["version"], env!("CARGO_PKG_VERSION"));
+    if let Some(head) = git_head() {
+        let commit = summary["medkd"]["commit"].as_str().expect("a build inside a git checkout records its commit");
+        assert!(commit == head || commit == format!("{head}-dirty"), "{commit} vs HEAD {head}");
+        assert_eq!(first["medkd_commit"], summary["medkd"]["commit"], "every metrics line names the binary");
+    }
     let test_auc = summary["test"]["auc"].as_f64().unwrap();
     let losses: Vec<f64> = metrics.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["train_loss"].as_f64().unwrap()).collect();
     assert!(losses[2] < 0.8 * losses[0], "3 epochs lower the training loss: {losses:?}");
@@ -133,6 +147,7 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
     assert!(output.status.success(), "{}", stderr(&output));
     let report = read_json(&run.join("attack.json"));
     assert_eq!(report["clean"]["acc"], summary["test"]["acc"]);
+    assert_eq!(report["medkd"], summary["medkd"], "attack.json names the binary too");
     assert_eq!(report["adversarial"][0]["acc"], summary["test"]["acc"]);
     assert!((report["adversarial"][1]["eps"].as_f64().unwrap() - 8.0 / 255.0).abs() < 1e-12);
     assert!(report["adversarial"][1]["acc"].as_f64().unwrap() <= summary["test"]["acc"].as_f64().unwrap());
