@@ -9,24 +9,33 @@
 #   e.g. tools/experiments/roskd_table.sh runs/roskd_sym40_s0 0 '{ kind = "symmetric", rate = 0.4, seed = 0 }' --set train.epochs=5
 #
 # Extra --set overrides apply to every run. Finished runs are skipped, so the script resumes.
+# A finished cell's small files (configs, metrics logs, summaries, attack reports; no weights,
+# no CSVs, which its seeds remake) are copied to results/roskd/<cell> (RESULTS=DIR for another),
+# which is committed: run folders do not outlive a session's machine, and the tables in
+# BENCHMARKS.md are printed from results/ by roskd_summary.py. A kept cell is not run again.
 set -euo pipefail
 out=$1 seed=$2 noise=$3
 shift 3
 medkd=${MEDKD:-target/debug/medkd}
+kept=${RESULTS:-results/roskd}/$(basename "$out")
+[[ -d $kept ]] && { echo "kept: $kept"; exit 0; }
 # Every run sees the images resized (PneumoniaMNIST's 28 px to 32 px, the smallest size
 # DenseNet-121's ImageNet stem takes; HAM10000 to 64 px) without random augmentation, so the KD
 # students read cached teacher outputs.
+select=()
 case ${DATASET:-pneumoniamnist} in
     pneumoniamnist)
         student=configs/medmnist/pneumoniamnist_resnet18_28.toml side=32
         roskd=configs/roskd/pneumoniamnist_resnet18_28.toml kd=configs/roskd/pneumoniamnist_kd_baseline.toml ;;
     ham10000)
-        student=configs/ham10000/resnet18.toml side=64
+        # resnet18.toml keeps the checkpoint of best balanced accuracy; here every student and
+        # teacher is selected as the RoS-KD configs select theirs, on validation macro-F1.
+        student=configs/ham10000/resnet18.toml side=64 select=(--set train.select_metric=macro_f1)
         roskd=configs/roskd/ham10000_resnet18_64.toml kd=configs/roskd/ham10000_kd_baseline.toml ;;
     *) echo "DATASET must be pneumoniamnist or ham10000, got '$DATASET'" >&2; exit 2 ;;
 esac
 resize="[{ op = \"resize\", size = [$side, $side] }]"
-common=(--set "seed=$seed" --set "data.label_noise=$noise" --set "data.train_transforms=$resize" --set "data.eval_transforms=$resize" "$@")
+common=(--set "seed=$seed" --set "data.label_noise=$noise" --set "data.train_transforms=$resize" --set "data.eval_transforms=$resize" "${select[@]}" "$@")
 
 run() { # NAME COMMAND... : runs unless NAME/summary.json exists
     local name=$1
@@ -58,4 +67,11 @@ for student in noisy_student single_teacher_kd mean_kd roskd/student; do
         mv "$out/$student/attack.json" "$out/$student/attack_$attack.json"
     done
 done
-echo "done: $out"
+# Copied into a temporary folder and renamed, so that a kept cell is always a whole one.
+rm -rf "$kept.partial"
+mkdir -p "$kept.partial"
+partial=$(realpath "$kept.partial")
+(cd "$out" && find . -path '*/checkpoints' -prune -o -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.toml' \) -print0 |
+    xargs -0 cp --parents -t "$partial")
+mv "$kept.partial" "$kept"
+echo "done: $out, kept in $kept"

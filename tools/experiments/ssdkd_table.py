@@ -1,11 +1,18 @@
 """The SSD-KD table of issue #3 on HAM10000 (configs/ham10000/): the ResNet-50 teacher, MobileNetV2
 alone, + Hinton KD, + D-KD, + SSD-KD on each seed (teacher k distils into the students of seed k),
 and SSD-KD with each loss term removed in turn on the first seed (after the main rows; they are
-independent of each other, so --jobs N runs N of them at a time). Finished runs are kept and
-started ones resumed, so the command can be repeated until the table is complete; then it prints
-the Markdown rows for BENCHMARKS.md (mean ± sample std over seeds).
+independent of each other, so --jobs N runs N of them at a time). Started runs are resumed, so the
+command can be repeated until the table is complete; then it prints the Markdown rows for
+BENCHMARKS.md (mean ± sample std over seeds).
 
-    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--jobs 1] [--set key=value]... [--report]
+A finished run's small files (config, metrics log, summary; no weights) are copied to
+RESULTS/<run> (default results/ssdkd_table), which is committed: run folders do not outlive a
+session's machine. A kept run is not run again, and the report is printed from RESULTS. A teacher
+that runs still to come distil from, kept but without its weights here, is trained again into OUT;
+with the same binary it comes out the same, and if its test metrics differ from the kept ones
+the campaign stops rather than mix the two.
+
+    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--jobs 1] [--results DIR] [--set key=value]... [--report]
 
 --set overrides reach every run (e.g. --set train.epochs=10 for a shorter schedule).
 """
@@ -13,9 +20,12 @@ import argparse
 import concurrent.futures
 import json
 import pathlib
+import shutil
 import statistics
 import subprocess
+import sys
 import tomllib
+import typing
 
 CONFIGS = pathlib.Path("configs/ham10000")
 
@@ -35,52 +45,107 @@ def toml_inline(value):
     raise TypeError(f"no TOML form for {value!r}")
 
 
-def run(args, out, command, config, extra=()):
-    """Trains or distils into OUT unless it holds a finished run; resumes a started one."""
-    if (out / "summary.json").is_file():
+class Run(typing.NamedTuple):
+    label: str
+    folder: pathlib.Path
+    command: str
+    config: pathlib.Path
+    extra: list
+    teacher: "Run | None" = None
+
+
+def run(args, r):
+    """Trains or distils R into its folder and keeps the finished run, unless it is kept already;
+    resumes a started one."""
+    if kept(args, r):
         return
-    if (out / "config.toml").is_file():
-        cmd = [args.medkd, command, "--quiet", "--resume", str(out)]
+    if r.teacher is not None:
+        restore_teacher(args, r.teacher)
+    train(args, r)
+    keep(r.folder, args.results / r.folder.name)
+
+
+def kept(args, r):
+    return (args.results / r.folder.name / "summary.json").is_file()
+
+
+def train(args, r):
+    """Runs medkd into R's folder unless it holds a finished run; resumes a started one."""
+    if (r.folder / "summary.json").is_file():
+        return
+    if (r.folder / "config.toml").is_file():
+        cmd = [args.medkd, r.command, "--quiet", "--resume", str(r.folder)]
     else:
-        sets = [s for kv in args.set + list(extra) for s in ("--set", kv)]
-        cmd = [args.medkd, command, "--quiet", "--config", str(config), *sets, "--out", str(out)]
+        sets = [s for kv in args.set + r.extra for s in ("--set", kv)]
+        cmd = [args.medkd, r.command, "--quiet", "--config", str(r.config), *sets, "--out", str(r.folder)]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
 
-def plan(args, seeds, ssdkd_terms):
-    """The main rows of all seeds, then the ablations, each a list of (row label, run folder,
-    command, config, --set overrides): a partial campaign yields whole rows first."""
+def keep(out, kept):
+    """Copies the run's JSON, JSON-lines and TOML files, none under checkpoints/, into KEPT through
+    a temporary folder, so that a kept run is always a whole one."""
+    partial = kept.with_name(kept.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    for path in out.rglob("*"):
+        relative = path.relative_to(out)
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".toml") and "checkpoints" not in relative.parts:
+            (partial / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, partial / relative)
+    partial.rename(kept)
+
+
+def restore_teacher(args, teacher):
+    """Trains a kept teacher again into its folder for a run that distils from it, and stops the
+    campaign if it does not come out as the kept one did."""
+    if (teacher.folder / "checkpoints" / "best.safetensors").is_file():
+        return
+    train(args, teacher)
+    before = json.loads((args.results / teacher.folder.name / "summary.json").read_text())
+    again = json.loads((teacher.folder / "summary.json").read_text())
+    if before["test"] != again["test"]:
+        sys.exit(f"{teacher.folder}: trained again, its test metrics differ from the kept run's in "
+                 f"{args.results / teacher.folder.name} (binary {again.get('medkd')} against {before.get('medkd')}); "
+                 "move the kept runs aside to start the table anew with this binary")
+
+
+def main_rows(args, seeds):
+    """The main rows of every seed: a partial campaign yields whole rows first."""
     runs = []
     for seed in seeds:
-        teacher = args.out / f"teacher_resnet50_s{seed}"
-        distil = [f"seed={seed}", f'teacher=[{{ run = "{teacher}" }}]']
-        runs.append(("ResNet-50 teacher", teacher, "train", CONFIGS / "teacher_resnet50.toml", [f"seed={seed}"]))
-        runs.append(("MobileNetV2 alone", args.out / f"mobilenetv2_s{seed}", "train",
-                     CONFIGS / "student_mobilenetv2.toml", [f"seed={seed}"]))
+        teacher = Run("ResNet-50 teacher", args.out / f"teacher_resnet50_s{seed}", "train",
+                      CONFIGS / "teacher_resnet50.toml", [f"seed={seed}"])
+        distil = [f"seed={seed}", f'teacher=[{{ run = "{teacher.folder}" }}]']
+        runs.append(teacher)
+        runs.append(Run("MobileNetV2 alone", args.out / f"mobilenetv2_s{seed}", "train",
+                        CONFIGS / "student_mobilenetv2.toml", [f"seed={seed}"]))
         for label, name in [("+ Hinton KD", "kd"), ("+ D-KD", "dkd"), ("+ SSD-KD", "ssdkd")]:
-            runs.append((label, args.out / f"{name}_s{seed}", "distill", CONFIGS / f"{name}.toml", distil))
-    seed = seeds[0]
-    distil = [f"seed={seed}", f'teacher=[{{ run = "{args.out / f"teacher_resnet50_s{seed}"}" }}]']
-    # The ablations share the SSD-KD run's stage-1 teacher head: the same teacher, data and seed
-    # would train the same one, for 10 minutes a run on 2 CPU cores.
-    head = str(args.out / f"ssdkd_s{seed}" / "checkpoints" / "teacher_head_0.bpk")
-    shared = [dict(t, head=head) if t["kind"] == "sskd" else t for t in ssdkd_terms]
-    ablations = []
-    for index, term in enumerate(shared):
-        kept = [t for i, t in enumerate(shared) if i != index]
-        ablations.append((f"SSD-KD without {term['kind']}", args.out / f"ssdkd_without_{term['kind']}_s{seed}",
-                     "distill", CONFIGS / "ssdkd.toml", distil + [f"loss={toml_inline(kept)}"]))
-    return runs, ablations
+            runs.append(Run(label, args.out / f"{name}_s{seed}", "distill", CONFIGS / f"{name}.toml", distil, teacher))
+    return runs
 
 
-def report(runs):
-    """Markdown rows over the finished runs (mean ± sample std where a row has several), then
+def ablations(args, seed, ssdkd, ssdkd_terms):
+    """SSD-KD without each of its terms in turn, with the seed and teacher of the SSD-KD run SSDKD."""
+    # The ablations share that run's stage-1 teacher head where its folder still holds it: the
+    # same teacher, data and seed train the same head, 10 to 22 minutes a run on 2 CPU cores.
+    # Without it each ablation trains its own.
+    head = ssdkd.folder / "checkpoints" / "teacher_head_0.bpk"
+    terms = [dict(t, head=str(head)) if t["kind"] == "sskd" and head.is_file() else t for t in ssdkd_terms]
+    runs = []
+    for index, term in enumerate(terms):
+        others = [t for i, t in enumerate(terms) if i != index]
+        runs.append(ssdkd._replace(label=f"SSD-KD without {term['kind']}", folder=args.out / f"ssdkd_without_{term['kind']}_s{seed}",
+                                   extra=ssdkd.extra + [f"loss={toml_inline(others)}"]))
+    return runs
+
+
+def report(args, runs):
+    """Markdown rows over the kept runs (mean ± sample std where a row has several), then
     the same runs seed by seed."""
     rows = {}
-    for label, folder, *_ in runs:
-        if (folder / "summary.json").is_file():
-            rows.setdefault(label, []).append(json.loads((folder / "summary.json").read_text()))
+    for r in runs:
+        if kept(args, r):
+            rows.setdefault(r.label, []).append(json.loads((args.results / r.folder.name / "summary.json").read_text()))
 
     def cell(summaries, key):
         values = [s["test"][key] for s in summaries]
@@ -113,21 +178,29 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--medkd", default="target/debug/medkd")
     parser.add_argument("--jobs", type=int, default=1, help="ablation runs at a time")
+    parser.add_argument("--results", type=pathlib.Path, default=pathlib.Path("results/ssdkd_table"),
+                        help="where finished runs are kept")
     parser.add_argument("--set", action="append", default=[])
-    parser.add_argument("--report", action="store_true", help="print the rows of the finished runs, run nothing")
+    parser.add_argument("--report", action="store_true", help="print the rows of the kept runs, run nothing")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     ssdkd_terms = tomllib.loads((CONFIGS / "ssdkd.toml").read_text())["loss"]
     if args.jobs < 1:
         parser.error(f"--jobs must be 1 or more, got {args.jobs}")
-    main_rows, ablations = plan(args, seeds, ssdkd_terms)
+    rows = main_rows(args, seeds)
+    ssdkd = next(r for r in rows if r.label == "+ SSD-KD")
     if not args.report:
-        for _, folder, command, config, extra in main_rows:
-            run(args, folder, command, config, extra)
+        for r in rows:
+            run(args, r)
+    later = ablations(args, seeds[0], ssdkd, ssdkd_terms)
+    if not args.report:
+        # Once, before the parallel runs would each train it again into the same folder.
+        if not all(kept(args, r) for r in later):
+            restore_teacher(args, ssdkd.teacher)
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             # list() re-raises the first failed run's error.
-            list(pool.map(lambda r: run(args, *r[1:]), ablations))
-    report(main_rows + ablations)
+            list(pool.map(lambda r: run(args, r), later))
+    report(args, rows + later)
 
 
 if __name__ == "__main__":
