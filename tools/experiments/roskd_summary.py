@@ -4,7 +4,8 @@
 
 With several folders (seeds), each cell is mean ± std (sample std) over them; a cell whose
 run (or attack report) is missing from a folder is left out of that cell, and the count of
-values is shown when it is not every folder.
+values is shown when it is not every folder. A second table gives the teachers' clean test
+metrics: the single teacher, then RoS-KD's subset teachers.
 """
 import json
 import pathlib
@@ -37,8 +38,17 @@ def show(values, folders):
 
 
 folders = [pathlib.Path(p) for p in sys.argv[1:]]
+teachers = [("single teacher (all noisy labels)", "single_teacher")] + [
+    (f"RoS-KD teacher {path.name}", f"roskd/teachers/{path.name}") for path in sorted((folders[0] / "roskd" / "teachers").glob("*"))]
 print("| student | macro-F1 | AUC | acc | FGSM 2/255 | FGSM 8/255 | PGD-10 2/255 | PGD-10 8/255 |")
 print("|---|---|---|---|---|---|---|---|")
 for label, name in STUDENTS:
     rows = [cells(folder / name) for folder in folders]
     print(f"| {label} | " + " | ".join(show([r[i] for r in rows], len(folders)) for i in range(len(rows[0]))) + " |")
+
+print()
+print("| teacher | macro-F1 | AUC | acc |")
+print("|---|---|---|---|")
+for label, name in teachers:
+    rows = [cells(folder / name)[:3] for folder in folders]
+    print(f"| {label} | " + " | ".join(show([r[i] for r in rows], len(folders)) for i in range(3)) + " |")
