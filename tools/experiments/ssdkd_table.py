@@ -46,6 +46,8 @@ def toml_inline(value):
 
 
 class Run(typing.NamedTuple):
+    """One run of the table: its row, folder, medkd command, config and --set overrides, and the
+    teacher run it distils from."""
     label: str
     folder: pathlib.Path
     command: str
