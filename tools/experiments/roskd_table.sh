@@ -10,9 +10,10 @@
 #
 # Extra --set overrides apply to every run. Finished runs are skipped, so the script resumes.
 # A finished cell's small files (configs, metrics logs, summaries, attack reports; no weights,
-# no CSVs, which its seeds remake) are copied to results/roskd/<cell> (RESULTS=DIR for another),
-# which is committed: run folders do not outlive a session's machine, and the tables in
-# BENCHMARKS.md are printed from results/ by roskd_summary.py. A kept cell is not run again.
+# no CSVs, which its seeds remake) are copied to results/roskd/<cell> by keep_run.py
+# (RESULTS=DIR for another root), which is committed: run folders do not outlive a session's
+# machine, and the tables in BENCHMARKS.md are printed from results/ by roskd_summary.py. A
+# kept cell is not run again.
 set -euo pipefail
 out=$1 seed=$2 noise=$3
 shift 3
@@ -67,11 +68,5 @@ for student in noisy_student single_teacher_kd mean_kd roskd/student; do
         mv "$out/$student/attack.json" "$out/$student/attack_$attack.json"
     done
 done
-# Copied into a temporary folder and renamed, so that a kept cell is always a whole one.
-rm -rf "$kept.partial"
-mkdir -p "$kept.partial"
-partial=$(realpath "$kept.partial")
-(cd "$out" && find . -path '*/checkpoints' -prune -o -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.toml' \) -print0 |
-    xargs -0 cp --parents -t "$partial")
-mv "$kept.partial" "$kept"
+python3 "$(dirname "$0")/keep_run.py" "$out" "$kept"
 echo "done: $out, kept in $kept"

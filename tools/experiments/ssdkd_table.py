@@ -20,12 +20,13 @@ import argparse
 import concurrent.futures
 import json
 import pathlib
-import shutil
 import statistics
 import subprocess
 import sys
 import tomllib
 import typing
+
+from keep_run import keep
 
 CONFIGS = pathlib.Path("configs/ham10000")
 
@@ -82,19 +83,6 @@ def train(args, r):
         cmd = [args.medkd, r.command, "--quiet", "--config", str(r.config), *sets, "--out", str(r.folder)]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
-
-
-def keep(out, kept):
-    """Copies the run's JSON, JSON-lines and TOML files, none under checkpoints/, into KEPT through
-    a temporary folder, so that a kept run is always a whole one."""
-    partial = kept.with_name(kept.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    for path in out.rglob("*"):
-        relative = path.relative_to(out)
-        if path.is_file() and path.suffix in (".json", ".jsonl", ".toml") and "checkpoints" not in relative.parts:
-            (partial / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, partial / relative)
-    partial.rename(kept)
 
 
 def restore_teacher(args, teacher):
