@@ -4,7 +4,8 @@
 # into runs/roskd_<cell>_s<seed> (HAM10000: runs/roskd_ham_<cell>_s<seed>) through
 # roskd_table.sh. Asymmetric noise flips clinically confusable classes: pneumonia read as normal;
 # on HAM10000 melanoma as nevus, keratosis as melanoma, actinic keratosis as BCC and BCC as
-# keratosis. Finished runs are skipped, so repeating the command resumes the campaign.
+# keratosis. Finished runs are skipped and cells kept in results/roskd/ are not run again, so
+# repeating the command resumes the campaign, in a later session too once results/ is committed.
 # JOBS=N runs N cells at a time (on a GPU, where one cell leaves it mostly idle), each logging
 # to runs/<cell folder>.log.
 #
