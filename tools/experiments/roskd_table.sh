@@ -11,9 +11,9 @@
 # Extra --set overrides apply to every run. Finished runs are skipped, so the script resumes.
 # A finished cell's small files (configs, metrics logs, summaries, attack reports; no weights,
 # no CSVs, which its seeds remake) are copied to results/roskd/<cell> by keep_run.py
-# (RESULTS=DIR for another root), which is committed: run folders do not outlive a session's
-# machine, and the tables in BENCHMARKS.md are printed from results/ by roskd_summary.py. A
-# kept cell is not run again.
+# (RESULTS=DIR for another root), which is committed: run folders are not sure to outlive a
+# session's machine, and the tables in BENCHMARKS.md are printed from results/ by
+# roskd_summary.py. A kept cell is not run again.
 set -euo pipefail
 out=$1 seed=$2 noise=$3
 shift 3

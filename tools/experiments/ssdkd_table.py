@@ -6,11 +6,11 @@ command can be repeated until the table is complete; then it prints the Markdown
 BENCHMARKS.md (mean ± sample std over seeds).
 
 A finished run's small files (config, metrics log, summary; no weights) are copied to
-RESULTS/<run> (default results/ssdkd_table), which is committed: run folders do not outlive a
-session's machine. A kept run is not run again, and the report is printed from RESULTS. A teacher
-that runs still to come distil from, kept but without its weights here, is trained again into OUT;
-with the same binary it comes out the same, and if its test metrics differ from the kept ones
-the campaign stops rather than mix the two.
+RESULTS/<run> (default results/ssdkd_table), which is committed: run folders are not sure
+to outlive a session's machine. A kept run is not run again, and the report is printed from
+RESULTS. A teacher that runs still to come distil from, kept but without its weights here, is
+trained again into OUT; with the same binary it comes out the same, and if its test metrics
+differ from the kept ones the campaign stops rather than mix the two.
 
     python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--jobs 1] [--results DIR] [--set key=value]... [--report]
 
