@@ -12,9 +12,11 @@ RESULTS. A teacher that runs still to come distil from, kept but without its wei
 trained again into OUT; with the same binary it comes out the same, and if its test metrics
 differ from the kept ones the campaign stops rather than mix the two.
 
-    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--jobs 1] [--results DIR] [--set key=value]... [--report]
+    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--jobs 1] [--results DIR] [--set key=value]... [--main-rows-only] [--report]
 
 --set overrides reach every run (e.g. --set train.epochs=10 for a shorter schedule).
+--main-rows-only stops after the main rows, so a second process can run other seeds' main rows
+beside one that goes on to the ablations (which take the first of its --seeds).
 """
 import argparse
 import concurrent.futures
@@ -171,6 +173,7 @@ def main():
     parser.add_argument("--results", type=pathlib.Path, default=pathlib.Path("results/ssdkd_table"),
                         help="where finished runs are kept")
     parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--main-rows-only", action="store_true", help="run no ablations")
     parser.add_argument("--report", action="store_true", help="print the rows of the kept runs, run nothing")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -182,8 +185,8 @@ def main():
     if not args.report:
         for r in rows:
             run(args, r)
-    later = ablations(args, seeds[0], ssdkd, ssdkd_terms)
-    if not args.report:
+    later = [] if args.main_rows_only else ablations(args, seeds[0], ssdkd, ssdkd_terms)
+    if not args.report and later:
         # Once, before the parallel runs would each train it again into the same folder.
         if not all(kept(args, r) for r in later):
             restore_teacher(args, ssdkd.teacher)
