@@ -73,7 +73,12 @@ LOADER_WORKLOADS = {
     "loader_all_224": (224, 5984),
 }
 
-ALL_WORKLOADS = [*MODEL_WORKLOADS, *LOADER_WORKLOADS]
+# name -> (batch, student width, teacher width): the RKD angle loss and the student's gradient.
+LOSS_WORKLOADS = {
+    "rkd_angle_128": (128, 1280, 2048),
+}
+
+ALL_WORKLOADS = [*MODEL_WORKLOADS, *LOADER_WORKLOADS, *LOSS_WORKLOADS]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -124,6 +129,33 @@ def time_model(name, iters, warmup, device):
         def step():
             with torch.inference_mode():
                 model(images).cpu().numpy()  # logits read back, as medkd's into_data
+
+    return time_iters(step, iters, warmup)
+
+
+def rkd_angle(s, t):
+    """lenscloth/RKD's RKdAngle (as tools/golden/kd_golden.py): all N^3 triplets at once."""
+    def angles(e):
+        ed = torch.nn.functional.normalize(e.unsqueeze(0) - e.unsqueeze(1), p=2, dim=2)
+        return torch.bmm(ed, ed.transpose(1, 2)).view(-1)
+
+    with torch.no_grad():
+        teacher = angles(t)
+    return torch.nn.functional.smooth_l1_loss(angles(s), teacher)
+
+
+def time_loss(name, iters, warmup, device):
+    batch, student_dim, teacher_dim = LOSS_WORKLOADS[name]
+    torch.manual_seed(0)
+    student = torch.randn(batch, student_dim, device=device, requires_grad=True)
+    teacher = torch.randn(batch, teacher_dim, device=device)
+
+    def step():
+        loss = rkd_angle(student, teacher)
+        loss.backward()
+        loss.item()
+        student.grad.cpu().numpy()  # read back, as medkd's into_data
+        student.grad = None
 
     return time_iters(step, iters, warmup)
 
@@ -217,6 +249,8 @@ def main():
             results[name] = time_loader(
                 name, args.iters, args.warmup, args.ham10000, args.loader_batch, args.loader_workers
             )
+        elif name in LOSS_WORKLOADS:
+            results[name] = time_loss(name, args.iters, args.warmup, args.device)
         else:
             results[name] = time_model(name, args.iters, args.warmup, args.device)
         log(f"pytorch: {name}: {results[name]['median_ms']:.1f} ms (median of {args.iters})")

@@ -12,14 +12,20 @@ RESULTS. A teacher that runs still to come distil from, kept but without its wei
 trained again into OUT; with the same binary it comes out the same, and if its test metrics
 differ from the kept ones the campaign stops rather than mix the two.
 
-    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--jobs 1] [--results DIR] [--set key=value]... [--main-rows-only] [--report]
+    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--jobs 1] [--results DIR] [--set key=value]... [--main-rows-only] [--only RUN,...] [--report]
 
 --set overrides reach every run (e.g. --set train.epochs=10 for a shorter schedule).
 --main-rows-only stops after the main rows, so a second process can run other seeds' main rows
 beside one that goes on to the ablations (which take the first of its --seeds).
+--only runs just the named runs (folder names, e.g. ssdkd_without_sskd_s0), so a second process
+can take an ablation that needs no teacher head while the first trains the SSD-KD run's head.
+Processes may share OUT: each run holds a lock beside its folder while it trains, a run locked
+by another process is skipped, and a teacher being trained elsewhere is waited for.
 """
 import argparse
 import concurrent.futures
+import contextlib
+import fcntl
 import json
 import pathlib
 import statistics
@@ -60,14 +66,32 @@ class Run(typing.NamedTuple):
 
 
 def run(args, r):
-    """Trains or distils R into its folder and keeps the finished run, unless it is kept already;
-    resumes a started one."""
+    """Trains or distils R into its folder and keeps the finished run, unless it is kept already
+    or another process is on it; resumes a started one."""
     if kept(args, r):
         return
-    if r.teacher is not None:
-        restore_teacher(args, r.teacher)
-    train(args, r)
-    keep(r.folder, args.results / r.folder.name)
+    with locked(r.folder, wait=False) as mine:
+        if not mine:
+            print(f"{r.folder}: another process is running it, skipped", flush=True)
+            return
+        if r.teacher is not None:
+            restore_teacher(args, r.teacher)
+        train(args, r)
+        keep(r.folder, args.results / r.folder.name)
+
+
+@contextlib.contextmanager
+def locked(folder, wait):
+    """Yields whether this process holds FOLDER's lock (after waiting for it if WAIT). flock
+    rather than a marker file: the lock goes with the process, so a killed run leaves none."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def kept(args, r):
@@ -89,10 +113,14 @@ def train(args, r):
 
 def restore_teacher(args, teacher):
     """Trains a kept teacher again into its folder for a run that distils from it, and stops the
-    campaign if it does not come out as the kept one did."""
-    if (teacher.folder / "checkpoints" / "best.safetensors").is_file():
-        return
-    train(args, teacher)
+    campaign if it does not come out as the kept one did. Waits while another process trains it."""
+    with locked(teacher.folder, wait=True):
+        if not (teacher.folder / "checkpoints" / "best.safetensors").is_file():
+            train(args, teacher)
+            check_restored(args, teacher)
+
+
+def check_restored(args, teacher):
     before = json.loads((args.results / teacher.folder.name / "summary.json").read_text())
     again = json.loads((teacher.folder / "summary.json").read_text())
     if before["test"] != again["test"]:
@@ -129,6 +157,11 @@ def ablations(args, seed, ssdkd, ssdkd_terms):
         runs.append(ssdkd._replace(label=f"SSD-KD without {term['kind']}", folder=args.out / f"ssdkd_without_{term['kind']}_s{seed}",
                                    extra=ssdkd.extra + [f"loss={toml_inline(others)}"]))
     return runs
+
+
+def selected(args, runs):
+    """RUNS, or those of them that --only names."""
+    return [r for r in runs if args.only is None or r.folder.name in args.only]
 
 
 def report(args, runs):
@@ -174,6 +207,8 @@ def main():
                         help="where finished runs are kept")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--main-rows-only", action="store_true", help="run no ablations")
+    parser.add_argument("--only", type=lambda names: set(names.split(",")), default=None,
+                        help="run just these runs (folder names, comma-separated)")
     parser.add_argument("--report", action="store_true", help="print the rows of the kept runs, run nothing")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -182,17 +217,21 @@ def main():
         parser.error(f"--jobs must be 1 or more, got {args.jobs}")
     rows = main_rows(args, seeds)
     ssdkd = next(r for r in rows if r.label == "+ SSD-KD")
+    if args.only is not None:
+        known = {r.folder.name for r in rows + ablations(args, seeds[0], ssdkd, ssdkd_terms)}
+        if unknown := sorted(args.only - known):
+            parser.error(f"--only: no run named {', '.join(unknown)}; the runs are {', '.join(sorted(known))}")
     if not args.report:
-        for r in rows:
+        for r in selected(args, rows):
             run(args, r)
     later = [] if args.main_rows_only else ablations(args, seeds[0], ssdkd, ssdkd_terms)
-    if not args.report and later:
+    if not args.report and selected(args, later):
         # Once, before the parallel runs would each train it again into the same folder.
-        if not all(kept(args, r) for r in later):
+        if not all(kept(args, r) for r in selected(args, later)):
             restore_teacher(args, ssdkd.teacher)
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             # list() re-raises the first failed run's error.
-            list(pool.map(lambda r: run(args, r), later))
+            list(pool.map(lambda r: run(args, r), selected(args, later)))
     report(args, rows + later)
 
 

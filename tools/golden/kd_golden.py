@@ -124,6 +124,17 @@ for n, c, h, w in [(3, 12, 2, 2), (2, 9, 1, 2)]:
     (grad,) = torch.autograd.grad(loss, s)
     case("channel_gram_rmse", s, t, loss, student_grad=flat(grad))
 
+# RKD angle with the student's gradient (medkd computes the cosines from Gram matrices), on
+# distinct rows and with a row repeated in both embeddings, whose zero differences normalize to 0.
+for n, cs, ct, repeat in [(6, 5, 7, False), (6, 4, 3, True)]:
+    s, t = inputs(1.0, n, cs), inputs(2.0, n, ct)
+    if repeat:
+        s[4], t[4] = s[1], t[1]
+    s.requires_grad_()
+    loss = rkd_angle(s, t)
+    (grad,) = torch.autograd.grad(loss, s)
+    case("rkd_angle", s, t, loss, student_grad=flat(grad))
+
 out = pathlib.Path("crates/medkd-losses/tests/golden/kd.json")
 out.write_text(json.dumps({"torch_version": torch.__version__, "cases": cases}, indent=1))
 print(f"wrote {len(cases)} cases to {out}")

@@ -1,7 +1,5 @@
 use burn::prelude::*;
 
-use crate::feature::l2_normalize;
-
 /// Elementwise smooth-L1 (Huber, delta 1): `0.5 d^2` for `|d| < 1`, else `|d| - 0.5`, written
 /// without branches as `0.5 q^2 + (|d| - q)` with `q = min(|d|, 1)`.
 fn smooth_l1<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
@@ -30,30 +28,55 @@ pub fn rkd_distance(student: Tensor<2>, teacher: Tensor<2>) -> Tensor<1> {
     smooth_l1(normalized_distances(student), normalized_distances(teacher)).mean()
 }
 
+/// Squared differences below this fraction of the mean squared difference count as zero: the
+/// Gram form below leaves them with float32 rounding noise of about that size.
+const COINCIDENT: f32 = 1e-5;
+
 /// Cosines `<e_ji, e_jk>` with `e_ji = normalize(x_i - x_j)` for vertices `j` in `vertices`:
-/// `len x N x N`, from `len x N x C` differences.
-fn angles(x: Tensor<2>, vertices: std::ops::Range<usize>) -> Tensor<3> {
-    let [n, c] = x.dims();
+/// `len x N x N`, from the Gram matrix `gram` of the centred rows (cosines do not move with the
+/// origin; centring keeps the entries at the scale of the differences) and its diagonal `norms`
+/// (`1 x N`): `<x_i - x_j, x_k - x_j> = G_ik - G_ij - G_jk + G_jj` and
+/// `|x_i - x_j|^2 = G_ii - 2 G_ij + G_jj`. A chunk then costs `len N^2` element operations
+/// instead of the `len N^2 C` multiply-adds of normalizing `len x N x C` differences. A zero
+/// difference (`i = j`, or a coincident pair) gives 0, as normalizing it does in the direct form.
+fn angles(gram: &Tensor<2>, norms: &Tensor<2>, tolerance: f32, vertices: std::ops::Range<usize>) -> Tensor<3> {
+    let [n, _] = gram.dims();
     let len = vertices.len();
-    let anchors = x.clone().slice(vertices).reshape([len, 1, c]);
-    let edges = l2_normalize(x.reshape([1, n, c]) - anchors, 2);
-    edges.clone().matmul(edges.swap_dims(1, 2))
+    let to_vertex = gram.clone().slice(vertices.clone()); // G_ji: len x N
+    let at_vertex = norms.clone().slice([0..1, vertices]).reshape([len, 1]); // G_jj
+    let squared = norms.clone() + at_vertex.clone() - to_vertex.clone().mul_scalar(2.0);
+    // Constants (no graph): which differences are nonzero.
+    let kept = squared.clone().greater_elem(tolerance).float();
+    let lengths = squared.clamp_min(1e-24).sqrt() * kept.clone() + kept.clone().neg().add_scalar(1.0);
+    let dots = gram.clone().reshape([1, n, n]) - to_vertex.clone().reshape([len, n, 1]) - to_vertex.reshape([len, 1, n])
+        + at_vertex.reshape([len, 1, 1]);
+    let scale = (kept.clone().reshape([len, n, 1]) * kept.reshape([len, 1, n]))
+        / (lengths.clone().reshape([len, n, 1]) * lengths.reshape([len, 1, n]));
+    (dots * scale).clamp(-1.0, 1.0)
 }
 
 /// Park et al. (2019) RKD angle loss: smooth-L1 mean over all `N^3` triplets between the
 /// student's and teacher's cosines `<e_ji, e_jk>`, `e_ji = normalize(x_i - x_j)`; lenscloth/RKD
-/// `RKdAngle`. Computed `chunk` vertices `j` at a time, so memory holds `chunk x N x C`
-/// differences and `chunk x N x N` cosines instead of the full `N x N x C` tensor. (Under
-/// autodiff each chunk's differences stay saved for the backward pass, so there the bound holds
-/// for the teacher's detached side and for inference, not for the student's graph.)
+/// `RKdAngle`. Computed `chunk` vertices `j` at a time, so memory holds `chunk x N x N` cosines
+/// instead of all `N^3`.
 pub fn rkd_angle(student: Tensor<2>, teacher: Tensor<2>, chunk: usize) -> Tensor<1> {
     let [n, _] = student.dims();
     assert!(chunk > 0, "rkd_angle needs a positive chunk size");
+    let relations = |x: Tensor<2>| {
+        let centred = x.clone() - x.mean_dim(0);
+        let gram = centred.clone().matmul(centred.clone().transpose());
+        let norms = centred.square().sum_dim(1).transpose();
+        // The mean of |x_i - x_j|^2 over all pairs is twice the mean squared norm of centred rows.
+        let tolerance = COINCIDENT * 2.0 * norms.clone().mean().into_scalar::<f32>();
+        (gram, norms, tolerance)
+    };
+    let (student, teacher) = (relations(student), relations(teacher));
     (0..n)
         .step_by(chunk)
         .map(|start| {
             let vertices = start..(start + chunk).min(n);
-            smooth_l1(angles(student.clone(), vertices.clone()), angles(teacher.clone(), vertices)).sum()
+            let angles = |(gram, norms, tolerance): &(Tensor<2>, Tensor<2>, f32)| angles(gram, norms, *tolerance, vertices.clone());
+            smooth_l1(angles(&student), angles(&teacher)).sum()
         })
         .reduce(|total, part| total + part)
         .expect("rkd_angle needs a non-empty batch")

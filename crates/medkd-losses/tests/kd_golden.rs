@@ -28,7 +28,7 @@ fn cases() -> Vec<Value> {
 fn distillation_losses_match_pytorch() {
     let device = medkd_models::test_device();
     let cases = cases();
-    assert_eq!(cases.len(), 18);
+    assert_eq!(cases.len(), 20);
     for (index, case) in cases.iter().enumerate() {
         let kind = case["kind"].as_str().unwrap();
         let temperature = || case["temperature"].as_f64().unwrap() as f32;
@@ -107,6 +107,21 @@ fn channel_gram_gradient_matches_autograd() {
         let student = tensor::<4>(case, "student", &device).require_grad();
         let grads = channel_gram_rmse(student.clone(), tensor(case, "teacher", &device)).backward();
         assert_gradient_close(student.grad(&grads).unwrap().flatten(0, 3), case, &format!("{:?}", case["student_shape"]));
+    }
+}
+
+#[test]
+fn rkd_angle_gradient_matches_autograd() {
+    // torch's direct form (normalized differences) against medkd's Gram form, a repeated row included.
+    let device = medkd_models::test_device().autodiff();
+    let cases: Vec<Value> = cases().into_iter().filter(|case| case["kind"] == "rkd_angle" && case.get("student_grad").is_some()).collect();
+    assert_eq!(cases.len(), 2);
+    for case in &cases {
+        for chunk in [1, 4] {
+            let student = tensor::<2>(case, "student", &device).require_grad();
+            let grads = rkd_angle(student.clone(), tensor(case, "teacher", &device), chunk).backward();
+            assert_gradient_close(student.grad(&grads).unwrap().flatten(0, 1), case, &format!("chunk {chunk}"));
+        }
     }
 }
 

@@ -1,11 +1,12 @@
-//! `medkd bench`: times medkd's training and inference steps and its data loader on the CPU (burn's
-//! `flex` backend), runs the PyTorch reference (`bench/pytorch_reference.py`) on the same
-//! workloads in the same command, and reports both side by side with their ratio.
+//! `medkd bench`: times medkd's training and inference steps, its data loader and a loss term on
+//! the CPU (burn's `flex` backend), runs the PyTorch reference (`bench/pytorch_reference.py`) on
+//! the same workloads in the same command, and reports both side by side with their ratio.
 //!
 //! Both sides read their workloads from one table each ([`WORKLOADS`] here, `MODEL_WORKLOADS` /
-//! `LOADER_WORKLOADS` in the script, same names and shapes), time `warmup` untimed then `iters`
-//! timed repetitions, and report the median (and the minimum): on a small shared machine a few
-//! repetitions are slowed by other processes, which moves the mean but hardly the median.
+//! `LOADER_WORKLOADS` / `LOSS_WORKLOADS` in the script, same names and shapes), time `warmup`
+//! untimed then `iters` timed repetitions, and report the median (and the minimum): on a small
+//! shared machine a few repetitions are slowed by other processes, which moves the mean but
+//! hardly the median.
 
 use std::collections::{BTreeMap, HashSet};
 use std::hint::black_box;
@@ -36,6 +37,8 @@ const NUM_CLASSES: usize = 10;
 const LEARNING_RATE: f64 = 0.01;
 const LOADER_BATCH: usize = 32;
 const LOADER_WORKERS: usize = 2;
+/// Vertices per chunk, the default of the `rkd_angle` loss term.
+const RKD_ANGLE_CHUNK: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -52,6 +55,9 @@ enum Kind {
     /// One pass of the HAM10000 training pipeline at `side` px over the first `images` images of
     /// labels.csv.
     Loader { side: usize, images: usize },
+    /// The RKD angle loss (chunks of 32 vertices) and the student's gradient, on N(0, 1) student
+    /// and teacher embeddings of `batch` rows.
+    RkdAngle { batch: usize, student_dim: usize, teacher_dim: usize },
 }
 
 struct Workload {
@@ -84,6 +90,9 @@ const WORKLOADS: &[Workload] = &[
     // The whole set (5,984 images in ../shared/data/ham10000): run alone under a memory sampler for
     // the peak RSS of streaming it (issue #5).
     Workload { name: "loader_all_224", kind: Kind::Loader { side: 224, images: 5984 } },
+    // SSD-KD's RKD angle term: the pooled embeddings of 32 images' four views, MobileNetV2
+    // student and ResNet-50 teacher.
+    Workload { name: "rkd_angle_128", kind: Kind::RkdAngle { batch: 128, student_dim: 1280, teacher_dim: 2048 } },
 ];
 
 impl Workload {
@@ -95,6 +104,9 @@ impl Workload {
             }
             Kind::Loader { side, images } => {
                 format!("HAM10000 decode+augment, {images} images, {side} px, {LOADER_WORKERS} workers")
+            }
+            Kind::RkdAngle { batch, student_dim, teacher_dim } => {
+                format!("RKD angle loss and student gradient, batch {batch}, {student_dim}-d student, {teacher_dim}-d teacher")
             }
         }
     }
@@ -221,6 +233,7 @@ pub fn run(options: &BenchOptions) -> Result<()> {
             eprintln!("medkd: {} ({}), round {round}/{} ...", workload.name, workload.describe(), options.rounds);
             let timing = match workload.kind {
                 Kind::Model { arch, mode, batch, side } => time_model(arch, mode, batch, side, options)?,
+                Kind::RkdAngle { batch, student_dim, teacher_dim } => time_rkd_angle(batch, student_dim, teacher_dim, options)?,
                 Kind::Loader { side, images } => match &ham10000 {
                     Some(dir) => time_loader(dir, side, images, options)?,
                     None => {
@@ -344,6 +357,20 @@ fn time_model(arch: Arch, mode: Mode, batch: usize, side: usize, options: &Bench
             })
         }
     }
+}
+
+fn time_rkd_angle(batch: usize, student_dim: usize, teacher_dim: usize, options: &BenchOptions) -> Result<Timing> {
+    let device = make_device(options.device)?.autodiff();
+    let student = Tensor::<2>::random([batch, student_dim], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let teacher = Tensor::<2>::random([batch, teacher_dim], Distribution::Normal(0.0, 1.0), &device.clone().without_autodiff());
+    time_iters(options.iters, options.warmup, || {
+        let loss = medkd_losses::rkd_angle(student.clone(), teacher.clone(), RKD_ANGLE_CHUNK);
+        let grads = loss.clone().backward();
+        // Reading both back forces the work to finish before the clock stops.
+        black_box(loss.into_scalar::<f32>());
+        black_box(student.grad(&grads).expect("the student embedding requires a gradient").into_data());
+        Ok(())
+    })
 }
 
 /// SGD as the PyTorch reference configures it (lr 0.01, momentum 0.9, no dampening: burn's
@@ -632,6 +659,9 @@ fn report_json(
                 entry["model"] = json!(arch.name());
                 entry["mode"] = json!(if mode == Mode::Train { "train" } else { "infer" });
                 entry["input_shape"] = json!([batch, 3, side, side]);
+            }
+            Kind::RkdAngle { batch, student_dim, teacher_dim } => {
+                entry["input_shape"] = json!([[batch, student_dim], [batch, teacher_dim]]);
             }
             Kind::Loader { side, images } => {
                 entry["images"] = json!(images);
