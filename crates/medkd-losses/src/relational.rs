@@ -34,17 +34,17 @@ const COINCIDENT: f32 = 1e-5;
 
 /// Cosines `<e_ji, e_jk>` with `e_ji = normalize(x_i - x_j)` for vertices `j` in `vertices`:
 /// `len x N x N`, from the Gram matrix `gram` of the centred rows (cosines do not move with the
-/// origin; centring keeps the entries at the scale of the differences) and its diagonal `norms`
-/// (`1 x N`): `<x_i - x_j, x_k - x_j> = G_ik - G_ij - G_jk + G_jj` and
+/// origin; centring keeps the entries at the scale of the differences) and its diagonal
+/// `squared_norms` (`1 x N`): `<x_i - x_j, x_k - x_j> = G_ik - G_ij - G_jk + G_jj` and
 /// `|x_i - x_j|^2 = G_ii - 2 G_ij + G_jj`. A chunk then costs `len N^2` element operations
 /// instead of the `len N^2 C` multiply-adds of normalizing `len x N x C` differences. A zero
 /// difference (`i = j`, or a coincident pair) gives 0, as normalizing it does in the direct form.
-fn angles(gram: &Tensor<2>, norms: &Tensor<2>, tolerance: f32, vertices: std::ops::Range<usize>) -> Tensor<3> {
+fn angles(gram: &Tensor<2>, squared_norms: &Tensor<2>, tolerance: f32, vertices: std::ops::Range<usize>) -> Tensor<3> {
     let [n, _] = gram.dims();
     let len = vertices.len();
     let to_vertex = gram.clone().slice(vertices.clone()); // G_ji: len x N
-    let at_vertex = norms.clone().slice([0..1, vertices]).reshape([len, 1]); // G_jj
-    let squared = norms.clone() + at_vertex.clone() - to_vertex.clone().mul_scalar(2.0);
+    let at_vertex = squared_norms.clone().slice([0..1, vertices]).reshape([len, 1]); // G_jj
+    let squared = squared_norms.clone() + at_vertex.clone() - to_vertex.clone().mul_scalar(2.0);
     // Constants (no graph): which differences are nonzero.
     let kept = squared.clone().greater_elem(tolerance).float();
     let lengths = squared.clamp_min(1e-24).sqrt() * kept.clone() + kept.clone().neg().add_scalar(1.0);
@@ -65,17 +65,18 @@ pub fn rkd_angle(student: Tensor<2>, teacher: Tensor<2>, chunk: usize) -> Tensor
     let relations = |x: Tensor<2>| {
         let centred = x.clone() - x.mean_dim(0);
         let gram = centred.clone().matmul(centred.clone().transpose());
-        let norms = centred.square().sum_dim(1).transpose();
+        let squared_norms = centred.square().sum_dim(1).transpose();
         // The mean of |x_i - x_j|^2 over all pairs is twice the mean squared norm of centred rows.
-        let tolerance = COINCIDENT * 2.0 * norms.clone().mean().into_scalar::<f32>();
-        (gram, norms, tolerance)
+        let tolerance = COINCIDENT * 2.0 * squared_norms.clone().mean().into_scalar::<f32>();
+        (gram, squared_norms, tolerance)
     };
     let (student, teacher) = (relations(student), relations(teacher));
     (0..n)
         .step_by(chunk)
         .map(|start| {
             let vertices = start..(start + chunk).min(n);
-            let angles = |(gram, norms, tolerance): &(Tensor<2>, Tensor<2>, f32)| angles(gram, norms, *tolerance, vertices.clone());
+            let angles =
+                |(gram, squared_norms, tolerance): &(Tensor<2>, Tensor<2>, f32)| angles(gram, squared_norms, *tolerance, vertices.clone());
             smooth_l1(angles(&student), angles(&teacher)).sum()
         })
         .reduce(|total, part| total + part)
