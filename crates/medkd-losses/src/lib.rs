@@ -23,7 +23,7 @@ pub use self_supervised::{
     ProjectionHead, VIEWS, error_level_keep, kd_rotated, normal_rows, rotated_rows, rotation_contrastive, rotation_similarity,
     similarity_kd, with_rotations,
 };
-pub use spec::{ClassWeightRule, ClassWeights, LossSpec, TeacherMix, TeacherRule};
+pub use spec::{ClassWeightRule, ClassWeights, DEFAULT_RKD_ANGLE_CHUNK, LossSpec, TeacherMix, TeacherRule};
 
 /// Batch targets as the data loader gives them, kept on the host until a term needs them.
 #[derive(Clone, Debug, PartialEq)]

@@ -45,9 +45,10 @@ fn angles(gram: &Tensor<2>, squared_norms: &Tensor<2>, tolerance: f32, vertices:
     let to_vertex = gram.clone().slice(vertices.clone()); // G_ji: len x N
     let at_vertex = squared_norms.clone().slice([0..1, vertices]).reshape([len, 1]); // G_jj
     let squared = squared_norms.clone() + at_vertex.clone() - to_vertex.clone().mul_scalar(2.0);
-    // Constants (no graph): which differences are nonzero.
+    // Constants (no graph): which differences are nonzero. The dropped ones are zeroed through
+    // `kept`; the clamp only keeps their lengths (and gradients) finite.
     let kept = squared.clone().greater_elem(tolerance).float();
-    let lengths = squared.clamp_min(1e-24).sqrt() * kept.clone() + kept.clone().neg().add_scalar(1.0);
+    let lengths = squared.clamp_min(tolerance.max(1e-24)).sqrt();
     let dots = gram.clone().reshape([1, n, n]) - to_vertex.clone().reshape([len, n, 1]) - to_vertex.reshape([len, 1, n])
         + at_vertex.reshape([len, 1, 1]);
     let scale = (kept.clone().reshape([len, n, 1]) * kept.reshape([len, 1, n]))

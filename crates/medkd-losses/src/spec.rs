@@ -143,8 +143,11 @@ fn unit_weight() -> f64 {
 fn default_temperature() -> f64 {
     4.0
 }
+/// Vertices per chunk of the `rkd_angle` term when the config gives none.
+pub const DEFAULT_RKD_ANGLE_CHUNK: usize = 32;
+
 fn default_chunk() -> usize {
-    32
+    DEFAULT_RKD_ANGLE_CHUNK
 }
 fn all_stages() -> Vec<usize> {
     vec![0, 1, 2, 3]

@@ -37,8 +37,6 @@ const NUM_CLASSES: usize = 10;
 const LEARNING_RATE: f64 = 0.01;
 const LOADER_BATCH: usize = 32;
 const LOADER_WORKERS: usize = 2;
-/// Vertices per chunk, the default of the `rkd_angle` loss term.
-const RKD_ANGLE_CHUNK: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -55,8 +53,8 @@ enum Kind {
     /// One pass of the HAM10000 training pipeline at `side` px over the first `images` images of
     /// labels.csv.
     Loader { side: usize, images: usize },
-    /// The RKD angle loss (chunks of 32 vertices) and the student's gradient, on N(0, 1) student
-    /// and teacher embeddings of `batch` rows.
+    /// The RKD angle loss (the term's default chunk) and the student's gradient, on N(0, 1)
+    /// student and teacher embeddings of `batch` rows.
     RkdAngle { batch: usize, student_dim: usize, teacher_dim: usize },
 }
 
@@ -364,7 +362,7 @@ fn time_rkd_angle(batch: usize, student_dim: usize, teacher_dim: usize, options:
     let student = Tensor::<2>::random([batch, student_dim], Distribution::Normal(0.0, 1.0), &device).require_grad();
     let teacher = Tensor::<2>::random([batch, teacher_dim], Distribution::Normal(0.0, 1.0), &device.clone().without_autodiff());
     time_iters(options.iters, options.warmup, || {
-        let loss = medkd_losses::rkd_angle(student.clone(), teacher.clone(), RKD_ANGLE_CHUNK);
+        let loss = medkd_losses::rkd_angle(student.clone(), teacher.clone(), medkd_losses::DEFAULT_RKD_ANGLE_CHUNK);
         let grads = loss.clone().backward();
         // Reading both back forces the work to finish before the clock stops.
         black_box(loss.into_scalar::<f32>());
