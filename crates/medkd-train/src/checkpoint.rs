@@ -129,6 +129,11 @@ pub struct Resumed {
     pub average: Option<std::path::PathBuf>,
 }
 
+/// Whether the run committed a `last` set, i.e. finished at least one epoch.
+pub fn has_finished_epoch(run: &RunDir) -> bool {
+    run.checkpoint("last", "json").is_file()
+}
+
 /// Loads the committed `last` set into a freshly built student and optimizer.
 pub fn load_last(run: &RunDir, mut student: Student, optimizer: ModuleOptimizer) -> Result<Resumed, TrainError> {
     let pointer_path = run.checkpoint("last", "json");

@@ -17,7 +17,7 @@ use medkd_models::{Model, ModelSpec, count_macs, count_params, load_weights, loa
 use serde_json::json;
 
 use crate::averaging::WeightAverage;
-use crate::checkpoint::{BestRecord, TrainState, load_last, save_best, save_last};
+use crate::checkpoint::{BestRecord, TrainState, has_finished_epoch, load_last, save_best, save_last};
 use crate::config::RunConfig;
 use crate::device::make_device;
 use crate::evaluate::{Evaluation, batch_tensor, evaluate, predict};
@@ -206,13 +206,17 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         averaged: 0,
     };
     let mut average = config.train.weight_averaging.clone().map(WeightAverage::new);
-    if resume {
+    // A run stopped before its first epoch was saved (during SSKD's head stage, say) starts
+    // over: the seeded student above is the one an uninterrupted run would have trained.
+    if resume && has_finished_epoch(run) {
         let resumed = load_last(run, student, optimizer)?;
         (student, optimizer, state) = (resumed.student, resumed.optimizer, resumed.state);
         if let (Some(averaging), Some(path)) = (&config.train.weight_averaging, resumed.average) {
             let model = load_weights(Model::new(&setup.spec, &setup.device)?, &path)?;
             average = Some(WeightAverage::resumed(averaging.clone(), Some(model), state.averaged));
         }
+    }
+    if resume {
         run.truncate_metrics_from(state.epochs_done)?;
     }
 

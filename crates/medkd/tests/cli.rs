@@ -230,15 +230,35 @@ fn kill_and_resume(config: &str) -> (tempfile::TempDir, PathBuf) {
     let summary_before = crashed.join("summary.json");
     assert!(!summary_before.exists(), "killed before the end");
 
-    let output = medkd(&["train", "--quiet", "--resume", crashed.to_str().unwrap()]);
+    resume_to_the_same_run(&crashed, &reference);
+    (tmp, reference)
+}
+
+/// A run stopped before its first epoch was saved (as `--out` leaves it: the resolved
+/// config and an empty checkpoints folder) resumes from the start to the uninterrupted result.
+#[test]
+fn a_run_stopped_before_its_first_epoch_resumes_from_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), TINY);
+    let reference = tmp.path().join("reference");
+    let output = train(&config, &reference, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let (a, b) = (read_json(&reference.join("summary.json")), read_json(&crashed.join("summary.json")));
+    let stopped = tmp.path().join("stopped");
+    std::fs::create_dir_all(stopped.join("checkpoints")).unwrap();
+    std::fs::copy(reference.join("config.toml"), stopped.join("config.toml")).unwrap();
+    resume_to_the_same_run(&stopped, &reference);
+}
+
+/// Resumes the run in `stopped` and asserts it ends as the uninterrupted `reference` did.
+fn resume_to_the_same_run(stopped: &Path, reference: &Path) {
+    let output = medkd(&["train", "--quiet", "--resume", stopped.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (a, b) = (read_json(&reference.join("summary.json")), read_json(&stopped.join("summary.json")));
     assert_eq!(a["test"], b["test"], "resumed run reaches the same test metrics");
     assert_eq!(a["best_epoch"], b["best_epoch"]);
-    assert_eq!(best_tensors(&reference), best_tensors(&crashed), "identical best weights");
-    let lines = std::fs::read_to_string(crashed.join("metrics.jsonl")).unwrap();
+    assert_eq!(best_tensors(reference), best_tensors(stopped), "identical best weights");
+    let lines = std::fs::read_to_string(stopped.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 3, "each epoch logged once");
-    (tmp, reference)
 }
 
 /// Every tensor of a run's best.safetensors, by name (the header's metadata order may vary).
