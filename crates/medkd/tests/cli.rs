@@ -205,12 +205,7 @@ fn a_run_with_weight_averaging_resumes_to_the_uninterrupted_result() {
 /// asserts both reach the same result and returns the uninterrupted run's folder (inside the
 /// returned temporary directory).
 fn kill_and_resume(config: &str) -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = write_config(tmp.path(), config);
-    let reference = tmp.path().join("reference");
-    let output = train(&config, &reference, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-
+    let (tmp, config, reference) = train_reference(config);
     let crashed = tmp.path().join("crashed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_medkd"))
         .args(["train", "--quiet", "--config", config.to_str().unwrap(), "--out", crashed.to_str().unwrap()])
@@ -238,15 +233,22 @@ fn kill_and_resume(config: &str) -> (tempfile::TempDir, PathBuf) {
 /// config and an empty checkpoints folder) resumes from the start to the uninterrupted result.
 #[test]
 fn a_run_stopped_before_its_first_epoch_resumes_from_the_start() {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = write_config(tmp.path(), TINY);
-    let reference = tmp.path().join("reference");
-    let output = train(&config, &reference, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let (tmp, _config, reference) = train_reference(TINY);
     let stopped = tmp.path().join("stopped");
     std::fs::create_dir_all(stopped.join("checkpoints")).unwrap();
     std::fs::copy(reference.join("config.toml"), stopped.join("config.toml")).unwrap();
     resume_to_the_same_run(&stopped, &reference);
+}
+
+/// Trains `config` uninterrupted into `reference` in a new temporary directory; returns the
+/// directory, the written config's path and the run folder.
+fn train_reference(config: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), config);
+    let reference = tmp.path().join("reference");
+    let output = train(&config, &reference, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    (tmp, config, reference)
 }
 
 /// Resumes the run in `stopped` and asserts it ends as the uninterrupted `reference` did.
