@@ -146,15 +146,17 @@ def main_rows(args, seeds):
 
 def ablations(args, seed, ssdkd, ssdkd_terms):
     """SSD-KD without each of its terms in turn, with the seed and teacher of the SSD-KD run SSDKD."""
-    # The ablations share that run's stage-1 teacher head where its folder still holds it: the
-    # same teacher, data and seed train the same head, 10 to 22 minutes a run on 2 CPU cores.
-    # Without it each ablation trains its own.
-    head = ssdkd.folder / "checkpoints" / "teacher_head_0.bpk"
-    terms = [dict(t, head=str(head)) if t["kind"] == "sskd" and head.is_file() else t for t in ssdkd_terms]
+    folders = [args.out / f"ssdkd_without_{t['kind']}_s{seed}" for t in ssdkd_terms]
+    # The ablations share one stage-1 teacher head: the same teacher, data and seed train the same
+    # head, 10 to 22 minutes a run on 2 CPU cores. The SSD-KD run's where its folder still holds
+    # it, else one an ablation trained; without either, an ablation trains its own.
+    heads = [f / "checkpoints" / "teacher_head_0.bpk" for f in [ssdkd.folder, *folders]]
+    head = next((h for h in heads if h.is_file()), None)
+    terms = [dict(t, head=str(head)) if t["kind"] == "sskd" and head else t for t in ssdkd_terms]
     runs = []
-    for index, term in enumerate(terms):
+    for index, (term, folder) in enumerate(zip(terms, folders)):
         others = [t for i, t in enumerate(terms) if i != index]
-        runs.append(ssdkd._replace(label=f"SSD-KD without {term['kind']}", folder=args.out / f"ssdkd_without_{term['kind']}_s{seed}",
+        runs.append(ssdkd._replace(label=f"SSD-KD without {term['kind']}", folder=folder,
                                    extra=ssdkd.extra + [f"loss={toml_inline(others)}"]))
     return runs
 
