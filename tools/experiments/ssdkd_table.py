@@ -125,8 +125,21 @@ def check_restored(args, teacher):
     again = json.loads((teacher.folder / "summary.json").read_text())
     if before["test"] != again["test"]:
         sys.exit(f"{teacher.folder}: trained again, its test metrics differ from the kept run's in "
-                 f"{args.results / teacher.folder.name} (binary {again.get('medkd')} against {before.get('medkd')}); "
-                 "move the kept runs aside to start the table anew with this binary")
+                 f"{args.results / teacher.folder.name} (binary {commit(again)} on {cpu_kind(again)} against "
+                 f"{commit(before)} on {cpu_kind(before)}); a run repeats on its own CPU kind only, so run "
+                 "the campaign on a machine of the kept kind, or into another --results folder from scratch")
+
+
+def commit(summary):
+    return summary.get("medkd", {}).get("commit")
+
+
+def cpu_kind(summary):
+    """The CPU a run trained on, as its summary records it (binaries before 2026-12-03 did not)."""
+    machine = summary.get("medkd", {}).get("machine")
+    if machine is None:
+        return "an unrecorded CPU"
+    return f"{machine['cpu_model']} family {machine['cpu_family']} model {machine['cpu_model_number']} ({machine['simd']})"
 
 
 def main_rows(args, seeds):

@@ -22,6 +22,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use medkd_data::{DataConfig, Loader, LoaderOptions, build_pipelines, open_splits};
 use medkd_models::{Arch, Model, ModelSpec};
+use medkd_train::build_info;
 use medkd_train::config::DeviceChoice;
 use medkd_train::device::make_device;
 use serde_json::{Value, json};
@@ -675,12 +676,7 @@ fn report_json(
         workloads.insert(workload.name.to_string(), entry);
     }
     json!({
-        "machine": {
-            "cores": std::thread::available_parallelism().map(|n| n.get()).ok(),
-            "cpu_model": cpu_model(),
-            "os": std::env::consts::OS,
-            "arch": std::env::consts::ARCH,
-        },
+        "machine": build_info::machine(),
         "burn_version": BURN_VERSION,
         "medkd_backend": backend_name(options.device),
         "torch_version": reference.torch_version,
@@ -697,12 +693,6 @@ fn report_json(
             .ok(),
         "workloads": workloads,
     })
-}
-
-/// The CPU's marketing name from /proc/cpuinfo (Linux); `None` elsewhere.
-fn cpu_model() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    info.lines().find(|line| line.starts_with("model name")).and_then(|line| line.split_once(':')).map(|(_, name)| name.trim().to_string())
 }
 
 #[cfg(test)]

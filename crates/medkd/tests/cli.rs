@@ -94,6 +94,16 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
         assert!(commit == head || commit == format!("{head}-dirty"), "{commit} vs HEAD {head}");
         assert_eq!(first["medkd_commit"], summary["medkd"]["commit"], "every metrics line names the binary");
     }
+    // ...and the CPU kind that computed it, as this test process sees the same CPU.
+    let machine = &summary["medkd"]["machine"];
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(machine["simd"] == "avx512f", std::arch::is_x86_feature_detected!("avx512f"), "{machine}");
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|n| n.parse().ok()).filter(|&n: &usize| n > 0);
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().unwrap().get());
+    assert_eq!(machine["threads"], threads, "{machine}");
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        assert!(machine["cpu_family"].is_string() && machine["cpu_model"].is_string(), "{machine}");
+    }
     let test_auc = summary["test"]["auc"].as_f64().unwrap();
     let losses: Vec<f64> = metrics.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["train_loss"].as_f64().unwrap()).collect();
     assert!(losses[2] < 0.8 * losses[0], "3 epochs lower the training loss: {losses:?}");
