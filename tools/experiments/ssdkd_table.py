@@ -126,8 +126,8 @@ def check_restored(args, teacher):
     if before["test"] != again["test"]:
         sys.exit(f"{teacher.folder}: trained again, its test metrics differ from the kept run's in "
                  f"{args.results / teacher.folder.name} (binary {commit(again)} on {cpu_kind(again)} against "
-                 f"{commit(before)} on {cpu_kind(before)}); a run repeats on its own CPU kind only, so run "
-                 "the campaign on a machine of the kept kind, or into another --results folder from scratch")
+                 f"{commit(before)} on {cpu_kind(before)}); a run repeats only with the same code on the same CPU kind, so run "
+                 "the campaign where both match the kept run's, or into another --results folder from scratch")
 
 
 def commit(summary):

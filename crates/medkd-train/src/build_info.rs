@@ -1,8 +1,8 @@
-//! Which medkd made a run, and on which CPU: the package version and the git commit it was built
-//! from (build.rs), recorded in summary.json, every metrics.jsonl line (a resumed run may finish
-//! on another binary), roskd.json and attack.json, so that a result names the code behind it.
-//! The CPU is recorded too because the same binary, seed and data train different weights on two
-//! CPU kinds (BENCHMARKS.md, SSD-KD ablations): a result repeats on its own kind only.
+//! Which medkd made a run, and on which CPU. The package version and the git commit it was built
+//! from (build.rs) go into summary.json, roskd.json, attack.json and every metrics.jsonl line (a
+//! resumed run may finish on another binary), so that a result names the code behind it. The CPU
+//! (`machine()`) goes into the three JSON files only, because the same binary, seed and data
+//! train different weights on two CPU kinds (BENCHMARKS.md, SSD-KD ablations).
 
 use serde_json::{Value, json};
 
