@@ -1,7 +1,9 @@
-//! Headline metrics by name, for choosing the best checkpoint.
+//! Headline metrics by name, for choosing the best checkpoint (`train.select_metric`).
 
 use std::fmt;
 use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::EvalError;
 
@@ -18,10 +20,14 @@ pub enum Metric {
     Auc,
     /// Expected calibration error (single-label only); lower is better.
     Ece,
+    /// Mean task loss of the predicted probabilities (NLL, or BCE per label); lower is better.
+    /// Reports hold no loss: the trainer's evaluation computes it.
+    Loss,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 6] = [Metric::Accuracy, Metric::BalancedAccuracy, Metric::MacroF1, Metric::MicroF1, Metric::Auc, Metric::Ece];
+    pub const ALL: [Metric; 7] =
+        [Metric::Accuracy, Metric::BalancedAccuracy, Metric::MacroF1, Metric::MicroF1, Metric::Auc, Metric::Ece, Metric::Loss];
 
     /// The canonical name, as accepted by [`FromStr`].
     pub fn name(self) -> &'static str {
@@ -32,11 +38,12 @@ impl Metric {
             Metric::MicroF1 => "micro_f1",
             Metric::Auc => "auc",
             Metric::Ece => "ece",
+            Metric::Loss => "loss",
         }
     }
 
     pub fn higher_is_better(self) -> bool {
-        self != Metric::Ece
+        !matches!(self, Metric::Ece | Metric::Loss)
     }
 }
 
@@ -56,13 +63,27 @@ impl FromStr for Metric {
     }
 }
 
+/// Configs name metrics as strings (`select_metric = "auc"`).
+impl Serialize for Metric {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-/// Whether a larger value of the named metric is better: false only for `ece`.
+/// Whether a larger value of the named metric is better: false only for `ece` and `loss`.
 ///
 /// Unknown names count as higher-is-better; parse a [`Metric`] first to reject them.
 pub fn higher_is_better(name: &str) -> bool {
@@ -89,12 +110,12 @@ mod tests {
     #[test]
     fn unknown_name_lists_known_ones() {
         let err = "f2".parse::<Metric>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown metric \"f2\", expected one of: acc, balanced_acc, macro_f1, micro_f1, auc, ece");
+        assert_eq!(err.to_string(), "unknown metric \"f2\", expected one of: acc, balanced_acc, macro_f1, micro_f1, auc, ece, loss");
     }
 
     #[test]
-    fn only_ece_is_lower_is_better() {
-        assert!(!higher_is_better("ece"));
+    fn only_ece_and_loss_are_lower_is_better() {
+        assert!(!higher_is_better("ece") && !higher_is_better("loss"));
         for name in ["acc", "accuracy", "balanced_acc", "macro_f1", "micro_f1", "auc"] {
             assert!(higher_is_better(name), "{name}");
         }

@@ -11,6 +11,8 @@ mod objective;
 mod relational;
 mod self_supervised;
 mod spec;
+mod term;
+pub mod terms;
 
 pub use classification::{bce_with_logits, cross_entropy, inverse_frequency_weights};
 pub use error::LossError;
@@ -24,6 +26,7 @@ pub use self_supervised::{
     similarity_kd, with_rotations,
 };
 pub use spec::{ClassWeightRule, ClassWeights, DEFAULT_RKD_ANGLE_CHUNK, LossSpec, TeacherMix, TeacherRule};
+pub use term::{LossTerm, TermSpec};
 
 /// Batch targets as the data loader gives them, kept on the host until a term needs them.
 #[derive(Clone, Debug, PartialEq)]

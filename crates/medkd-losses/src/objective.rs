@@ -3,9 +3,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::classification::{bce_with_logits, cross_entropy, inverse_frequency_weights};
+use crate::term::{LossTerm, teacher_index};
 use crate::{
     ClassWeightRule, ClassWeights, ConvRegressor, Features, LossError, LossSpec, ProjectionHead, Targets, TeacherMix, TeacherRule,
-    attention_transfer, channel_gram_rmse, hint_mse, kd_bce, kd_kl, kd_rotated, normal_rows, rkd_angle, rkd_distance, similarity_kd,
+    attention_transfer, channel_gram_rmse, hint_mse, kd_bce, kd_kl, kd_rotated, normal_rows, rkd_angle, similarity_kd,
 };
 
 /// What the loss terms see for one batch.
@@ -49,16 +50,41 @@ pub struct TaskFacts<'a> {
 }
 
 enum Term {
-    CrossEntropy { class_weights: Option<Vec<f32>>, label_smoothing: f32 },
+    CrossEntropy {
+        class_weights: Option<Vec<f32>>,
+        label_smoothing: f32,
+    },
     Bce,
-    Kd { temperature: f32, mix: Mix },
-    RkdDistance { teacher: usize },
-    RkdAngle { teacher: usize, chunk: usize },
-    Attention { teacher: usize, stages: Vec<usize> },
-    Hint { map: MapPair },
-    ChannelGram { map: MapPair },
-    KdRotated { teacher: usize, temperature: f32, ratio: f64 },
-    Sskd { head: usize, temperature: f32, ratio: f64 },
+    Kd {
+        temperature: f32,
+        mix: Mix,
+    },
+    /// A term in the [`crate::term::TermSpec`] shape.
+    Shaped(Box<dyn LossTerm>),
+    RkdAngle {
+        teacher: usize,
+        chunk: usize,
+    },
+    Attention {
+        teacher: usize,
+        stages: Vec<usize>,
+    },
+    Hint {
+        map: MapPair,
+    },
+    ChannelGram {
+        map: MapPair,
+    },
+    KdRotated {
+        teacher: usize,
+        temperature: f32,
+        ratio: f64,
+    },
+    Sskd {
+        head: usize,
+        temperature: f32,
+        ratio: f64,
+    },
 }
 
 /// A projection-head pair an `sskd` term needs: the student's (trained with it) and the
@@ -111,7 +137,7 @@ impl Objective {
             spec.validate()?;
             let term = resolve(spec, facts, &mut adapters, &mut heads)?;
             // Repeated kinds are logged apart: kd, kd_2, ...
-            let repeats = terms.iter().filter(|(_, _, t)| std::mem::discriminant(t) == std::mem::discriminant(&term)).count();
+            let repeats = specs.iter().take(terms.len()).filter(|s| s.name() == spec.name()).count();
             let name = match repeats {
                 0 => spec.name().to_string(),
                 n => format!("{}_{}", spec.name(), n + 1),
@@ -136,7 +162,11 @@ impl Objective {
 
     /// Whether a term reads the teachers' stage maps (and not only logits and embeddings).
     pub fn reads_teacher_stages(&self) -> bool {
-        self.terms.iter().any(|(_, _, term)| matches!(term, Term::Attention { .. } | Term::Hint { .. } | Term::ChannelGram { .. }))
+        self.terms.iter().any(|(_, _, term)| match term {
+            Term::Attention { .. } | Term::Hint { .. } | Term::ChannelGram { .. } => true,
+            Term::Shaped(term) => term.reads_teacher_stages(),
+            _ => false,
+        })
     }
 
     /// `(in, out)` channels of the regressors to create, train with the student and pass back
@@ -205,7 +235,7 @@ impl Objective {
                     kd_kl(per_image(&student.logits), target, *temperature)
                 }
             }
-            (Term::RkdDistance { teacher: t }, _) => rkd_distance(student.pooled.clone(), teacher(*t).pooled.clone()),
+            (Term::Shaped(term), _) => term.value(ctx)?,
             (Term::RkdAngle { teacher: t, chunk }, _) => rkd_angle(student.pooled.clone(), teacher(*t).pooled.clone(), *chunk),
             (Term::Attention { teacher: t, stages }, _) => {
                 let mut sum: Option<Tensor<1>> = None;
@@ -270,19 +300,12 @@ fn map_pair(name: &str, map: &MapPair, ctx: &LossContext) -> Result<(Tensor<4>, 
 /// Checks one spec against the task and teachers and resolves it into a [`Term`], adding the
 /// regressors it needs to `adapters`.
 fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)>, heads: &mut Vec<HeadSpec>) -> Result<Term, LossError> {
+    if let Some(spec) = spec.term_spec() {
+        return Ok(Term::Shaped(spec.resolve(facts)?));
+    }
     let name = spec.name();
     let num_teachers = facts.teacher_channels.len();
-    let needs_teacher = |index: usize| {
-        if index < num_teachers {
-            Ok(index)
-        } else {
-            Err(LossError::Incompatible {
-                term: name.into(),
-                needs: format!("teacher {index} (teachers count from 0)"),
-                found: format!("the config declares {num_teachers} [[teacher]] entries"),
-            })
-        }
-    };
+    let needs_teacher = |index: usize| teacher_index(name, index, facts);
     Ok(match spec {
         LossSpec::CrossEntropy { label_smoothing, class_weights, .. } => {
             if facts.multi_label {
@@ -333,7 +356,6 @@ fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)
             };
             Term::Kd { temperature: *temperature as f32, mix }
         }
-        LossSpec::RkdDistance { teacher, .. } => Term::RkdDistance { teacher: needs_teacher(*teacher)? },
         LossSpec::RkdAngle { teacher, chunk, .. } => Term::RkdAngle { teacher: needs_teacher(*teacher)?, chunk: *chunk },
         LossSpec::Attention { teacher, stages, .. } => Term::Attention { teacher: needs_teacher(*teacher)?, stages: stages.clone() },
         LossSpec::Hint { teacher, stage, .. } | LossSpec::ChannelGram { teacher, stage, .. } => {
@@ -372,5 +394,6 @@ fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)
             });
             Term::Sskd { head: heads.len() - 1, temperature: *temperature as f32, ratio: *ratio }
         }
+        _ => unreachable!("terms in the TermSpec shape resolved above"),
     })
 }

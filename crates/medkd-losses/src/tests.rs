@@ -170,7 +170,7 @@ fn teacher_terms_are_checked_against_the_declared_teachers() {
     assert!(error(kd(TeacherMix::Weights(vec![1.0])), 2).contains("1 weights for 2 teachers"));
     assert!(error(kd(TeacherMix::Weights(vec![0.0, 0.0])), 2).contains("positive sum"));
     assert!(error(LossSpec::Kd { weight: 1.0, temperature: 0.0, teachers: TeacherMix::default() }, 1).contains("temperature must be > 0"));
-    assert!(error(LossSpec::RkdDistance { weight: 1.0, teacher: 2 }, 2).contains("teacher 2"));
+    assert!(error(LossSpec::RkdDistance(crate::terms::rkd_distance::RkdDistanceSpec { weight: 1.0, teacher: 2 }), 2).contains("teacher 2"));
     assert!(error(LossSpec::RkdAngle { weight: 1.0, teacher: 0, chunk: 0 }, 1).contains("chunk"));
     assert!(error(LossSpec::Attention { weight: 1.0, teacher: 0, stages: vec![4] }, 1).contains("stages"));
     assert!(error(LossSpec::Bce { weight: -1.0 }, 0).contains("weight must be"));

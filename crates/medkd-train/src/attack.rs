@@ -7,14 +7,14 @@ use std::sync::Arc;
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use medkd_data::{Normalization, Pipeline, Target, Task};
+use medkd_data::{Normalization, Pipeline, SplitName, Target, Task};
 use medkd_losses::{bce_with_logits, cross_entropy};
 use serde::Serialize;
 
 use crate::config::RunConfig;
 use crate::evaluate::{Evaluation, Predictions, batch_tensor, evaluate, probabilities_of};
 use crate::run_dir::RunDir;
-use crate::trainer::RunSetup;
+use crate::setup::RunSetup;
 use crate::{TrainError, build_info};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -88,7 +88,7 @@ pub fn pgd(
 
 /// Clean and adversarial metrics of a run's best checkpoint on a split.
 pub struct AttackReport {
-    pub split: String,
+    pub split: SplitName,
     pub options: AttackOptions,
     /// `None` for the clean images, then one row per eps.
     pub rows: Vec<(Option<f64>, Evaluation)>,
@@ -101,7 +101,7 @@ impl AttackReport {
             .rows
             .iter()
             .filter_map(|(eps, evaluation)| {
-                let mut entry = evaluation.to_json();
+                let mut entry = serde_json::to_value(evaluation.split_metrics()).expect("metrics serialize");
                 entry["eps"] = serde_json::json!((*eps)?);
                 Some(entry)
             })
@@ -109,16 +109,16 @@ impl AttackReport {
         serde_json::json!({
             "split": self.split,
             "options": self.options,
-            "clean": self.rows[0].1.to_json(),
+            "clean": self.rows[0].1.split_metrics(),
             "adversarial": adversarial,
             "medkd": build_info::json(),
         })
     }
 }
 
-pub fn attack_run(run: &RunDir, config: &RunConfig, split: &str, options: &AttackOptions) -> Result<AttackReport, TrainError> {
+pub fn attack_run(run: &RunDir, config: &RunConfig, split: SplitName, options: &AttackOptions) -> Result<AttackReport, TrainError> {
     let setup = RunSetup::new(config)?;
-    let dataset = setup.split(split)?;
+    let dataset = setup.split(split);
     let normalization = setup.eval_pipeline.normalization().clone();
     let channels = setup.eval_pipeline.channels();
     // Images in [0, 1]: the eval transforms without their normalization.
@@ -166,7 +166,7 @@ pub fn attack_run(run: &RunDir, config: &RunConfig, split: &str, options: &Attac
     for (eps, predictions) in options.eps.iter().zip(&adversarial) {
         rows.push((Some(*eps), evaluate(predictions, &setup.info)?));
     }
-    let report = AttackReport { split: split.to_string(), options: options.clone(), rows };
+    let report = AttackReport { split, options: options.clone(), rows };
     run.write_json(&run.root().join("attack.json"), &report.to_json())?;
     Ok(report)
 }

@@ -2,21 +2,25 @@
 //! users, `eval` and `predict` load). Resume state is one consistent set per finished epoch,
 //! `epoch-NNNN.{bpk,optim}`, committed by atomically replacing `last.json`, which points to
 //! it; older sets are deleted only after the commit, so a crash at any instant leaves the
-//! last finished epoch loadable.
+//! last finished epoch loadable. A method's own resumable state (an EMA teacher, a loss term's
+//! running centre) travels in the same set through [`MethodState`].
 
+use std::collections::BTreeMap;
 use std::fs;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use md5::{Digest, Md5};
 use medkd_models::{Model, save_weights};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::TrainError;
 use crate::run_dir::{RunDir, temp_path, write_atomic};
 use crate::schedule::{ImprovementTracker, ScheduleState};
-use crate::trainer::Student;
 
 /// Everything besides weights and optimizer moments that a resumed run needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,6 +46,59 @@ struct LastPointer {
     average_file: Option<String>,
     #[serde(default)]
     average_md5: Option<String>,
+    /// The method's state ([`MethodState`]); absent in runs of earlier binaries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    method_values: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    method_files: BTreeMap<String, SavedFile>,
+}
+
+/// A file of the epoch set and the MD5 it had when saved.
+#[derive(Clone, Serialize, Deserialize)]
+struct SavedFile {
+    file: String,
+    md5: String,
+}
+
+/// A method's resumable state beyond its trainable module and the optimizer: values (JSON) and
+/// modules (Burnpack files of the epoch set), saved with every finished epoch and MD5-checked
+/// when a run resumes. See `Method::save_state`.
+pub struct MethodState {
+    dir: PathBuf,
+    stem: String,
+    values: BTreeMap<String, Value>,
+    files: BTreeMap<String, SavedFile>,
+}
+
+impl MethodState {
+    /// An empty state to be saved with the epoch set `stem` in `run`.
+    fn new(run: &RunDir, stem: &str) -> MethodState {
+        MethodState { dir: run.checkpoint_dir(), stem: stem.into(), values: BTreeMap::new(), files: BTreeMap::new() }
+    }
+
+    pub fn put<T: Serialize>(&mut self, key: &str, value: &T) {
+        self.values.insert(key.into(), serde_json::to_value(value).expect("method state serializes to JSON"));
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T, TrainError> {
+        let path = self.dir.join("last.json");
+        let value = self.values.get(key).ok_or_else(|| checkpoint_error(&path, format!("holds no method state `{key}`")))?;
+        serde_json::from_value(value.clone()).map_err(|e| checkpoint_error(&path, format!("method state `{key}`: {e}")))
+    }
+
+    /// Saves `module` as `epoch-NNNN.KEY.bpk`.
+    pub fn put_module<M: Module>(&mut self, key: &str, module: &M) -> Result<(), TrainError> {
+        let path = self.dir.join(format!("{}.{key}.bpk", self.stem));
+        let md5 = save_burnpack(module, &path)?;
+        self.files.insert(key.into(), SavedFile { file: file_name(&path), md5 });
+        Ok(())
+    }
+
+    /// Loads the module saved under `key` into `module`, checking the file against its MD5.
+    pub fn get_module<M: Module>(&self, key: &str, module: M) -> Result<M, TrainError> {
+        let saved = self.files.get(key).ok_or_else(|| checkpoint_error(&self.dir.join("last.json"), format!("holds no module `{key}`")))?;
+        load_burnpack(module, &self.dir.join(&saved.file), &saved.md5)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -55,27 +112,54 @@ fn md5_hex(bytes: &[u8]) -> String {
     Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn checkpoint_error(path: &std::path::Path, message: impl Into<String>) -> TrainError {
+fn checkpoint_error(path: &Path, message: impl Into<String>) -> TrainError {
     TrainError::Checkpoint { path: path.to_path_buf(), message: message.into() }
 }
 
+/// The stem of the resume set saved after `epochs_done` epochs.
+fn epoch_stem(epochs_done: usize) -> String {
+    format!("epoch-{epochs_done:04}")
+}
+
+/// The state a method fills before the epoch set of `state` is saved.
+pub fn method_state_for(run: &RunDir, state: &TrainState) -> MethodState {
+    MethodState::new(run, &epoch_stem(state.epochs_done))
+}
+
+/// Writes `module` (Burnpack keeps parameter ids, which key the optimizer's state) and returns
+/// the file's MD5. valid() (which keeps the ids) syncs BatchNorm's running statistics of the
+/// last training step: see save_weights.
+fn save_burnpack<M: Module>(module: &M, path: &Path) -> Result<String, TrainError> {
+    let temp = temp_path(path);
+    let mut store = BurnpackStore::from_file(&temp).auto_extension(false).overwrite(true);
+    module.valid().save_into(&mut store).map_err(|e| checkpoint_error(&temp, e.to_string()))?;
+    let bytes = fs::read(&temp).map_err(|e| TrainError::io(&temp, e))?;
+    fs::rename(&temp, path).map_err(|e| TrainError::io(path, e))?;
+    Ok(md5_hex(&bytes))
+}
+
+fn load_burnpack<M: Module>(mut module: M, path: &Path, md5: &str) -> Result<M, TrainError> {
+    let bytes = fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    if md5_hex(&bytes) != md5 {
+        return Err(checkpoint_error(path, "content does not match last.json's MD5 (the file was changed after it was saved)"));
+    }
+    let mut store = BurnpackStore::from_file(path).auto_extension(false);
+    module.load_from(&mut store).map_err(|e| checkpoint_error(path, e.to_string()))?;
+    Ok(module)
+}
+
 /// Saves the resume set for a finished epoch and commits it as `last`.
-pub fn save_last(
+pub fn save_last<M: Module>(
     run: &RunDir,
-    student: &Student,
+    trainable: &M,
     optimizer: &ModuleOptimizer,
     average: Option<&Model>,
     state: &TrainState,
+    method: MethodState,
 ) -> Result<(), TrainError> {
-    let stem = format!("epoch-{:04}", state.epochs_done);
+    let stem = epoch_stem(state.epochs_done);
     let model_path = run.checkpoint(&stem, "bpk");
-    let model_tmp = temp_path(&model_path);
-    // Burnpack keeps parameter ids, which key the optimizer's state. valid() (which keeps the
-    // ids) syncs BatchNorm's running statistics of the last training step: see save_weights.
-    let mut store = BurnpackStore::from_file(&model_tmp).auto_extension(false).overwrite(true);
-    student.valid().save_into(&mut store).map_err(|e| checkpoint_error(&model_tmp, e.to_string()))?;
-    let model_bytes = fs::read(&model_tmp).map_err(|e| TrainError::io(&model_tmp, e))?;
-    fs::rename(&model_tmp, &model_path).map_err(|e| TrainError::io(&model_path, e))?;
+    let model_md5 = save_burnpack(trainable, &model_path)?;
 
     let optimizer_path = run.checkpoint(&stem, "optim");
     let optimizer_bytes = optimizer.into_bytes().map_err(|e| checkpoint_error(&optimizer_path, format!("{e:?}")))?;
@@ -96,15 +180,17 @@ pub fn save_last(
         average_file,
         average_md5,
         model_file: file_name(&model_path),
-        model_md5: md5_hex(&model_bytes),
+        model_md5,
         optimizer_file: file_name(&optimizer_path),
         optimizer_md5: md5_hex(&optimizer_bytes),
+        method_values: method.values,
+        method_files: method.files,
     };
     run.write_json(&run.checkpoint("last", "json"), &pointer)?;
     remove_other_epoch_sets(run, &stem)
 }
 
-fn file_name(path: &std::path::Path) -> String {
+fn file_name(path: &Path) -> String {
     path.file_name().expect("checkpoint paths have names").to_string_lossy().into_owned()
 }
 
@@ -121,12 +207,13 @@ fn remove_other_epoch_sets(run: &RunDir, keep_stem: &str) -> Result<(), TrainErr
 }
 
 /// What a resumed run continues from.
-pub struct Resumed {
-    pub student: Student,
+pub struct Resumed<M> {
+    pub trainable: M,
     pub optimizer: ModuleOptimizer,
     pub state: TrainState,
     /// The saved weight average (torchvision names), checked against its MD5.
-    pub average: Option<std::path::PathBuf>,
+    pub average: Option<PathBuf>,
+    pub method: MethodState,
 }
 
 /// Whether the run committed a `last` set, i.e. finished at least one epoch.
@@ -134,21 +221,14 @@ pub fn has_finished_epoch(run: &RunDir) -> bool {
     run.checkpoint("last", "json").is_file()
 }
 
-/// Loads the committed `last` set into a freshly built student and optimizer.
-pub fn load_last(run: &RunDir, mut student: Student, optimizer: ModuleOptimizer) -> Result<Resumed, TrainError> {
+/// Loads the committed `last` set into a freshly built trainable module and optimizer.
+pub fn load_last<M: Module>(run: &RunDir, trainable: M, optimizer: ModuleOptimizer) -> Result<Resumed<M>, TrainError> {
     let pointer_path = run.checkpoint("last", "json");
     let text = fs::read_to_string(&pointer_path)
         .map_err(|e| checkpoint_error(&pointer_path, format!("cannot resume: no finished epoch was saved ({e})")))?;
     let pointer: LastPointer = serde_json::from_str(&text).map_err(|e| checkpoint_error(&pointer_path, format!("unreadable: {e}")))?;
 
-    let model_path = run.checkpoint_dir().join(&pointer.model_file);
-    let model_bytes = fs::read(&model_path).map_err(|e| TrainError::io(&model_path, e))?;
-    if md5_hex(&model_bytes) != pointer.model_md5 {
-        return Err(checkpoint_error(&model_path, "content does not match last.json's MD5 (the file was changed after it was saved)"));
-    }
-    let mut store = BurnpackStore::from_file(&model_path).auto_extension(false);
-    student.load_from(&mut store).map_err(|e| checkpoint_error(&model_path, e.to_string()))?;
-
+    let trainable = load_burnpack(trainable, &run.checkpoint_dir().join(&pointer.model_file), &pointer.model_md5)?;
     let optimizer_path = run.checkpoint_dir().join(&pointer.optimizer_file);
     let optimizer_bytes = fs::read(&optimizer_path).map_err(|e| TrainError::io(&optimizer_path, e))?;
     if md5_hex(&optimizer_bytes) != pointer.optimizer_md5 {
@@ -168,7 +248,8 @@ pub fn load_last(run: &RunDir, mut student: Student, optimizer: ModuleOptimizer)
         }
         _ => None,
     };
-    Ok(Resumed { student, optimizer, state: pointer.state, average })
+    let method = MethodState { dir: run.checkpoint_dir(), stem: String::new(), values: pointer.method_values, files: pointer.method_files };
+    Ok(Resumed { trainable, optimizer, state: pointer.state, average, method })
 }
 
 /// Saves the selected weights (torchvision names) and what selected them.

@@ -3,12 +3,11 @@
 use burn::prelude::*;
 use std::path::PathBuf;
 
-use medkd_data::{DatasetInfo, Loader, Pipeline, Target, Task, open_image};
-use medkd_eval::{ClassificationReport, MultiLabelReport};
-use medkd_models::Model;
-use serde_json::{Value, json};
-
 use crate::TrainError;
+use crate::summary::SplitMetrics;
+use medkd_data::{DatasetInfo, Loader, Pipeline, Target, Task, open_image};
+use medkd_eval::{ClassificationReport, Metric, MultiLabelReport};
+use medkd_models::Model;
 
 /// Per-sample class probabilities (softmax, or sigmoid per label for multi-label tasks).
 pub struct Predictions {
@@ -142,38 +141,34 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo) -> Result<Evaluat
 }
 
 impl Evaluation {
-    /// A selection metric by name (`loss` included); NaN when undefined for this split.
-    pub fn metric(&self, name: &str) -> f64 {
-        if name == "loss" {
-            return self.loss;
-        }
-        let value = match &self.report {
-            Report::SingleLabel(r) => r.metric_by_name(name),
-            Report::MultiLabel(r) => r.metric_by_name(name),
+    /// A metric of this split; NaN when undefined (AUC on a one-class split, ECE of a
+    /// multi-label task).
+    pub fn metric(&self, metric: Metric) -> f64 {
+        let value = match (metric, &self.report) {
+            (Metric::Loss, _) => Some(self.loss),
+            (_, Report::SingleLabel(r)) => r.metric(metric),
+            (_, Report::MultiLabel(r)) => r.metric(metric),
         };
         value.unwrap_or(f64::NAN)
     }
 
     /// The summary.json form: headline metrics under fixed names, then the full report.
-    pub fn to_json(&self) -> Value {
-        let headline = |name: &str| {
-            let value = self.metric(name);
-            if value.is_finite() { json!(value) } else { Value::Null }
-        };
+    pub fn split_metrics(&self) -> SplitMetrics {
+        let headline = |metric: Metric| Some(self.metric(metric)).filter(|v| v.is_finite());
         let report = match &self.report {
             Report::SingleLabel(r) => serde_json::to_value(r),
             Report::MultiLabel(r) => serde_json::to_value(r),
         }
         .expect("reports serialize");
-        json!({
-            "acc": headline("acc"),
-            "balanced_acc": headline("balanced_acc"),
-            "macro_f1": headline("macro_f1"),
-            "auc": headline("auc"),
-            "ece": headline("ece"),
-            "loss": self.loss,
-            "report": report,
-        })
+        SplitMetrics {
+            acc: headline(Metric::Accuracy),
+            balanced_acc: headline(Metric::BalancedAccuracy),
+            macro_f1: headline(Metric::MacroF1),
+            auc: headline(Metric::Auc),
+            ece: headline(Metric::Ece),
+            loss: headline(Metric::Loss),
+            report,
+        }
     }
 
     pub fn table(&self) -> String {

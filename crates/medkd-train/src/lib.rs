@@ -1,5 +1,5 @@
-//! medkd's training engine: config, the training loop, evaluation, checkpoints and the run
-//! folder contract.
+//! medkd's training engine: config, the one training loop ([`engine`]) and the methods that run
+//! on it ([`method`], [`methods`]), evaluation, checkpoints and the run folder contract.
 
 pub mod attack;
 pub mod averaging;
@@ -7,23 +7,26 @@ pub mod build_info;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod engine;
 mod error;
 pub mod evaluate;
+pub mod method;
+pub mod methods;
 pub mod optim;
 pub mod roskd;
 pub mod run_dir;
 pub mod schedule;
+pub mod setup;
+pub mod stages;
+pub mod summary;
 pub mod teacher_head;
 pub mod teachers;
-pub mod trainer;
 
 pub use config::RunConfig;
+pub use engine::Outcome;
 pub use error::TrainError;
+pub use methods::train;
 pub use run_dir::RunDir;
+pub use setup::{Prepared, RunSetup, parse_split};
+pub use summary::Summary;
 pub use teachers::{Teacher, load_teachers};
-pub use trainer::{Outcome, Prepared, RunSetup, train};
-
-/// Direction of a selection metric: everything but `loss` and `ece` is better when higher.
-pub fn higher_is_better(metric: &str) -> bool {
-    !matches!(metric, "loss" | "ece")
-}

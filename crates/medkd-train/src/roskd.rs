@@ -18,8 +18,9 @@ use serde_json::json;
 
 use crate::config::{TeacherConfig, apply_overrides, parse_table};
 use crate::run_dir::write_atomic;
-use crate::trainer::build_objective;
-use crate::{Prepared, RunConfig, RunDir, RunSetup, TrainError, build_info, train};
+use crate::setup::build_objective;
+use crate::stages::run_stage;
+use crate::{Prepared, RunConfig, RunSetup, TrainError, build_info};
 
 /// The `[roskd]` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,7 +173,7 @@ impl RosKdPlan {
                 "arch": teacher.arch.to_string(),
                 "run": folder,
                 "subset": config.data.train_subset,
-                "test": summary["test"],
+                "test": summary.test,
             }));
         }
         let mut student = self.student.clone();
@@ -182,7 +183,7 @@ impl RosKdPlan {
         let report = json!({
             "subset_ratio": self.section.subset_ratio,
             "teachers": teacher_reports,
-            "student": { "run": folder, "test": summary["test"] },
+            "student": { "run": folder, "test": summary.test },
             "medkd": build_info::json(),
         });
         let text = serde_json::to_string_pretty(&report).expect("JSON values serialize");
@@ -224,23 +225,6 @@ fn absolutize_tree_paths(tree: &mut toml::Table, base: &Path) {
             }
         }
     }
-}
-
-/// Trains a stage's run folder to the end: a finished one (summary.json) is kept, a started
-/// one is resumed, a missing one is created. Returns its summary.
-fn run_stage(config: &RunConfig, folder: &Path, label: &str, show_progress: bool) -> Result<serde_json::Value, TrainError> {
-    let summary_path = folder.join("summary.json");
-    if summary_path.is_file() {
-        eprintln!("{label}: finished earlier ({})", folder.display());
-    } else {
-        let prepared = Prepared::new(config)?;
-        let started = folder.join("config.toml").is_file();
-        let run = if started { RunDir::open(folder)? } else { RunDir::create(folder)? };
-        eprintln!("{label}: {} {}", if started { "resuming" } else { "training" }, folder.display());
-        train(config, &prepared, &run, started, show_progress)?;
-    }
-    let text = std::fs::read_to_string(&summary_path).map_err(|e| TrainError::io(&summary_path, e))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::Input(format!("{}: unreadable summary ({e})", summary_path.display())))
 }
 
 #[cfg(test)]

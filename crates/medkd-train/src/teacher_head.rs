@@ -24,8 +24,8 @@ use crate::config::{OptimizerConfig, RunConfig};
 use crate::evaluate::batch_tensor;
 use crate::optim::build_optimizer;
 use crate::run_dir::{RunDir, temp_path};
+use crate::setup::RunSetup;
 use crate::teachers::Teacher;
-use crate::trainer::RunSetup;
 
 /// The trained, frozen head of `spec` (the `index`-th head pair), on the plain device: loaded
 /// from the run folder when an earlier (interrupted) run trained it, else taken from the file

@@ -1,11 +1,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use medkd_eval::Metric;
 use medkd_models::{Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
 use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
 use medkd_train::roskd::RosKdPlan;
-use medkd_train::{Prepared, RunConfig, RunDir, RunSetup};
+use medkd_train::{Prepared, RunConfig, RunDir, RunSetup, parse_split};
 
 /// Which command runs a config: `distill` needs `[[teacher]]` entries, `train` has none, so a
 /// config never silently trains without the teachers it names (or waits for ones it lacks).
@@ -70,8 +71,8 @@ fn roskd_report(report: &serde_json::Value, out: &Path) -> Result<()> {
 }
 
 fn report(outcome: medkd_train::Outcome, run_path: &Path) -> Result<()> {
-    let best = outcome.summary["best_epoch"].as_u64().map_or("?".into(), |e| (e + 1).to_string());
-    println!("test split, best checkpoint (epoch {best} of {}):", outcome.summary["epochs_run"]);
+    let best = outcome.summary.best_epoch.map_or("?".into(), |e| (e + 1).to_string());
+    println!("test split, best checkpoint (epoch {best} of {}):", outcome.summary.epochs_run);
     println!("{}", outcome.test.table());
     println!("summary: {}", run_path.join("summary.json").display());
     Ok(())
@@ -86,7 +87,8 @@ fn open_run(run_path: &Path) -> Result<(RunConfig, RunDir, RunSetup)> {
 
 fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str) -> Result<Predictions> {
     let model = setup.load_best(run)?;
-    Ok(evaluate::predict(&model, &setup.eval_loader(config, setup.split(split)?)?, &setup.info, &setup.device)?)
+    let dataset = setup.split(parse_split(split)?);
+    Ok(evaluate::predict(&model, &setup.eval_loader(config, dataset)?, &setup.info, &setup.device)?)
 }
 
 pub fn eval(run_path: &Path, split: &str) -> Result<()> {
@@ -162,13 +164,19 @@ pub fn attack(run_path: &Path, split: &str, options: &AttackOptions) -> Result<(
     if !run.checkpoint("best", "safetensors").is_file() {
         bail!("{}: no checkpoints/best.safetensors to attack (has the run finished an epoch?)", run_path.display());
     }
-    let report = attack_run(&run, &config, split, options)?;
+    let report = attack_run(&run, &config, parse_split(split)?, options)?;
     println!("{:?} attack on the {split} split of {}:", options.kind, run_path.display());
     println!("{:<14}{:>10}{:>14}{:>10}{:>10}", "", "accuracy", "balanced acc", "macro F1", "AUC");
     for (eps, evaluation) in &report.rows {
         let name = eps.map_or("clean".to_string(), |e| format!("eps {e:.5}"));
-        let metric = |m: &str| evaluation.metric(m);
-        println!("{name:<14}{:>10.4}{:>14.4}{:>10.4}{:>10.4}", metric("acc"), metric("balanced_acc"), metric("macro_f1"), metric("auc"));
+        let metric = |m: Metric| evaluation.metric(m);
+        println!(
+            "{name:<14}{:>10.4}{:>14.4}{:>10.4}{:>10.4}",
+            metric(Metric::Accuracy),
+            metric(Metric::BalancedAccuracy),
+            metric(Metric::MacroF1),
+            metric(Metric::Auc)
+        );
     }
     println!("report: {}", run_path.join("attack.json").display());
     Ok(())

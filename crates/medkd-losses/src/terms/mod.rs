@@ -1,0 +1,3 @@
+//! Loss terms in the [`crate::term::TermSpec`] shape, one file each.
+
+pub mod rkd_distance;

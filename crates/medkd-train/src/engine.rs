@@ -1,0 +1,234 @@
+//! The one training loop, written once for every method ([`Method`]): optimizer, learning-rate
+//! schedule, checkpoints and exact resume, weight averaging, best-checkpoint selection, early
+//! stopping, the metrics log, the progress bar, the non-finite-loss guard and the final
+//! summary.json.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use indicatif::{ProgressBar, ProgressStyle};
+use medkd_data::{write_flipped_csv, write_split_csv};
+use medkd_eval::Metric;
+use medkd_models::{Model, count_macs, count_params, load_weights};
+use serde_json::json;
+
+use crate::averaging::WeightAverage;
+use crate::checkpoint::{BestRecord, TrainState, has_finished_epoch, load_last, method_state_for, save_best, save_last};
+use crate::config::RunConfig;
+use crate::evaluate::{Evaluation, evaluate, predict};
+use crate::method::{Method, StepAt};
+use crate::optim::build_optimizer;
+use crate::run_dir::RunDir;
+use crate::schedule::{ImprovementTracker, LrSchedule};
+use crate::setup::RunSetup;
+use crate::summary::{Seeds, Summary};
+use crate::{TrainError, build_info};
+
+/// Where the run stands when [`fit`] returns.
+pub struct Outcome {
+    pub summary: Summary,
+    pub test: Evaluation,
+}
+
+/// Trains a new run (`resume = false`, the folder must not hold one) or continues the one in
+/// `run` from its last finished epoch; then evaluates the best checkpoint on test and writes
+/// summary.json. `setup` and `method` are built first by the caller, so bad input fails before a
+/// run folder is made.
+pub fn fit<M: Method>(
+    config: &RunConfig,
+    setup: &RunSetup,
+    method: &mut M,
+    run: &RunDir,
+    resume: bool,
+    show_progress: bool,
+) -> Result<Outcome, TrainError> {
+    if !resume {
+        run.write_text(&run.config_path(), &config.to_toml())?;
+        if let Some(rows) = &setup.splits.split_table {
+            write_split_csv(rows, &run.split_path())?;
+        }
+        if let Some(rows) = &setup.splits.flipped_labels {
+            write_flipped_csv(rows, &run.root().join("label_noise.csv"))?;
+        }
+    }
+    let train_device = setup.device.clone().autodiff();
+    // Model init is the only draw from the backend's generator; seed it from the run seed.
+    train_device.seed(config.seed);
+    let mut trainable = method.init(&train_device)?;
+    let mut optimizer = build_optimizer(&config.train.optimizer);
+    let schedule =
+        LrSchedule::new(config.train.optimizer.lr(), config.train.epochs, config.train.warmup_epochs, config.train.schedule.clone());
+    let select = config.train.select_metric;
+    let min_delta = config.train.early_stopping.as_ref().map_or(0.0, |e| e.min_delta);
+    let mut state = TrainState {
+        epochs_done: 0,
+        best: ImprovementTracker::new(select.higher_is_better(), min_delta),
+        schedule: schedule.initial_state(select.higher_is_better()),
+        wall_seconds: 0.0,
+        averaged: 0,
+    };
+    let mut average = config.train.weight_averaging.clone().map(WeightAverage::new);
+    // A run stopped before its first epoch was saved (during SSKD's head stage, say) starts
+    // over: the seeded module above is the one an uninterrupted run would have trained.
+    if resume && has_finished_epoch(run) {
+        let resumed = load_last(run, trainable, optimizer)?;
+        (trainable, optimizer, state) = (resumed.trainable, resumed.optimizer, resumed.state);
+        if let (Some(averaging), Some(path)) = (&config.train.weight_averaging, resumed.average) {
+            let model = load_weights(Model::new(&setup.spec, &setup.device)?, &path)?;
+            average = Some(WeightAverage::resumed(averaging.clone(), Some(model), state.averaged));
+        }
+        method.load_state(&resumed.method)?;
+    }
+    if resume {
+        run.truncate_metrics_from(state.epochs_done)?;
+    }
+
+    let train_loader = method.train_loader()?;
+    let val_loader = setup.eval_loader(config, setup.splits.val.clone())?;
+    // Averaged weights get their BatchNorm statistics from the training images, un-augmented.
+    let batch_norm_loader = setup.eval_loader(config, setup.splits.train.clone())?;
+    let steps = train_loader.num_batches();
+    method.prepare(run)?;
+    let started = Instant::now();
+    let wall_before = state.wall_seconds;
+
+    for epoch in state.epochs_done..config.train.epochs {
+        let bar = progress_bar(show_progress, steps, epoch, config.train.epochs);
+        let mut term_sums: BTreeMap<String, f64> = BTreeMap::new();
+        let mut loss_sum = 0.0;
+        let mut lr = 0.0;
+        for (step, batch) in train_loader.epoch(epoch).enumerate() {
+            let at = StepAt { epoch, step, steps };
+            lr = schedule.lr(epoch, step, steps, &state.schedule);
+            let loss = method.step(&trainable, batch?, at)?;
+            let loss_value = loss.total.clone().into_scalar::<f32>() as f64;
+            let term_values: Vec<(String, f64)> = loss.terms.into_iter().map(|t| (t.name, t.value.into_scalar::<f32>() as f64)).collect();
+            if !loss_value.is_finite() {
+                let detail = term_values.iter().map(|(n, v)| format!("{n} = {v}")).collect::<Vec<_>>().join(", ");
+                return Err(TrainError::NonFiniteLoss { epoch, step, terms: detail });
+            }
+            let grads = GradientsParams::from_grads(loss.total.backward(), &trainable);
+            trainable = optimizer.step(lr, trainable, grads);
+            if let Some(average) = &mut average {
+                average.after_step(method.model(&trainable));
+            }
+            method.after_step(&trainable, at)?;
+
+            loss_sum += loss_value;
+            for (name, value) in &term_values {
+                *term_sums.entry(name.clone()).or_default() += value;
+            }
+            bar.set_message(format!("loss {:.4} lr {lr:.2e}", loss_sum / (step + 1) as f64));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+
+        // With weight averaging, the average is what is evaluated and saved once it exists.
+        let averaged_model = match &mut average {
+            Some(average) => {
+                average.after_epoch(method.model(&trainable), epoch);
+                state.averaged = average.count;
+                average.evaluation_model(&batch_norm_loader, &setup.device)?
+            }
+            None => None,
+        };
+        let evaluated = averaged_model.as_ref().unwrap_or(method.model(&trainable));
+        let evaluated_name = match (&averaged_model, &config.train.weight_averaging) {
+            (Some(_), Some(averaging)) => averaging.name(),
+            _ => "student",
+        };
+        let val = evaluate(&predict(evaluated, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
+        let metric = val.metric(select);
+        let improved = state.best.observe(epoch, metric);
+        schedule.end_epoch(epoch, metric, &mut state.schedule);
+        state.epochs_done = epoch + 1;
+        state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
+        if improved {
+            save_best(run, evaluated, &BestRecord { epoch, metric: select.to_string(), value: metric })?;
+        } else if state.best.best_epoch.is_none() {
+            return Err(TrainError::Config(format!(
+                "`train.select_metric`: {select} is undefined on this validation split ({} samples, task {}); choose another metric",
+                setup.splits.val.len(),
+                setup.info.task
+            )));
+        }
+        let mut method_state = method_state_for(run, &state);
+        method.save_state(&mut method_state)?;
+        save_last(run, &trainable, &optimizer, average.as_ref().and_then(|a| a.model.as_ref()), &state, method_state)?;
+
+        let batches = steps.max(1) as f64;
+        let train_terms: BTreeMap<String, f64> = term_sums.into_iter().map(|(k, v)| (k, v / batches)).collect();
+        run.append_metrics(&json!({
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": loss_sum / batches,
+            "train_terms": train_terms,
+            "val": val.split_metrics(),
+            "evaluated": evaluated_name,
+            "best_epoch": state.best.best_epoch,
+            "wall_seconds": state.wall_seconds,
+            "medkd_commit": build_info::COMMIT,
+        }))?;
+        eprintln!(
+            "epoch {:>3}/{}  train loss {:.4}  val {select} {:.4}  val acc {:.4}{}",
+            epoch + 1,
+            config.train.epochs,
+            loss_sum / batches,
+            metric,
+            val.metric(Metric::Accuracy),
+            if improved { "  *best" } else { "" }
+        );
+        if let Some(stop) = &config.train.early_stopping {
+            if state.best.stale_epochs >= stop.patience {
+                eprintln!("early stopping: no {select} improvement for {} epochs", stop.patience);
+                break;
+            }
+        }
+    }
+
+    let best_model = setup.load_best(run)?;
+    let test_loader = setup.eval_loader(config, setup.splits.test.clone())?;
+    let test = evaluate(&predict(&best_model, &test_loader, &setup.info, &setup.device)?, &setup.info)?;
+    let val = evaluate(&predict(&best_model, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
+    let summary = Summary {
+        dataset: setup.info.name.clone(),
+        class_names: setup.info.class_names.clone(),
+        input_channels: setup.spec.in_channels,
+        model: config.model.arch,
+        weight_averaging: config.train.weight_averaging.as_ref().map(|a| a.name().to_string()),
+        params: count_params(&best_model),
+        macs: count_macs(&setup.spec, setup.input_hw),
+        input_size: setup.input_hw,
+        epochs_run: state.epochs_done,
+        best_epoch: state.best.best_epoch,
+        select_metric: select,
+        wall_seconds: state.wall_seconds,
+        medkd: build_info::json(),
+        seed: config.seed,
+        seeds: Seeds {
+            model_init: config.seed,
+            split: setup.splits.split_table.as_ref().map(|_| config.data.split.clone().unwrap_or_default().seed),
+            shuffle_and_augment: config.seed,
+        },
+        val: val.split_metrics(),
+        test: test.split_metrics(),
+        method: method.summary(),
+    };
+    run.write_json(&run.summary_path(), &summary)?;
+    Ok(Outcome { summary, test })
+}
+
+fn progress_bar(show: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("epoch {}/{}", epoch + 1, epochs));
+    bar
+}

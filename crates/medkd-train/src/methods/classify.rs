@@ -1,0 +1,143 @@
+//! `method = "classify"` (the default): supervised classification whose objective is the config's
+//! named, weighted loss terms, with frozen `[[teacher]]` entries for the KD terms (`medkd train`,
+//! `medkd distill`, and every RoS-KD stage). SSD-KD is this method with its terms: SSKD's rotated
+//! views and teacher heads, the teacher cache and trainable regressors all live here.
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use medkd_data::{Batch, Loader, LoaderOptions, Task};
+use medkd_losses::{ConvRegressor, Features, LossContext, ProjectionHead, Targets, with_rotations};
+use medkd_models::{Model, load_weights_partial};
+use serde_json::{Value, json};
+
+use crate::TrainError;
+use crate::config::RunConfig;
+use crate::evaluate::batch_tensor;
+use crate::method::{Method, StepAt, StepLoss};
+use crate::run_dir::RunDir;
+use crate::setup::Prepared;
+use crate::teacher_head::teacher_head;
+use crate::teachers::TeacherCache;
+
+/// What the optimizer trains: the model, plus the regressors and projection heads some loss
+/// terms put on its stage maps and embedding. Only the model is exported (`best.safetensors`);
+/// the resume state holds both.
+#[derive(Module, Debug)]
+pub struct Student {
+    pub model: Model,
+    pub adapters: Vec<ConvRegressor>,
+    /// Projection heads of `sskd` terms.
+    pub heads: Vec<ProjectionHead>,
+}
+
+pub struct Classify<'a> {
+    config: &'a RunConfig,
+    prepared: &'a Prepared,
+    /// The autodiff device the student trains on (set by `init`).
+    device: Option<Device>,
+    /// SSKD's trained, frozen teacher heads (set by `prepare`).
+    teacher_heads: Vec<ProjectionHead>,
+    teacher_cache: Option<TeacherCache>,
+}
+
+impl<'a> Classify<'a> {
+    pub fn new(config: &'a RunConfig, prepared: &'a Prepared) -> Classify<'a> {
+        Classify { config, prepared, device: None, teacher_heads: Vec::new(), teacher_cache: None }
+    }
+
+    /// Teacher outputs are cached when they cannot change between epochs: no random train
+    /// transform (the loader's augmentation differs per epoch), no term reading stage maps and
+    /// no rotated views (the cache holds one view per sample).
+    fn caches_teachers(&self) -> bool {
+        let objective = &self.prepared.objective;
+        !self.prepared.teachers.is_empty()
+            && !self.config.data.train_transforms.iter().any(|t| t.is_random())
+            && !objective.reads_teacher_stages()
+            && !objective.rotated_views()
+    }
+}
+
+impl Method for Classify<'_> {
+    type Trainable = Student;
+
+    fn init(&mut self, device: &Device) -> Result<Student, TrainError> {
+        let (config, objective) = (self.config, &self.prepared.objective);
+        let mut model = Model::new(&self.prepared.setup.spec, device)?;
+        if let Some(weights) = &config.model.pretrained {
+            let skip: Vec<&str> = config.model.pretrained_skip.iter().map(String::as_str).collect();
+            model = load_weights_partial(model, weights, &skip)?;
+        }
+        let adapters = objective.adapter_shapes().iter().map(|&(from, to)| ConvRegressor::new(from, to, device)).collect();
+        let heads = objective.projection_heads().iter().map(|h| ProjectionHead::new(h.student_dim, device)).collect();
+        self.device = Some(device.clone());
+        Ok(Student { model, adapters, heads })
+    }
+
+    fn model<'m>(&self, student: &'m Student) -> &'m Model {
+        &student.model
+    }
+
+    fn train_loader(&self) -> Result<Loader, TrainError> {
+        let (config, setup) = (self.config, &self.prepared.setup);
+        let options = LoaderOptions {
+            batch_size: config.train.batch_size,
+            shuffle: true,
+            // A last batch of one sample would make train-mode BatchNorm degenerate.
+            drop_last: setup.splits.train.len() > config.train.batch_size,
+            seed: config.seed,
+            workers: config.train.workers,
+            prefetch: config.train.prefetch,
+        };
+        Ok(Loader::new(setup.splits.train.clone(), setup.train_pipeline.clone(), options)?)
+    }
+
+    /// SSKD stage 1, before the student's first epoch (kept in the run folder for --resume).
+    fn prepare(&mut self, run: &RunDir) -> Result<(), TrainError> {
+        let Prepared { setup, teachers, objective } = self.prepared;
+        self.teacher_heads = objective
+            .projection_heads()
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| teacher_head(self.config, setup, teachers, spec, index, run))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.teacher_cache = self.caches_teachers().then(|| TeacherCache::new(teachers, setup.splits.train.len()));
+        Ok(())
+    }
+
+    fn step(&mut self, student: &Student, batch: Batch, at: StepAt) -> Result<StepLoss, TrainError> {
+        let Prepared { setup, teachers, objective } = self.prepared;
+        let device = self.device.as_ref().expect("init runs before the first step");
+        let mut images = batch_tensor(&batch.images, batch.shape, device);
+        if objective.rotated_views() {
+            // Square: checked by Prepared::new.
+            images = with_rotations(images);
+        }
+        let targets = if setup.info.task == Task::MultiLabel {
+            Targets::MultiHot { values: batch.multi_hot(), num_labels: setup.spec.num_classes }
+        } else {
+            Targets::Classes(batch.class_labels())
+        };
+        let teacher_outputs: Vec<Features> = match &mut self.teacher_cache {
+            Some(cache) => cache.outputs(teachers, &images, &batch.indices),
+            None => teachers.iter().map(|t| t.forward(images.clone())).collect(),
+        };
+        let outputs = student.model.forward(images);
+        let (total, terms) = objective.compute(&LossContext {
+            student: &outputs,
+            teachers: &teacher_outputs,
+            targets: &targets,
+            adapters: &student.adapters,
+            student_heads: &student.heads,
+            teacher_heads: &self.teacher_heads,
+            step: at.global(),
+            epoch: at.epoch as u64,
+        })?;
+        Ok(StepLoss { total, terms })
+    }
+
+    fn summary(&self) -> BTreeMap<String, Value> {
+        let teachers: Vec<&str> = self.prepared.teachers.iter().map(|t| t.source.as_str()).collect();
+        BTreeMap::from([("teachers".into(), json!(teachers)), ("teacher_cache".into(), json!(self.teacher_cache.is_some()))])
+    }
+}

@@ -1,0 +1,150 @@
+//! What every run builds from its config before it writes anything: data, model shape,
+//! device, teachers and loss terms. `train`, `--resume`, `eval`, `predict`, `attack` and the
+//! staged plans all start here, so bad input fails before a run folder is made.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::prelude::*;
+use medkd_data::{DataSplits, DatasetInfo, ImageDataset, Loader, LoaderOptions, Pipeline, SplitName, Task, build_pipelines, open_splits};
+use medkd_losses::{Objective, TaskFacts};
+use medkd_models::{Model, ModelSpec, load_weights};
+
+use crate::TrainError;
+use crate::config::RunConfig;
+use crate::device::make_device;
+use crate::run_dir::RunDir;
+use crate::teachers::{Teacher, load_teachers};
+
+/// Data, model shape and device of a run, rebuilt identically from its config by
+/// `train`, `--resume`, `eval` and `predict`.
+pub struct RunSetup {
+    pub splits: DataSplits,
+    pub info: DatasetInfo,
+    pub spec: ModelSpec,
+    pub train_pipeline: Arc<Pipeline>,
+    pub eval_pipeline: Arc<Pipeline>,
+    pub device: Device,
+    /// `[height, width]` of the eval transforms' output for the first training image.
+    pub input_hw: [usize; 2],
+    /// The same for the train transforms (seed 0).
+    pub train_hw: [usize; 2],
+}
+
+impl RunSetup {
+    pub fn new(config: &RunConfig) -> Result<RunSetup, TrainError> {
+        let splits = open_splits(&config.data, Path::new("."))?;
+        let info = splits.train.info().clone();
+        let spec = ModelSpec {
+            arch: config.model.arch,
+            num_classes: info.class_names.len(),
+            in_channels: config.data.output_channels(info.channels),
+            small_input: config.model.small_input,
+        };
+        let pipelines = build_pipelines(&config.data, splits.train.as_ref())?;
+        let (train_pipeline, eval_pipeline) = (pipelines.train, pipelines.eval);
+        let device = make_device(config.device)?;
+        // Both pipelines' output sizes must fit the model (DenseNet needs >= 29 px, say).
+        let first = splits.train.image(0)?;
+        let [_, height, width] = eval_pipeline.apply_seeded(&first, 0)?.1;
+        let [_, train_height, train_width] = train_pipeline.apply_seeded(&first, 0)?.1;
+        spec.check_input([height.min(train_height), width.min(train_width)]).map_err(|e| TrainError::Config(format!("`model`: {e}")))?;
+        let (input_hw, train_hw) = ([height, width], [train_height, train_width]);
+        Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device, input_hw, train_hw })
+    }
+
+    pub fn eval_loader(&self, config: &RunConfig, dataset: Arc<dyn ImageDataset>) -> Result<Loader, TrainError> {
+        self.eval_loader_with(config, dataset, self.eval_pipeline.clone())
+    }
+
+    /// An unshuffled loader over `dataset` with `pipeline` in place of the eval pipeline.
+    pub fn eval_loader_with(
+        &self,
+        config: &RunConfig,
+        dataset: Arc<dyn ImageDataset>,
+        pipeline: Arc<Pipeline>,
+    ) -> Result<Loader, TrainError> {
+        let options = LoaderOptions {
+            batch_size: config.train.eval_batch_size,
+            shuffle: false,
+            drop_last: false,
+            seed: config.seed,
+            workers: config.train.workers,
+            prefetch: config.train.prefetch,
+        };
+        Ok(Loader::new(dataset, pipeline, options)?)
+    }
+
+    /// The dataset of a split.
+    pub fn split(&self, name: SplitName) -> Arc<dyn ImageDataset> {
+        match name {
+            SplitName::Train => self.splits.train.clone(),
+            SplitName::Val => self.splits.val.clone(),
+            SplitName::Test => self.splits.test.clone(),
+        }
+    }
+
+    /// The model with its best weights, for evaluation and prediction.
+    pub fn load_best(&self, run: &RunDir) -> Result<Model, TrainError> {
+        self.load_best_on(run, &self.device)
+    }
+
+    /// [`RunSetup::load_best`] on another device (e.g. with autodiff, for attacks).
+    pub fn load_best_on(&self, run: &RunDir, device: &Device) -> Result<Model, TrainError> {
+        let model = Model::new(&self.spec, device)?;
+        Ok(load_weights(model, &run.checkpoint("best", "safetensors"))?)
+    }
+}
+
+/// Everything a run checks before it writes anything: data, teachers and loss terms.
+pub struct Prepared {
+    pub setup: RunSetup,
+    pub teachers: Vec<Teacher>,
+    pub objective: Objective,
+}
+
+impl Prepared {
+    pub fn new(config: &RunConfig) -> Result<Prepared, TrainError> {
+        let setup = RunSetup::new(config)?;
+        let teachers = load_teachers(&config.teachers, &setup.info, setup.spec.in_channels, &setup.device)?;
+        for (index, teacher) in teachers.iter().enumerate() {
+            teacher.spec.check_input(setup.input_hw).map_err(|e| TrainError::Config(format!("`teacher[{index}]`: {e}")))?;
+        }
+        let teacher_channels: Vec<Vec<usize>> = teachers.iter().map(Teacher::stage_channels).collect();
+        let objective = build_objective(config, &setup, &teacher_channels)?;
+        let [height, width] = setup.train_hw;
+        if objective.rotated_views() && height != width {
+            return Err(TrainError::Config(format!(
+                "`kd_rotated`/`sskd` rotate training images by 90 degrees and need them square, but the train transforms give {height}x{width}: end them with a square size"
+            )));
+        }
+        Ok(Prepared { setup, teachers, objective })
+    }
+}
+
+/// The config's loss terms, checked against the data and against teachers with these stage
+/// channels (one list per teacher).
+pub fn build_objective(config: &RunConfig, setup: &RunSetup, teacher_channels: &[Vec<usize>]) -> Result<Objective, TrainError> {
+    Ok(Objective::new(
+        &config.losses,
+        &TaskFacts {
+            num_classes: setup.spec.num_classes,
+            multi_label: setup.info.task == Task::MultiLabel,
+            class_names: &setup.info.class_names,
+            class_counts: &medkd_data::class_counts(setup.splits.train.as_ref()),
+            student_channels: &Model::new(&setup.spec, &setup.device)?.stage_channels(),
+            teacher_channels,
+            seed: config.seed,
+        },
+    )?)
+}
+
+/// A split by its CLI name: `train`, `val` or `test`.
+pub fn parse_split(name: &str) -> Result<SplitName, TrainError> {
+    match name {
+        "train" => Ok(SplitName::Train),
+        "val" => Ok(SplitName::Val),
+        "test" => Ok(SplitName::Test),
+        other => Err(TrainError::Input(format!("unknown split '{other}': expected train, val or test"))),
+    }
+}

@@ -1,0 +1,71 @@
+//! `summary.json`, the run folder's record of what was trained and how it scored: written from
+//! [`Summary`] at the end of a run and read back through it (staged plans, `compare`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use medkd_eval::Metric;
+use medkd_models::Arch;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::TrainError;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub dataset: String,
+    pub class_names: Vec<String>,
+    pub input_channels: usize,
+    pub model: Arch,
+    /// Weight smoothing (`ema`, `swa`) whose average was evaluated and saved, if any.
+    pub weight_averaging: Option<String>,
+    pub params: usize,
+    pub macs: u64,
+    /// `[height, width]` after the eval transforms.
+    pub input_size: [usize; 2],
+    pub epochs_run: usize,
+    /// 0-based; `None` only if no epoch had a defined selection metric.
+    pub best_epoch: Option<usize>,
+    pub select_metric: Metric,
+    pub wall_seconds: f64,
+    /// Version, commit and machine of the binary (`build_info::json`).
+    pub medkd: Value,
+    pub seed: u64,
+    pub seeds: Seeds,
+    /// The best checkpoint's metrics on the validation and test splits.
+    pub val: SplitMetrics,
+    pub test: SplitMetrics,
+    /// What the method adds ([`crate::method::Method::summary`]), e.g. `teachers`.
+    #[serde(flatten)]
+    pub method: BTreeMap<String, Value>,
+}
+
+/// Every seed a run used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Seeds {
+    pub model_init: u64,
+    /// The seeded split's seed, when medkd made the split.
+    pub split: Option<u64>,
+    pub shuffle_and_augment: u64,
+}
+
+/// Headline metrics of one split (`null` where undefined, e.g. AUC on a one-class split) and the
+/// full report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitMetrics {
+    pub acc: Option<f64>,
+    pub balanced_acc: Option<f64>,
+    pub macro_f1: Option<f64>,
+    pub auc: Option<f64>,
+    pub ece: Option<f64>,
+    /// Mean task loss (NLL, or BCE per label).
+    pub loss: Option<f64>,
+    pub report: Value,
+}
+
+impl Summary {
+    pub fn read(path: &Path) -> Result<Summary, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| TrainError::Input(format!("{}: not a medkd summary.json ({e})", path.display())))
+    }
+}

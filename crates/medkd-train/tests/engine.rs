@@ -1,0 +1,178 @@
+//! The loop itself, through a toy method that uses what the coming methods need: a teacher that is
+//! an exponential moving average of the student, updated after every step, and a loss term with
+//! state (a running centre of the teacher's logits, as DINO keeps) that must survive `--resume`.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use medkd_data::{Batch, Loader, LoaderOptions};
+use medkd_losses::{TermValue, cross_entropy, kd_kl};
+use medkd_models::Model;
+use medkd_train::averaging::{AveragingConfig, WeightAverage};
+use medkd_train::checkpoint::MethodState;
+use medkd_train::engine::fit;
+use medkd_train::evaluate::batch_tensor;
+use medkd_train::method::{Method, StepAt, StepLoss};
+use medkd_train::{RunConfig, RunDir, RunSetup, TrainError};
+
+const CENTRE_MOMENTUM: f32 = 0.9;
+
+/// Cross-entropy plus KD from an EMA teacher whose logits are centred by a running mean.
+struct EmaSelfDistill<'a> {
+    config: &'a RunConfig,
+    setup: &'a RunSetup,
+    device: Option<Device>,
+    teacher: WeightAverage,
+    centre: Vec<f32>,
+    /// Stops the run with an error before this step, as a crash would.
+    crash_at: Option<StepAt>,
+    /// Skips `load_state` on resume, to show the state matters.
+    forget_state: bool,
+    /// The student's logits on a probe batch after the run's last step.
+    final_student: Vec<f32>,
+}
+
+impl<'a> EmaSelfDistill<'a> {
+    fn new(config: &'a RunConfig, setup: &'a RunSetup) -> Self {
+        let classes = setup.spec.num_classes;
+        EmaSelfDistill {
+            config,
+            setup,
+            device: None,
+            teacher: WeightAverage::new(AveragingConfig::Ema { decay: 0.8 }),
+            centre: vec![0.0; classes],
+            crash_at: None,
+            forget_state: false,
+            final_student: Vec::new(),
+        }
+    }
+}
+
+impl Method for EmaSelfDistill<'_> {
+    type Trainable = Model;
+
+    fn init(&mut self, device: &Device) -> Result<Model, TrainError> {
+        self.device = Some(device.clone());
+        Ok(Model::new(&self.setup.spec, device)?)
+    }
+
+    fn model<'m>(&self, model: &'m Model) -> &'m Model {
+        model
+    }
+
+    fn train_loader(&self) -> Result<Loader, TrainError> {
+        let options = LoaderOptions { batch_size: 16, shuffle: true, drop_last: true, seed: self.config.seed, workers: 1, prefetch: 2 };
+        Ok(Loader::new(self.setup.splits.train.clone(), self.setup.train_pipeline.clone(), options)?)
+    }
+
+    fn step(&mut self, model: &Model, batch: Batch, at: StepAt) -> Result<StepLoss, TrainError> {
+        if self.crash_at == Some(at) {
+            return Err(TrainError::Input(format!("simulated crash at {at:?}")));
+        }
+        let images = batch_tensor(&batch.images, batch.shape, self.device.as_ref().unwrap());
+        let logits = model.logits(images.clone());
+        let ce = cross_entropy(logits.clone(), &batch.class_labels(), None, 0.0);
+        let mut terms = vec![TermValue { name: "cross_entropy".into(), value: ce.clone() }];
+        let mut total = ce;
+        if let Some(teacher) = &self.teacher.model {
+            let teacher_logits = teacher.valid().logits(images.without_autodiff());
+            let [n, k] = teacher_logits.dims();
+            let centre = Tensor::<1>::from_data(TensorData::new(self.centre.clone(), [k]), &teacher_logits.device());
+            let centred = teacher_logits.clone() - centre.unsqueeze::<2>().expand([n, k]);
+            let kd = kd_kl(logits, centred, 2.0);
+            terms.push(TermValue { name: "kd".into(), value: kd.clone() });
+            total = total + kd.mul_scalar(0.5);
+            // The centre follows the teacher's mean logits: state that --resume must restore.
+            let mean: Vec<f32> = softmax(teacher_logits, 1).mean_dim(0).into_data().try_to_vec::<f32>().unwrap();
+            for (c, m) in self.centre.iter_mut().zip(mean) {
+                *c = CENTRE_MOMENTUM * *c + (1.0 - CENTRE_MOMENTUM) * m;
+            }
+        }
+        Ok(StepLoss { total, terms })
+    }
+
+    fn after_step(&mut self, model: &Model, at: StepAt) -> Result<(), TrainError> {
+        self.teacher.after_step(model);
+        if at.epoch + 1 == self.config.train.epochs && at.step + 1 == at.steps {
+            self.final_student = probe(&model.valid(), &self.setup.device);
+        }
+        Ok(())
+    }
+
+    fn save_state(&self, state: &mut MethodState) -> Result<(), TrainError> {
+        state.put("centre", &self.centre);
+        state.put("teacher_updates", &self.teacher.count);
+        if let Some(teacher) = &self.teacher.model {
+            state.put_module("teacher", teacher)?;
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, state: &MethodState) -> Result<(), TrainError> {
+        if self.forget_state {
+            return Ok(());
+        }
+        self.centre = state.get("centre")?;
+        let count: u64 = state.get("teacher_updates")?;
+        let teacher = state.get_module("teacher", Model::new(&self.setup.spec, &self.setup.device)?)?;
+        self.teacher = WeightAverage::resumed(AveragingConfig::Ema { decay: 0.8 }, Some(teacher), count);
+        Ok(())
+    }
+}
+
+fn config() -> RunConfig {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/breastmnist.npz");
+    let text = format!(
+        "seed = 4\n[data]\nformat = \"medmnist\"\npath = \"{}\"\ntrain_subset = {{ ratio = 0.15, seed = 1 }}\n\
+         train_transforms = [{{ op = \"hflip\", p = 0.5 }}]\n[model]\narch = \"resnet18\"\nsmall_input = true\n\
+         [train]\nepochs = 3\nbatch_size = 16\nworkers = 1\nselect_metric = \"loss\"\n\
+         optimizer = {{ kind = \"adam\", lr = 0.001 }}\n[[loss]]\nkind = \"cross_entropy\"\n",
+        data.display()
+    );
+    RunConfig::parse(&text, &[]).unwrap()
+}
+
+/// Logits of a fixed batch, in eval mode.
+fn probe(model: &Model, device: &Device) -> Vec<f32> {
+    let images = Tensor::<4>::ones([2, 1, 28, 28], device);
+    model.logits(images).into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// The final student, the EMA teacher, its update count and the centre.
+fn end_state(method: &EmaSelfDistill) -> (Vec<f32>, Vec<f32>, u64, Vec<f32>) {
+    let teacher = probe(method.teacher.model.as_ref().unwrap(), &method.setup.device);
+    (method.final_student.clone(), teacher, method.teacher.count, method.centre.clone())
+}
+
+/// A run stopped mid-epoch and resumed ends with the same student, EMA teacher and centre as a
+/// run that was never stopped; resumed without the method's state, it does not.
+#[test]
+fn a_method_with_an_ema_teacher_and_a_stateful_term_resumes_exactly() {
+    let config = config();
+    let setup = RunSetup::new(&config).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+
+    let whole_dir = tmp.path().join("whole");
+    let mut whole = EmaSelfDistill::new(&config, &setup);
+    fit(&config, &setup, &mut whole, &RunDir::create(&whole_dir).unwrap(), false, false).unwrap();
+    let expected = end_state(&whole);
+    assert_eq!(expected.2, 3 * 5, "one teacher update per step: 82 images in batches of 16, 3 epochs");
+
+    for forget_state in [false, true] {
+        let dir = tmp.path().join(format!("stopped_{forget_state}"));
+        let mut stopped = EmaSelfDistill::new(&config, &setup);
+        stopped.crash_at = Some(StepAt { epoch: 2, step: 2, steps: 5 });
+        let error = fit(&config, &setup, &mut stopped, &RunDir::create(&dir).unwrap(), false, false).err().unwrap();
+        assert!(error.to_string().contains("simulated crash"), "{error}");
+
+        let mut resumed = EmaSelfDistill::new(&config, &setup);
+        resumed.forget_state = forget_state;
+        fit(&config, &setup, &mut resumed, &RunDir::open(&dir).unwrap(), true, false).unwrap();
+        if forget_state {
+            assert_ne!(end_state(&resumed), expected, "without its state the method continues differently");
+        } else {
+            assert_eq!(end_state(&resumed), expected, "student, EMA teacher, update count and centre");
+        }
+    }
+}
