@@ -2,7 +2,8 @@
 //!
 //! Formats: MedMNIST / MedMNIST+ `.npz` (official splits), image folders (one sub-folder per
 //! class) and CSV files (class-name, one-hot or multi-label columns). Images stream from disk and
-//! are decoded per sample; see [`open_splits`], [`build_pipelines`] and [`Loader`].
+//! are decoded per sample. Targets are class labels, one bounding box per image (localization) or
+//! none (an [`Unlabelled`] view). See [`open_splits`], [`build_pipelines`] and [`Loader`].
 
 mod config;
 mod csv_dataset;
@@ -19,7 +20,7 @@ mod split;
 mod transform;
 
 pub use config::{DataConfig, DataFormat, NormalizeConfig, SplitConfig, TrainSubsetConfig};
-pub use dataset::{DatasetInfo, ImageDataset, Subset, Target, Task, class_counts};
+pub use dataset::{DatasetInfo, ImageDataset, Subset, Target, Task, Unlabelled, class_counts};
 pub use download::download_medmnist;
 pub use error::DataError;
 pub use file_dataset::open_image;

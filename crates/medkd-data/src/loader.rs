@@ -51,15 +51,34 @@ pub struct Batch {
 
 impl Batch {
     /// One class index per sample. Meant for single-label tasks: a multi-label sample maps to its
-    /// first positive class (0 when it has none).
+    /// first positive class, a box to its class, and a sample without one (no positive label, a
+    /// box without a class, an unlabelled sample) to 0.
     pub fn class_labels(&self) -> Vec<usize> {
         self.targets
             .iter()
             .map(|t| match t {
                 Target::Class(c) => *c,
-                Target::MultiHot(_) => t.positives().first().copied().unwrap_or(0),
+                _ => t.positives().first().copied().unwrap_or(0),
             })
             .collect()
+    }
+
+    /// The normalized `[x0, y0, x1, y1]` of every sample, in batch order; `None` unless every
+    /// target is a box.
+    pub fn boxes(&self) -> Option<Vec<[f32; 4]>> {
+        self.targets
+            .iter()
+            .map(|t| match t {
+                Target::Box { bbox, .. } => Some(*bbox),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether every sample has a target: false when any is [`Target::None`] (a batch of an
+    /// [`crate::Unlabelled`] view), so a step can skip its supervised terms.
+    pub fn is_labelled(&self) -> bool {
+        !self.targets.iter().any(|t| matches!(t, Target::None))
     }
 
     /// N*num_classes 0/1 values; a single-label sample is one-hot.

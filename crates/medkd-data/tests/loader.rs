@@ -1,4 +1,5 @@
-//! The batch loader: determinism, batching, bounded prefetch, errors and shutdown.
+//! The batch loader: determinism, batching, bounded prefetch, errors and shutdown, and unlabelled
+//! views.
 
 mod common;
 
@@ -8,8 +9,8 @@ use std::time::Duration;
 
 use common::{Synthetic, config, medmnist};
 use medkd_data::{
-    Batch, DataError, DataFormat, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Size, TransformSpec, build_pipelines,
-    open_splits,
+    Batch, DataError, DataFormat, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Size, Subset, Target, TransformSpec,
+    Unlabelled, build_pipelines, open_splits,
 };
 
 fn augmenting() -> Arc<Pipeline> {
@@ -125,4 +126,47 @@ fn real_medmnist_epoch_with_eval_pipeline() {
     assert_eq!(batches[0].shape, [64, 3, 32, 32]);
     assert_eq!(batches.iter().map(|b| b.shape[0]).sum::<usize>(), 546);
     assert!(batches[0].images.iter().all(|v| v.is_finite() && *v > -2.2 && *v < 2.7));
+}
+
+/// 10 real HAM10000 images (3 classes) from the shipped labels.csv.
+fn ham_subset() -> Arc<dyn ImageDataset> {
+    let mut cfg = config(DataFormat::Csv, &common::ham_dir().join("labels.csv"));
+    cfg.image_dir = Some("images".into());
+    cfg.image_column = Some("image_id".into());
+    cfg.image_ext = Some("jpg".into());
+    cfg.label_column = Some("dx".into());
+    cfg.split = Some(medkd_data::SplitConfig { val: 0.0, test: 0.0, seed: 0 });
+    let full = open_splits(&cfg, "/".as_ref()).unwrap().train;
+    Arc::new(Subset::new(full, (0..10).map(|i| i * 37).collect()))
+}
+
+/// A DINO-style crop: random resized crop to `size` px, then a random flip.
+fn crop(size: u32, scale: [f32; 2]) -> Arc<Pipeline> {
+    let specs = [TransformSpec::RandomResizedCrop { size: Size::Edge(size), scale, ratio: [0.75, 1.333] }, TransformSpec::Hflip { p: 0.5 }];
+    Arc::new(Pipeline::new(&specs, 3, Normalization::imagenet(3)).unwrap())
+}
+
+#[test]
+fn unlabelled_view_keeps_images_and_ids_and_yields_no_targets() {
+    let base = ham_subset();
+    let pool: Arc<dyn ImageDataset> = Arc::new(Unlabelled::new(base.clone()));
+    assert_eq!((pool.len(), pool.info()), (base.len(), base.info()));
+    for i in 0..pool.len() {
+        assert_eq!(pool.id(i), base.id(i));
+        assert_eq!(pool.target(i), Target::None);
+        assert!(matches!(base.target(i), Target::Class(_)));
+    }
+    assert_eq!(pool.image(3).unwrap(), base.image(3).unwrap());
+
+    let opts = LoaderOptions { batch_size: 4, shuffle: true, seed: 2, workers: 2, ..LoaderOptions::default() };
+    let unlabelled = collect(&Loader::new(pool, crop(32, [0.4, 1.0]), opts.clone()).unwrap(), 0);
+    let labelled = collect(&Loader::new(base, crop(32, [0.4, 1.0]), opts).unwrap(), 0);
+    for (u, l) in unlabelled.iter().zip(&labelled) {
+        assert!(u.targets.iter().all(|t| *t == Target::None));
+        assert!(!u.is_labelled() && l.is_labelled());
+        assert_eq!(u.boxes(), None);
+        assert!(u.multi_hot().iter().all(|v| *v == 0.0));
+        assert_eq!((&u.images, &u.indices), (&l.images, &l.indices), "same images, same order");
+    }
+    assert_eq!(unlabelled.len(), 3);
 }
