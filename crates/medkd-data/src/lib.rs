@@ -5,6 +5,7 @@
 //! are decoded per sample. Targets are class labels, one bounding box per image (localization) or
 //! none (an [`Unlabelled`] view). See [`open_splits`], [`build_pipelines`] and [`Loader`].
 
+mod bbox;
 mod config;
 mod csv_dataset;
 mod dataset;
@@ -19,7 +20,7 @@ mod open;
 mod split;
 mod transform;
 
-pub use config::{DataConfig, DataFormat, NormalizeConfig, SplitConfig, TrainSubsetConfig};
+pub use config::{BoxUnits, DataConfig, DataFormat, NormalizeConfig, SplitConfig, TrainSubsetConfig};
 pub use dataset::{DatasetInfo, ImageDataset, Subset, Target, Task, Unlabelled, class_counts};
 pub use download::download_medmnist;
 pub use error::DataError;
