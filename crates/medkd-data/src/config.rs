@@ -53,6 +53,15 @@ pub struct DataConfig {
     /// CSV multi-label: the value meaning "no positive label" (default "No Finding").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_finding: Option<String>,
+    /// CSV: the columns of one bounding box per image, in the order x0, y0, x1, y1 (x1/y1
+    /// exclusive). Makes the task localization; the box carries the class of `label_column` or
+    /// `label_columns` when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub box_columns: Option<[String; 4]>,
+    /// CSV, with `box_columns`: "pixels" (default; divided by each image's width/height) or
+    /// "normalized" (already in [0, 1]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub box_units: Option<BoxUnits>,
     /// Fixed class order (folder, `label_column`, `multilabel_column`); default: sorted unique
     /// names. A name outside this list is an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +88,17 @@ pub struct DataConfig {
     pub eval_transforms: Vec<TransformSpec>,
     #[serde(default)]
     pub normalize: NormalizeConfig,
+}
+
+/// How `box_columns` values are given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoxUnits {
+    /// Pixels of the stored image; normalized by its width and height read from the file header.
+    #[default]
+    Pixels,
+    /// Fractions of the width and height, in [0, 1].
+    Normalized,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +189,8 @@ impl DataConfig {
             ("multilabel_column", self.multilabel_column.is_some()),
             ("multilabel_separator", self.multilabel_separator.is_some()),
             ("no_finding", self.no_finding.is_some()),
+            ("box_columns", self.box_columns.is_some()),
+            ("box_units", self.box_units.is_some()),
         ];
         if let Some((key, _)) = csv_keys.iter().find(|(_, set)| *set)
             && self.format != DataFormat::Csv
@@ -201,6 +223,24 @@ impl DataConfig {
         for spec in self.train_transforms.iter().chain(&self.eval_transforms) {
             spec.validate()?;
         }
+        if self.box_columns.is_some() {
+            self.check_box_transforms()?;
+        }
+        Ok(())
+    }
+
+    /// Boxes are not transformed with their image, so only ops that keep normalized box
+    /// coordinates valid (resizes, colour changes) may be used with box targets.
+    fn check_box_transforms(&self) -> Result<(), DataError> {
+        for (key, specs) in [("train_transforms", &self.train_transforms), ("eval_transforms", &self.eval_transforms)] {
+            if let Some(spec) = specs.iter().find(|s| s.is_geometric() && !matches!(s, TransformSpec::Resize { .. })) {
+                return Err(DataError::config(format!(
+                    "`{key}`: op `{}` moves the image but not its box (`box_columns` is set); box-aware augmentation is not \
+                     supported yet: with box targets use only `resize` and `color_jitter`",
+                    spec.name()
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -209,8 +249,25 @@ impl DataConfig {
             return Err(DataError::config("format = \"csv\" needs `image_column` (the column naming each image file)"));
         }
         let layouts = [self.label_column.is_some(), self.label_columns.is_some(), self.multilabel_column.is_some()];
-        if layouts.iter().filter(|x| **x).count() != 1 {
-            return Err(DataError::config("format = \"csv\" needs exactly one of `label_column`, `label_columns`, `multilabel_column`"));
+        let label_layouts = layouts.iter().filter(|x| **x).count();
+        // A box-only CSV (no label column) is a localization set.
+        if label_layouts > 1 || (label_layouts == 0 && self.box_columns.is_none()) {
+            return Err(DataError::config(
+                "format = \"csv\" needs exactly one of `label_column`, `label_columns`, `multilabel_column` (or only `box_columns` for boxes without classes)",
+            ));
+        }
+        if self.box_columns.is_some() && self.multilabel_column.is_some() {
+            return Err(DataError::config(
+                "`box_columns` cannot be combined with `multilabel_column`: a box carries one class (`label_column` or `label_columns`)",
+            ));
+        }
+        if self.box_units.is_some() && self.box_columns.is_none() {
+            return Err(DataError::config("`box_units` applies only with `box_columns`"));
+        }
+        if label_layouts == 0 && self.classes.is_some() {
+            return Err(DataError::config(
+                "`classes` needs a label column (`label_column`); `box_columns` alone gives boxes without classes",
+            ));
         }
         if self.multilabel_column.is_none() && (self.multilabel_separator.is_some() || self.no_finding.is_some()) {
             return Err(DataError::config("`multilabel_separator` and `no_finding` apply only with `multilabel_column`"));

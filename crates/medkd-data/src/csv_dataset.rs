@@ -1,21 +1,28 @@
 //! CSV layout: one row per image, with labels as a class-name column (HAM10000 `dx`), one-hot
 //! columns (ISIC 2019 GroundTruth.csv) or a separator-joined multi-label column (NIH ChestX-ray14
-//! "Finding Labels").
+//! "Finding Labels"), optionally with one bounding box per image (`box_columns`), or boxes alone.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use crate::config::{DataConfig, resolve};
+use crate::bbox::normalize_box;
+use crate::config::{BoxUnits, DataConfig, resolve};
 use crate::dataset::resolve_task;
-use crate::file_dataset::{FileDataset, has_image_extension};
+use crate::file_dataset::{FileDataset, has_image_extension, image_dimensions};
 use crate::{DataError, Target, Task};
 
 enum Layout<'a> {
     ClassName(&'a str),
     OneHot(&'a [String]),
-    MultiLabel { column: &'a str, separator: &'a str, no_finding: &'a str },
+    MultiLabel {
+        column: &'a str,
+        separator: &'a str,
+        no_finding: &'a str,
+    },
+    /// No label columns: boxes without classes.
+    BoxesOnly,
 }
 
 impl Layout<'_> {
@@ -23,7 +30,7 @@ impl Layout<'_> {
     fn name_column(&self) -> &str {
         match self {
             Layout::ClassName(c) | Layout::MultiLabel { column: c, .. } => c,
-            Layout::OneHot(_) => "",
+            Layout::OneHot(_) | Layout::BoxesOnly => "",
         }
     }
 }
@@ -33,6 +40,15 @@ enum RawLabel {
     Name(String),
     Index(usize),
     Names(Vec<String>),
+    /// A row of a box-only CSV.
+    Unlabelled,
+}
+
+/// One data row: the image name, its label and its normalized box (with `box_columns`).
+struct RawRow {
+    name: String,
+    label: RawLabel,
+    bbox: Option<[f32; 4]>,
 }
 
 struct CsvRows<'a> {
@@ -73,12 +89,14 @@ pub(crate) fn open_csv(cfg: &DataConfig, csv_path: &Path) -> Result<FileDataset,
         Layout::ClassName(col)
     } else if let Some(cols) = &cfg.label_columns {
         Layout::OneHot(cols)
-    } else {
+    } else if let Some(column) = &cfg.multilabel_column {
         Layout::MultiLabel {
-            column: cfg.multilabel_column.as_deref().unwrap_or_default(),
+            column,
             separator: cfg.multilabel_separator.as_deref().unwrap_or("|"),
             no_finding: cfg.no_finding.as_deref().unwrap_or("No Finding"),
         }
+    } else {
+        Layout::BoxesOnly
     };
     let (rows, raw) = read_rows(cfg, csv_path, &image_root, &layout)?;
 
@@ -87,13 +105,13 @@ pub(crate) fn open_csv(cfg: &DataConfig, csv_path: &Path) -> Result<FileDataset,
         (_, Some(fixed)) => fixed.clone(),
         (_, None) => {
             let mut unique = BTreeSet::new();
-            for (_, label) in &raw {
+            for RawRow { label, .. } in &raw {
                 match label {
                     RawLabel::Name(n) => {
                         unique.insert(n.as_str());
                     }
                     RawLabel::Names(ns) => unique.extend(ns.iter().map(String::as_str)),
-                    RawLabel::Index(_) => {}
+                    RawLabel::Index(_) | RawLabel::Unlabelled => {}
                 }
             }
             unique.into_iter().map(String::from).collect()
@@ -106,27 +124,42 @@ pub(crate) fn open_csv(cfg: &DataConfig, csv_path: &Path) -> Result<FileDataset,
             .ok_or_else(|| rows.value_error(row, layout.name_column(), format!("unknown class `{name}`; expected one of {class_names:?}")))
     };
     let mut entries = Vec::with_capacity(raw.len());
-    for (i, (name, label)) in raw.into_iter().enumerate() {
-        let target = match label {
-            RawLabel::Index(c) => Target::Class(c),
-            RawLabel::Name(n) => Target::Class(index_of(&n, i + 1)?),
-            RawLabel::Names(ns) => {
+    for (i, RawRow { name, label, bbox }) in raw.into_iter().enumerate() {
+        let class = match &label {
+            RawLabel::Index(c) => Some(*c),
+            RawLabel::Name(n) => Some(index_of(n, i + 1)?),
+            RawLabel::Names(_) | RawLabel::Unlabelled => None,
+        };
+        let target = match (label, bbox) {
+            // validate() rejects `box_columns` with a multi-label column.
+            (RawLabel::Names(ns), _) => {
                 let mut hot = vec![0u8; class_names.len()];
                 for n in &ns {
                     hot[index_of(n, i + 1)?] = 1;
                 }
                 Target::MultiHot(hot)
             }
+            (_, Some(bbox)) => Target::Box { bbox, class },
+            (_, None) => match class {
+                Some(c) => Target::Class(c),
+                None => return Err(DataError::config("format = \"csv\" without label columns needs `box_columns`")),
+            },
         };
         entries.push((name, target));
     }
 
     let inferred = match (&layout, class_names.len()) {
+        _ if cfg.box_columns.is_some() => Task::Localization,
         (Layout::MultiLabel { .. }, _) => Task::MultiLabel,
         (_, 2) => Task::Binary,
         _ => Task::MultiClass,
     };
-    let min_classes = if inferred == Task::MultiLabel { 1 } else { 2 };
+    // Box data needs no classes: a box-only CSV has none.
+    let min_classes = match inferred {
+        Task::Localization => 0,
+        Task::MultiLabel => 1,
+        _ => 2,
+    };
     if class_names.len() < min_classes {
         return Err(DataError::Dataset {
             path: csv_path.to_path_buf(),
@@ -138,13 +171,13 @@ pub(crate) fn open_csv(cfg: &DataConfig, csv_path: &Path) -> Result<FileDataset,
     FileDataset::new(name, task, class_names, image_root, entries)
 }
 
-/// Every data row's image name (extension added, file checked to exist) and raw label.
+/// Every data row's image name (extension added, file checked to exist), raw label and box.
 fn read_rows<'p>(
     cfg: &DataConfig,
     csv_path: &'p Path,
     image_root: &Path,
     layout: &Layout,
-) -> Result<(CsvRows<'p>, Vec<(String, RawLabel)>), DataError> {
+) -> Result<(CsvRows<'p>, Vec<RawRow>), DataError> {
     let file = File::open(csv_path).map_err(|e| DataError::io(csv_path, e))?;
     let mut reader = csv::Reader::from_reader(BufReader::new(file));
     let headers = reader
@@ -159,6 +192,14 @@ fn read_rows<'p>(
     let label_cols: Vec<usize> = match layout {
         Layout::ClassName(c) | Layout::MultiLabel { column: c, .. } => vec![rows.column(c)?],
         Layout::OneHot(cols) => cols.iter().map(|c| rows.column(c)).collect::<Result<_, _>>()?,
+        Layout::BoxesOnly => Vec::new(),
+    };
+    let box_cols: Option<[usize; 4]> = match &cfg.box_columns {
+        Some(names) => {
+            let [x0, y0, x1, y1] = names;
+            Some([rows.column(x0)?, rows.column(y0)?, rows.column(x1)?, rows.column(y1)?])
+        }
+        None => None,
     };
 
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -188,10 +229,43 @@ fn read_rows<'p>(
                     .map(String::from)
                     .collect(),
             ),
+            Layout::BoxesOnly => RawLabel::Unlabelled,
         };
-        raw.push((name, label));
+        let bbox = match box_cols {
+            Some(cols) => Some(read_box(cfg, &rows, &record, cols, row, &path)?),
+            None => None,
+        };
+        raw.push(RawRow { name, label, bbox });
     }
     Ok((rows, raw))
+}
+
+/// The row's box, normalized; pixel boxes by the image's size from its file header.
+fn read_box(
+    cfg: &DataConfig,
+    rows: &CsvRows,
+    record: &csv::StringRecord,
+    cols: [usize; 4],
+    row: usize,
+    image: &Path,
+) -> Result<[f32; 4], DataError> {
+    let mut values = [0.0; 4];
+    for (value, &col) in values.iter_mut().zip(&cols) {
+        let text = rows.field(record, col, row)?;
+        *value = match text.parse::<f64>() {
+            Ok(v) if v.is_finite() => v,
+            _ => return Err(rows.value_error(row, &rows.headers[col], format!("expected a number, found `{text}`"))),
+        };
+    }
+    let units = cfg.box_units.unwrap_or_default();
+    let size = match units {
+        BoxUnits::Pixels => image_dimensions(image)?,
+        BoxUnits::Normalized => (1, 1),
+    };
+    normalize_box(values, units, size).map_err(|e| {
+        let column = &rows.headers[cols[e.coord]];
+        rows.value_error(row, column, e.message)
+    })
 }
 
 /// The class whose one-hot column holds 1 (ISIC writes "1.0"); any other value than 0 or 1, or

@@ -17,6 +17,8 @@ pub enum Task {
     MultiLabel,
     /// Ordered grades (e.g. diabetic-retinopathy severity); targets are class indices.
     Ordinal,
+    /// One bounding box per image ([`Target::Box`]), with a class when the data has labels.
+    Localization,
 }
 
 impl std::fmt::Display for Task {
@@ -27,6 +29,7 @@ impl std::fmt::Display for Task {
             Task::Binary => "binary",
             Task::MultiLabel => "multilabel",
             Task::Ordinal => "ordinal",
+            Task::Localization => "localization",
         })
     }
 }
@@ -46,20 +49,30 @@ impl DatasetInfo {
     }
 }
 
-/// A sample's label: a class index (multi-class, binary, ordinal) or one 0/1 per class
-/// (multi-label).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A sample's label: a class index (multi-class, binary, ordinal), one 0/1 per class
+/// (multi-label), nothing (an unlabelled pool), or one bounding box (localization).
+// Not `Eq`/`Hash`: box coordinates are f32.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     Class(usize),
     MultiHot(Vec<u8>),
+    /// No label: a sample of an unlabelled pool (e.g. DISTL's), see [`Unlabelled`].
+    None,
+    /// One box per image, normalized `[x0, y0, x1, y1]` in [0, 1] with `x1 > x0` and `y1 > y0`
+    /// (x1/y1 exclusive edges as fractions of the width/height), so it survives a resize.
+    Box {
+        bbox: [f32; 4],
+        class: Option<usize>,
+    },
 }
 
 impl Target {
-    /// Indices of the positive classes.
+    /// Indices of the positive classes: none for an unlabelled sample or a box without a class.
     pub fn positives(&self) -> Vec<usize> {
         match self {
-            Target::Class(c) => vec![*c],
+            Target::Class(c) | Target::Box { class: Some(c), .. } => vec![*c],
             Target::MultiHot(v) => v.iter().enumerate().filter(|(_, x)| **x != 0).map(|(i, _)| i).collect(),
+            Target::None | Target::Box { class: None, .. } => Vec::new(),
         }
     }
 }
@@ -117,6 +130,37 @@ impl ImageDataset for Subset {
     }
 }
 
+/// The same images, ids and info as another dataset, every target [`Target::None`]: the unlabelled
+/// pool of semi-supervised methods (DISTL), so labels cannot leak into a step that must not see
+/// them.
+pub struct Unlabelled {
+    base: Arc<dyn ImageDataset>,
+}
+
+impl Unlabelled {
+    pub fn new(base: Arc<dyn ImageDataset>) -> Self {
+        Unlabelled { base }
+    }
+}
+
+impl ImageDataset for Unlabelled {
+    fn info(&self) -> &DatasetInfo {
+        self.base.info()
+    }
+    fn len(&self) -> usize {
+        self.base.len()
+    }
+    fn image(&self, index: usize) -> Result<DynamicImage, DataError> {
+        self.base.image(index)
+    }
+    fn target(&self, _index: usize) -> Target {
+        Target::None
+    }
+    fn id(&self, index: usize) -> String {
+        self.base.id(index)
+    }
+}
+
 /// Samples per class; for multi-label data, positives per class.
 pub fn class_counts(ds: &dyn ImageDataset) -> Vec<usize> {
     let mut counts = vec![0; ds.info().num_classes()];
@@ -134,6 +178,13 @@ pub(crate) fn resolve_task(inferred: Task, requested: Option<Task>, num_classes:
     let Some(task) = requested else {
         return Ok(inferred);
     };
+    if (task == Task::Localization) != (inferred == Task::Localization) {
+        return Err(DataError::config(if task == Task::Localization {
+            "task = localization needs box targets (`box_columns`, csv only)".to_string()
+        } else {
+            format!("task = {task} does not fit box targets (`box_columns`); box data is task = localization")
+        }));
+    }
     if (task == Task::MultiLabel) != (inferred == Task::MultiLabel) {
         return Err(DataError::config(format!(
             "task = {task} does not fit labels that are {}",

@@ -50,6 +50,11 @@ pub fn open_image(path: &Path) -> Result<DynamicImage, DataError> {
     open_reader(path)?.decode().map_err(|source| DataError::Image { path: path.to_path_buf(), source })
 }
 
+/// `(width, height)` from the file header only: reading box sizes must not decode every image.
+pub(crate) fn image_dimensions(path: &Path) -> Result<(u32, u32), DataError> {
+    open_reader(path)?.into_dimensions().map_err(|source| DataError::Image { path: path.to_path_buf(), source })
+}
+
 /// 3 for colour images, 1 for grayscale, from the file header only.
 fn native_channels(path: &Path) -> Result<usize, DataError> {
     let image_err = |source| DataError::Image { path: path.to_path_buf(), source };

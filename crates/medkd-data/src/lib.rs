@@ -2,8 +2,10 @@
 //!
 //! Formats: MedMNIST / MedMNIST+ `.npz` (official splits), image folders (one sub-folder per
 //! class) and CSV files (class-name, one-hot or multi-label columns). Images stream from disk and
-//! are decoded per sample; see [`open_splits`], [`build_pipelines`] and [`Loader`].
+//! are decoded per sample. Targets are class labels, one bounding box per image (localization) or
+//! none (an [`Unlabelled`] view). See [`open_splits`], [`build_pipelines`] and [`Loader`].
 
+mod bbox;
 mod config;
 mod csv_dataset;
 mod dataset;
@@ -18,12 +20,12 @@ mod open;
 mod split;
 mod transform;
 
-pub use config::{DataConfig, DataFormat, NormalizeConfig, SplitConfig, TrainSubsetConfig};
-pub use dataset::{DatasetInfo, ImageDataset, Subset, Target, Task, class_counts};
+pub use config::{BoxUnits, DataConfig, DataFormat, NormalizeConfig, SplitConfig, TrainSubsetConfig};
+pub use dataset::{DatasetInfo, ImageDataset, Subset, Target, Task, Unlabelled, class_counts};
 pub use download::download_medmnist;
 pub use error::DataError;
 pub use file_dataset::open_image;
-pub use loader::{Batch, EpochIter, Loader, LoaderOptions};
+pub use loader::{Batch, EpochIter, Loader, LoaderOptions, View};
 pub use medmnist::{MEDMNIST_DATASETS, MEDMNIST_SIZES, MedMnistInfo, MedMnistSplit, medmnist_info, open_medmnist, parse_medmnist_stem};
 pub use noise::{FlippedLabel, LabelNoiseConfig, NoisyLabels, write_flipped_csv};
 pub use open::{DataSplits, open_splits};

@@ -2,7 +2,8 @@
 //! overlaps the caller's compute.
 //!
 //! Reproducibility: the shuffle order depends only on (seed, epoch), and each sample's
-//! augmentation on (seed, epoch, sample index), so batches are identical for any worker count.
+//! augmentation on (seed, epoch, sample index, view index), so batches are identical for any
+//! worker count.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -39,27 +40,63 @@ impl Default for LoaderOptions {
 /// N transformed images with their targets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    /// N*C*H*W values, sample-major.
+    /// View 0 (the loader's first pipeline): N*C*H*W values, sample-major.
     pub images: Vec<f32>,
-    /// [N, C, H, W]
+    /// [N, C, H, W] of `images`.
     pub shape: [usize; 4],
+    /// Views 1.. of the same samples, in the order of [`Loader::with_views`]'s pipelines (e.g.
+    /// DINO's second global crop and its local crops); empty for [`Loader::new`].
+    pub extra_views: Vec<View>,
     pub targets: Vec<Target>,
     /// Index of each sample in the loader's dataset.
     pub indices: Vec<usize>,
     pub num_classes: usize,
 }
 
+/// One more augmented view of every sample of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    /// N*C*H*W values, sample-major, samples in the batch's order.
+    pub images: Vec<f32>,
+    /// [N, C, H, W]
+    pub shape: [usize; 4],
+}
+
 impl Batch {
     /// One class index per sample. Meant for single-label tasks: a multi-label sample maps to its
-    /// first positive class (0 when it has none).
+    /// first positive class, a box to its class, and a sample without one (no positive label, a
+    /// box without a class, an unlabelled sample) to 0.
     pub fn class_labels(&self) -> Vec<usize> {
         self.targets
             .iter()
             .map(|t| match t {
                 Target::Class(c) => *c,
-                Target::MultiHot(_) => t.positives().first().copied().unwrap_or(0),
+                _ => t.positives().first().copied().unwrap_or(0),
             })
             .collect()
+    }
+
+    /// The normalized `[x0, y0, x1, y1]` of every sample, in batch order; `None` unless every
+    /// target is a box.
+    pub fn boxes(&self) -> Option<Vec<[f32; 4]>> {
+        self.targets
+            .iter()
+            .map(|t| match t {
+                Target::Box { bbox, .. } => Some(*bbox),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether every sample has a target: false when any is [`Target::None`] (a batch of an
+    /// [`crate::Unlabelled`] view), so a step can skip its supervised terms.
+    pub fn is_labelled(&self) -> bool {
+        !self.targets.iter().any(|t| matches!(t, Target::None))
+    }
+
+    /// All views in order: view 0 (`images`, `shape`), then `extra_views`.
+    pub fn views(&self) -> impl Iterator<Item = (&[f32], [usize; 4])> {
+        std::iter::once((self.images.as_slice(), self.shape)).chain(self.extra_views.iter().map(|v| (v.images.as_slice(), v.shape)))
     }
 
     /// N*num_classes 0/1 values; a single-label sample is one-hot.
@@ -76,7 +113,8 @@ impl Batch {
 
 pub struct Loader {
     dataset: Arc<dyn ImageDataset>,
-    transform: Arc<Pipeline>,
+    /// One pipeline per view; view 0 fills `Batch::images`.
+    views: Arc<[Arc<Pipeline>]>,
     options: LoaderOptions,
     pool: Arc<rayon::ThreadPool>,
 }
@@ -84,23 +122,46 @@ pub struct Loader {
 /// Each (epoch, slot) reads its own region of one ChaCha keystream: slot 0 shuffles, slot i+1
 /// augments sample i. Unlike std's hasher this is stable across Rust releases.
 fn rng_for(seed: u64, epoch: usize, slot: usize) -> ChaCha8Rng {
+    rng_for_view(seed, epoch, 0, slot)
+}
+
+/// View 0 keeps [`rng_for`]'s layout (stream = epoch), so single-view batches, and the weights
+/// trained on them, stay as they were. View v > 0 reads stream `v << 32 | epoch` with the same
+/// slots: its streams have a bit at or above 32 set, so they never meet view 0's (epochs stay
+/// below 2^32) nor another view's, and each view draws its own augmentation.
+fn rng_for_view(seed: u64, epoch: usize, view: usize, slot: usize) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(epoch as u64);
+    rng.set_stream(((view as u64) << 32) | epoch as u64);
     rng.set_word_pos((slot as u128) << 32);
     rng
 }
 
 impl Loader {
     pub fn new(dataset: Arc<dyn ImageDataset>, transform: Arc<Pipeline>, options: LoaderOptions) -> Result<Loader, DataError> {
+        Self::with_views(dataset, vec![transform], options)
+    }
+
+    /// A loader whose batches carry one view per pipeline (multi-crop): view 0 in
+    /// `Batch::images`, exactly as [`Loader::new`] with `views[0]` gives it, the others in
+    /// `Batch::extra_views`. Each image is decoded once for all views.
+    pub fn with_views(dataset: Arc<dyn ImageDataset>, views: Vec<Arc<Pipeline>>, options: LoaderOptions) -> Result<Loader, DataError> {
         if options.batch_size == 0 {
             return Err(DataError::config("loader batch_size must be > 0"));
+        }
+        if views.is_empty() {
+            return Err(DataError::config("a loader needs at least one view pipeline"));
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.workers)
             .thread_name(|i| format!("medkd-decode-{i}"))
             .build()
             .map_err(|e| DataError::Worker(format!("cannot start decode threads: {e}")))?;
-        Ok(Loader { dataset, transform, options, pool: Arc::new(pool) })
+        Ok(Loader { dataset, views: views.into(), options, pool: Arc::new(pool) })
+    }
+
+    /// Views per sample: 1 for [`Loader::new`].
+    pub fn num_views(&self) -> usize {
+        self.views.len()
     }
 
     pub fn dataset(&self) -> &Arc<dyn ImageDataset> {
@@ -122,11 +183,11 @@ impl Loader {
         let batches: Vec<Vec<usize>> = order.chunks(self.options.batch_size).map(<[usize]>::to_vec).collect();
 
         let (tx, rx) = sync_channel(self.options.prefetch);
-        let (dataset, transform, pool) = (self.dataset.clone(), self.transform.clone(), self.pool.clone());
+        let (dataset, views, pool) = (self.dataset.clone(), self.views.clone(), self.pool.clone());
         let seed = self.options.seed;
         let spawned = std::thread::Builder::new().name("medkd-loader".into()).spawn(move || {
             for indices in batches {
-                let batch = pool.install(|| load_batch(dataset.as_ref(), &transform, indices, seed, epoch));
+                let batch = pool.install(|| load_batch(dataset.as_ref(), &views, indices, seed, epoch));
                 // A send error means the iterator was dropped: stop.
                 if tx.send(batch).is_err() {
                     break;
@@ -142,38 +203,62 @@ impl Loader {
     }
 }
 
-fn load_batch(dataset: &dyn ImageDataset, transform: &Pipeline, indices: Vec<usize>, seed: u64, epoch: usize) -> Result<Batch, DataError> {
+/// One transformed image and its `[C, H, W]`.
+type Sample = (Vec<f32>, [usize; 3]);
+
+fn load_batch(
+    dataset: &dyn ImageDataset,
+    views: &[Arc<Pipeline>],
+    indices: Vec<usize>,
+    seed: u64,
+    epoch: usize,
+) -> Result<Batch, DataError> {
+    // Per sample, its views in order.
     let samples = indices
         .par_iter()
         .map(|&i| {
             let img = dataset.image(i)?;
-            transform.apply_with_shape(&img, &mut rng_for(seed, epoch, i + 1))
+            views
+                .iter()
+                .enumerate()
+                .map(|(v, transform)| transform.apply_with_shape(&img, &mut rng_for_view(seed, epoch, v, i + 1)))
+                .collect::<Result<Vec<Sample>, DataError>>()
         })
         .collect::<Result<Vec<_>, DataError>>()?;
-    let chw = samples[0].1;
-    if let Some(pos) = samples.iter().position(|(_, shape)| *shape != chw) {
+    let mut stacked = (0..views.len()).map(|v| stack(dataset, &indices, &samples, v));
+    let (images, shape) = stacked.next().expect("a loader has at least one view")?;
+    let extra_views = stacked.map(|view| view.map(|(images, shape)| View { images, shape })).collect::<Result<_, _>>()?;
+    Ok(Batch {
+        images,
+        shape,
+        extra_views,
+        targets: indices.iter().map(|&i| dataset.target(i)).collect(),
+        num_classes: dataset.info().num_classes(),
+        indices,
+    })
+}
+
+/// View `view` of every sample as one N*C*H*W block; every sample must have the same shape.
+fn stack(dataset: &dyn ImageDataset, indices: &[usize], samples: &[Vec<Sample>], view: usize) -> Result<(Vec<f32>, [usize; 4]), DataError> {
+    let chw = samples[0][view].1;
+    if let Some(pos) = samples.iter().position(|s| s[view].1 != chw) {
+        let which = if view == 0 { String::new() } else { format!("view {view}: ") };
         return Err(DataError::Batch {
             index: indices[pos],
             id: dataset.id(indices[pos]),
             message: format!(
-                "transformed shape {:?} differs from {chw:?} of sample {}; end the transforms with a fixed-size resize or crop",
-                samples[pos].1, indices[0]
+                "{which}transformed shape {:?} differs from {chw:?} of sample {}; end the transforms with a fixed-size resize or crop",
+                samples[pos][view].1, indices[0]
             ),
         });
     }
     // Copied sample by sample (a memcpy each): a flat_map over the values took about a fifth of the
     // HAM10000 loader's time.
-    let mut images = Vec::with_capacity(samples.iter().map(|(data, _)| data.len()).sum());
-    for (data, _) in &samples {
-        images.extend_from_slice(data);
+    let mut images = Vec::with_capacity(samples.iter().map(|s| s[view].0.len()).sum());
+    for s in samples {
+        images.extend_from_slice(&s[view].0);
     }
-    Ok(Batch {
-        images,
-        shape: [indices.len(), chw[0], chw[1], chw[2]],
-        targets: indices.iter().map(|&i| dataset.target(i)).collect(),
-        num_classes: dataset.info().num_classes(),
-        indices,
-    })
+    Ok((images, [indices.len(), chw[0], chw[1], chw[2]]))
 }
 
 /// The batches of one epoch, produced ahead on a background thread.
@@ -211,5 +296,28 @@ impl Drop for EpochIter {
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::RngCore;
+
+    use super::*;
+
+    #[test]
+    fn view_0_reads_the_single_view_stream_and_other_views_their_own() {
+        let draws = |mut rng: ChaCha8Rng| (0..8).map(|_| rng.next_u64()).collect::<Vec<_>>();
+        // The layout single-view loaders have always used: trained weights depend on it.
+        let mut before = ChaCha8Rng::seed_from_u64(7);
+        before.set_stream(3);
+        before.set_word_pos(5u128 << 32);
+        let view_0 = draws(rng_for_view(7, 3, 0, 5));
+        assert_eq!(view_0, draws(before));
+        assert_eq!(view_0, draws(rng_for(7, 3, 5)));
+        let view_1 = draws(rng_for_view(7, 3, 1, 5));
+        assert_ne!(view_1, view_0);
+        assert_ne!(view_1, draws(rng_for_view(7, 3, 2, 5)));
+        assert_ne!(view_1, draws(rng_for_view(7, 4, 1, 5)));
     }
 }

@@ -127,14 +127,21 @@ impl NoisyLabels {
         if info.task == Task::MultiLabel {
             return Err(DataError::config("`data.label_noise` needs single-label data; this dataset is multi-label"));
         }
+        if info.task == Task::Localization {
+            return Err(DataError::config("`data.label_noise` needs class labels; this dataset has box targets (task = localization)"));
+        }
         let k = info.num_classes();
         let plan = config.plan(&info.class_names)?;
         let mut labels: Vec<usize> = (0..train.len())
             .map(|i| match train.target(i) {
-                Target::Class(c) => c,
-                Target::MultiHot(_) => unreachable!("single-label datasets yield class targets"),
+                Target::Class(c) => Ok(c),
+                // E.g. an `Unlabelled` view: its info still names the base dataset's task.
+                other => Err(DataError::config(format!(
+                    "`data.label_noise` needs a class label per sample; sample {i} ({}) has {other:?}",
+                    train.id(i)
+                ))),
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed());
         let mut flipped = Vec::new();
         for (class, &(rate, target)) in plan.iter().enumerate() {

@@ -24,7 +24,8 @@ pub enum SplitName {
 pub struct SplitRow {
     /// The sample's id (file name relative to the image root).
     pub image: String,
-    /// Class name; for multi-label samples the positive names joined by "|" (empty if none).
+    /// Class name; for multi-label samples the positive names joined by "|" (empty if none, and
+    /// for boxes without a class).
     pub label: String,
     pub split: SplitName,
 }
@@ -39,8 +40,9 @@ pub struct SplitIndices {
 
 /// Splits every stratum by the configured fractions (rounded per stratum, so each class's share
 /// in each split is within half a sample of the target). The stratum of a single-label sample is
-/// its class; of a multi-label sample its rarest positive label (so rare findings reach every
-/// split), or a separate stratum when it has none.
+/// its class (a box's class too); of a multi-label sample its rarest positive label (so rare
+/// findings reach every split); a sample with no positive label (no finding, a box without a
+/// class, an unlabelled sample) goes to one separate stratum, so a box-only set is one group.
 pub fn stratified_split(ds: &dyn ImageDataset, cfg: &SplitConfig) -> Result<SplitIndices, DataError> {
     cfg.validate()?;
     let counts = class_counts(ds);
@@ -49,7 +51,7 @@ pub fn stratified_split(ds: &dyn ImageDataset, cfg: &SplitConfig) -> Result<Spli
     for i in 0..ds.len() {
         let stratum = match ds.target(i) {
             Target::Class(c) => c,
-            multi => multi.positives().into_iter().min_by_key(|&c| (counts[c], c)).unwrap_or(num_classes),
+            other => other.positives().into_iter().min_by_key(|&c| (counts[c], c)).unwrap_or(num_classes),
         };
         strata[stratum].push(i);
     }

@@ -1,4 +1,5 @@
-//! The batch loader: determinism, batching, bounded prefetch, errors and shutdown.
+//! The batch loader: determinism, batching, bounded prefetch, errors and shutdown, several views
+//! per sample, and unlabelled views.
 
 mod common;
 
@@ -8,8 +9,8 @@ use std::time::Duration;
 
 use common::{Synthetic, config, medmnist};
 use medkd_data::{
-    Batch, DataError, DataFormat, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Size, TransformSpec, build_pipelines,
-    open_splits,
+    Batch, DataError, DataFormat, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Size, Subset, Target, TransformSpec,
+    Unlabelled, build_pipelines, open_splits,
 };
 
 fn augmenting() -> Arc<Pipeline> {
@@ -125,4 +126,97 @@ fn real_medmnist_epoch_with_eval_pipeline() {
     assert_eq!(batches[0].shape, [64, 3, 32, 32]);
     assert_eq!(batches.iter().map(|b| b.shape[0]).sum::<usize>(), 546);
     assert!(batches[0].images.iter().all(|v| v.is_finite() && *v > -2.2 && *v < 2.7));
+}
+
+/// 10 real HAM10000 images (3 classes) from the shipped labels.csv.
+fn ham_subset() -> Arc<dyn ImageDataset> {
+    let mut cfg = config(DataFormat::Csv, &common::ham_dir().join("labels.csv"));
+    cfg.image_dir = Some("images".into());
+    cfg.image_column = Some("image_id".into());
+    cfg.image_ext = Some("jpg".into());
+    cfg.label_column = Some("dx".into());
+    cfg.split = Some(medkd_data::SplitConfig { val: 0.0, test: 0.0, seed: 0 });
+    let full = open_splits(&cfg, "/".as_ref()).unwrap().train;
+    Arc::new(Subset::new(full, (0..10).map(|i| i * 37).collect()))
+}
+
+/// A DINO-style crop: random resized crop to `size` px, then a random flip.
+fn crop(size: u32, scale: [f32; 2]) -> Arc<Pipeline> {
+    let specs = [TransformSpec::RandomResizedCrop { size: Size::Edge(size), scale, ratio: [0.75, 1.333] }, TransformSpec::Hflip { p: 0.5 }];
+    Arc::new(Pipeline::new(&specs, 3, Normalization::imagenet(3)).unwrap())
+}
+
+fn multi_crop() -> Vec<Arc<Pipeline>> {
+    // Two identical global crops: only their random draws can tell them apart.
+    vec![crop(32, [0.4, 1.0]), crop(32, [0.4, 1.0]), crop(16, [0.05, 0.4])]
+}
+
+#[test]
+fn multi_view_batches_have_per_view_shapes_and_keep_view_0_as_a_single_view_loader() {
+    let ds = ham_subset();
+    let opts = |workers| LoaderOptions { batch_size: 4, shuffle: true, seed: 11, workers, ..LoaderOptions::default() };
+    let one = Loader::with_views(ds.clone(), multi_crop(), opts(1)).unwrap();
+    assert_eq!(one.num_views(), 3);
+    let a = collect(&one, 2);
+    assert_eq!(a, collect(&Loader::with_views(ds.clone(), multi_crop(), opts(2)).unwrap(), 2), "any worker count");
+    assert_eq!(a.iter().map(|b| b.shape[0]).collect::<Vec<_>>(), [4, 4, 2]);
+    for b in &a {
+        let n = b.shape[0];
+        assert_eq!(b.shape, [n, 3, 32, 32]);
+        assert_eq!(b.extra_views.iter().map(|v| v.shape).collect::<Vec<_>>(), [[n, 3, 32, 32], [n, 3, 16, 16]]);
+        assert_eq!(b.extra_views[0].images.len(), n * 3 * 32 * 32);
+        assert_eq!(b.extra_views[1].images.len(), n * 3 * 16 * 16);
+        assert_eq!(b.views().count(), 3);
+        // The two global crops differ for every sample.
+        let per_sample = 3 * 32 * 32;
+        for s in 0..n {
+            let range = s * per_sample..(s + 1) * per_sample;
+            assert_ne!(b.images[range.clone()], b.extra_views[0].images[range], "sample {}", b.indices[s]);
+        }
+    }
+
+    // View 0 is bit for bit what Loader::new gives with the first pipeline, batch for batch.
+    let single = collect(&Loader::new(ds.clone(), multi_crop()[0].clone(), opts(2)).unwrap(), 2);
+    assert_eq!(single.len(), a.len());
+    for (s, m) in single.iter().zip(&a) {
+        assert!(s.extra_views.is_empty());
+        assert_eq!((&s.indices, &s.targets, s.shape), (&m.indices, &m.targets, m.shape));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&s.images), bits(&m.images));
+    }
+
+    // A view's draws depend on its own index only: adding a view leaves view 1 as it was.
+    let two = collect(&Loader::with_views(ds.clone(), multi_crop()[..2].to_vec(), opts(1)).unwrap(), 2);
+    assert_eq!(two.iter().map(|b| &b.extra_views[0]).collect::<Vec<_>>(), a.iter().map(|b| &b.extra_views[0]).collect::<Vec<_>>());
+    // Another epoch, other crops.
+    let next = collect(&one, 3);
+    assert_ne!(next.iter().map(|b| &b.extra_views[1]).collect::<Vec<_>>(), a.iter().map(|b| &b.extra_views[1]).collect::<Vec<_>>());
+
+    let msg = Loader::with_views(ds, Vec::new(), opts(1)).err().unwrap().to_string();
+    assert!(msg.contains("at least one view"), "{msg}");
+}
+
+#[test]
+fn unlabelled_view_keeps_images_and_ids_and_yields_no_targets() {
+    let base = ham_subset();
+    let pool: Arc<dyn ImageDataset> = Arc::new(Unlabelled::new(base.clone()));
+    assert_eq!((pool.len(), pool.info()), (base.len(), base.info()));
+    for i in 0..pool.len() {
+        assert_eq!(pool.id(i), base.id(i));
+        assert_eq!(pool.target(i), Target::None);
+        assert!(matches!(base.target(i), Target::Class(_)));
+    }
+    assert_eq!(pool.image(3).unwrap(), base.image(3).unwrap());
+
+    let opts = LoaderOptions { batch_size: 4, shuffle: true, seed: 2, workers: 2, ..LoaderOptions::default() };
+    let unlabelled = collect(&Loader::new(pool, crop(32, [0.4, 1.0]), opts.clone()).unwrap(), 0);
+    let labelled = collect(&Loader::new(base, crop(32, [0.4, 1.0]), opts).unwrap(), 0);
+    for (u, l) in unlabelled.iter().zip(&labelled) {
+        assert!(u.targets.iter().all(|t| *t == Target::None));
+        assert!(!u.is_labelled() && l.is_labelled());
+        assert_eq!(u.boxes(), None);
+        assert!(u.multi_hot().iter().all(|v| *v == 0.0));
+        assert_eq!((&u.images, &u.indices), (&l.images, &l.indices), "same images, same order");
+    }
+    assert_eq!(unlabelled.len(), 3);
 }

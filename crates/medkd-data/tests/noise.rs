@@ -16,7 +16,7 @@ fn labels(ds: &dyn ImageDataset) -> Vec<usize> {
     (0..ds.len())
         .map(|i| match ds.target(i) {
             Target::Class(c) => c,
-            Target::MultiHot(_) => unreachable!(),
+            other => unreachable!("{other:?}"),
         })
         .collect()
 }

@@ -150,6 +150,12 @@ impl TransformSpec {
         !matches!(self, TransformSpec::Resize { .. } | TransformSpec::CenterCrop { .. })
     }
 
+    /// Whether the op moves pixels (resizes, crops, flips, rotates), and so would move a box
+    /// drawn on the image; colour ops do not.
+    pub fn is_geometric(&self) -> bool {
+        !matches!(self, TransformSpec::ColorJitter { .. })
+    }
+
     /// Rejects parameters torchvision would reject, naming the op and field.
     pub fn validate(&self) -> Result<(), DataError> {
         let op = self.name();

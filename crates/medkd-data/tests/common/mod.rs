@@ -54,6 +54,8 @@ pub fn config(format: DataFormat, path: &Path) -> DataConfig {
         multilabel_column: None,
         multilabel_separator: None,
         no_finding: None,
+        box_columns: None,
+        box_units: None,
         classes: None,
         task: None,
         channels: None,
