@@ -106,14 +106,13 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo) -> Result<Evaluat
     let clamp = |p: f32| (p as f64).clamp(1e-12, 1.0 - 1e-12);
     match info.task {
         Task::MultiLabel => {
-            let multi_hot: Vec<u8> = predictions
-                .targets
-                .iter()
-                .flat_map(|t| match t {
-                    Target::MultiHot(bits) => bits.clone(),
-                    Target::Class(_) => unreachable!("multi-label datasets yield multi-hot targets"),
+            let rows = (predictions.targets.iter().enumerate())
+                .map(|(i, t)| match t {
+                    Target::MultiHot(bits) => Ok(bits.clone()),
+                    other => Err(not_scorable(predictions, i, other, "multi-hot labels")),
                 })
-                .collect();
+                .collect::<Result<Vec<_>, _>>()?;
+            let multi_hot = rows.concat();
             let loss = predictions
                 .probs
                 .iter()
@@ -125,19 +124,24 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo) -> Result<Evaluat
             Ok(Evaluation { report: Report::MultiLabel(report), loss })
         }
         _ => {
-            let labels: Vec<usize> = predictions
-                .targets
-                .iter()
-                .map(|t| match t {
-                    Target::Class(c) => *c,
-                    Target::MultiHot(_) => unreachable!("single-label datasets yield class targets"),
+            let labels = (predictions.targets.iter().enumerate())
+                .map(|(i, t)| match t {
+                    Target::Class(c) => Ok(*c),
+                    other => Err(not_scorable(predictions, i, other, "a class label")),
                 })
-                .collect();
+                .collect::<Result<Vec<_>, _>>()?;
             let loss = labels.iter().enumerate().map(|(i, &y)| -clamp(predictions.probs[i * k + y]).ln()).sum::<f64>() / n.max(1) as f64;
             let report = medkd_eval::evaluate_single_label(&predictions.probs, k, &labels, &info.class_names)?;
             Ok(Evaluation { report: Report::SingleLabel(report), loss })
         }
     }
+}
+
+/// Classification metrics need every sample's label of the task's kind; an unlabelled sample or
+/// a box reaching them is a pipeline error, named rather than scored as class 0.
+fn not_scorable(predictions: &Predictions, index: usize, target: &Target, needs: &str) -> TrainError {
+    let id = predictions.ids.get(index).map_or("?", String::as_str);
+    TrainError::Input(format!("cannot score sample {index} ({id}): classification metrics need {needs}, it has {target:?}"))
 }
 
 impl Evaluation {

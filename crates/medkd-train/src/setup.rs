@@ -106,6 +106,13 @@ pub struct Prepared {
 impl Prepared {
     pub fn new(config: &RunConfig) -> Result<Prepared, TrainError> {
         let setup = RunSetup::new(config)?;
+        if setup.info.task == Task::Localization {
+            return Err(TrainError::Config(
+                "`data`: box targets (task = localization) need a localization method, and `method = \"classify\"` trains classifiers; \
+                 give the data class labels (medkd has no localization method yet)"
+                    .into(),
+            ));
+        }
         let teachers = load_teachers(&config.teachers, &setup.info, setup.spec.in_channels, &setup.device)?;
         for (index, teacher) in teachers.iter().enumerate() {
             teacher.spec.check_input(setup.input_hw).map_err(|e| TrainError::Config(format!("`teacher[{index}]`: {e}")))?;

@@ -3,10 +3,11 @@
 //! state (a running centre of the teacher's logits, as DINO keeps) that must survive `--resume`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use medkd_data::{Batch, Loader, LoaderOptions};
+use medkd_data::{Batch, ImageDataset, Loader, LoaderOptions, Target, Unlabelled};
 use medkd_losses::{TermValue, cross_entropy, kd_kl};
 use medkd_models::Model;
 use medkd_train::averaging::{AveragingConfig, WeightAverage};
@@ -17,6 +18,14 @@ use medkd_train::method::{Method, StepAt, StepLoss};
 use medkd_train::{RunConfig, RunDir, RunSetup, TrainError};
 
 const CENTRE_MOMENTUM: f32 = 0.9;
+
+/// burn's random generator is one per device, shared by the test threads: each test that trains
+/// holds this lock, so another test's draws cannot land between a seed and a model's init.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Cross-entropy plus KD from an EMA teacher whose logits are centred by a running mean.
 struct EmaSelfDistill<'a> {
@@ -149,6 +158,7 @@ fn end_state(method: &EmaSelfDistill) -> (Vec<f32>, Vec<f32>, u64, Vec<f32>) {
 /// run that was never stopped; resumed without the method's state, it does not.
 #[test]
 fn a_method_with_an_ema_teacher_and_a_stateful_term_resumes_exactly() {
+    let _serial = serial();
     let config = config();
     let setup = RunSetup::new(&config).unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -175,4 +185,81 @@ fn a_method_with_an_ema_teacher_and_a_stateful_term_resumes_exactly() {
             assert_eq!(end_state(&resumed), expected, "student, EMA teacher, update count and centre");
         }
     }
+}
+
+/// Consistency between two augmented views of unlabelled images: what a self-supervised step
+/// (DINO's multi-crop) receives from the loop.
+struct TwoViewConsistency<'a> {
+    config: &'a RunConfig,
+    setup: &'a RunSetup,
+    device: Option<Device>,
+    steps_seen: usize,
+}
+
+impl Method for TwoViewConsistency<'_> {
+    type Trainable = Model;
+
+    fn init(&mut self, device: &Device) -> Result<Model, TrainError> {
+        self.device = Some(device.clone());
+        Ok(Model::new(&self.setup.spec, device)?)
+    }
+
+    fn model<'m>(&self, model: &'m Model) -> &'m Model {
+        model
+    }
+
+    fn train_loader(&self) -> Result<Loader, TrainError> {
+        let unlabelled: Arc<dyn ImageDataset> = Arc::new(Unlabelled::new(self.setup.splits.train.clone()));
+        let views = vec![self.setup.train_pipeline.clone(), self.setup.train_pipeline.clone()];
+        let options = LoaderOptions { batch_size: 16, shuffle: true, drop_last: true, seed: self.config.seed, workers: 1, prefetch: 2 };
+        Ok(Loader::with_views(unlabelled, views, options)?)
+    }
+
+    fn step(&mut self, model: &Model, batch: Batch, _at: StepAt) -> Result<StepLoss, TrainError> {
+        assert!(batch.targets.iter().all(|t| *t == Target::None), "unlabelled samples carry no target");
+        assert!(!batch.is_labelled());
+        let [view] = batch.extra_views.as_slice() else { panic!("two views per sample, got {}", 1 + batch.extra_views.len()) };
+        assert_eq!(view.shape, batch.shape);
+        let device = self.device.as_ref().unwrap();
+        let first = softmax(model.logits(batch_tensor(&batch.images, batch.shape, device)), 1);
+        let second = softmax(model.logits(batch_tensor(&view.images, view.shape, device)), 1);
+        let consistency = (first - second).square().mean();
+        self.steps_seen += 1;
+        Ok(StepLoss { total: consistency.clone(), terms: vec![TermValue { name: "consistency".into(), value: consistency }] })
+    }
+}
+
+/// An unlabelled pool with two views per image reaches a method's step, and the loop trains,
+/// logs the method's term and evaluates as for any other method.
+#[test]
+fn unlabelled_batches_with_two_views_reach_the_step_without_targets() {
+    let _serial = serial();
+    let config = RunConfig::parse(&config().to_toml(), &["train.epochs=1".into()]).unwrap();
+    let setup = RunSetup::new(&config).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut method = TwoViewConsistency { config: &config, setup: &setup, device: None, steps_seen: 0 };
+    let outcome = fit(&config, &setup, &mut method, &RunDir::create(tmp.path()).unwrap(), false, false).unwrap();
+    assert_eq!(method.steps_seen, 5, "82 images in batches of 16");
+    assert_eq!(outcome.summary.epochs_run, 1);
+    let metrics = std::fs::read_to_string(tmp.path().join("metrics.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert!(line["train_terms"]["consistency"].as_f64().unwrap() >= 0.0, "{line}");
+}
+
+/// Box targets reach no classifier: the classify method refuses them before a run folder exists.
+#[test]
+fn the_classify_method_refuses_box_targets() {
+    let _serial = serial();
+    let isic = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/isic2018_seg");
+    let text = format!(
+        "[data]\nformat = \"csv\"\npath = \"{}\"\nimage_dir = \"images\"\nimage_column = \"image\"\nimage_ext = \"jpg\"\n\
+         box_columns = [\"bbox_x0\", \"bbox_y0\", \"bbox_x1\", \"bbox_y1\"]\nsplit = {{ seed = 0 }}\n\
+         eval_transforms = [{{ op = \"resize\", size = 32 }}]\ntrain_transforms = [{{ op = \"resize\", size = 32 }}]\n\
+         [model]\narch = \"resnet18\"\n[train]\nepochs = 1\nbatch_size = 8\noptimizer = {{ kind = \"adam\", lr = 0.001 }}\n\
+         [[loss]]\nkind = \"cross_entropy\"\n",
+        isic.join("labels.csv").display()
+    );
+    let config = RunConfig::parse(&text, &[]).unwrap();
+    let error = medkd_train::Prepared::new(&config).err().expect("box targets are refused").to_string();
+    assert!(error.contains("localization") && error.contains("classify"), "{error}");
 }

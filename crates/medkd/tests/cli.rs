@@ -179,7 +179,7 @@ fn test_labels() -> Vec<usize> {
     (0..splits.test.len())
         .map(|i| match splits.test.target(i) {
             medkd_data::Target::Class(c) => c,
-            medkd_data::Target::MultiHot(_) => unreachable!(),
+            other => unreachable!("BreastMNIST has class labels, got {other:?}"),
         })
         .collect()
 }
