@@ -27,6 +27,9 @@ pub enum EvalError {
     #[error("target at index {index} (sample {sample}, label {label}) is {value}, expected 0 or 1")]
     InvalidTarget { index: usize, sample: usize, label: usize, value: u8 },
 
+    #[error("{which} box of sample {sample} has a coordinate that is not finite")]
+    NonFiniteBox { which: &'static str, sample: usize },
+
     #[error("unknown metric {name:?}, expected one of: {}", crate::metric::known_names())]
     UnknownMetric { name: String },
 }

@@ -1,11 +1,12 @@
-//! Classification metrics for medkd: accuracy, balanced accuracy, F1, ROC-AUC and calibration
-//! error for single-label and multi-label classifiers.
+//! Metrics for medkd: accuracy, balanced accuracy, F1, ROC-AUC and calibration error for
+//! single-label and multi-label classifiers, and IoU metrics for one box per image.
 //!
 //! Pure Rust with no burn dependency, so it compiles fast and can be checked against
 //! scikit-learn (see `tools/golden/metrics_golden.py` and `tests/golden.rs`).
 
 mod activation;
 mod auc;
+mod boxes;
 mod calibration;
 mod confusion;
 mod error;
@@ -17,6 +18,7 @@ mod single_label;
 mod table;
 
 pub use activation::{sigmoid, softmax_rows};
+pub use boxes::{BoxReport, box_iou, evaluate_boxes};
 pub use calibration::ECE_BINS;
 pub use error::EvalError;
 pub use metric::{Metric, higher_is_better};

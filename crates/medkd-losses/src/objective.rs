@@ -8,6 +8,7 @@ use crate::{
     ClassWeightRule, ClassWeights, ConvRegressor, Features, LossError, LossSpec, ProjectionHead, Targets, TeacherMix, TeacherRule,
     attention_transfer, channel_gram_rmse, hint_mse, kd_bce, kd_kl, kd_rotated, normal_rows, rkd_angle, similarity_kd,
 };
+use medkd_models::FeatureLayout;
 
 /// What the loss terms see for one batch.
 pub struct LossContext<'a> {
@@ -41,10 +42,10 @@ pub struct TaskFacts<'a> {
     pub class_names: &'a [String],
     /// Per-class sample counts of the training split.
     pub class_counts: &'a [usize],
-    /// Channels of the student's four stage maps ([`medkd_models::Model::stage_channels`]).
-    pub student_channels: &'a [usize],
+    /// What the student's features hold ([`medkd_models::Model::layout`]).
+    pub student: &'a FeatureLayout,
     /// The same for each teacher; its length is the number of teachers.
-    pub teacher_channels: &'a [Vec<usize>],
+    pub teachers: &'a [FeatureLayout],
     /// Seeds the random teacher choice of `teachers = "random"`.
     pub seed: u64,
 }
@@ -240,7 +241,7 @@ impl Objective {
             (Term::Attention { teacher: t, stages }, _) => {
                 let mut sum: Option<Tensor<1>> = None;
                 for &stage in stages {
-                    let (s, t) = (&student.stages[stage], &teacher(*t).stages[stage]);
+                    let (s, t) = (student.spatial(stage), teacher(*t).spatial(stage));
                     if s.dims()[2..] != t.dims()[2..] {
                         return Err(LossError::Incompatible {
                             term: name.into(),
@@ -281,12 +282,12 @@ impl Objective {
 /// The (regressed) student map and the teacher map of a `hint`/`channel_gram` term, which must
 /// have equal shapes.
 fn map_pair(name: &str, map: &MapPair, ctx: &LossContext) -> Result<(Tensor<4>, Tensor<4>), LossError> {
-    let student = ctx.student.stages[map.stage].clone();
+    let student = ctx.student.spatial(map.stage).clone();
     let student = match map.adapter {
         Some(index) => ctx.adapters[index].forward(student),
         None => student,
     };
-    let teacher = ctx.teachers[map.teacher].stages[map.stage].clone();
+    let teacher = ctx.teachers[map.teacher].spatial(map.stage).clone();
     if student.dims() != teacher.dims() {
         return Err(LossError::Incompatible {
             term: name.into(),
@@ -297,6 +298,19 @@ fn map_pair(name: &str, map: &MapPair, ctx: &LossContext) -> Result<(Tensor<4>, 
     Ok((student, teacher))
 }
 
+/// The student's and the teacher's channels of spatial map `index` (the config's `key`), or an
+/// error naming the term when either model's map there is not a C x H x W map (a ViT's tokens).
+fn spatial_channels(term: &str, key: &str, index: usize, facts: &TaskFacts, teacher: usize) -> Result<(usize, usize), LossError> {
+    let channels = |who: &str, layout: &FeatureLayout| {
+        layout.spatial_channels(index).map_err(|found| LossError::Incompatible {
+            term: term.into(),
+            needs: format!("spatial stage maps at `{key}` {index}"),
+            found: format!("the {who}'s {found}"),
+        })
+    };
+    Ok((channels("student", facts.student)?, channels(&format!("teacher {teacher}"), &facts.teachers[teacher])?))
+}
+
 /// Checks one spec against the task and teachers and resolves it into a [`Term`], adding the
 /// regressors it needs to `adapters`.
 fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)>, heads: &mut Vec<HeadSpec>) -> Result<Term, LossError> {
@@ -304,7 +318,7 @@ fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)
         return Ok(Term::Shaped(spec.resolve(facts)?));
     }
     let name = spec.name();
-    let num_teachers = facts.teacher_channels.len();
+    let num_teachers = facts.teachers.len();
     let needs_teacher = |index: usize| teacher_index(name, index, facts);
     Ok(match spec {
         LossSpec::CrossEntropy { label_smoothing, class_weights, .. } => {
@@ -357,10 +371,16 @@ fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)
             Term::Kd { temperature: *temperature as f32, mix }
         }
         LossSpec::RkdAngle { teacher, chunk, .. } => Term::RkdAngle { teacher: needs_teacher(*teacher)?, chunk: *chunk },
-        LossSpec::Attention { teacher, stages, .. } => Term::Attention { teacher: needs_teacher(*teacher)?, stages: stages.clone() },
+        LossSpec::Attention { teacher, stages, .. } => {
+            let teacher = needs_teacher(*teacher)?;
+            for &stage in stages {
+                spatial_channels(name, "stages", stage, facts, teacher)?;
+            }
+            Term::Attention { teacher, stages: stages.clone() }
+        }
         LossSpec::Hint { teacher, stage, .. } | LossSpec::ChannelGram { teacher, stage, .. } => {
             let teacher = needs_teacher(*teacher)?;
-            let (from, to) = (facts.student_channels[*stage], facts.teacher_channels[teacher][*stage]);
+            let (from, to) = spatial_channels(name, "stage", *stage, facts, teacher)?;
             let adapter = (from != to).then(|| {
                 adapters.push((from, to));
                 adapters.len() - 1
@@ -383,11 +403,10 @@ fn resolve(spec: &LossSpec, facts: &TaskFacts, adapters: &mut Vec<(usize, usize)
         }
         LossSpec::Sskd { temperature, ratio, teacher, head_epochs, head_lr, head, .. } => {
             let teacher = needs_teacher(*teacher)?;
-            // The pooled embedding is the average-pooled last stage.
             heads.push(HeadSpec {
                 teacher,
-                student_dim: facts.student_channels[3],
-                teacher_dim: facts.teacher_channels[teacher][3],
+                student_dim: facts.student.pooled_dim,
+                teacher_dim: facts.teachers[teacher].pooled_dim,
                 epochs: *head_epochs,
                 lr: *head_lr,
                 trained: head.clone(),

@@ -32,7 +32,7 @@ pub trait LossTerm: Send + Sync {
 
 /// `index` when the config declares that many teachers, else an error naming the term.
 pub(crate) fn teacher_index(term: &str, index: usize, facts: &TaskFacts) -> Result<usize, LossError> {
-    let declared = facts.teacher_channels.len();
+    let declared = facts.teachers.len();
     if index < declared {
         return Ok(index);
     }

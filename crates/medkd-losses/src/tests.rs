@@ -1,5 +1,7 @@
+use std::sync::LazyLock;
+
 use burn::prelude::*;
-use medkd_models::{Arch, Model, ModelSpec};
+use medkd_models::{Arch, FeatureLayout, MapInfo, MapKind, Model, ModelSpec};
 
 use super::*;
 use crate::objective::TaskFacts;
@@ -14,17 +16,22 @@ fn facts<'a>(names: &'a [String], counts: &'a [usize], multi_label: bool) -> Tas
         multi_label,
         class_names: names,
         class_counts: counts,
-        student_channels: &RESNET18_CHANNELS,
-        teacher_channels: &[],
+        student: &RESNET18,
+        teachers: &[],
         seed: 0,
     }
 }
 
-const RESNET18_CHANNELS: [usize; 4] = [64, 128, 256, 512];
+fn layout(arch: Arch) -> FeatureLayout {
+    let spec = ModelSpec { arch, num_classes: 3, in_channels: 3, small_input: true };
+    Model::new(&spec, &medkd_models::test_device()).unwrap().layout()
+}
 
-/// Stage channels of `n` ResNet-18 teachers.
-fn resnet18_teachers(n: usize) -> Vec<Vec<usize>> {
-    vec![RESNET18_CHANNELS.to_vec(); n]
+static RESNET18: LazyLock<FeatureLayout> = LazyLock::new(|| layout(Arch::ResNet18));
+
+/// The feature layouts of `n` ResNet-18 teachers.
+fn resnet18_teachers(n: usize) -> Vec<FeatureLayout> {
+    vec![RESNET18.clone(); n]
 }
 
 #[test]
@@ -112,7 +119,7 @@ fn features(model: &Model, seed: u64) -> Features {
 fn kd_objective(teachers: TeacherMix, num_teachers: usize) -> Result<Objective, LossError> {
     let names = names(3);
     let spec = LossSpec::Kd { weight: 1.0, temperature: 2.0, teachers };
-    Objective::new(&[spec], &TaskFacts { teacher_channels: &resnet18_teachers(num_teachers), seed: 7, ..facts(&names, &[1, 1, 1], false) })
+    Objective::new(&[spec], &TaskFacts { teachers: &resnet18_teachers(num_teachers), seed: 7, ..facts(&names, &[1, 1, 1], false) })
 }
 
 fn kd_value(objective: &Objective, student: &Features, teachers: &[Features], step: u64) -> f32 {
@@ -160,7 +167,7 @@ fn kd_mixes_teachers_by_mean_weights_or_seeded_random_choice() {
 fn teacher_terms_are_checked_against_the_declared_teachers() {
     let error = |spec: LossSpec, num_teachers: usize| {
         let names = names(3);
-        Objective::new(&[spec], &TaskFacts { teacher_channels: &resnet18_teachers(num_teachers), ..facts(&names, &[1, 1, 1], false) })
+        Objective::new(&[spec], &TaskFacts { teachers: &resnet18_teachers(num_teachers), ..facts(&names, &[1, 1, 1], false) })
             .err()
             .unwrap()
             .to_string()
@@ -182,8 +189,7 @@ fn repeated_kinds_are_logged_under_distinct_names() {
     let kd = LossSpec::Kd { weight: 1.0, temperature: 4.0, teachers: TeacherMix::default() };
     let ce = LossSpec::CrossEntropy { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::default() };
     let objective =
-        Objective::new(&[ce, kd.clone(), kd], &TaskFacts { teacher_channels: &resnet18_teachers(1), ..facts(&names, &[1, 1, 1], false) })
-            .unwrap();
+        Objective::new(&[ce, kd.clone(), kd], &TaskFacts { teachers: &resnet18_teachers(1), ..facts(&names, &[1, 1, 1], false) }).unwrap();
     assert_eq!(objective.term_names(), ["cross_entropy", "kd", "kd_2"]);
 }
 
@@ -193,13 +199,13 @@ fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
     let spec = |arch| ModelSpec { arch, num_classes: 3, in_channels: 3, small_input: true };
     let (resnet18, resnet50) = (Model::new(&spec(Arch::ResNet18), &device).unwrap(), Model::new(&spec(Arch::ResNet50), &device).unwrap());
     let names = names(3);
-    let teacher_channels = vec![resnet50.stage_channels(), resnet18.stage_channels()];
+    let teacher_layouts = vec![resnet50.layout(), resnet18.layout()];
     let specs = [
         LossSpec::Hint { weight: 1.0, teacher: 0, stage: 3 },
         LossSpec::ChannelGram { weight: 1.0, teacher: 1, stage: 2 },
         LossSpec::ChannelGram { weight: 1.0, teacher: 0, stage: 1 },
     ];
-    let facts = TaskFacts { teacher_channels: &teacher_channels, ..facts(&names, &[1, 1, 1], false) };
+    let facts = TaskFacts { teachers: &teacher_layouts, ..facts(&names, &[1, 1, 1], false) };
     let objective = Objective::new(&specs, &facts).unwrap();
     // ResNet-18 -> ResNet-50 stages differ in channels (512 vs 2048, 128 vs 512); 18 -> 18 do not.
     assert_eq!(objective.adapter_shapes(), [(512, 2048), (128, 512)]);
@@ -219,9 +225,9 @@ fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
         epoch: 0,
     };
     let (_, terms) = objective.compute(&context).unwrap();
-    let gram = channel_gram_rmse(student.stages[2].clone(), teachers[1].stages[2].clone()).into_scalar::<f32>();
+    let gram = channel_gram_rmse(student.spatial(2).clone(), teachers[1].spatial(2).clone()).into_scalar::<f32>();
     assert_eq!(terms[1].value.clone().into_scalar::<f32>(), gram, "no regressor between equal channel counts");
-    let hint = hint_mse(adapters[0].forward(student.stages[3].clone()), teachers[0].stages[3].clone()).into_scalar::<f32>();
+    let hint = hint_mse(adapters[0].forward(student.spatial(3).clone()), teachers[0].spatial(3).clone()).into_scalar::<f32>();
     assert_eq!(terms[0].value.clone().into_scalar::<f32>(), hint);
 
     // A teacher with a different stem has other spatial sizes: an error naming the term.
@@ -239,8 +245,8 @@ fn rotation_terms_turn_on_views_and_per_image_terms_read_normal_rows() {
     let specs: Vec<LossSpec> = from_json(
         r#"[{"kind": "cross_entropy"}, {"kind": "kd"}, {"kind": "kd_rotated", "weight": 2.7}, {"kind": "sskd", "weight": 10.0, "head_epochs": 3}]"#,
     );
-    let teachers = [vec![256, 512, 1024, 2048]];
-    let facts = TaskFacts { teacher_channels: &teachers, ..facts(&names, &[1, 1, 1], false) };
+    let teachers = [layout(Arch::ResNet50)];
+    let facts = TaskFacts { teachers: &teachers, ..facts(&names, &[1, 1, 1], false) };
     let objective = Objective::new(&specs, &facts).unwrap();
     assert!(objective.rotated_views());
     let head = &objective.projection_heads()[0];
@@ -250,7 +256,7 @@ fn rotation_terms_turn_on_views_and_per_image_terms_read_normal_rows() {
     let device = medkd_models::test_device();
     let random = |rows: usize, cols: usize| Tensor::<2>::random([rows, cols], burn::tensor::Distribution::Normal(0.0, 2.0), &device);
     let batch = 4;
-    let features = |dim: usize| Features { stages: vec![], pooled: random(4 * batch, dim), logits: random(4 * batch, 3) };
+    let features = |dim: usize| Features { maps: vec![], pooled: random(4 * batch, dim), logits: random(4 * batch, 3) };
     let (student, teacher) = (features(512), features(2048));
     let classes = vec![0, 2, 1, 2];
     let (student_heads, teacher_heads) = ([ProjectionHead::new(512, &device)], [ProjectionHead::new(2048, &device)]);
@@ -281,7 +287,7 @@ fn rotation_terms_turn_on_views_and_per_image_terms_read_normal_rows() {
 fn rotation_terms_reject_bad_parameters_and_tasks() {
     let names = names(3);
     let teachers = resnet18_teachers(1);
-    let facts = |multi_label| TaskFacts { teacher_channels: &teachers, ..facts(&names, &[1, 1, 1], multi_label) };
+    let facts = |multi_label| TaskFacts { teachers: &teachers, ..facts(&names, &[1, 1, 1], multi_label) };
     let error = |json: &str, multi_label: bool| {
         let specs: Vec<LossSpec> = from_json(json);
         Objective::new(&specs, &facts(multi_label)).err().expect("should be rejected").to_string()
@@ -296,4 +302,29 @@ fn rotation_terms_reject_bad_parameters_and_tasks() {
     assert!(e.contains("kd_rotated") && e.contains("multi-label"), "{e}");
     let e = error(r#"[{"kind": "sskd", "teacher": 1}]"#, false);
     assert!(e.contains("sskd") && e.contains("teacher 1"), "{e}");
+}
+
+/// Terms that read stage maps accept spatial (C x H x W) maps only: a token map (a ViT's) or a
+/// map index the architecture lacks is a config error naming the term, the key and the map.
+#[test]
+fn stage_map_terms_refuse_token_maps_and_missing_maps() {
+    let names = names(3);
+    let vit = FeatureLayout { maps: vec![MapInfo { name: "blocks.11", kind: MapKind::Tokens { dim: 192 } }], pooled_dim: 192 };
+    let error = |spec: &str, student: &FeatureLayout, teacher: &FeatureLayout| {
+        let teachers = [teacher.clone()];
+        let facts = TaskFacts { student, teachers: &teachers, ..facts(&names, &[1, 1, 1], false) };
+        Objective::new(&from_json::<Vec<LossSpec>>(spec), &facts).err().expect("should be rejected").to_string()
+    };
+    let e = error(r#"[{"kind": "hint", "stage": 0}]"#, &RESNET18, &vit);
+    assert!(e.contains("'hint'") && e.contains("`stage` 0") && e.contains("teacher 0's map 0 (blocks.11) holds tokens"), "{e}");
+    let e = error(r#"[{"kind": "attention", "stages": [0]}]"#, &vit, &RESNET18);
+    assert!(e.contains("'attention'") && e.contains("the student's map 0 (blocks.11) holds tokens"), "{e}");
+    let e = error(r#"[{"kind": "channel_gram", "stage": 4}]"#, &RESNET18, &RESNET18);
+    assert!(e.contains("`stage` 4") && e.contains("has 4 feature maps (0 to 3)"), "{e}");
+    let e = error(r#"[{"kind": "attention", "stages": [0, 4]}]"#, &RESNET18, &RESNET18);
+    assert!(e.contains("`stages` 4"), "{e}");
+    // Logit and embedding terms need no spatial map: a token model can be their teacher.
+    let teachers = [vit];
+    let facts = TaskFacts { teachers: &teachers, ..facts(&names, &[1, 1, 1], false) };
+    assert!(Objective::new(&from_json::<Vec<LossSpec>>(r#"[{"kind": "kd"}, {"kind": "rkd_distance"}]"#), &facts).is_ok());
 }

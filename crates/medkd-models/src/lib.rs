@@ -21,7 +21,7 @@ mod weights;
 pub use conv::conv2d;
 pub use densenet::DenseNet;
 pub use error::{ModelError, ShapeMismatch};
-pub use features::Features;
+pub use features::{FeatureLayout, FeatureMap, Features, MapInfo, MapKind};
 pub use macs::count_macs;
 pub use mobilenetv2::MobileNetV2;
 pub use model::{Arch, Model, ModelSpec, count_params};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::densenet::{self, DenseNet};
 use crate::error::ModelError;
-use crate::features::{Features, Stages};
+use crate::features::{FeatureLayout, Features, MapInfo, MapKind, Stages};
 use crate::mobilenetv2::{self, MobileNetV2};
 use crate::resnet::{self, Layout, ResNet};
 
@@ -134,7 +134,7 @@ impl Model {
         })
     }
 
-    /// Logits, pooled embedding and the four stage maps (see [`Features`]).
+    /// Logits, pooled embedding and the feature maps of [`Model::layout`] (see [`Features`]).
     ///
     /// On an autodiff device the model trains (BatchNorm on batch statistics, updating its
     /// running ones; dropout on) unless it is `model.valid()`; on a plain device it always
@@ -142,7 +142,7 @@ impl Model {
     pub fn forward(&self, x: Tensor<4>) -> Features {
         let mut stages = Stages::keep();
         let (pooled, logits) = self.run(x, &mut stages);
-        Features { stages: stages.into_vec(), pooled, logits }
+        Features { maps: stages.into_vec(), pooled, logits }
     }
 
     /// Logits only: no stage map is kept.
@@ -157,9 +157,16 @@ impl Model {
         stages[stages.len() - 1]
     }
 
-    /// Channels of the four [`Features::stages`] maps.
-    pub fn stage_channels(&self) -> Vec<usize> {
-        self.stage_channels_ref().to_vec()
+    /// The names and kinds of [`Features::maps`] and the pooled width.
+    pub fn layout(&self) -> FeatureLayout {
+        let names: [&'static str; 4] = match self {
+            Model::ResNet(_) => ["layer1", "layer2", "layer3", "layer4"],
+            Model::MobileNetV2(_) => ["features.3", "features.6", "features.13", "features.18"],
+            Model::DenseNet(_) => ["features.denseblock1", "features.denseblock2", "features.denseblock3", "features.norm5"],
+        };
+        let maps =
+            names.iter().zip(self.stage_channels_ref()).map(|(&name, &channels)| MapInfo { name, kind: MapKind::Spatial { channels } });
+        FeatureLayout { maps: maps.collect(), pooled_dim: self.feature_dim() }
     }
 
     fn stage_channels_ref(&self) -> &[usize] {

@@ -24,16 +24,22 @@ fn torchvision_stages(arch: Arch, size: usize, small_input: bool) -> Vec<Vec<usi
     config["stages"].as_array().unwrap().iter().map(usizes).collect()
 }
 
+/// The channels of every map of the model's layout, all of them spatial for the CNNs.
+fn spatial_channels(model: &Model) -> Vec<usize> {
+    let layout = model.layout();
+    (0..layout.maps.len()).map(|i| layout.spatial_channels(i).unwrap()).collect()
+}
+
 fn check_shapes(arch: Arch, size: usize, small_input: bool) {
     let device = medkd_models::test_device();
     let model = Model::new(&spec(arch, 5, small_input), &device).unwrap().valid();
     let features = model.forward(Tensor::zeros([1, 3, size, size], &device));
-    let stages: Vec<Vec<usize>> = features.stages.iter().map(|s| s.dims()[1..].to_vec()).collect();
+    let stages: Vec<Vec<usize>> = (0..features.maps.len()).map(|i| features.spatial(i).dims()[1..].to_vec()).collect();
     assert_eq!(stages, torchvision_stages(arch, size, small_input), "{arch} {size} px small={small_input}");
     assert_eq!(features.pooled.dims(), [1, model.feature_dim()]);
     assert_eq!(features.logits.dims(), [1, 5]);
     let channels: Vec<usize> = stages.iter().map(|s| s[0]).collect();
-    assert_eq!(channels, model.stage_channels());
+    assert_eq!(channels, spatial_channels(&model));
 }
 
 // The heavy architectures (ResNet-50, DenseNet-121) run at 32 px where the others run at
@@ -111,7 +117,8 @@ fn feature_dims() {
     ] {
         let model = Model::new(&ModelSpec::new(arch, 2), &device).unwrap();
         assert_eq!(model.feature_dim(), dim, "{arch}");
-        assert_eq!(model.stage_channels(), stages, "{arch}");
+        assert_eq!(spatial_channels(&model), stages, "{arch}");
+        assert_eq!(model.layout().pooled_dim, dim, "{arch}");
     }
 }
 
@@ -202,7 +209,8 @@ fn trains_on_an_autodiff_device() {
     let device = medkd_models::test_device().autodiff();
     let model = Model::new(&spec(Arch::ResNet18, 3, true), &device).unwrap();
     let features = model.forward(formula_input(2, 28, &device));
-    let loss = features.logits.powi_scalar(2).mean() + features.stages[0].clone().mean();
+    let first_stage = features.spatial(0).clone().mean();
+    let loss = features.logits.powi_scalar(2).mean() + first_stage;
     let grads = loss.backward();
     let mut counter = GradCount { grads: &grads, with_grad: 0, total: 0 };
     model.visit(&mut counter);

@@ -76,7 +76,7 @@ fn pytorch_checkpoint_reproduces_layer1() {
     let input_shape = usizes(&pth["input_shape"]);
     let expected = floats(&pth["layer1"]);
     let layer1 = |model: Model| {
-        let stage = model.valid().forward(formula_input(input_shape[0], input_shape[2], &device)).stages[0].clone();
+        let stage = model.valid().forward(formula_input(input_shape[0], input_shape[2], &device)).spatial(0).clone();
         assert_eq!(stage.dims().to_vec(), usizes(&pth["layer1_shape"]));
         to_vec(stage)
     };

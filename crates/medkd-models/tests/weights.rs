@@ -188,3 +188,20 @@ fn rejects_unsupported_and_corrupt_files() {
         assert!(matches!(err, ModelError::Read { .. }), "{name}: {err}");
     }
 }
+
+/// Feature maps are named by their module path in the checkpoint's naming, so a user can find
+/// each in the torchvision state dict.
+#[test]
+fn feature_map_names_are_module_paths_of_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in Arch::ALL {
+        let model = Model::new(&ModelSpec::new(arch, 3), &medkd_models::test_device()).unwrap();
+        let path = dir.path().join(format!("{arch}.safetensors"));
+        save_weights(&model, &path).unwrap();
+        let names: Vec<String> = read_safetensors(&path).into_iter().map(|e| e.name).collect();
+        for map in model.layout().maps {
+            let prefix = format!("{}.", map.name);
+            assert!(names.iter().any(|n| n.starts_with(&prefix)), "{arch}: no tensor under {prefix}");
+        }
+    }
+}

@@ -109,11 +109,10 @@ pub fn fit<M: Method>(
                 return Err(TrainError::NonFiniteLoss { epoch, step, terms: detail });
             }
             let grads = GradientsParams::from_grads(loss.total.backward(), &trainable);
-            trainable = optimizer.step(lr, trainable, grads);
+            trainable = method.after_step(optimizer.step(lr, trainable, grads), at)?;
             if let Some(average) = &mut average {
                 average.after_step(method.model(&trainable));
             }
-            method.after_step(&trainable, at)?;
 
             loss_sum += loss_value;
             for (name, value) in &term_values {

@@ -65,9 +65,10 @@ pub trait Method {
     /// The loss of one batch.
     fn step(&mut self, trainable: &Self::Trainable, batch: Batch, at: StepAt) -> Result<StepLoss, TrainError>;
 
-    /// After the optimizer has updated `trainable` (an EMA teacher follows the student here).
-    fn after_step(&mut self, _trainable: &Self::Trainable, _at: StepAt) -> Result<(), TrainError> {
-        Ok(())
+    /// After the optimizer has updated `trainable`, before the weight average sees it: an EMA
+    /// teacher follows the student here, and a pruned model puts its fixed masks back.
+    fn after_step(&mut self, trainable: Self::Trainable, _at: StepAt) -> Result<Self::Trainable, TrainError> {
+        Ok(trainable)
     }
 
     /// Saves what [`Method::load_state`] needs to continue exactly (EMA teachers, a loss term's

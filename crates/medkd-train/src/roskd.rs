@@ -130,15 +130,15 @@ impl RosKdPlan {
             Prepared::new(config).map_err(|e| TrainError::Config(format!("teacher {name}: {e}")))?;
         }
         let setup = RunSetup::new(&self.student)?;
-        let teacher_channels = self
+        let teacher_layouts = self
             .teachers
             .iter()
             .map(|(_, config)| {
                 let spec = ModelSpec { arch: config.model.arch, small_input: config.model.small_input, ..setup.spec.clone() };
-                Ok(Model::new(&spec, &setup.device)?.stage_channels())
+                Ok(Model::new(&spec, &setup.device)?.layout())
             })
             .collect::<Result<Vec<_>, TrainError>>()?;
-        build_objective(&self.student, &setup, &teacher_channels).map_err(|e| TrainError::Config(format!("student: {e}")))?;
+        build_objective(&self.student, &setup, &teacher_layouts).map_err(|e| TrainError::Config(format!("student: {e}")))?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use burn::prelude::*;
 use medkd_data::{DataSplits, DatasetInfo, ImageDataset, Loader, LoaderOptions, Pipeline, SplitName, Task, build_pipelines, open_splits};
 use medkd_losses::{Objective, TaskFacts};
-use medkd_models::{Model, ModelSpec, load_weights};
+use medkd_models::{FeatureLayout, Model, ModelSpec, load_weights};
 
 use crate::TrainError;
 use crate::config::RunConfig;
@@ -117,8 +117,8 @@ impl Prepared {
         for (index, teacher) in teachers.iter().enumerate() {
             teacher.spec.check_input(setup.input_hw).map_err(|e| TrainError::Config(format!("`teacher[{index}]`: {e}")))?;
         }
-        let teacher_channels: Vec<Vec<usize>> = teachers.iter().map(Teacher::stage_channels).collect();
-        let objective = build_objective(config, &setup, &teacher_channels)?;
+        let teacher_layouts: Vec<FeatureLayout> = teachers.iter().map(Teacher::layout).collect();
+        let objective = build_objective(config, &setup, &teacher_layouts)?;
         let [height, width] = setup.train_hw;
         if objective.rotated_views() && height != width {
             return Err(TrainError::Config(format!(
@@ -129,9 +129,9 @@ impl Prepared {
     }
 }
 
-/// The config's loss terms, checked against the data and against teachers with these stage
-/// channels (one list per teacher).
-pub fn build_objective(config: &RunConfig, setup: &RunSetup, teacher_channels: &[Vec<usize>]) -> Result<Objective, TrainError> {
+/// The config's loss terms, checked against the data and against teachers with these feature
+/// layouts.
+pub fn build_objective(config: &RunConfig, setup: &RunSetup, teachers: &[FeatureLayout]) -> Result<Objective, TrainError> {
     Ok(Objective::new(
         &config.losses,
         &TaskFacts {
@@ -139,8 +139,8 @@ pub fn build_objective(config: &RunConfig, setup: &RunSetup, teacher_channels: &
             multi_label: setup.info.task == Task::MultiLabel,
             class_names: &setup.info.class_names,
             class_counts: &medkd_data::class_counts(setup.splits.train.as_ref()),
-            student_channels: &Model::new(&setup.spec, &setup.device)?.stage_channels(),
-            teacher_channels,
+            student: &Model::new(&setup.spec, &setup.device)?.layout(),
+            teachers,
             seed: config.seed,
         },
     )?)

@@ -6,7 +6,7 @@ use std::path::Path;
 use burn::prelude::*;
 use medkd_data::DatasetInfo;
 use medkd_losses::Features;
-use medkd_models::{Model, ModelSpec, load_weights};
+use medkd_models::{FeatureLayout, Model, ModelSpec, load_weights};
 use serde_json::Value;
 
 use crate::TrainError;
@@ -32,8 +32,8 @@ impl Teacher {
         self.model.forward(images.without_autodiff())
     }
 
-    pub fn stage_channels(&self) -> Vec<usize> {
-        self.model.stage_channels()
+    pub fn layout(&self) -> FeatureLayout {
+        self.model.layout()
     }
 }
 
@@ -81,7 +81,7 @@ impl TeacherCache {
                         indices.iter().flat_map(|&i| rows[i].as_ref().expect("checked above")[range.clone()].iter().copied()).collect();
                     Tensor::<2>::from_data(TensorData::new(values, [indices.len(), range.len()]), &device)
                 };
-                Features { stages: Vec::new(), logits: gather(0..classes), pooled: gather(classes..classes + width) }
+                Features { maps: Vec::new(), logits: gather(0..classes), pooled: gather(classes..classes + width) }
             })
             .collect()
     }
@@ -173,9 +173,9 @@ mod tests {
         let values = |t: &Tensor<2>| t.clone().into_data().try_to_vec::<f32>().unwrap();
 
         let computed = cache.outputs(&teachers, &images, &[7, 2, 5, 0]);
-        assert_eq!(computed[0].stages.len(), 4, "a first sight runs the teachers");
+        assert_eq!(computed[0].maps.len(), 4, "a first sight runs the teachers");
         let cached = cache.outputs(&teachers, &images, &[7, 2, 5, 0]);
-        assert!(cached[0].stages.is_empty(), "a second sight comes from the cache");
+        assert!(cached[0].maps.is_empty(), "a second sight comes from the cache");
         for (c, f) in cached.iter().zip(&computed) {
             assert_eq!(values(&c.logits), values(&f.logits));
             assert_eq!(values(&c.pooled), values(&f.pooled));
@@ -184,6 +184,6 @@ mod tests {
         let reordered = cache.outputs(&teachers, &images.clone().select(0, Tensor::from_data([2, 0], &device)), &[5, 7]);
         assert_eq!(values(&reordered[1].logits)[..3], values(&computed[1].logits)[6..9]);
         // One unseen sample: the whole batch is recomputed.
-        assert_eq!(cache.outputs(&teachers, &images, &[7, 2, 5, 9])[0].stages.len(), 4);
+        assert_eq!(cache.outputs(&teachers, &images, &[7, 2, 5, 9])[0].maps.len(), 4);
     }
 }

@@ -101,12 +101,12 @@ impl Method for EmaSelfDistill<'_> {
         Ok(StepLoss { total, terms })
     }
 
-    fn after_step(&mut self, model: &Model, at: StepAt) -> Result<(), TrainError> {
-        self.teacher.after_step(model);
+    fn after_step(&mut self, model: Model, at: StepAt) -> Result<Model, TrainError> {
+        self.teacher.after_step(&model);
         if at.epoch + 1 == self.config.train.epochs && at.step + 1 == at.steps {
             self.final_student = probe(&model.valid(), &self.setup.device);
         }
-        Ok(())
+        Ok(model)
     }
 
     fn save_state(&self, state: &mut MethodState) -> Result<(), TrainError> {
