@@ -58,12 +58,21 @@ impl<'a> EmaSelfDistill<'a> {
     }
 }
 
+/// The toy methods' model, on the device they keep for their steps.
+fn init_model(setup: &RunSetup, device: &Device, keep: &mut Option<Device>) -> Result<Model, TrainError> {
+    *keep = Some(device.clone());
+    Ok(Model::new(&setup.spec, device)?)
+}
+
+fn loader_options(config: &RunConfig) -> LoaderOptions {
+    LoaderOptions { batch_size: 16, shuffle: true, drop_last: true, seed: config.seed, workers: 1, prefetch: 2 }
+}
+
 impl Method for EmaSelfDistill<'_> {
     type Trainable = Model;
 
     fn init(&mut self, device: &Device) -> Result<Model, TrainError> {
-        self.device = Some(device.clone());
-        Ok(Model::new(&self.setup.spec, device)?)
+        init_model(self.setup, device, &mut self.device)
     }
 
     fn model<'m>(&self, model: &'m Model) -> &'m Model {
@@ -71,7 +80,7 @@ impl Method for EmaSelfDistill<'_> {
     }
 
     fn train_loader(&self) -> Result<Loader, TrainError> {
-        let options = LoaderOptions { batch_size: 16, shuffle: true, drop_last: true, seed: self.config.seed, workers: 1, prefetch: 2 };
+        let options = loader_options(self.config);
         Ok(Loader::new(self.setup.splits.train.clone(), self.setup.train_pipeline.clone(), options)?)
     }
 
@@ -200,8 +209,7 @@ impl Method for TwoViewConsistency<'_> {
     type Trainable = Model;
 
     fn init(&mut self, device: &Device) -> Result<Model, TrainError> {
-        self.device = Some(device.clone());
-        Ok(Model::new(&self.setup.spec, device)?)
+        init_model(self.setup, device, &mut self.device)
     }
 
     fn model<'m>(&self, model: &'m Model) -> &'m Model {
@@ -211,7 +219,7 @@ impl Method for TwoViewConsistency<'_> {
     fn train_loader(&self) -> Result<Loader, TrainError> {
         let unlabelled: Arc<dyn ImageDataset> = Arc::new(Unlabelled::new(self.setup.splits.train.clone()));
         let views = vec![self.setup.train_pipeline.clone(), self.setup.train_pipeline.clone()];
-        let options = LoaderOptions { batch_size: 16, shuffle: true, drop_last: true, seed: self.config.seed, workers: 1, prefetch: 2 };
+        let options = loader_options(self.config);
         Ok(Loader::with_views(unlabelled, views, options)?)
     }
 
