@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::EvalError;
+use crate::{EvalError, Metric};
 
 /// Intersection over union, as torchvision's `box_iou` for valid boxes. A box with no area (x1 <=
 /// x0 or y1 <= y0, as an untrained head can predict) overlaps nothing: IoU 0 (torchvision would
@@ -28,6 +28,25 @@ pub struct BoxReport {
     pub acc_at_75: f64,
     /// Per image, in input order.
     pub iou: Vec<f64>,
+}
+
+impl BoxReport {
+    /// A localization metric; `None` for the classification ones.
+    pub fn metric(&self, metric: Metric) -> Option<f64> {
+        match metric {
+            Metric::MeanIou => Some(self.mean_iou),
+            Metric::AccAt50 => Some(self.acc_at_50),
+            Metric::AccAt75 => Some(self.acc_at_75),
+            _ => None,
+        }
+    }
+
+    pub fn table(&self) -> String {
+        format!(
+            "samples     {}\nmean IoU    {:.4}\nIoU >= 0.5  {:.4}\nIoU >= 0.75 {:.4}",
+            self.n, self.mean_iou, self.acc_at_50, self.acc_at_75
+        )
+    }
 }
 
 pub fn evaluate_boxes(predicted: &[[f32; 4]], truth: &[[f32; 4]]) -> Result<BoxReport, EvalError> {

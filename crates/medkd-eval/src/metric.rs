@@ -23,11 +23,27 @@ pub enum Metric {
     /// Mean task loss of the predicted probabilities (NLL, or BCE per label); lower is better.
     /// Reports hold no loss: the trainer's evaluation computes it.
     Loss,
+    /// Mean IoU of predicted and true boxes (localization).
+    MeanIou,
+    /// Share of images whose predicted box has IoU >= 0.5 with the true one (localization).
+    AccAt50,
+    /// The same at IoU >= 0.75.
+    AccAt75,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] =
-        [Metric::Accuracy, Metric::BalancedAccuracy, Metric::MacroF1, Metric::MicroF1, Metric::Auc, Metric::Ece, Metric::Loss];
+    pub const ALL: [Metric; 10] = [
+        Metric::Accuracy,
+        Metric::BalancedAccuracy,
+        Metric::MacroF1,
+        Metric::MicroF1,
+        Metric::Auc,
+        Metric::Ece,
+        Metric::Loss,
+        Metric::MeanIou,
+        Metric::AccAt50,
+        Metric::AccAt75,
+    ];
 
     /// The canonical name, as accepted by [`FromStr`].
     pub fn name(self) -> &'static str {
@@ -39,6 +55,9 @@ impl Metric {
             Metric::Auc => "auc",
             Metric::Ece => "ece",
             Metric::Loss => "loss",
+            Metric::MeanIou => "mean_iou",
+            Metric::AccAt50 => "acc_at_50",
+            Metric::AccAt75 => "acc_at_75",
         }
     }
 
@@ -110,13 +129,16 @@ mod tests {
     #[test]
     fn unknown_name_lists_known_ones() {
         let err = "f2".parse::<Metric>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown metric \"f2\", expected one of: acc, balanced_acc, macro_f1, micro_f1, auc, ece, loss");
+        assert_eq!(
+            err.to_string(),
+            "unknown metric \"f2\", expected one of: acc, balanced_acc, macro_f1, micro_f1, auc, ece, loss, mean_iou, acc_at_50, acc_at_75"
+        );
     }
 
     #[test]
     fn only_ece_and_loss_are_lower_is_better() {
         assert!(!higher_is_better("ece") && !higher_is_better("loss"));
-        for name in ["acc", "accuracy", "balanced_acc", "macro_f1", "micro_f1", "auc"] {
+        for name in ["acc", "accuracy", "balanced_acc", "macro_f1", "micro_f1", "auc", "mean_iou", "acc_at_50", "acc_at_75"] {
             assert!(higher_is_better(name), "{name}");
         }
     }

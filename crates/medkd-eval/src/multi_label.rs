@@ -83,7 +83,7 @@ impl MultiLabelReport {
             Metric::MacroF1 => Some(self.macro_f1),
             Metric::MicroF1 => Some(self.micro_f1),
             Metric::Auc => self.macro_auc,
-            Metric::BalancedAccuracy | Metric::Ece | Metric::Loss => None,
+            Metric::BalancedAccuracy | Metric::Ece | Metric::Loss | Metric::MeanIou | Metric::AccAt50 | Metric::AccAt75 => None,
         }
     }
 

@@ -82,7 +82,7 @@ impl ClassificationReport {
             Metric::MacroF1 => Some(self.macro_f1),
             Metric::Auc => self.auc,
             Metric::Ece => Some(self.ece),
-            Metric::Loss => None,
+            Metric::Loss | Metric::MeanIou | Metric::AccAt50 | Metric::AccAt75 => None,
         }
     }
 

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::averaging::WeightAverage;
 use crate::checkpoint::{BestRecord, TrainState, has_finished_epoch, load_last, method_state_for, save_best, save_last};
 use crate::config::RunConfig;
-use crate::evaluate::{Evaluation, evaluate, predict};
+use crate::evaluate::Evaluation;
 use crate::method::{Method, StepAt};
 use crate::optim::build_optimizer;
 use crate::run_dir::RunDir;
@@ -75,7 +75,7 @@ pub fn fit<M: Method>(
         let resumed = load_last(run, trainable, optimizer)?;
         (trainable, optimizer, state) = (resumed.trainable, resumed.optimizer, resumed.state);
         if let (Some(averaging), Some(path)) = (&config.train.weight_averaging, resumed.average) {
-            let model = load_weights(Model::new(&setup.spec, &setup.device)?, &path)?;
+            let model = load_weights(Model::new(&method.spec(setup), &setup.device)?, &path)?;
             average = Some(WeightAverage::resumed(averaging.clone(), Some(model), state.averaged));
         }
         method.load_state(&resumed.method)?;
@@ -137,7 +137,7 @@ pub fn fit<M: Method>(
             (Some(_), Some(averaging)) => averaging.name(),
             _ => "student",
         };
-        let val = evaluate(&predict(evaluated, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
+        let val = method.evaluate(evaluated, &val_loader, setup)?;
         let metric = val.metric(select);
         let improved = state.best.observe(epoch, metric);
         schedule.end_epoch(epoch, metric, &mut state.schedule);
@@ -169,13 +169,14 @@ pub fn fit<M: Method>(
             "wall_seconds": state.wall_seconds,
             "medkd_commit": build_info::COMMIT,
         }))?;
+        let accuracy = Some(val.metric(Metric::Accuracy)).filter(|a| !a.is_nan()).map(|a| format!("  val acc {a:.4}"));
         eprintln!(
-            "epoch {:>3}/{}  train loss {:.4}  val {select} {:.4}  val acc {:.4}{}",
+            "epoch {:>3}/{}  train loss {:.4}  val {select} {:.4}{}{}",
             epoch + 1,
             config.train.epochs,
             loss_sum / batches,
             metric,
-            val.metric(Metric::Accuracy),
+            accuracy.unwrap_or_default(),
             if improved { "  *best" } else { "" }
         );
         if let Some(stop) = &config.train.early_stopping {
@@ -186,18 +187,19 @@ pub fn fit<M: Method>(
         }
     }
 
-    let best_model = setup.load_best(run)?;
+    let spec = method.spec(setup);
+    let best_model = load_weights(Model::new(&spec, &setup.device)?, &run.checkpoint("best", "safetensors"))?;
     let test_loader = setup.eval_loader(config, setup.splits.test.clone())?;
-    let test = evaluate(&predict(&best_model, &test_loader, &setup.info, &setup.device)?, &setup.info)?;
-    let val = evaluate(&predict(&best_model, &val_loader, &setup.info, &setup.device)?, &setup.info)?;
+    let test = method.evaluate(&best_model, &test_loader, setup)?;
+    let val = method.evaluate(&best_model, &val_loader, setup)?;
     let summary = Summary {
         dataset: setup.info.name.clone(),
         class_names: setup.info.class_names.clone(),
-        input_channels: setup.spec.in_channels,
+        input_channels: spec.in_channels,
         model: config.model.arch,
         weight_averaging: config.train.weight_averaging.as_ref().map(|a| a.name().to_string()),
         params: count_params(&best_model),
-        macs: count_macs(&setup.spec, setup.input_hw),
+        macs: count_macs(&spec, setup.input_hw),
         input_size: setup.input_hw,
         epochs_run: state.epochs_done,
         best_epoch: state.best.best_epoch,

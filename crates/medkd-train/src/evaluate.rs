@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::TrainError;
 use crate::summary::SplitMetrics;
 use medkd_data::{DatasetInfo, Loader, Pipeline, Target, Task, open_image};
-use medkd_eval::{ClassificationReport, Metric, MultiLabelReport};
+use medkd_eval::{BoxReport, ClassificationReport, Metric, MultiLabelReport};
 use medkd_models::Model;
 
 /// Per-sample class probabilities (softmax, or sigmoid per label for multi-label tasks).
@@ -92,9 +92,12 @@ pub fn batch_tensor(images: &[f32], shape: [usize; 4], device: &Device) -> Tenso
 pub enum Report {
     SingleLabel(ClassificationReport),
     MultiLabel(MultiLabelReport),
+    /// One box per image (localization).
+    Boxes(BoxReport),
 }
 
-/// A split's metrics plus the mean task loss (NLL or BCE) of its probabilities.
+/// A split's metrics plus the mean task loss (NLL or BCE of the probabilities for classifiers;
+/// the method's box loss for localization).
 pub struct Evaluation {
     pub report: Report,
     pub loss: f64,
@@ -137,6 +140,18 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo) -> Result<Evaluat
     }
 }
 
+/// Scores predicted boxes (normalized `[x0, y0, x1, y1]`, in sample order) against the box
+/// targets; `loss` is the method's mean box loss on the split.
+pub fn evaluate_box_predictions(predicted: &[[f32; 4]], targets: &[Target], loss: f64) -> Result<Evaluation, TrainError> {
+    let truth = (targets.iter().enumerate())
+        .map(|(i, target)| match target {
+            Target::Box { bbox, .. } => Ok(*bbox),
+            other => Err(TrainError::Input(format!("cannot score sample {i}: box metrics need a box target, it has {other:?}"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Evaluation { report: Report::Boxes(medkd_eval::evaluate_boxes(predicted, &truth)?), loss })
+}
+
 /// Classification metrics need every sample's label of the task's kind; an unlabelled sample or
 /// a box reaching them is a pipeline error, named rather than scored as class 0.
 fn not_scorable(predictions: &Predictions, index: usize, target: &Target, needs: &str) -> TrainError {
@@ -152,6 +167,7 @@ impl Evaluation {
             (Metric::Loss, _) => Some(self.loss),
             (_, Report::SingleLabel(r)) => r.metric(metric),
             (_, Report::MultiLabel(r)) => r.metric(metric),
+            (_, Report::Boxes(r)) => r.metric(metric),
         };
         value.unwrap_or(f64::NAN)
     }
@@ -162,6 +178,7 @@ impl Evaluation {
         let report = match &self.report {
             Report::SingleLabel(r) => serde_json::to_value(r),
             Report::MultiLabel(r) => serde_json::to_value(r),
+            Report::Boxes(r) => serde_json::to_value(r),
         }
         .expect("reports serialize");
         SplitMetrics {
@@ -171,6 +188,9 @@ impl Evaluation {
             auc: headline(Metric::Auc),
             ece: headline(Metric::Ece),
             loss: headline(Metric::Loss),
+            mean_iou: headline(Metric::MeanIou),
+            acc_at_50: headline(Metric::AccAt50),
+            acc_at_75: headline(Metric::AccAt75),
             report,
         }
     }
@@ -179,6 +199,7 @@ impl Evaluation {
         match &self.report {
             Report::SingleLabel(r) => r.table(),
             Report::MultiLabel(r) => r.table(),
+            Report::Boxes(r) => r.table(),
         }
     }
 }

@@ -10,13 +10,15 @@ use burn::module::Module;
 use burn::prelude::*;
 use medkd_data::{Batch, Loader};
 use medkd_losses::TermValue;
-use medkd_models::Model;
+use medkd_models::{Model, ModelSpec};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::TrainError;
 use crate::checkpoint::MethodState;
+use crate::evaluate::{Evaluation, evaluate, predict};
 use crate::run_dir::RunDir;
+use crate::setup::RunSetup;
 
 /// Where a step stands in the run (all 0-based).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +54,20 @@ pub trait Method {
 
     /// The model inside the trainable module: what is evaluated, averaged and exported.
     fn model<'a>(&self, trainable: &'a Self::Trainable) -> &'a Model;
+
+    /// The shape of that model (architecture, outputs, channels): the run's by default; a box
+    /// regressor, say, has four outputs whatever the classes.
+    fn spec(&self, setup: &RunSetup) -> ModelSpec {
+        setup.spec.clone()
+    }
+
+    /// Scores `model` (eval mode) on the split `loader` holds: every epoch on validation, to select
+    /// the best checkpoint by `train.select_metric`, and at the end on validation and test.
+    /// Classification metrics by default; a localization method scores boxes
+    /// ([`crate::evaluate::evaluate_box_predictions`]).
+    fn evaluate(&self, model: &Model, loader: &Loader, setup: &RunSetup) -> Result<Evaluation, TrainError> {
+        evaluate(&predict(model, loader, &setup.info, &setup.device)?, &setup.info)
+    }
 
     /// The loader whose batches [`Method::step`] receives; its batch count is the epoch's length.
     fn train_loader(&self) -> Result<Loader, TrainError>;

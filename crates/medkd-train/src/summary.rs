@@ -50,7 +50,7 @@ pub struct Seeds {
 }
 
 /// Headline metrics of one split (`null` where undefined, e.g. AUC on a one-class split) and the
-/// full report.
+/// full report. Classifiers fill the classification fields, localization the box ones.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SplitMetrics {
     pub acc: Option<f64>,
@@ -58,8 +58,15 @@ pub struct SplitMetrics {
     pub macro_f1: Option<f64>,
     pub auc: Option<f64>,
     pub ece: Option<f64>,
-    /// Mean task loss (NLL, or BCE per label).
+    /// Mean task loss (NLL, or BCE per label; a localization method's box loss).
     pub loss: Option<f64>,
+    /// Localization metrics, for box targets only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_iou: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acc_at_50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acc_at_75: Option<f64>,
     pub report: Value,
 }
 
