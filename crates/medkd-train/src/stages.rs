@@ -23,3 +23,18 @@ pub fn run_stage(config: &RunConfig, folder: &Path, label: &str, show_progress: 
     }
     Summary::read(&summary_path)
 }
+
+/// Starts `config` from the weights the finished stage in `previous` selected
+/// (`checkpoints/best.safetensors`, loaded whole): a round initialised from the round before it.
+pub fn init_from_stage(config: &mut RunConfig, previous: &Path) -> Result<(), TrainError> {
+    let weights = previous.join("checkpoints").join("best.safetensors");
+    if !previous.join("summary.json").is_file() || !weights.is_file() {
+        return Err(TrainError::RunFolder {
+            path: previous.to_path_buf(),
+            message: "has not finished (no summary.json and checkpoints/best.safetensors): a round starts from a finished stage".into(),
+        });
+    }
+    config.model.pretrained = Some(weights);
+    config.model.pretrained_skip.clear();
+    Ok(())
+}

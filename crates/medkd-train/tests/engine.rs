@@ -11,12 +11,14 @@ use medkd_data::{Batch, ImageDataset, Loader, LoaderOptions, Target, Unlabelled}
 use medkd_eval::Metric;
 use medkd_losses::{TermValue, cross_entropy, kd_kl};
 use medkd_models::Model;
-use medkd_models::ModelSpec;
+use medkd_models::{ModelSpec, load_weights};
 use medkd_train::averaging::{AveragingConfig, WeightAverage};
 use medkd_train::checkpoint::MethodState;
 use medkd_train::engine::fit;
 use medkd_train::evaluate::{Evaluation, batch_tensor, evaluate_box_predictions};
 use medkd_train::method::{Method, StepAt, StepLoss};
+use medkd_train::methods::Classify;
+use medkd_train::stages::{init_from_stage, run_stage};
 use medkd_train::{RunConfig, RunDir, RunSetup, TrainError};
 
 const CENTRE_MOMENTUM: f32 = 0.9;
@@ -376,4 +378,40 @@ fn a_box_method_trains_and_is_selected_by_mean_iou() {
     let ious: Vec<f64> =
         metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val"]["mean_iou"].as_f64().unwrap()).collect();
     assert_eq!(best["value"].as_f64().unwrap(), ious.iter().copied().fold(f64::MIN, f64::max), "the best epoch has the highest mean IoU");
+}
+
+/// Rounds: a finished stage is kept as it is when the procedure runs again, and the next round
+/// starts from its selected weights; a round cannot start from an unfinished stage.
+#[test]
+fn a_round_starts_from_the_previous_rounds_best_weights() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let round = |k: usize| tmp.path().join(format!("round_{k}"));
+    let first = RunConfig::parse(&config().to_toml(), &["train.epochs=1".into()]).unwrap();
+
+    let error = init_from_stage(&mut first.clone(), &round(0)).unwrap_err().to_string();
+    assert!(error.contains("round_0") && error.contains("has not finished"), "{error}");
+
+    let summary = run_stage(&first, &round(0), "round 0", false).unwrap();
+    let log = std::fs::read_to_string(round(0).join("metrics.jsonl")).unwrap();
+    assert_eq!(run_stage(&first, &round(0), "round 0", false).unwrap(), summary, "a finished stage is kept");
+    assert_eq!(std::fs::read_to_string(round(0).join("metrics.jsonl")).unwrap(), log, "and not trained again");
+
+    let mut second = RunConfig::parse(&config().to_toml(), &["train.epochs=1".into(), "seed=9".into()]).unwrap();
+    init_from_stage(&mut second, &round(0)).unwrap();
+    run_stage(&second, &round(1), "round 1", false).unwrap();
+    let saved = RunConfig::load(&round(1).join("config.toml"), &[]).unwrap();
+    assert_eq!(
+        saved.model.pretrained,
+        Some(round(0).join("checkpoints/best.safetensors")),
+        "config.toml names the weights it started from"
+    );
+
+    // The module round 1's method starts from is round 0's selected model.
+    let prepared = medkd_train::Prepared::new(&second).unwrap();
+    let device = prepared.setup.device.clone();
+    let started = Classify::new(&second, &prepared).init(&device.clone().autodiff()).unwrap().model;
+    let selected =
+        load_weights(Model::new(&prepared.setup.spec, &device).unwrap(), &round(0).join("checkpoints/best.safetensors")).unwrap();
+    assert_eq!(probe(&started.valid(), &device), probe(&selected, &device));
 }
