@@ -76,3 +76,31 @@ impl Summary {
         serde_json::from_str(&text).map_err(|e| TrainError::Input(format!("{}: not a medkd summary.json ({e})", path.display())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every summary.json kept under results/ (written by binaries since the first campaign)
+    /// reads through the typed struct and writes back the same JSON values.
+    #[test]
+    fn kept_summaries_read_back() {
+        let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results");
+        let mut dirs = vec![results];
+        let mut read = 0;
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.file_name().is_some_and(|n| n == "summary.json") {
+                    let summary = Summary::read(&path).unwrap_or_else(|e| panic!("{e}"));
+                    let original: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                    assert_eq!(serde_json::to_value(&summary).unwrap(), original, "{}", path.display());
+                    read += 1;
+                }
+            }
+        }
+        assert!(read >= 100, "read {read} summaries");
+    }
+}

@@ -7,11 +7,11 @@ use burn::prelude::*;
 use medkd_data::DatasetInfo;
 use medkd_losses::Features;
 use medkd_models::{FeatureLayout, Model, ModelSpec, load_weights};
-use serde_json::Value;
 
 use crate::TrainError;
 use crate::config::{RunConfig, TeacherConfig};
 use crate::run_dir::RunDir;
+use crate::summary::Summary;
 
 pub struct Teacher {
     model: Model,
@@ -126,12 +126,11 @@ fn from_run(path: &Path, info: &DatasetInfo, in_channels: usize, device: &Device
     let run = RunDir::open(path).map_err(|e| e.to_string())?;
     let config = RunConfig::load(&run.config_path(), &[]).map_err(|e| e.to_string())?;
     let summary_path = run.summary_path();
-    let summary: Value = std::fs::read_to_string(&summary_path)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .ok_or_else(|| format!("{} is missing or unreadable: is the teacher run finished?", summary_path.display()))?;
-    let class_names: Vec<String> = serde_json::from_value(summary["class_names"].clone())
-        .map_err(|_| format!("{} has no class_names list", summary_path.display()))?;
+    if !summary_path.is_file() {
+        return Err(format!("{} is missing: is the teacher run finished?", summary_path.display()));
+    }
+    let summary = Summary::read(&summary_path).map_err(|e| e.to_string())?;
+    let class_names = summary.class_names;
     if class_names != info.class_names {
         return Err(format!(
             "run {} predicts classes {class_names:?}, but the dataset's classes are {:?}",
@@ -139,11 +138,11 @@ fn from_run(path: &Path, info: &DatasetInfo, in_channels: usize, device: &Device
             info.class_names
         ));
     }
-    let teacher_channels = summary["input_channels"].as_u64().unwrap_or(0) as usize;
-    if teacher_channels != in_channels {
+    if summary.input_channels != in_channels {
         return Err(format!(
-            "run {} takes {teacher_channels}-channel input, but the student's data has {in_channels} channels",
-            path.display()
+            "run {} takes {}-channel input, but the student's data has {in_channels} channels",
+            path.display(),
+            summary.input_channels
         ));
     }
     let spec = ModelSpec { arch: config.model.arch, num_classes: class_names.len(), in_channels, small_input: config.model.small_input };
