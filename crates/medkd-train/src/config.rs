@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::averaging::AveragingConfig;
-use crate::methods::MethodName;
+use crate::methods::MethodConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,9 +22,9 @@ pub struct RunConfig {
     pub seed: u64,
     #[serde(default)]
     pub device: DeviceChoice,
-    /// The training method ([`crate::methods`]); `classify` when absent.
-    #[serde(default, skip_serializing_if = "MethodName::is_default")]
-    pub method: MethodName,
+    /// `[method]`: the training method and its keys ([`crate::methods`]); `classify` when absent.
+    #[serde(default, skip_serializing_if = "MethodConfig::is_default")]
+    pub method: MethodConfig,
     pub data: DataConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
@@ -527,6 +527,17 @@ mod tests {
             }
         }
         assert!(loaded >= 5, "found {loaded} configs");
+    }
+
+    /// `[method]` picks the method by `kind`; unknown kinds and keys are errors naming them.
+    #[test]
+    fn the_method_table_names_a_registered_method() {
+        let config = RunConfig::parse(&format!("{BASE}\n[method]\nkind = \"classify\"\n"), &[]).unwrap();
+        assert_eq!(config.method, MethodConfig::default());
+        assert!(!config.to_toml().contains("[method]"), "the default is not written out");
+        let message = error_of(BASE, &["method={ kind = \"distl\" }"]);
+        assert!(message.contains("distl") && message.contains("classify"), "{message}");
+        assert!(error_of(BASE, &["method={ kind = \"classify\", rounds = 3 }"]).contains("rounds"));
     }
 
     #[test]
