@@ -25,8 +25,11 @@ pub use self_supervised::{
     ProjectionHead, VIEWS, error_level_keep, kd_rotated, normal_rows, rotated_rows, rotation_contrastive, rotation_similarity,
     similarity_kd, with_rotations,
 };
-pub use spec::{ClassWeightRule, ClassWeights, DEFAULT_RKD_ANGLE_CHUNK, LossSpec, TeacherMix, TeacherRule};
-pub use term::{LossTerm, TermSpec};
+pub use spec::LossSpec;
+pub use term::{LossTerm, Needs, TermAt, TermSpec};
+pub use terms::cross_entropy::{ClassWeightRule, ClassWeights};
+pub use terms::kd::{TeacherMix, TeacherRule};
+pub use terms::rkd_angle::DEFAULT_RKD_ANGLE_CHUNK;
 
 /// Batch targets as the data loader gives them, kept on the host until a term needs them.
 #[derive(Clone, Debug, PartialEq)]

@@ -5,6 +5,10 @@ use medkd_models::{Arch, FeatureLayout, MapInfo, MapKind, Model, ModelSpec};
 
 use super::*;
 use crate::objective::TaskFacts;
+use crate::terms::{
+    attention::AttentionSpec, bce::BceSpec, channel_gram::ChannelGramSpec, cross_entropy::CrossEntropySpec, hint::HintSpec, kd::KdSpec,
+    rkd_angle::RkdAngleSpec,
+};
 
 fn names(k: usize) -> Vec<String> {
     (0..k).map(|c| format!("class{c}")).collect()
@@ -45,12 +49,16 @@ fn inverse_frequency_weights_are_total_over_count() {
 #[test]
 fn objective_rejects_terms_that_do_not_fit_the_task() {
     let names = names(3);
-    let ce = LossSpec::CrossEntropy { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::default() };
+    let ce = LossSpec::CrossEntropy(CrossEntropySpec { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::default() });
     let error = Objective::new(&[ce], &facts(&names, &[1, 1, 1], true)).err().unwrap().to_string();
     assert!(error.contains("cross_entropy") && error.contains("multi-label"), "{error}");
-    let error = Objective::new(&[LossSpec::Bce { weight: 1.0 }], &facts(&names, &[1, 1, 1], false)).err().unwrap().to_string();
+    let error = Objective::new(&[LossSpec::Bce(BceSpec { weight: 1.0 })], &facts(&names, &[1, 1, 1], false)).err().unwrap().to_string();
     assert!(error.contains("bce") && error.contains("single-label"), "{error}");
-    let wrong_length = LossSpec::CrossEntropy { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::Explicit(vec![1.0, 2.0]) };
+    let wrong_length = LossSpec::CrossEntropy(CrossEntropySpec {
+        weight: 1.0,
+        label_smoothing: 0.0,
+        class_weights: ClassWeights::Explicit(vec![1.0, 2.0]),
+    });
     let error = Objective::new(&[wrong_length], &facts(&names, &[1, 1, 1], false)).err().unwrap().to_string();
     assert!(error.contains("2 weights for 3 classes"), "{error}");
     assert!(Objective::new(&[], &facts(&names, &[1, 1, 1], false)).is_err());
@@ -67,7 +75,11 @@ fn spec_parses_and_rejects_unknown_fields() {
     );
     assert_eq!(
         doc.loss[0],
-        LossSpec::CrossEntropy { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::Rule(ClassWeightRule::InverseFrequency) }
+        LossSpec::CrossEntropy(CrossEntropySpec {
+            weight: 1.0,
+            label_smoothing: 0.0,
+            class_weights: ClassWeights::Rule(ClassWeightRule::InverseFrequency)
+        })
     );
     assert_eq!(doc.loss[1].weight(), 0.5);
     assert!(serde_json::from_str::<Doc>(r#"{"loss": [{"kind": "cross_entropy", "temperature": 4}]}"#).is_err());
@@ -86,8 +98,12 @@ fn objective_total_is_the_weighted_sum_of_terms() {
     let student = model.valid().forward(images);
     let names = names(3);
     let specs = [
-        LossSpec::CrossEntropy { weight: 0.25, label_smoothing: 0.0, class_weights: ClassWeights::default() },
-        LossSpec::CrossEntropy { weight: 2.0, label_smoothing: 0.1, class_weights: ClassWeights::Rule(ClassWeightRule::InverseFrequency) },
+        LossSpec::CrossEntropy(CrossEntropySpec { weight: 0.25, label_smoothing: 0.0, class_weights: ClassWeights::default() }),
+        LossSpec::CrossEntropy(CrossEntropySpec {
+            weight: 2.0,
+            label_smoothing: 0.1,
+            class_weights: ClassWeights::Rule(ClassWeightRule::InverseFrequency),
+        }),
     ];
     let objective = Objective::new(&specs, &facts(&names, &[5, 3, 2], false)).unwrap();
     let targets = Targets::Classes(vec![0, 2]);
@@ -118,7 +134,7 @@ fn features(model: &Model, seed: u64) -> Features {
 
 fn kd_objective(teachers: TeacherMix, num_teachers: usize) -> Result<Objective, LossError> {
     let names = names(3);
-    let spec = LossSpec::Kd { weight: 1.0, temperature: 2.0, teachers };
+    let spec = LossSpec::Kd(KdSpec { weight: 1.0, temperature: 2.0, teachers });
     Objective::new(&[spec], &TaskFacts { teachers: &resnet18_teachers(num_teachers), seed: 7, ..facts(&names, &[1, 1, 1], false) })
 }
 
@@ -172,22 +188,25 @@ fn teacher_terms_are_checked_against_the_declared_teachers() {
             .unwrap()
             .to_string()
     };
-    let kd = |teachers| LossSpec::Kd { weight: 1.0, temperature: 4.0, teachers };
+    let kd = |teachers| LossSpec::Kd(KdSpec { weight: 1.0, temperature: 4.0, teachers });
     assert!(error(kd(TeacherMix::default()), 0).contains("declares 0 [[teacher]]"));
     assert!(error(kd(TeacherMix::Weights(vec![1.0])), 2).contains("1 weights for 2 teachers"));
     assert!(error(kd(TeacherMix::Weights(vec![0.0, 0.0])), 2).contains("positive sum"));
-    assert!(error(LossSpec::Kd { weight: 1.0, temperature: 0.0, teachers: TeacherMix::default() }, 1).contains("temperature must be > 0"));
+    assert!(
+        error(LossSpec::Kd(KdSpec { weight: 1.0, temperature: 0.0, teachers: TeacherMix::default() }), 1)
+            .contains("temperature must be > 0")
+    );
     assert!(error(LossSpec::RkdDistance(crate::terms::rkd_distance::RkdDistanceSpec { weight: 1.0, teacher: 2 }), 2).contains("teacher 2"));
-    assert!(error(LossSpec::RkdAngle { weight: 1.0, teacher: 0, chunk: 0 }, 1).contains("chunk"));
-    assert!(error(LossSpec::Attention { weight: 1.0, teacher: 0, stages: vec![4] }, 1).contains("stages"));
-    assert!(error(LossSpec::Bce { weight: -1.0 }, 0).contains("weight must be"));
+    assert!(error(LossSpec::RkdAngle(RkdAngleSpec { weight: 1.0, teacher: 0, chunk: 0 }), 1).contains("chunk"));
+    assert!(error(LossSpec::Attention(AttentionSpec { weight: 1.0, teacher: 0, stages: vec![4] }), 1).contains("stages"));
+    assert!(error(LossSpec::Bce(BceSpec { weight: -1.0 }), 0).contains("weight must be"));
 }
 
 #[test]
 fn repeated_kinds_are_logged_under_distinct_names() {
     let names = names(3);
-    let kd = LossSpec::Kd { weight: 1.0, temperature: 4.0, teachers: TeacherMix::default() };
-    let ce = LossSpec::CrossEntropy { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::default() };
+    let kd = LossSpec::Kd(KdSpec { weight: 1.0, temperature: 4.0, teachers: TeacherMix::default() });
+    let ce = LossSpec::CrossEntropy(CrossEntropySpec { weight: 1.0, label_smoothing: 0.0, class_weights: ClassWeights::default() });
     let objective =
         Objective::new(&[ce, kd.clone(), kd], &TaskFacts { teachers: &resnet18_teachers(1), ..facts(&names, &[1, 1, 1], false) }).unwrap();
     assert_eq!(objective.term_names(), ["cross_entropy", "kd", "kd_2"]);
@@ -201,9 +220,9 @@ fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
     let names = names(3);
     let teacher_layouts = vec![resnet50.layout(), resnet18.layout()];
     let specs = [
-        LossSpec::Hint { weight: 1.0, teacher: 0, stage: 3 },
-        LossSpec::ChannelGram { weight: 1.0, teacher: 1, stage: 2 },
-        LossSpec::ChannelGram { weight: 1.0, teacher: 0, stage: 1 },
+        LossSpec::Hint(HintSpec { weight: 1.0, teacher: 0, stage: 3 }),
+        LossSpec::ChannelGram(ChannelGramSpec { weight: 1.0, teacher: 1, stage: 2 }),
+        LossSpec::ChannelGram(ChannelGramSpec { weight: 1.0, teacher: 0, stage: 1 }),
     ];
     let facts = TaskFacts { teachers: &teacher_layouts, ..facts(&names, &[1, 1, 1], false) };
     let objective = Objective::new(&specs, &facts).unwrap();

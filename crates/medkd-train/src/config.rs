@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use medkd_data::DataConfig;
 use medkd_eval::Metric;
 use medkd_losses::LossSpec;
+use medkd_losses::terms::sskd::SskdSpec;
 use medkd_models::Arch;
 use serde::{Deserialize, Serialize};
 
@@ -363,7 +364,7 @@ impl RunConfig {
             teacher.weights = teacher.weights.as_deref().map(absolute);
         }
         for loss in &mut self.losses {
-            if let LossSpec::Sskd { head: Some(head), .. } = loss {
+            if let LossSpec::Sskd(SskdSpec { head: Some(head), .. }) = loss {
                 *head = absolute(head);
             }
         }
@@ -467,7 +468,7 @@ mod tests {
         let mut config = RunConfig::parse(BASE, &overrides).unwrap();
         config.absolutize_paths(Path::new("/work"));
         assert_eq!(config.teachers[0].run.as_deref(), Some(Path::new("/work/runs/t")));
-        assert!(matches!(&config.losses[0], LossSpec::Sskd { head: Some(h), .. } if h == Path::new("/work/runs/s/h.bpk")));
+        assert!(matches!(&config.losses[0], LossSpec::Sskd(SskdSpec { head: Some(h), .. }) if h == Path::new("/work/runs/s/h.bpk")));
         assert_eq!(RunConfig::parse(&config.to_toml(), &[]).unwrap(), config);
     }
 

@@ -1,3 +1,13 @@
-//! Loss terms in the [`crate::term::TermSpec`] shape, one file each.
+//! The loss terms, one file each in the [`crate::term::TermSpec`] shape, registered in
+//! `loss_spec!` (spec.rs).
 
+pub mod attention;
+pub mod bce;
+pub mod channel_gram;
+pub mod cross_entropy;
+pub mod hint;
+pub mod kd;
+pub mod kd_rotated;
+pub mod rkd_angle;
 pub mod rkd_distance;
+pub mod sskd;

@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::term::{LossTerm, TermSpec, teacher_index};
+use crate::term::{LossTerm, Needs, TermAt, TermSpec, teacher_index};
 use crate::{LossContext, LossError, TaskFacts, rkd_distance};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ impl TermSpec for RkdDistanceSpec {
         self.weight
     }
 
-    fn resolve(&self, facts: &TaskFacts) -> Result<Box<dyn LossTerm>, LossError> {
+    fn resolve(&self, facts: &TaskFacts, _needs: &mut Needs) -> Result<Box<dyn LossTerm>, LossError> {
         Ok(Box::new(RkdDistance { teacher: teacher_index(self.kind(), self.teacher, facts)? }))
     }
 }
@@ -36,7 +36,7 @@ struct RkdDistance {
 }
 
 impl LossTerm for RkdDistance {
-    fn value(&self, ctx: &LossContext) -> Result<Tensor<1>, LossError> {
+    fn value(&self, ctx: &LossContext, _at: &TermAt) -> Result<Tensor<1>, LossError> {
         Ok(rkd_distance(ctx.student.pooled.clone(), ctx.teachers[self.teacher].pooled.clone()))
     }
 }
