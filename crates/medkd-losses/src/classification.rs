@@ -34,24 +34,76 @@ pub fn bce_with_logits(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     (positive_part - logits * targets + log_term).mean()
 }
 
+/// Focal loss (Lin et al. 2017) for single-label targets: the batch mean of
+/// `-alpha[y] (1 - p_y)^gamma log p_y`, with `p = softmax(logits)`. `gamma = 0` without `alpha`
+/// is cross-entropy.
+pub fn focal(logits: Tensor<2>, classes: &[usize], gamma: f32, alpha: Option<&[f32]>) -> Tensor<1> {
+    let [n, k] = logits.dims();
+    let device = logits.device();
+    let log_pt = (log_softmax(logits, 1) * at_targets(classes, k, |_| 1.0, &device)).sum_dim(1);
+    let weights: Vec<f32> = classes.iter().map(|&c| alpha.map_or(1.0, |a| a[c]) / n as f32).collect();
+    let weights = Tensor::<2>::from_data(TensorData::new(weights, [n, 1]), &device);
+    let modulated = if gamma == 0.0 {
+        log_pt
+    } else {
+        // 1 - p_y, kept >= 0 against rounding so that a fractional power stays real.
+        let miss = log_pt.clone().exp().neg().add_scalar(1.0).clamp_min(0.0);
+        miss.powf_scalar(gamma) * log_pt
+    };
+    -(modulated * weights).sum()
+}
+
+/// Cross-entropy on logits shifted by one offset per class, `logits + offsets` (logit
+/// adjustment, Menon et al. 2021; balanced softmax, Ren et al. 2020, when the offsets are the
+/// log class prior).
+pub fn logit_adjusted_cross_entropy(logits: Tensor<2>, classes: &[usize], offsets: &[f32]) -> Tensor<1> {
+    let [n, k] = logits.dims();
+    assert_eq!(offsets.len(), k, "one offset per class");
+    let offsets = Tensor::<2>::from_data(TensorData::new(offsets.to_vec(), [1, k]), &logits.device()).repeat_dim(0, n);
+    cross_entropy(logits + offsets, classes, None, 0.0)
+}
+
+/// LDAM loss (Cao et al. 2019, the authors' `LDAMLoss`): cross-entropy, optionally class-weighted,
+/// on `scale (logits - margins[y] onehot(y))`.
+pub fn ldam(logits: Tensor<2>, classes: &[usize], margins: &[f32], scale: f32, class_weights: Option<&[f32]>) -> Tensor<1> {
+    let [_, k] = logits.dims();
+    let shift = at_targets(classes, k, |c| margins[c], &logits.device());
+    cross_entropy((logits - shift).mul_scalar(scale), classes, class_weights, 0.0)
+}
+
+/// An `N x K` matrix holding `value(y_i)` at each sample's target and 0 elsewhere.
+fn at_targets(classes: &[usize], k: usize, value: impl Fn(usize) -> f32, device: &Device) -> Tensor<2> {
+    let mut entries = vec![0.0f32; classes.len() * k];
+    for (row, &target) in entries.chunks_mut(k).zip(classes) {
+        row[target] = value(target);
+    }
+    Tensor::<2>::from_data(TensorData::new(entries, [classes.len(), k]), device)
+}
+
 /// SSD-KD's class weights `N_total / N_c`, from the training split's class counts.
 pub fn inverse_frequency_weights(class_counts: &[usize], class_names: &[String]) -> Result<Vec<f32>, LossError> {
+    every_class_sampled("cross_entropy", "class_weights = \"inverse_frequency\"", class_counts, class_names)?;
     let total: usize = class_counts.iter().sum();
-    class_counts
-        .iter()
-        .enumerate()
-        .map(|(class, &count)| {
-            if count == 0 {
-                let name = class_names.get(class).map_or_else(|| class.to_string(), Clone::clone);
-                Err(LossError::bad(
-                    "cross_entropy",
-                    format!(
-                        "class_weights = \"inverse_frequency\" needs every class in the training split, but class '{name}' has no sample"
-                    ),
-                ))
-            } else {
-                Ok(total as f32 / count as f32)
-            }
-        })
-        .collect()
+    Ok(class_counts.iter().map(|&count| total as f32 / count as f32).collect())
+}
+
+/// Cui et al. (2019) class-balanced weights from the effective number of samples:
+/// `(1 - beta) / (1 - beta^n_c)`, scaled to sum to the number of classes. Every count must be
+/// > 0 ([`every_class_sampled`]); `beta = 0` gives equal weights.
+pub fn class_balanced_weights(class_counts: &[usize], beta: f64) -> Vec<f32> {
+    let raw: Vec<f64> = class_counts.iter().map(|&count| (1.0 - beta) / (1.0 - beta.powf(count as f64))).collect();
+    let sum: f64 = raw.iter().sum();
+    raw.iter().map(|w| (w / sum * class_counts.len() as f64) as f32).collect()
+}
+
+/// An error naming term `term` and the first class without a training sample, which `what`
+/// (the parameter that reads the counts) cannot do without.
+pub(crate) fn every_class_sampled(term: &str, what: &str, class_counts: &[usize], class_names: &[String]) -> Result<(), LossError> {
+    match class_counts.iter().position(|&count| count == 0) {
+        None => Ok(()),
+        Some(class) => {
+            let name = class_names.get(class).map_or_else(|| class.to_string(), Clone::clone);
+            Err(LossError::bad(term, format!("{what} needs every class in the training split, but class '{name}' has no sample")))
+        }
+    }
 }

@@ -14,7 +14,9 @@ mod spec;
 mod term;
 pub mod terms;
 
-pub use classification::{bce_with_logits, cross_entropy, inverse_frequency_weights};
+pub use classification::{
+    bce_with_logits, class_balanced_weights, cross_entropy, focal, inverse_frequency_weights, ldam, logit_adjusted_cross_entropy,
+};
 pub use error::LossError;
 pub use feature::{ConvRegressor, attention_transfer, channel_gram_rmse, hint_mse};
 pub use kd::{kd_bce, kd_kl};

@@ -3,8 +3,9 @@ use serde::{Deserialize, Serialize};
 use crate::LossError;
 use crate::term::TermSpec;
 use crate::terms::{
-    attention::AttentionSpec, bce::BceSpec, channel_gram::ChannelGramSpec, cross_entropy::CrossEntropySpec, hint::HintSpec, kd::KdSpec,
-    kd_rotated::KdRotatedSpec, rkd_angle::RkdAngleSpec, rkd_distance::RkdDistanceSpec, sskd::SskdSpec,
+    attention::AttentionSpec, balanced_softmax::BalancedSoftmaxSpec, bce::BceSpec, channel_gram::ChannelGramSpec,
+    class_balanced::ClassBalancedSpec, cross_entropy::CrossEntropySpec, focal::FocalSpec, hint::HintSpec, kd::KdSpec,
+    kd_rotated::KdRotatedSpec, ldam::LdamSpec, rkd_angle::RkdAngleSpec, rkd_distance::RkdDistanceSpec, sskd::SskdSpec,
 };
 
 /// Declares [`LossSpec`], one `[[loss]]` entry of a config: a term kind (`kind = "..."`), its
@@ -50,6 +51,14 @@ loss_spec! {
     Sskd(SskdSpec),
     /// Park et al. (2019) RKD distance term on the pooled embeddings of one teacher.
     RkdDistance(RkdDistanceSpec),
+    /// Focal loss (Lin et al. 2017) with optional per-class alpha.
+    Focal(FocalSpec),
+    /// Cross-entropy weighted by effective numbers of samples (Cui et al. 2019).
+    ClassBalanced(ClassBalancedSpec),
+    /// Cross-entropy on prior-adjusted logits (balanced softmax / logit adjustment).
+    BalancedSoftmax(BalancedSoftmaxSpec),
+    /// LDAM margins (Cao et al. 2019) with optional deferred re-weighting.
+    Ldam(LdamSpec),
 }
 
 pub(crate) fn unit_weight() -> f64 {

@@ -6,7 +6,7 @@
 use burn::prelude::*;
 use medkd_models::FeatureLayout;
 
-use crate::{HeadSpec, LossContext, LossError, TaskFacts, normal_rows};
+use crate::{HeadSpec, LossContext, LossError, Targets, TaskFacts, normal_rows};
 
 /// A term's config: what a `[[loss]]` entry of its `kind` holds (serde, unknown keys denied).
 pub trait TermSpec {
@@ -119,6 +119,53 @@ pub(crate) fn label_kind(term: &str, multi_label: bool, needs: &str, found: &str
         return Ok(());
     }
     Err(LossError::Incompatible { term: term.into(), needs: needs.into(), found: found.into() })
+}
+
+/// An error naming the term unless the task is single-label (the softmax classification terms).
+pub(crate) fn single_label(term: &str, facts: &TaskFacts) -> Result<(), LossError> {
+    label_kind(term, false, "single-label targets", "the dataset is multi-label (use kind = \"bce\")", facts)
+}
+
+/// The batch's class indices, for a term that resolved through [`single_label`].
+pub(crate) fn batch_classes<'a>(ctx: &LossContext<'a>) -> &'a [usize] {
+    let Targets::Classes(classes) = ctx.targets else {
+        unreachable!("Objective::new checked the task kind, and the loader yields targets of that kind")
+    };
+    classes
+}
+
+/// An error naming the term and `key` unless every weight of the list is finite and > 0.
+pub(crate) fn check_class_weight_list(term: &str, key: &str, list: &[f64]) -> Result<(), LossError> {
+    match list.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
+        None => Ok(()),
+        Some(bad) => Err(LossError::bad(term, format!("{key} must all be > 0, got {bad}"))),
+    }
+}
+
+/// A checked list of per-class weights (`key`), or an error unless it has one per class.
+pub(crate) fn class_weight_list(term: &str, key: &str, list: &[f64], facts: &TaskFacts) -> Result<Vec<f32>, LossError> {
+    if list.len() != facts.num_classes {
+        return Err(LossError::bad(term, format!("{key} lists {} weights for {} classes", list.len(), facts.num_classes)));
+    }
+    Ok(list.iter().map(|&w| w as f32).collect())
+}
+
+/// An error naming the term and `key` unless `value` is finite and >= 0.
+pub(crate) fn check_non_negative(term: &str, key: &str, value: f64) -> Result<(), LossError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(LossError::bad(term, format!("{key} must be a finite number >= 0, got {value}")))
+    }
+}
+
+/// An error naming the term and `key` unless `value` is finite and > 0.
+pub(crate) fn check_positive(term: &str, key: &str, value: f64) -> Result<(), LossError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(LossError::bad(term, format!("{key} must be a finite number > 0, got {value}")))
+    }
 }
 
 pub(crate) fn check_temperature(name: &str, temperature: f64) -> Result<(), LossError> {

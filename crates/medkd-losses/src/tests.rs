@@ -86,6 +86,62 @@ fn spec_parses_and_rejects_unknown_fields() {
     assert!(serde_json::from_str::<Doc>(r#"{"loss": [{"kind": "cross_entropy", "class_weights": "balanced"}]}"#).is_err());
 }
 
+#[test]
+fn long_tail_terms_check_their_parameters_and_task() {
+    let spec = |json: &str| from_json::<LossSpec>(json);
+    // Defaults.
+    let defaults = |json: &str| serde_json::to_value(spec(json)).unwrap();
+    assert_eq!(defaults(r#"{"kind": "focal"}"#), serde_json::json!({"kind": "focal", "weight": 1.0, "gamma": 2.0}));
+    assert_eq!(defaults(r#"{"kind": "class_balanced"}"#)["beta"], 0.999);
+    assert_eq!(defaults(r#"{"kind": "balanced_softmax"}"#)["tau"], 1.0);
+    assert_eq!(defaults(r#"{"kind": "ldam"}"#), serde_json::json!({"kind": "ldam", "weight": 1.0, "max_margin": 0.5, "scale": 30.0}));
+    // Out-of-range values are errors naming the key and its range.
+    for (json, message) in [
+        (r#"{"kind": "focal", "gamma": -0.5}"#, "gamma must be a finite number >= 0, got -0.5"),
+        (r#"{"kind": "focal", "alpha": [1.0, 0.0, 2.0]}"#, "alpha must all be > 0, got 0"),
+        (r#"{"kind": "class_balanced", "beta": 1.0}"#, "beta must be in [0, 1), got 1"),
+        (r#"{"kind": "class_balanced", "beta": -0.1}"#, "beta must be in [0, 1), got -0.1"),
+        (r#"{"kind": "balanced_softmax", "tau": -1.0}"#, "tau must be a finite number >= 0, got -1"),
+        (r#"{"kind": "ldam", "max_margin": 0.0}"#, "max_margin must be a finite number > 0, got 0"),
+        (r#"{"kind": "ldam", "scale": -30.0}"#, "scale must be a finite number > 0, got -30"),
+    ] {
+        let spec = spec(json);
+        let error = spec.validate().unwrap_err().to_string();
+        assert!(error.contains(spec.name()) && error.contains(message), "{json}: {error}");
+    }
+    for json in
+        [r#"{"kind": "class_balanced", "loss": "focal"}"#, r#"{"kind": "ldam", "drw_epoch": -1}"#, r#"{"kind": "focal", "alpha": "none"}"#]
+    {
+        assert!(serde_json::from_str::<LossSpec>(json).is_err(), "{json}");
+    }
+    // Single-label tasks only; the count-based terms need every class in the training split.
+    let names = names(3);
+    let kinds = ["focal", "class_balanced", "balanced_softmax", "ldam"];
+    for kind in kinds {
+        let term = spec(&format!(r#"{{"kind": "{kind}"}}"#));
+        let error = Objective::new(std::slice::from_ref(&term), &facts(&names, &[5, 2, 1], true)).err().unwrap().to_string();
+        assert!(error.contains(kind) && error.contains("multi-label"), "{error}");
+        let missing = Objective::new(&[term], &facts(&names, &[5, 0, 1], false));
+        if kind == "focal" {
+            assert!(missing.is_ok());
+        } else {
+            let error = missing.err().unwrap().to_string();
+            assert!(error.contains(kind) && error.contains("class 'class1' has no sample"), "{error}");
+        }
+    }
+    let error =
+        Objective::new(&[spec(r#"{"kind": "focal", "alpha": [1.0, 2.0]}"#)], &facts(&names, &[1, 1, 1], false)).err().unwrap().to_string();
+    assert!(error.contains("alpha lists 2 weights for 3 classes"), "{error}");
+}
+
+#[test]
+fn class_balanced_weights_sum_to_the_number_of_classes() {
+    assert_eq!(class_balanced_weights(&[100, 10, 1], 0.0), vec![1.0, 1.0, 1.0]);
+    let weights = class_balanced_weights(&[100, 10, 1], 0.99);
+    assert!((weights.iter().sum::<f32>() - 3.0).abs() < 1e-6, "{weights:?}");
+    assert!(weights[0] < weights[1] && weights[1] < weights[2], "{weights:?}");
+}
+
 fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> T {
     serde_json::from_str(json).unwrap()
 }

@@ -500,8 +500,11 @@ mod tests {
     fn bad_loss_terms_are_rejected_by_name() {
         let text = BASE.replace("kind = \"cross_entropy\"", "kind = \"cross_entropy\"\nlabel_smoothing = 1.5");
         assert!(error_of(&text, &[]).contains("label_smoothing"));
-        let text = BASE.replace("kind = \"cross_entropy\"", "kind = \"focal\"");
-        assert!(error_of(&text, &[]).contains("focal"));
+        let text = BASE.replace("kind = \"cross_entropy\"", "kind = \"no_such_term\"");
+        assert!(error_of(&text, &[]).contains("no_such_term"));
+        let text = BASE.replace("kind = \"cross_entropy\"", "kind = \"focal\"\ngamma = -1.0");
+        let error = error_of(&text, &[]);
+        assert!(error.contains("loss[0]") && error.contains("focal") && error.contains("gamma must be a finite number >= 0"), "{error}");
         let text = BASE.replace("kind = \"cross_entropy\"", "kind = \"cross_entropy\"\nweight = -1.0");
         assert!(error_of(&text, &[]).contains("weight"));
     }

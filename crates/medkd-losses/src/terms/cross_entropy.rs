@@ -4,8 +4,8 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::term::{LossTerm, Needs, TermAt, TermSpec, label_kind};
-use crate::{LossContext, LossError, Targets, TaskFacts, cross_entropy, inverse_frequency_weights};
+use crate::term::{LossTerm, Needs, TermAt, TermSpec, batch_classes, check_class_weight_list, class_weight_list, single_label};
+use crate::{LossContext, LossError, TaskFacts, cross_entropy, inverse_frequency_weights};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,26 +54,21 @@ impl TermSpec for CrossEntropySpec {
         if !(0.0..1.0).contains(&label_smoothing) {
             return Err(LossError::bad(name, format!("label_smoothing must be in [0, 1), got {label_smoothing}")));
         }
-        if let ClassWeights::Explicit(list) = &self.class_weights
-            && let Some(bad) = list.iter().find(|w| !(w.is_finite() && **w > 0.0))
-        {
-            return Err(LossError::bad(name, format!("class_weights must all be > 0, got {bad}")));
+        match &self.class_weights {
+            ClassWeights::Explicit(list) => check_class_weight_list(name, "class_weights", list),
+            ClassWeights::Rule(_) => Ok(()),
         }
-        Ok(())
     }
 
     fn resolve(&self, facts: &TaskFacts, _needs: &mut Needs) -> Result<Box<dyn LossTerm>, LossError> {
         let name = self.kind();
-        label_kind(name, false, "single-label targets", "the dataset is multi-label (use kind = \"bce\")", facts)?;
+        single_label(name, facts)?;
         let class_weights = match &self.class_weights {
             ClassWeights::Rule(ClassWeightRule::None) => None,
             ClassWeights::Rule(ClassWeightRule::InverseFrequency) => {
                 Some(inverse_frequency_weights(facts.class_counts, facts.class_names)?)
             }
-            ClassWeights::Explicit(list) if list.len() != facts.num_classes => {
-                return Err(LossError::bad(name, format!("class_weights lists {} weights for {} classes", list.len(), facts.num_classes)));
-            }
-            ClassWeights::Explicit(list) => Some(list.iter().map(|&w| w as f32).collect()),
+            ClassWeights::Explicit(list) => Some(class_weight_list(name, "class_weights", list, facts)?),
         };
         Ok(Box::new(CrossEntropy { class_weights, label_smoothing: self.label_smoothing as f32 }))
     }
@@ -86,9 +81,6 @@ struct CrossEntropy {
 
 impl LossTerm for CrossEntropy {
     fn value(&self, ctx: &LossContext, at: &TermAt) -> Result<Tensor<1>, LossError> {
-        let Targets::Classes(classes) = ctx.targets else {
-            unreachable!("Objective::new checked the task kind, and the loader yields targets of that kind")
-        };
-        Ok(cross_entropy(at.per_image(&ctx.student.logits), classes, self.class_weights.as_deref(), self.label_smoothing))
+        Ok(cross_entropy(at.per_image(&ctx.student.logits), batch_classes(ctx), self.class_weights.as_deref(), self.label_smoothing))
     }
 }

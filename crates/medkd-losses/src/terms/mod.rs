@@ -2,12 +2,16 @@
 //! `loss_spec!` (spec.rs).
 
 pub mod attention;
+pub mod balanced_softmax;
 pub mod bce;
 pub mod channel_gram;
+pub mod class_balanced;
 pub mod cross_entropy;
+pub mod focal;
 pub mod hint;
 pub mod kd;
 pub mod kd_rotated;
+pub mod ldam;
 pub mod rkd_angle;
 pub mod rkd_distance;
 pub mod sskd;
