@@ -23,6 +23,14 @@ pub struct LossContext<'a> {
     pub epoch: u64,
 }
 
+impl<'a> LossContext<'a> {
+    /// A batch of the student alone, without teachers, regressors or heads: what supervised
+    /// terms read.
+    pub fn student_only(student: &'a Features, targets: &'a Targets, epoch: u64) -> Self {
+        LossContext { student, teachers: &[], targets, adapters: &[], student_heads: &[], teacher_heads: &[], step: 0, epoch }
+    }
+}
+
 /// One term's unweighted value, for logging.
 pub struct TermValue {
     pub name: String,

@@ -35,16 +35,7 @@ fn term_value(case: &Value) -> (f64, Vec<f32>) {
     let logits = Tensor::<2>::from_data(TensorData::new(logits, [n, k]), &device).require_grad();
     let features = Features { maps: vec![], pooled: Tensor::<2>::zeros([n, 1], &device), logits: logits.clone() };
     let targets = Targets::Classes(numbers(&case["labels"], |v| v.as_u64().unwrap() as usize));
-    let ctx = LossContext {
-        student: &features,
-        teachers: &[],
-        targets: &targets,
-        adapters: &[],
-        student_heads: &[],
-        teacher_heads: &[],
-        step: 0,
-        epoch: case["epoch"].as_u64().unwrap(),
-    };
+    let ctx = LossContext::student_only(&features, &targets, case["epoch"].as_u64().unwrap());
     let (total, _) = objective.compute(&ctx).unwrap();
     let grads = total.backward();
     let grad = logits.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
