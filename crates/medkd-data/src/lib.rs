@@ -25,7 +25,7 @@ pub use dataset::{DatasetInfo, ImageDataset, Subset, Target, Task, Unlabelled, c
 pub use download::download_medmnist;
 pub use error::DataError;
 pub use file_dataset::open_image;
-pub use loader::{Batch, EpochIter, Loader, LoaderOptions, View};
+pub use loader::{Batch, EpochIter, Loader, LoaderOptions, Sampling, View, sampling_weights};
 pub use medmnist::{MEDMNIST_DATASETS, MEDMNIST_SIZES, MedMnistInfo, MedMnistSplit, medmnist_info, open_medmnist, parse_medmnist_stem};
 pub use noise::{FlippedLabel, LabelNoiseConfig, NoisyLabels, write_flipped_csv};
 pub use open::{DataSplits, open_splits};

@@ -10,12 +10,15 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
 use rand::SeedableRng;
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::transform::Pipeline;
-use crate::{DataError, ImageDataset, Target};
+use crate::{DataError, ImageDataset, Target, class_counts};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoaderOptions {
@@ -117,6 +120,8 @@ pub struct Loader {
     views: Arc<[Arc<Pipeline>]>,
     options: LoaderOptions,
     pool: Arc<rayon::ThreadPool>,
+    /// Re-sampling ([`Loader::resampled`]): each epoch draws its samples from this distribution.
+    draws: Option<WeightedIndex<f64>>,
 }
 
 /// Each (epoch, slot) reads its own region of one ChaCha keystream: slot 0 shuffles, slot i+1
@@ -156,7 +161,24 @@ impl Loader {
             .thread_name(|i| format!("medkd-decode-{i}"))
             .build()
             .map_err(|e| DataError::Worker(format!("cannot start decode threads: {e}")))?;
-        Ok(Loader { dataset, views: views.into(), options, pool: Arc::new(pool) })
+        Ok(Loader { dataset, views: views.into(), options, pool: Arc::new(pool), draws: None })
+    }
+
+    /// Re-sampling for long-tailed data: each epoch draws as many samples as the dataset has,
+    /// with replacement, sample `i` with probability proportional to `weights[i]` (see
+    /// [`sampling_weights`]), in place of every sample once. The draws depend only on (seed,
+    /// epoch); a sample drawn twice in an epoch gets the same augmentation both times.
+    pub fn resampled(mut self, weights: &[f64]) -> Result<Loader, DataError> {
+        if weights.len() != self.dataset.len() {
+            return Err(DataError::config(format!(
+                "re-sampling needs one weight per sample: got {} for {} samples",
+                weights.len(),
+                self.dataset.len()
+            )));
+        }
+        let draws = WeightedIndex::new(weights).map_err(|e| DataError::config(format!("re-sampling weights: {e}")))?;
+        self.draws = Some(draws);
+        Ok(self)
     }
 
     /// Views per sample: 1 for [`Loader::new`].
@@ -175,8 +197,14 @@ impl Loader {
 
     /// The batches of epoch `epoch`. Dropping the iterator stops the background thread.
     pub fn epoch(&self, epoch: usize) -> EpochIter {
-        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
-        if self.options.shuffle {
+        let mut order: Vec<usize> = match &self.draws {
+            Some(draws) => {
+                let mut rng = rng_for(self.options.seed, epoch, 0);
+                (0..self.dataset.len()).map(|_| draws.sample(&mut rng)).collect()
+            }
+            None => (0..self.dataset.len()).collect(),
+        };
+        if self.options.shuffle && self.draws.is_none() {
             order.shuffle(&mut rng_for(self.options.seed, epoch, 0));
         }
         order.truncate(self.num_batches() * self.options.batch_size);
@@ -320,4 +348,34 @@ mod tests {
         assert_ne!(view_1, draws(rng_for_view(7, 3, 2, 5)));
         assert_ne!(view_1, draws(rng_for_view(7, 4, 1, 5)));
     }
+}
+
+/// Class re-sampling rules for long-tailed training sets (`train.sampling`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Every class equally often: sample weight `1 / n_c`.
+    ClassBalanced,
+    /// Class `c` in proportion to `sqrt(n_c)`: sample weight `1 / sqrt(n_c)`.
+    SquareRoot,
+}
+
+/// Per-sample draw weights of `rule` for [`Loader::resampled`]; every sample needs one class.
+pub fn sampling_weights(dataset: &dyn ImageDataset, rule: Sampling) -> Result<Vec<f64>, DataError> {
+    let counts = class_counts(dataset);
+    (0..dataset.len())
+        .map(|i| match dataset.target(i) {
+            Target::Class(c) => {
+                let n = counts[c] as f64;
+                Ok(match rule {
+                    Sampling::ClassBalanced => 1.0 / n,
+                    Sampling::SquareRoot => 1.0 / n.sqrt(),
+                })
+            }
+            other => Err(DataError::config(format!(
+                "class re-sampling needs one class per sample, but sample {i} ({}) has {other:?}",
+                dataset.id(i)
+            ))),
+        })
+        .collect()
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{Synthetic, config, medmnist};
 use medkd_data::{
-    Batch, DataError, DataFormat, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Size, Subset, Target, TransformSpec,
-    Unlabelled, build_pipelines, open_splits,
+    Batch, DataError, DataFormat, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Sampling, Size, Subset, Target,
+    TransformSpec, Unlabelled, build_pipelines, open_splits, sampling_weights,
 };
 
 fn augmenting() -> Arc<Pipeline> {
@@ -219,4 +219,50 @@ fn unlabelled_view_keeps_images_and_ids_and_yields_no_targets() {
         assert_eq!((&u.images, &u.indices), (&l.images, &l.indices), "same images, same order");
     }
     assert_eq!(unlabelled.len(), 3);
+}
+
+/// Class re-sampling on BreastMNIST's training split (147 malignant, 399 benign/normal): over
+/// 60 epochs each class is drawn in the share its rule gives, within 4 binomial standard
+/// deviations; the draws depend on (seed, epoch) only.
+#[test]
+fn class_resampling_draws_classes_in_the_rules_shares() {
+    let [train, _, _] = medkd_data::open_medmnist(&medmnist("breastmnist"), None).unwrap();
+    let train: Arc<dyn ImageDataset> = Arc::new(train);
+    let counts = medkd_data::class_counts(train.as_ref());
+    assert_eq!(counts, [147, 399]);
+    let identity = Arc::new(Pipeline::new(&[], 1, Normalization::identity(1)).unwrap());
+    let options = LoaderOptions { batch_size: 64, shuffle: true, drop_last: false, seed: 3, workers: 2, prefetch: 2 };
+    let root = |n: usize| (n as f64).sqrt();
+    for (rule, expected) in [(Sampling::ClassBalanced, 0.5), (Sampling::SquareRoot, root(147) / (root(147) + root(399)))] {
+        let weights = sampling_weights(train.as_ref(), rule).unwrap();
+        let loader = Loader::new(train.clone(), identity.clone(), options.clone()).unwrap().resampled(&weights).unwrap();
+        let epochs = 60;
+        let (mut malignant, mut total) = (0usize, 0usize);
+        for epoch in 0..epochs {
+            let labels: Vec<usize> = collect(&loader, epoch).iter().flat_map(Batch::class_labels).collect();
+            assert_eq!(labels.len(), train.len(), "an epoch draws as many samples as the split has");
+            malignant += labels.iter().filter(|&&c| c == 0).count();
+            total += labels.len();
+        }
+        let share = malignant as f64 / total as f64;
+        let sigma = (expected * (1.0 - expected) / total as f64).sqrt();
+        assert!((share - expected).abs() < 4.0 * sigma, "{rule:?}: malignant share {share}, expected {expected} ± {sigma}");
+        // Plain shuffling keeps the split's share, 147 / 546 = 0.27: re-sampling moved it.
+        assert!(share > 0.3, "{rule:?}: {share}");
+        let again = Loader::new(train.clone(), identity.clone(), LoaderOptions { workers: 1, ..options.clone() }).unwrap();
+        let again = again.resampled(&weights).unwrap();
+        assert_eq!(collect(&loader, 7), collect(&again, 7), "same draws for any worker count");
+        assert_ne!(collect(&loader, 7)[0].indices, collect(&loader, 8)[0].indices, "each epoch draws anew");
+    }
+}
+
+#[test]
+fn resampling_needs_a_class_per_sample_and_a_weight_per_sample() {
+    let ds: Arc<dyn ImageDataset> = Arc::new(Synthetic::new(6, 4));
+    let unlabelled = Unlabelled::new(ds.clone());
+    let error = sampling_weights(&unlabelled, Sampling::ClassBalanced).unwrap_err().to_string();
+    assert!(error.contains("one class per sample") && error.contains("None"), "{error}");
+    let loader = Loader::new(ds, augmenting(), options(1)).unwrap();
+    let error = loader.resampled(&[1.0; 3]).err().unwrap().to_string();
+    assert!(error.contains("got 3 for 6 samples"), "{error}");
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use medkd_data::DataConfig;
+use medkd_data::{DataConfig, Sampling};
 use medkd_eval::Metric;
 use medkd_losses::LossSpec;
 use medkd_losses::terms::sskd::SskdSpec;
@@ -117,6 +117,10 @@ pub struct TrainConfig {
     /// Batches decoded ahead of the training step.
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,
+    /// Class re-sampling of the training split (long-tailed data): `class_balanced` or
+    /// `square_root`; absent, every sample once per epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
     /// Student weight smoothing (EMA or SWA); the average is what gets evaluated and saved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_averaging: Option<AveragingConfig>,
@@ -531,6 +535,15 @@ mod tests {
             }
         }
         assert!(loaded >= 5, "found {loaded} configs");
+    }
+
+    #[test]
+    fn sampling_names_a_rule() {
+        let config = RunConfig::parse(BASE, &["train.sampling=square_root".into()]).unwrap();
+        assert_eq!(config.train.sampling, Some(Sampling::SquareRoot));
+        assert_eq!(RunConfig::parse(&config.to_toml(), &[]).unwrap(), config);
+        let message = error_of(BASE, &["train.sampling=balanced"]);
+        assert!(message.contains("balanced") && message.contains("class_balanced"), "{message}");
     }
 
     /// `[method]` picks the method by `kind`; unknown kinds and keys are errors naming them.

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use burn::prelude::*;
-use medkd_data::{DataSplits, DatasetInfo, ImageDataset, Loader, LoaderOptions, Pipeline, SplitName, Task, build_pipelines, open_splits};
+use medkd_data::{
+    DataSplits, DatasetInfo, ImageDataset, Loader, LoaderOptions, Pipeline, SplitName, Task, build_pipelines, open_splits, sampling_weights,
+};
 use medkd_losses::{Objective, TaskFacts};
 use medkd_models::{FeatureLayout, Model, ModelSpec, load_weights};
 
@@ -101,6 +103,8 @@ pub struct Prepared {
     pub setup: RunSetup,
     pub teachers: Vec<Teacher>,
     pub objective: Objective,
+    /// Per-sample draw weights of `train.sampling`, if any.
+    pub sampling_weights: Option<Vec<f64>>,
 }
 
 impl Prepared {
@@ -125,7 +129,13 @@ impl Prepared {
                 "`kd_rotated`/`sskd` rotate training images by 90 degrees and need them square, but the train transforms give {height}x{width}: end them with a square size"
             )));
         }
-        Ok(Prepared { setup, teachers, objective })
+        let sampling_weights = config
+            .train
+            .sampling
+            .map(|rule| sampling_weights(setup.splits.train.as_ref(), rule))
+            .transpose()
+            .map_err(|e| TrainError::Config(format!("`train.sampling`: {e}")))?;
+        Ok(Prepared { setup, teachers, objective, sampling_weights })
     }
 }
 

@@ -96,12 +96,16 @@ impl Method for Classify<'_> {
             workers: config.train.workers,
             prefetch: config.train.prefetch,
         };
-        Ok(Loader::new(setup.splits.train.clone(), setup.train_pipeline.clone(), options)?)
+        let loader = Loader::new(setup.splits.train.clone(), setup.train_pipeline.clone(), options)?;
+        Ok(match &self.prepared.sampling_weights {
+            Some(weights) => loader.resampled(weights)?,
+            None => loader,
+        })
     }
 
     /// SSKD stage 1, before the student's first epoch (kept in the run folder for --resume).
     fn prepare(&mut self, run: &RunDir) -> Result<(), TrainError> {
-        let Prepared { setup, teachers, objective } = self.prepared;
+        let Prepared { setup, teachers, objective, .. } = self.prepared;
         self.teacher_heads = objective
             .projection_heads()
             .iter()
@@ -113,7 +117,7 @@ impl Method for Classify<'_> {
     }
 
     fn step(&mut self, student: &Student, batch: Batch, at: StepAt) -> Result<StepLoss, TrainError> {
-        let Prepared { setup, teachers, objective } = self.prepared;
+        let Prepared { setup, teachers, objective, .. } = self.prepared;
         let device = self.device.as_ref().expect("init runs before the first step");
         let mut images = batch_tensor(&batch.images, batch.shape, device);
         if objective.rotated_views() {
