@@ -101,11 +101,15 @@ impl MethodState {
     }
 }
 
+/// `best.json`: what selected `best.safetensors`, and the file's MD5 when it was written.
 #[derive(Serialize, Deserialize)]
 pub struct BestRecord {
     pub epoch: usize,
     pub metric: String,
     pub value: f64,
+    /// Absent in runs of binaries before the checksum; their file is taken as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
 }
 
 fn md5_hex(bytes: &[u8]) -> String {
@@ -252,8 +256,30 @@ pub fn load_last<M: Module>(run: &RunDir, trainable: M, optimizer: ModuleOptimiz
     Ok(Resumed { trainable, optimizer, state: pointer.state, average, method })
 }
 
-/// Saves the selected weights (torchvision names) and what selected them.
-pub fn save_best(run: &RunDir, model: &Model, record: &BestRecord) -> Result<(), TrainError> {
-    save_weights(model, &run.checkpoint("best", "safetensors"))?;
-    run.write_json(&run.checkpoint("best", "json"), record)
+/// Saves the selected weights (torchvision names), what selected them and their MD5.
+pub fn save_best(run: &RunDir, model: &Model, epoch: usize, metric: &str, value: f64) -> Result<(), TrainError> {
+    let path = run.checkpoint("best", "safetensors");
+    save_weights(model, &path)?;
+    let bytes = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
+    let record = BestRecord { epoch, metric: metric.into(), value, md5: Some(md5_hex(&bytes)) };
+    run.write_json(&run.checkpoint("best", "json"), &record)
+}
+
+/// `best.safetensors` of `run`, checked against the MD5 in `best.json`, so a damaged or changed
+/// file is refused rather than evaluated.
+pub fn best_weights(run: &RunDir) -> Result<PathBuf, TrainError> {
+    let path = run.checkpoint("best", "safetensors");
+    let record_path = run.checkpoint("best", "json");
+    let text = fs::read_to_string(&record_path).map_err(|e| TrainError::io(&record_path, e))?;
+    let record: BestRecord = serde_json::from_str(&text).map_err(|e| checkpoint_error(&record_path, format!("unreadable: {e}")))?;
+    if let Some(md5) = record.md5 {
+        let bytes = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
+        if md5_hex(&bytes) != md5 {
+            return Err(checkpoint_error(
+                &path,
+                "content does not match best.json's MD5: the file was changed or damaged after training; restore it from a copy or train again",
+            ));
+        }
+    }
+    Ok(path)
 }

@@ -14,7 +14,7 @@ use medkd_models::{Model, count_macs, count_params, load_weights};
 use serde_json::json;
 
 use crate::averaging::WeightAverage;
-use crate::checkpoint::{BestRecord, TrainState, has_finished_epoch, load_last, method_state_for, save_best, save_last};
+use crate::checkpoint::{TrainState, best_weights, has_finished_epoch, load_last, method_state_for, save_best, save_last};
 use crate::config::RunConfig;
 use crate::evaluate::Evaluation;
 use crate::method::{Method, StepAt};
@@ -144,7 +144,7 @@ pub fn fit<M: Method>(
         state.epochs_done = epoch + 1;
         state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
         if improved {
-            save_best(run, evaluated, &BestRecord { epoch, metric: select.to_string(), value: metric })?;
+            save_best(run, evaluated, epoch, select.name(), metric)?;
         } else if state.best.best_epoch.is_none() {
             return Err(TrainError::Config(format!(
                 "`train.select_metric`: {select} is undefined on this validation split ({} samples, task {}); choose another metric",
@@ -188,7 +188,7 @@ pub fn fit<M: Method>(
     }
 
     let spec = method.spec(setup);
-    let best_model = load_weights(Model::new(&spec, &setup.device)?, &run.checkpoint("best", "safetensors"))?;
+    let best_model = load_weights(Model::new(&spec, &setup.device)?, &best_weights(run)?)?;
     let test_loader = setup.eval_loader(config, setup.splits.test.clone())?;
     let test = method.evaluate(&best_model, &test_loader, setup)?;
     let val = method.evaluate(&best_model, &val_loader, setup)?;

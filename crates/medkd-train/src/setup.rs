@@ -13,6 +13,7 @@ use medkd_losses::{Objective, TaskFacts};
 use medkd_models::{FeatureLayout, Model, ModelSpec, load_weights};
 
 use crate::TrainError;
+use crate::checkpoint::best_weights;
 use crate::config::RunConfig;
 use crate::device::make_device;
 use crate::run_dir::RunDir;
@@ -94,7 +95,7 @@ impl RunSetup {
     /// [`RunSetup::load_best`] on another device (e.g. with autodiff, for attacks).
     pub fn load_best_on(&self, run: &RunDir, device: &Device) -> Result<Model, TrainError> {
         let model = Model::new(&self.spec, device)?;
-        Ok(load_weights(model, &run.checkpoint("best", "safetensors"))?)
+        Ok(load_weights(model, &best_weights(run)?)?)
     }
 }
 

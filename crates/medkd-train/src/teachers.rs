@@ -9,6 +9,7 @@ use medkd_losses::Features;
 use medkd_models::{FeatureLayout, Model, ModelSpec, load_weights};
 
 use crate::TrainError;
+use crate::checkpoint::best_weights;
 use crate::config::{RunConfig, TeacherConfig};
 use crate::run_dir::RunDir;
 use crate::summary::Summary;
@@ -147,7 +148,7 @@ fn from_run(path: &Path, info: &DatasetInfo, in_channels: usize, device: &Device
     }
     let spec = ModelSpec { arch: config.model.arch, num_classes: class_names.len(), in_channels, small_input: config.model.small_input };
     let model = Model::new(&spec, device).map_err(|e| e.to_string())?;
-    let model = load_weights(model, &run.checkpoint("best", "safetensors")).map_err(|e| e.to_string())?;
+    let model = load_weights(model, &best_weights(&run).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     Ok(Teacher { model, source: format!("{} from run {}", spec.arch, path.display()), spec })
 }
 

@@ -415,3 +415,27 @@ fn a_round_starts_from_the_previous_rounds_best_weights() {
         load_weights(Model::new(&prepared.setup.spec, &device).unwrap(), &round(0).join("checkpoints/best.safetensors")).unwrap();
     assert_eq!(probe(&started.valid(), &device), probe(&selected, &device));
 }
+
+/// A damaged `best.safetensors` (bytes flipped, same size) is refused with an error naming the
+/// file, where it used to evaluate silently (issue #32's second silent case).
+#[test]
+fn a_damaged_best_checkpoint_is_refused() {
+    let _serial = serial();
+    let config = RunConfig::parse(&config().to_toml(), &["train.epochs=1".into()]).unwrap();
+    let setup = RunSetup::new(&config).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = RunDir::create(tmp.path()).unwrap();
+    let mut method = TwoViewConsistency { config: &config, setup: &setup, device: None, steps_seen: 0 };
+    fit(&config, &setup, &mut method, &run, false, false).unwrap();
+    setup.load_best(&run).unwrap();
+
+    let path = tmp.path().join("checkpoints/best.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 2000] {
+        *byte = !*byte;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let error = setup.load_best(&run).err().expect("a damaged checkpoint is refused").to_string();
+    assert!(error.contains("best.safetensors") && error.contains("best.json's MD5"), "{error}");
+}
