@@ -252,6 +252,7 @@ pub fn load_last<M: Module>(run: &RunDir, trainable: M, optimizer: ModuleOptimiz
         }
         _ => None,
     };
+    // Read back only: a resumed run saves its next epoch through a fresh `method_state_for`.
     let method = MethodState { dir: run.checkpoint_dir(), stem: String::new(), values: pointer.method_values, files: pointer.method_files };
     Ok(Resumed { trainable, optimizer, state: pointer.state, average, method })
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::averaging::AveragingConfig;
-use crate::methods::MethodConfig;
+use crate::methods::config::MethodConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,7 +9,6 @@ use burn::prelude::*;
 use medkd_data::{Batch, Loader, LoaderOptions, Task};
 use medkd_losses::{ConvRegressor, Features, LossContext, ProjectionHead, Targets, with_rotations};
 use medkd_models::{Model, load_weights_partial};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::TrainError;
@@ -20,12 +19,6 @@ use crate::run_dir::RunDir;
 use crate::setup::Prepared;
 use crate::teacher_head::teacher_head;
 use crate::teachers::TeacherCache;
-
-/// `[method] kind = "classify"`: no keys of its own; the objective is the config's `[[loss]]`
-/// terms and the teachers its `[[teacher]]` entries.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClassifyConfig {}
 
 /// What the optimizer trains: the model, plus the regressors and projection heads some loss
 /// terms put on its stage maps and embedding. Only the model is exported (`best.safetensors`);

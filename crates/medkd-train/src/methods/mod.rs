@@ -1,40 +1,19 @@
 //! The registry of training methods: a config's `[method]` table names one, and [`train`] runs
 //! it on the shared loop ([`crate::engine::fit`]). Adding a method is one file here implementing
-//! [`crate::method::Method`] next to its config section, one [`MethodConfig`] variant and one arm
-//! in [`train`].
+//! [`crate::method::Method`], its keys and [`MethodConfig`] variant in `config.rs` here, and one
+//! arm in [`train`].
 
 mod classify;
+pub mod config;
 
-pub use classify::{Classify, ClassifyConfig, Student};
-
-use serde::{Deserialize, Serialize};
+pub use classify::{Classify, Student};
+pub use config::{ClassifyConfig, MethodConfig};
 
 use crate::TrainError;
 use crate::config::RunConfig;
 use crate::engine::{Outcome, fit};
 use crate::run_dir::RunDir;
 use crate::setup::Prepared;
-
-/// The `[method]` table of a run config: which method runs on the loop (`kind`) and that method's
-/// own keys, declared in its file. Absent, the method is `classify`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum MethodConfig {
-    /// Supervised classification with the config's loss terms and optional frozen teachers.
-    Classify(ClassifyConfig),
-}
-
-impl Default for MethodConfig {
-    fn default() -> Self {
-        MethodConfig::Classify(ClassifyConfig::default())
-    }
-}
-
-impl MethodConfig {
-    pub fn is_default(&self) -> bool {
-        *self == MethodConfig::default()
-    }
-}
 
 /// Trains a new run (`resume = false`) or continues the one in `run`, with the config's method.
 /// `prepared` is built first by the caller, so bad input fails before a run folder is made.
