@@ -79,6 +79,15 @@ pub struct DataConfig {
     /// overlapping subsets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_subset: Option<TrainSubsetConfig>,
+    /// Keep only these classes, in this order, in every split (e.g. one teacher per class subset):
+    /// single-label samples of other classes are dropped (or see `other_class`), multi-label
+    /// images keep only these labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_classes: Option<Vec<String>>,
+    /// With `only_classes` on single-label data: the left-out classes become one last class
+    /// named "other" instead of being dropped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub other_class: bool,
     /// Synthetic label noise on the training split (validation and test stay clean).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_noise: Option<LabelNoiseConfig>,
@@ -179,6 +188,16 @@ impl DataConfig {
             && !(*ratio > 0.0 && *ratio <= 1.0)
         {
             return Err(DataError::config(format!("`data.train_subset.ratio` must be in (0, 1], got {ratio}")));
+        }
+        match &self.only_classes {
+            None if self.other_class => return Err(DataError::config("`data.other_class` applies only with `data.only_classes`")),
+            Some(list) if list.is_empty() => return Err(DataError::config("`data.only_classes`: is empty; list at least one class")),
+            Some(list) => {
+                if let Some(twice) = list.iter().enumerate().find(|(i, c)| list[..*i].contains(c)).map(|(_, c)| c) {
+                    return Err(DataError::config(format!("`data.only_classes`: \"{twice}\" is listed twice")));
+                }
+            }
+            None => {}
         }
         let csv_keys = [
             ("image_dir", self.image_dir.is_some()),

@@ -6,6 +6,7 @@
 //! none (an [`Unlabelled`] view). See [`open_splits`], [`build_pipelines`] and [`Loader`].
 
 mod bbox;
+mod class_subset;
 mod config;
 mod csv_dataset;
 mod dataset;
@@ -20,6 +21,7 @@ mod open;
 mod split;
 mod transform;
 
+pub use class_subset::{ClassSubset, OTHER_CLASS};
 pub use config::{BoxUnits, DataConfig, DataFormat, NormalizeConfig, SplitConfig, TrainSubsetConfig};
 pub use dataset::{DatasetInfo, ImageDataset, Subset, Target, Task, Unlabelled, class_counts};
 pub use download::download_medmnist;

@@ -7,6 +7,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::class_subset::ClassSubset;
 use crate::config::{DataConfig, DataFormat, resolve};
 use crate::csv_dataset::open_csv;
 use crate::folder::open_folder;
@@ -62,7 +63,8 @@ pub fn open_splits(cfg: &DataConfig, base_dir: &Path) -> Result<DataSplits, Data
     )
 }
 
-/// Applies `data.label_noise`, then `data.train_subset`, to the training split.
+/// Applies `data.label_noise`, then `data.train_subset`, to the training split, then
+/// `data.only_classes` to every split.
 fn finish_training_split(
     cfg: &DataConfig,
     train: Arc<dyn ImageDataset>,
@@ -88,5 +90,10 @@ fn finish_training_split(
         }
         None => train,
     };
-    Ok(DataSplits { train, val, test, split_table, flipped_labels })
+    let [train, val, test] = match &cfg.only_classes {
+        Some(classes) => [train, val, test]
+            .map(|split| -> Result<Arc<dyn ImageDataset>, DataError> { Ok(Arc::new(ClassSubset::new(split, classes, cfg.other_class)?)) }),
+        None => [Ok(train), Ok(val), Ok(test)],
+    };
+    Ok(DataSplits { train: train?, val: val?, test: test?, split_table, flipped_labels })
 }

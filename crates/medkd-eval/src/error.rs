@@ -30,6 +30,10 @@ pub enum EvalError {
     #[error("{which} box of sample {sample} has a coordinate that is not finite")]
     NonFiniteBox { which: &'static str, sample: usize },
 
+    /// A configured value that is out of range, with the key it was given under.
+    #[error("{0}")]
+    Config(String),
+
     #[error("unknown metric {name:?}, expected one of: {}", crate::metric::known_names())]
     UnknownMetric { name: String },
 }

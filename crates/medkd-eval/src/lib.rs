@@ -1,5 +1,6 @@
 //! Metrics for medkd: accuracy, balanced accuracy, F1, ROC-AUC and calibration error for
-//! single-label and multi-label classifiers, and IoU metrics for one box per image.
+//! single-label and multi-label classifiers, many/medium/few-shot groups of long-tailed
+//! label sets, and IoU metrics for one box per image.
 //!
 //! Pure Rust with no burn dependency, so it compiles fast and can be checked against
 //! scikit-learn (see `tools/golden/metrics_golden.py` and `tests/golden.rs`).
@@ -14,6 +15,7 @@ mod input;
 mod metric;
 mod multi_label;
 mod report;
+mod shots;
 mod single_label;
 mod table;
 
@@ -24,4 +26,5 @@ pub use error::EvalError;
 pub use metric::{Metric, higher_is_better};
 pub use multi_label::{MULTI_LABEL_THRESHOLD, MultiLabelReport, evaluate_multi_label};
 pub use report::{ClassMetrics, LabelMetrics};
+pub use shots::{ShotGroup, ShotGroups, ShotReport, ShotThresholds};
 pub use single_label::{ClassificationReport, evaluate_single_label};

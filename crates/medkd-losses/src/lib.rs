@@ -21,7 +21,7 @@ pub use error::LossError;
 pub use feature::{ConvRegressor, attention_transfer, channel_gram_rmse, hint_mse};
 pub use kd::{kd_bce, kd_kl};
 pub use medkd_models::Features;
-pub use objective::{HeadSpec, LossContext, Objective, TaskFacts, TermValue};
+pub use objective::{HeadSpec, LossContext, Objective, TaskFacts, TeacherFacts, TermValue};
 pub use relational::{rkd_angle, rkd_distance};
 pub use self_supervised::{
     ProjectionHead, VIEWS, error_level_keep, kd_rotated, normal_rows, rotated_rows, rotation_contrastive, rotation_similarity,

@@ -46,10 +46,20 @@ pub struct TaskFacts<'a> {
     pub class_counts: &'a [usize],
     /// What the student's features hold ([`medkd_models::Model::layout`]).
     pub student: &'a FeatureLayout,
-    /// The same for each teacher; its length is the number of teachers.
-    pub teachers: &'a [FeatureLayout],
+    /// What each teacher gives; its length is the number of teachers.
+    pub teachers: &'a [TeacherFacts],
     /// Seeds the random teacher choice of `teachers = "random"`.
     pub seed: u64,
+}
+
+/// What a loss term may know of one teacher before training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TeacherFacts {
+    /// What its features hold.
+    pub layout: FeatureLayout,
+    /// The classes of its logits' columns: the student's, or for a per-subset teacher
+    /// (`subset_kd`) some of them plus possibly "other".
+    pub class_names: Vec<String>,
 }
 
 /// A projection-head pair an `sskd` term needs: the student's (trained with it) and the

@@ -6,6 +6,7 @@ use crate::terms::{
     attention::AttentionSpec, balanced_softmax::BalancedSoftmaxSpec, bce::BceSpec, channel_gram::ChannelGramSpec,
     class_balanced::ClassBalancedSpec, cross_entropy::CrossEntropySpec, focal::FocalSpec, hint::HintSpec, kd::KdSpec,
     kd_rotated::KdRotatedSpec, ldam::LdamSpec, rkd_angle::RkdAngleSpec, rkd_distance::RkdDistanceSpec, sskd::SskdSpec,
+    subset_kd::SubsetKdSpec,
 };
 
 /// Declares [`LossSpec`], one `[[loss]]` entry of a config: a term kind (`kind = "..."`), its
@@ -59,6 +60,9 @@ loss_spec! {
     BalancedSoftmax(BalancedSoftmaxSpec),
     /// LDAM margins (Cao et al. 2019) with optional deferred re-weighting.
     Ldam(LdamSpec),
+    /// Relational subsets KD (Ju et al. 2021): each per-subset teacher supervises the student's
+    /// logits of its classes.
+    SubsetKd(SubsetKdSpec),
 }
 
 pub(crate) fn unit_weight() -> f64 {

@@ -93,6 +93,20 @@ pub(crate) fn teacher_index(term: &str, index: usize, facts: &TaskFacts) -> Resu
     })
 }
 
+/// An error naming the term unless teacher `teacher` predicts exactly the student's classes, in
+/// the same order (terms that compare whole logit rows).
+pub(crate) fn same_classes(term: &str, teacher: usize, facts: &TaskFacts) -> Result<(), LossError> {
+    let classes = &facts.teachers[teacher].class_names;
+    if classes.as_slice() == facts.class_names {
+        return Ok(());
+    }
+    Err(LossError::Incompatible {
+        term: term.into(),
+        needs: format!("a teacher that predicts the student's classes {:?}", facts.class_names),
+        found: format!("teacher {teacher} predicts {classes:?} (a per-subset teacher is read by kind = \"subset_kd\")"),
+    })
+}
+
 /// The student's and the teacher's channels of spatial map `index` (the config's `key`), or an
 /// error naming the term when either model's map there is not a C x H x W map (a ViT's tokens).
 pub(crate) fn spatial_channels(
@@ -109,7 +123,7 @@ pub(crate) fn spatial_channels(
             found: format!("the {who}'s {found}"),
         })
     };
-    Ok((channels("student", facts.student)?, channels(&format!("teacher {teacher}"), &facts.teachers[teacher])?))
+    Ok((channels("student", facts.student)?, channels(&format!("teacher {teacher}"), &facts.teachers[teacher].layout)?))
 }
 
 /// An error naming the term unless the task's targets are multi-label exactly when

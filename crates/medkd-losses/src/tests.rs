@@ -4,7 +4,7 @@ use burn::prelude::*;
 use medkd_models::{Arch, FeatureLayout, MapInfo, MapKind, Model, ModelSpec};
 
 use super::*;
-use crate::objective::TaskFacts;
+use crate::objective::{TaskFacts, TeacherFacts};
 use crate::terms::{
     attention::AttentionSpec, bce::BceSpec, channel_gram::ChannelGramSpec, cross_entropy::CrossEntropySpec, hint::HintSpec, kd::KdSpec,
     rkd_angle::RkdAngleSpec,
@@ -33,9 +33,14 @@ fn layout(arch: Arch) -> FeatureLayout {
 
 static RESNET18: LazyLock<FeatureLayout> = LazyLock::new(|| layout(Arch::ResNet18));
 
-/// The feature layouts of `n` ResNet-18 teachers.
-fn resnet18_teachers(n: usize) -> Vec<FeatureLayout> {
-    vec![RESNET18.clone(); n]
+/// A teacher of this layout that predicts the 3 classes of `names(3)`.
+fn teacher(layout: &FeatureLayout) -> TeacherFacts {
+    TeacherFacts { layout: layout.clone(), class_names: names(3) }
+}
+
+/// `n` ResNet-18 teachers of `names(3)`.
+fn resnet18_teachers(n: usize) -> Vec<TeacherFacts> {
+    vec![teacher(&RESNET18); n]
 }
 
 #[test]
@@ -263,7 +268,7 @@ fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
     let spec = |arch| ModelSpec { arch, num_classes: 3, in_channels: 3, small_input: true };
     let (resnet18, resnet50) = (Model::new(&spec(Arch::ResNet18), &device).unwrap(), Model::new(&spec(Arch::ResNet50), &device).unwrap());
     let names = names(3);
-    let teacher_layouts = vec![resnet50.layout(), resnet18.layout()];
+    let teacher_layouts = vec![teacher(&resnet50.layout()), teacher(&resnet18.layout())];
     let specs = [
         LossSpec::Hint(HintSpec { weight: 1.0, teacher: 0, stage: 3 }),
         LossSpec::ChannelGram(ChannelGramSpec { weight: 1.0, teacher: 1, stage: 2 }),
@@ -309,7 +314,7 @@ fn rotation_terms_turn_on_views_and_per_image_terms_read_normal_rows() {
     let specs: Vec<LossSpec> = from_json(
         r#"[{"kind": "cross_entropy"}, {"kind": "kd"}, {"kind": "kd_rotated", "weight": 2.7}, {"kind": "sskd", "weight": 10.0, "head_epochs": 3}]"#,
     );
-    let teachers = [layout(Arch::ResNet50)];
+    let teachers = [teacher(&layout(Arch::ResNet50))];
     let facts = TaskFacts { teachers: &teachers, ..facts(&names, &[1, 1, 1], false) };
     let objective = Objective::new(&specs, &facts).unwrap();
     assert!(objective.rotated_views());
@@ -375,7 +380,7 @@ fn stage_map_terms_refuse_token_maps_and_missing_maps() {
     let names = names(3);
     let vit = FeatureLayout { maps: vec![MapInfo { name: "blocks.11", kind: MapKind::Tokens { dim: 192 } }], pooled_dim: 192 };
     let error = |spec: &str, student: &FeatureLayout, teacher: &FeatureLayout| {
-        let teachers = [teacher.clone()];
+        let teachers = [self::teacher(teacher)];
         let facts = TaskFacts { student, teachers: &teachers, ..facts(&names, &[1, 1, 1], false) };
         Objective::new(&from_json::<Vec<LossSpec>>(spec), &facts).err().expect("should be rejected").to_string()
     };
@@ -388,7 +393,7 @@ fn stage_map_terms_refuse_token_maps_and_missing_maps() {
     let e = error(r#"[{"kind": "attention", "stages": [0, 4]}]"#, &RESNET18, &RESNET18);
     assert!(e.contains("`stages` 4"), "{e}");
     // Logit and embedding terms need no spatial map: a token model can be their teacher.
-    let teachers = [vit];
+    let teachers = [teacher(&vit)];
     let facts = TaskFacts { teachers: &teachers, ..facts(&names, &[1, 1, 1], false) };
     assert!(Objective::new(&from_json::<Vec<LossSpec>>(r#"[{"kind": "kd"}, {"kind": "rkd_distance"}]"#), &facts).is_ok());
 }

@@ -162,9 +162,9 @@ pub fn attack_run(run: &RunDir, config: &RunConfig, split: SplitName, options: &
             record(predictions, x, &batch.targets);
         }
     }
-    let mut rows = vec![(None, evaluate(&clean, &setup.info)?)];
+    let mut rows = vec![(None, evaluate(&clean, &setup.info, &setup.shot_groups)?)];
     for (eps, predictions) in options.eps.iter().zip(&adversarial) {
-        rows.push((Some(*eps), evaluate(predictions, &setup.info)?));
+        rows.push((Some(*eps), evaluate(predictions, &setup.info, &setup.shot_groups)?));
     }
     let report = AttackReport { split, options: options.clone(), rows };
     run.write_json(&run.root().join("attack.json"), &report.to_json())?;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use medkd_data::{DataConfig, Sampling};
-use medkd_eval::Metric;
+use medkd_eval::{Metric, ShotThresholds};
 use medkd_losses::LossSpec;
 use medkd_losses::terms::sskd::SskdSpec;
 use medkd_models::Arch;
@@ -27,6 +27,10 @@ pub struct RunConfig {
     #[serde(default, skip_serializing_if = "MethodConfig::is_default")]
     pub method: MethodConfig,
     pub data: DataConfig,
+    /// `[shots]`: the training counts that make a class many-, medium- or few-shot, for the
+    /// shot-group metrics of every evaluation.
+    #[serde(default, skip_serializing_if = "is_default_shots")]
+    pub shots: ShotThresholds,
     pub model: ModelConfig,
     pub train: TrainConfig,
     #[serde(rename = "loss")]
@@ -34,6 +38,10 @@ pub struct RunConfig {
     /// Frozen teachers whose outputs KD terms read (`medkd distill`).
     #[serde(default, rename = "teacher", skip_serializing_if = "Vec::is_empty")]
     pub teachers: Vec<TeacherConfig>,
+}
+
+fn is_default_shots(shots: &ShotThresholds) -> bool {
+    *shots == ShotThresholds::default()
 }
 
 /// A `[[teacher]]` entry: a finished medkd run folder (its architecture, class names and best
@@ -270,6 +278,7 @@ impl RunConfig {
     /// Checks values that types cannot express, naming the key at fault.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |key: &str, message: String| Err(TrainError::Config(format!("`{key}`: {message}")));
+        self.shots.validate("shots").map_err(|e| TrainError::Config(e.to_string()))?;
         let train = &self.train;
         if train.epochs == 0 {
             return bad("train.epochs", "must be at least 1, got 0".into());
@@ -516,8 +525,9 @@ mod tests {
     /// Every config shipped under configs/ is a valid run config (unknown keys, ranges).
     #[test]
     fn repository_configs_load() {
-        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-        let mut dirs = vec![configs];
+        use crate::stages::{Plan, PlanKind};
+        let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut dirs = vec![repository.join("configs")];
         let mut loaded = 0;
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
@@ -525,8 +535,11 @@ mod tests {
                 if path.is_dir() {
                     dirs.push(path);
                 } else if path.extension().is_some_and(|e| e == "toml") {
-                    if std::fs::read_to_string(&path).unwrap().contains("\n[roskd]") {
-                        crate::roskd::RosKdPlan::load(&path, &[], Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let plan = [PlanKind::RosKd, PlanKind::Rskd].into_iter().find(|k| text.contains(&format!("\n[{}]", k.table())));
+                    if let Some(kind) = plan {
+                        // Configs name data relative to the repository root, and an [rskd] plan reads the data's classes.
+                        Plan::load(kind, &path, &[], &repository).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                     } else {
                         RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
                     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::TrainError;
 use crate::summary::SplitMetrics;
 use medkd_data::{DatasetInfo, Loader, Pipeline, Target, Task, open_image};
-use medkd_eval::{BoxReport, ClassificationReport, Metric, MultiLabelReport};
+use medkd_eval::{BoxReport, ClassificationReport, Metric, MultiLabelReport, ShotGroups, ShotReport};
 use medkd_models::Model;
 
 /// Per-sample class probabilities (softmax, or sigmoid per label for multi-label tasks).
@@ -101,9 +101,12 @@ pub enum Report {
 pub struct Evaluation {
     pub report: Report,
     pub loss: f64,
+    /// Many / medium / few-shot recall and accuracy (classifiers).
+    pub shots: Option<ShotReport>,
 }
 
-pub fn evaluate(predictions: &Predictions, info: &DatasetInfo) -> Result<Evaluation, TrainError> {
+/// Scores class predictions; `shots` groups the classes by training counts.
+pub fn evaluate(predictions: &Predictions, info: &DatasetInfo, shots: &ShotGroups) -> Result<Evaluation, TrainError> {
     let k = predictions.num_classes;
     let n = predictions.targets.len();
     let clamp = |p: f32| (p as f64).clamp(1e-12, 1.0 - 1e-12);
@@ -124,7 +127,7 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo) -> Result<Evaluat
                 .sum::<f64>()
                 / (n * k).max(1) as f64;
             let report = medkd_eval::evaluate_multi_label(&predictions.probs, k, &multi_hot, &info.class_names)?;
-            Ok(Evaluation { report: Report::MultiLabel(report), loss })
+            Ok(Evaluation { shots: Some(shots.report(&report.per_label)), report: Report::MultiLabel(report), loss })
         }
         _ => {
             let labels = (predictions.targets.iter().enumerate())
@@ -135,7 +138,7 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo) -> Result<Evaluat
                 .collect::<Result<Vec<_>, _>>()?;
             let loss = labels.iter().enumerate().map(|(i, &y)| -clamp(predictions.probs[i * k + y]).ln()).sum::<f64>() / n.max(1) as f64;
             let report = medkd_eval::evaluate_single_label(&predictions.probs, k, &labels, &info.class_names)?;
-            Ok(Evaluation { report: Report::SingleLabel(report), loss })
+            Ok(Evaluation { shots: Some(shots.report(&report.per_class)), report: Report::SingleLabel(report), loss })
         }
     }
 }
@@ -149,7 +152,7 @@ pub fn evaluate_box_predictions(predicted: &[[f32; 4]], targets: &[Target], loss
             other => Err(TrainError::Input(format!("cannot score sample {i}: box metrics need a box target, it has {other:?}"))),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Evaluation { report: Report::Boxes(medkd_eval::evaluate_boxes(predicted, &truth)?), loss })
+    Ok(Evaluation { report: Report::Boxes(medkd_eval::evaluate_boxes(predicted, &truth)?), loss, shots: None })
 }
 
 /// Classification metrics need every sample's label of the task's kind; an unlabelled sample or
@@ -181,6 +184,7 @@ impl Evaluation {
             Report::Boxes(r) => serde_json::to_value(r),
         }
         .expect("reports serialize");
+        let shot_recall = |group: fn(&ShotReport) -> &medkd_eval::ShotGroup| self.shots.as_ref().and_then(|s| group(s).recall);
         SplitMetrics {
             acc: headline(Metric::Accuracy),
             balanced_acc: headline(Metric::BalancedAccuracy),
@@ -191,15 +195,23 @@ impl Evaluation {
             mean_iou: headline(Metric::MeanIou),
             acc_at_50: headline(Metric::AccAt50),
             acc_at_75: headline(Metric::AccAt75),
+            many_recall: shot_recall(|s| &s.many),
+            medium_recall: shot_recall(|s| &s.medium),
+            few_recall: shot_recall(|s| &s.few),
+            shots: self.shots.clone(),
             report,
         }
     }
 
     pub fn table(&self) -> String {
-        match &self.report {
+        let table = match &self.report {
             Report::SingleLabel(r) => r.table(),
             Report::MultiLabel(r) => r.table(),
             Report::Boxes(r) => r.table(),
+        };
+        match &self.shots {
+            Some(shots) => format!("{table}\n{shots}"),
+            None => table,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod method;
 pub mod methods;
 pub mod optim;
 pub mod roskd;
+pub mod rskd;
 pub mod run_dir;
 pub mod schedule;
 pub mod setup;

@@ -66,7 +66,7 @@ pub trait Method {
     /// Classification metrics by default; a localization method scores boxes
     /// ([`crate::evaluate::evaluate_box_predictions`]).
     fn evaluate(&self, model: &Model, loader: &Loader, setup: &RunSetup) -> Result<Evaluation, TrainError> {
-        evaluate(&predict(model, loader, &setup.info, &setup.device)?, &setup.info)
+        evaluate(&predict(model, loader, &setup.info, &setup.device)?, &setup.info, &setup.shot_groups)
     }
 
     /// The loader whose batches [`Method::step`] receives; its batch count is the epoch's length.

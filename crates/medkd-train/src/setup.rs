@@ -9,8 +9,9 @@ use burn::prelude::*;
 use medkd_data::{
     DataSplits, DatasetInfo, ImageDataset, Loader, LoaderOptions, Pipeline, SplitName, Task, build_pipelines, open_splits, sampling_weights,
 };
-use medkd_losses::{Objective, TaskFacts};
-use medkd_models::{FeatureLayout, Model, ModelSpec, load_weights};
+use medkd_eval::ShotGroups;
+use medkd_losses::{Objective, TaskFacts, TeacherFacts};
+use medkd_models::{Model, ModelSpec, load_weights};
 
 use crate::TrainError;
 use crate::checkpoint::best_weights;
@@ -32,6 +33,8 @@ pub struct RunSetup {
     pub input_hw: [usize; 2],
     /// The same for the train transforms (seed 0).
     pub train_hw: [usize; 2],
+    /// Many / medium / few-shot classes by training counts (`[shots]`).
+    pub shot_groups: ShotGroups,
 }
 
 impl RunSetup {
@@ -53,7 +56,8 @@ impl RunSetup {
         let [_, train_height, train_width] = train_pipeline.apply_seeded(&first, 0)?.1;
         spec.check_input([height.min(train_height), width.min(train_width)]).map_err(|e| TrainError::Config(format!("`model`: {e}")))?;
         let (input_hw, train_hw) = ([height, width], [train_height, train_width]);
-        Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device, input_hw, train_hw })
+        let shot_groups = ShotGroups::new(config.shots, medkd_data::class_counts(splits.train.as_ref()));
+        Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device, input_hw, train_hw, shot_groups })
     }
 
     pub fn eval_loader(&self, config: &RunConfig, dataset: Arc<dyn ImageDataset>) -> Result<Loader, TrainError> {
@@ -122,8 +126,8 @@ impl Prepared {
         for (index, teacher) in teachers.iter().enumerate() {
             teacher.spec.check_input(setup.input_hw).map_err(|e| TrainError::Config(format!("`teacher[{index}]`: {e}")))?;
         }
-        let teacher_layouts: Vec<FeatureLayout> = teachers.iter().map(Teacher::layout).collect();
-        let objective = build_objective(config, &setup, &teacher_layouts)?;
+        let teacher_facts: Vec<TeacherFacts> = teachers.iter().map(Teacher::facts).collect();
+        let objective = build_objective(config, &setup, &teacher_facts)?;
         let [height, width] = setup.train_hw;
         if objective.rotated_views() && height != width {
             return Err(TrainError::Config(format!(
@@ -140,16 +144,15 @@ impl Prepared {
     }
 }
 
-/// The config's loss terms, checked against the data and against teachers with these feature
-/// layouts.
-pub fn build_objective(config: &RunConfig, setup: &RunSetup, teachers: &[FeatureLayout]) -> Result<Objective, TrainError> {
+/// The config's loss terms, checked against the data and against these teachers.
+pub fn build_objective(config: &RunConfig, setup: &RunSetup, teachers: &[TeacherFacts]) -> Result<Objective, TrainError> {
     Ok(Objective::new(
         &config.losses,
         &TaskFacts {
             num_classes: setup.spec.num_classes,
             multi_label: setup.info.task == Task::MultiLabel,
             class_names: &setup.info.class_names,
-            class_counts: &medkd_data::class_counts(setup.splits.train.as_ref()),
+            class_counts: &setup.shot_groups.train_counts,
             student: &Model::new(&setup.spec, &setup.device)?.layout(),
             teachers,
             seed: config.seed,

@@ -67,6 +67,17 @@ pub struct SplitMetrics {
     pub acc_at_50: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acc_at_75: Option<f64>,
+    /// Mean recall of the many-, medium- and few-shot classes (`shots`); `None` for a group
+    /// with no class in the split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub many_recall: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium_recall: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub few_recall: Option<f64>,
+    /// The shot groups' classes, recall and accuracy (classifiers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shots: Option<medkd_eval::ShotReport>,
     pub report: Value,
 }
 

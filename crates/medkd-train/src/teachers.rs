@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use medkd_data::DatasetInfo;
-use medkd_losses::Features;
-use medkd_models::{FeatureLayout, Model, ModelSpec, load_weights};
+use medkd_data::{DatasetInfo, OTHER_CLASS};
+use medkd_losses::{Features, TeacherFacts};
+use medkd_models::{Model, ModelSpec, load_weights};
 
 use crate::TrainError;
 use crate::checkpoint::best_weights;
@@ -17,14 +17,16 @@ use crate::summary::Summary;
 pub struct Teacher {
     model: Model,
     pub spec: ModelSpec,
+    /// Its logits' classes: the student's, or a subset of them (and "other") for `subset_kd`.
+    pub class_names: Vec<String>,
     /// Where it came from, for errors and summary.json.
     pub source: String,
 }
 
 impl Teacher {
-    /// A teacher from a model built in code (tests, benchmarks).
-    pub fn new(spec: ModelSpec, model: Model) -> Teacher {
-        Teacher { source: format!("{} built in code", spec.arch), model, spec }
+    /// A teacher from a model built in code (tests, benchmarks), predicting `class_names`.
+    pub fn new(spec: ModelSpec, model: Model, class_names: Vec<String>) -> Teacher {
+        Teacher { source: format!("{} built in code", spec.arch), model, spec, class_names }
     }
 
     /// The teacher's outputs on the student's batch, with no graph recorded: its tensors enter the
@@ -33,8 +35,9 @@ impl Teacher {
         self.model.forward(images.without_autodiff())
     }
 
-    pub fn layout(&self) -> FeatureLayout {
-        self.model.layout()
+    /// What its loss terms may know of it.
+    pub fn facts(&self) -> TeacherFacts {
+        TeacherFacts { layout: self.model.layout(), class_names: self.class_names.clone() }
     }
 }
 
@@ -113,7 +116,7 @@ pub fn load_teachers(
                 TeacherConfig { arch: Some(arch), weights: Some(weights), small_input, .. } => {
                     let spec = ModelSpec { arch: *arch, num_classes: info.num_classes(), in_channels, small_input: *small_input };
                     let model = load_weights(Model::new(&spec, device)?, weights).map_err(|e| error(e.to_string()))?;
-                    Ok(Teacher { model, source: format!("{arch} from {}", weights.display()), spec })
+                    Ok(Teacher { model, source: format!("{arch} from {}", weights.display()), spec, class_names: info.class_names.clone() })
                 }
                 _ => Err(error("give either `run` or both `arch` and `weights`".into())),
             }
@@ -122,7 +125,8 @@ pub fn load_teachers(
 }
 
 /// A finished run: its config gives the architecture, its summary.json the class names and
-/// input channels, its best checkpoint the weights.
+/// input channels, its best checkpoint the weights. Its classes must be the dataset's or some of
+/// them (and "other"): the loss terms check which they accept.
 fn from_run(path: &Path, info: &DatasetInfo, in_channels: usize, device: &Device) -> Result<Teacher, String> {
     let run = RunDir::open(path).map_err(|e| e.to_string())?;
     let config = RunConfig::load(&run.config_path(), &[]).map_err(|e| e.to_string())?;
@@ -132,9 +136,9 @@ fn from_run(path: &Path, info: &DatasetInfo, in_channels: usize, device: &Device
     }
     let summary = Summary::read(&summary_path).map_err(|e| e.to_string())?;
     let class_names = summary.class_names;
-    if class_names != info.class_names {
+    if let Some(unknown) = class_names.iter().find(|c| *c != OTHER_CLASS && !info.class_names.contains(c)) {
         return Err(format!(
-            "run {} predicts classes {class_names:?}, but the dataset's classes are {:?}",
+            "run {} predicts classes {class_names:?}, but \"{unknown}\" is not one of the dataset's classes {:?}",
             path.display(),
             info.class_names
         ));
@@ -149,7 +153,7 @@ fn from_run(path: &Path, info: &DatasetInfo, in_channels: usize, device: &Device
     let spec = ModelSpec { arch: config.model.arch, num_classes: class_names.len(), in_channels, small_input: config.model.small_input };
     let model = Model::new(&spec, device).map_err(|e| e.to_string())?;
     let model = load_weights(model, &best_weights(&run).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    Ok(Teacher { model, source: format!("{} from run {}", spec.arch, path.display()), spec })
+    Ok(Teacher { model, source: format!("{} from run {}", spec.arch, path.display()), spec, class_names })
 }
 
 #[cfg(test)]
@@ -165,7 +169,7 @@ mod tests {
         let spec = ModelSpec { arch: Arch::ResNet18, num_classes: 3, in_channels: 3, small_input: true };
         let teacher = |seed: u64| {
             device.seed(seed);
-            Teacher::new(spec.clone(), Model::new(&spec, &device).unwrap())
+            Teacher::new(spec.clone(), Model::new(&spec, &device).unwrap(), vec!["a".into(), "b".into(), "c".into()])
         };
         let teachers = [teacher(1), teacher(2)];
         let images = Tensor::<4>::random([4, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);

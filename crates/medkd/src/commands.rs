@@ -5,7 +5,7 @@ use medkd_eval::Metric;
 use medkd_models::{Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
 use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
-use medkd_train::roskd::RosKdPlan;
+use medkd_train::stages::{Plan, PlanKind};
 use medkd_train::{Prepared, RunConfig, RunDir, RunSetup, parse_split};
 
 /// Which command runs a config: `distill` needs `[[teacher]]` entries, `train` has none, so a
@@ -45,28 +45,36 @@ pub fn resume(mode: Mode, run_path: &Path, progress: bool) -> Result<()> {
     report(medkd_train::train(&config, &prepared, &run, true, progress)?, run_path)
 }
 
-/// Checks every stage, then creates `out` with `roskd.toml` and trains the stages.
-pub fn roskd(config_path: &Path, overrides: &[String], out: &Path, progress: bool) -> Result<()> {
-    let plan = RosKdPlan::load(config_path, overrides, &std::env::current_dir()?)?;
+/// Checks every stage of a staged procedure (`medkd roskd`, `medkd rskd`), then creates `out`
+/// with its plan file and trains the stages.
+pub fn plan(kind: PlanKind, config_path: &Path, overrides: &[String], out: &Path, progress: bool) -> Result<()> {
+    let plan = Plan::load(kind, config_path, overrides, &std::env::current_dir()?)?;
     plan.check()?;
     plan.create(out)?;
-    roskd_report(&plan.run(out, progress)?, out)
+    plan_report(kind, &plan.run(out, progress)?, out)
 }
 
-/// Continues a RoS-KD run: finished stages are kept, a started one resumes, the rest train.
-pub fn roskd_resume(out: &Path, progress: bool) -> Result<()> {
-    roskd_report(&RosKdPlan::open(out)?.run(out, progress)?, out)
+/// Continues a staged run: finished stages are kept, a started one resumes, the rest train.
+pub fn plan_resume(kind: PlanKind, out: &Path, progress: bool) -> Result<()> {
+    plan_report(kind, &Plan::open(kind, out)?.run(out, progress)?, out)
 }
 
-fn roskd_report(report: &serde_json::Value, out: &Path) -> Result<()> {
-    println!("{:<24} {:>8} {:>10} {:>8}", "stage (test split)", "acc", "macro_f1", "auc");
+fn plan_report(kind: PlanKind, report: &serde_json::Value, out: &Path) -> Result<()> {
+    println!("{:<28} {:>8} {:>12} {:>10} {:>8} {:>8}", "stage (test split)", "acc", "balanced_acc", "macro_f1", "auc", "few_rec");
     let teachers = report["teachers"].as_array().into_iter().flatten();
     let rows = teachers.map(|t| (format!("teacher {}", t["name"].as_str().unwrap_or("?")), &t["test"]));
     for (stage, test) in rows.chain([("student".to_string(), &report["student"]["test"])]) {
         let metric = |key: &str| test[key].as_f64().map_or("-".to_string(), |v| format!("{v:.4}"));
-        println!("{stage:<24} {:>8} {:>10} {:>8}", metric("acc"), metric("macro_f1"), metric("auc"));
+        println!(
+            "{stage:<28} {:>8} {:>12} {:>10} {:>8} {:>8}",
+            metric("acc"),
+            metric("balanced_acc"),
+            metric("macro_f1"),
+            metric("auc"),
+            metric("few_recall")
+        );
     }
-    println!("report: {}", out.join("roskd.json").display());
+    println!("report: {}", out.join(format!("{}.json", kind.table())).display());
     Ok(())
 }
 
@@ -93,7 +101,7 @@ fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: 
 
 pub fn eval(run_path: &Path, split: &str) -> Result<()> {
     let (config, run, setup) = open_run(run_path)?;
-    let evaluation = evaluate(&split_predictions(&config, &run, &setup, split)?, &setup.info)?;
+    let evaluation = evaluate(&split_predictions(&config, &run, &setup, split)?, &setup.info, &setup.shot_groups)?;
     println!("{split} split, best checkpoint of {}:", run_path.display());
     println!("{}", evaluation.table());
     Ok(())

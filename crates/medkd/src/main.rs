@@ -10,6 +10,7 @@ use commands::Mode;
 use medkd_models::{Arch, ModelSpec};
 use medkd_train::attack::{AttackKind, AttackOptions};
 use medkd_train::config::DeviceChoice;
+use medkd_train::stages::PlanKind;
 
 #[derive(Parser)]
 #[command(name = "medkd", version, about = "Train compact, robust medical image classifiers by knowledge distillation")]
@@ -27,6 +28,10 @@ enum Command {
     /// RoS-KD: train the [[roskd.teacher]] entries of a config, each on its own random subset
     /// of the (noisy) training split, then distil them into the config's student; or resume.
     Roskd(RunArgs),
+    /// Relational subsets KD: train one teacher per class subset of the config's [rskd] table
+    /// (each on its subset's classes), then distil them into the config's student through its
+    /// `subset_kd` term; or resume stage by stage.
+    Rskd(RunArgs),
     /// Evaluate a run's best checkpoint on a split and print the metrics table.
     Eval {
         #[arg(long)]
@@ -145,10 +150,11 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn roskd(self) -> anyhow::Result<()> {
+    fn plan(self, kind: PlanKind) -> anyhow::Result<()> {
         match self.resume {
-            Some(out) => commands::roskd_resume(&out, !self.quiet),
-            None => commands::roskd(
+            Some(out) => commands::plan_resume(kind, &out, !self.quiet),
+            None => commands::plan(
+                kind,
                 &self.config.expect("clap requires --config"),
                 &self.overrides,
                 &self.out.expect("clap requires --out"),
@@ -226,7 +232,8 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => args.run(Mode::Train),
         Command::Distill(args) => args.run(Mode::Distill),
-        Command::Roskd(args) => args.roskd(),
+        Command::Roskd(args) => args.plan(PlanKind::RosKd),
+        Command::Rskd(args) => args.plan(PlanKind::Rskd),
         Command::Eval { run, split } => commands::eval(&run, &split),
         Command::Predict { run, out, split, images } => commands::predict(&run, &out, split.as_deref(), &images),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {

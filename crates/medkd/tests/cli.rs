@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
@@ -395,6 +395,56 @@ fn info_prints_torchvision_parameter_and_mac_counts() {
     assert!(text.contains("parameters  2232839") && text.contains("MACs        299503232"), "{text}");
     let output = medkd(&["info", "resnet18", "--input", "3x28"]);
     assert!(!output.status.success() && stderr(&output).contains("CxHxW"), "{}", stderr(&output));
+}
+
+/// Relational subsets KD on RetinaMNIST's five grades: subsets by training frequency, each a
+/// teacher in its own label space with an "other" class, then the student through `subset_kd`.
+#[test]
+fn rskd_trains_one_teacher_per_class_subset_then_the_student_and_resumes_by_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}{}",
+        TINY.replace("epochs = 3", "epochs = 1").replace("data/breastmnist.npz", "../shared/data/medmnist/retinamnist.npz"),
+        "[[loss]]\nkind = \"subset_kd\"\ntemperature = 2.0\n\
+         [shots]\nmany = 300\nfew = 100\n\
+         [rskd]\nby_frequency = true\nother_class = true\nteacher_arch = \"mobilenetv2\"\n"
+    );
+    let config = write_config(tmp.path(), &config);
+    let out = tmp.path().join("rskd");
+    let rskd = |args: &[&str]| medkd(&[&["rskd", "--quiet"], args].concat());
+    let output = rskd(&["--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // Training counts 486, 128, 206, 194, 66: grade 0 many-shot, 4 few-shot, the rest medium.
+    let report = read_json(&out.join("rskd.json"));
+    assert_eq!(report["rule"], "by_frequency");
+    let expected = [("0-many", vec!["0", "other"]), ("1-medium", vec!["1", "2", "3", "other"]), ("2-few", vec!["4", "other"])];
+    for (m, (name, classes)) in expected.iter().enumerate() {
+        let summary = read_json(&out.join("teachers").join(name).join("summary.json"));
+        assert_eq!(summary["class_names"], json!(classes), "{name}");
+        assert_eq!(summary["model"], "mobilenetv2");
+        assert_eq!(report["teachers"][m]["name"], *name);
+        assert_eq!(report["teachers"][m]["test"], summary["test"]);
+        // With "other", every test image stays: 400 in RetinaMNIST's test split.
+        assert_eq!(summary["test"]["report"]["n"], 400);
+    }
+    let student = read_json(&out.join("student/summary.json"));
+    assert_eq!(student["class_names"], json!(["0", "1", "2", "3", "4"]));
+    assert_eq!(student["teachers"].as_array().unwrap().len(), 3);
+    let shots = &student["test"]["shots"];
+    assert_eq!((shots["many"]["classes"].clone(), shots["few"]["classes"].clone()), (json!(["0"]), json!(["4"])));
+    assert_eq!(student["test"]["few_recall"], shots["few"]["recall"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("teacher 1-medium"));
+
+    let output = rskd(&["--resume", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stderr(&output).matches("finished earlier").count(), 4, "{}", stderr(&output));
+    assert_eq!(read_json(&out.join("rskd.json")), report);
+
+    // A student without the subset_kd term is refused before anything is made.
+    let plain = write_config(tmp.path(), &std::fs::read_to_string(&config).unwrap().replace("kind = \"subset_kd\"", "kind = \"kd\""));
+    let output = rskd(&["--config", plain.to_str().unwrap(), "--out", tmp.path().join("plain").to_str().unwrap()]);
+    assert!(stderr(&output).contains("subset_kd") && !tmp.path().join("plain").exists(), "{}", stderr(&output));
 }
 
 #[test]

@@ -62,6 +62,8 @@ pub fn config(format: DataFormat, path: &Path) -> DataConfig {
         split: None,
         label_noise: None,
         train_subset: None,
+        only_classes: None,
+        other_class: false,
         train_transforms: Vec::new(),
         eval_transforms: Vec::new(),
         normalize: NormalizeConfig::None {},

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::term::{LossTerm, Needs, TermAt, TermSpec, check_temperature, teacher_index};
+use crate::term::{LossTerm, Needs, TermAt, TermSpec, check_temperature, same_classes, teacher_index};
 use crate::{LossContext, LossError, TaskFacts, kd_bce, kd_kl};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,6 +72,9 @@ impl TermSpec for KdSpec {
     fn resolve(&self, facts: &TaskFacts, _needs: &mut Needs) -> Result<Box<dyn LossTerm>, LossError> {
         teacher_index(self.kind(), 0, facts)?;
         let num_teachers = facts.teachers.len();
+        for teacher in 0..num_teachers {
+            same_classes(self.kind(), teacher, facts)?;
+        }
         let mix = match &self.teachers {
             TeacherMix::Rule(TeacherRule::Mean) => Mix::Weighted(vec![1.0 / num_teachers as f32; num_teachers]),
             TeacherMix::Rule(TeacherRule::Random) => Mix::Random { per_epoch: false },

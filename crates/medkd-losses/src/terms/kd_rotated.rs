@@ -6,7 +6,7 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::term::{LossTerm, Needs, TermAt, TermSpec, check_ratio, check_temperature, label_kind, teacher_index};
+use crate::term::{LossTerm, Needs, TermAt, TermSpec, check_ratio, check_temperature, label_kind, same_classes, teacher_index};
 use crate::{LossContext, LossError, Targets, TaskFacts, kd_rotated};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,7 @@ impl TermSpec for KdRotatedSpec {
         let needs = "single-label targets (its ranking needs each view's class)";
         label_kind(self.kind(), false, needs, "the dataset is multi-label", facts)?;
         let teacher = teacher_index(self.kind(), self.teacher, facts)?;
+        same_classes(self.kind(), teacher, facts)?;
         Ok(Box::new(KdRotated { teacher, temperature: self.temperature as f32, ratio: self.ratio }))
     }
 }

@@ -15,3 +15,4 @@ pub mod ldam;
 pub mod rkd_angle;
 pub mod rkd_distance;
 pub mod sskd;
+pub mod subset_kd;

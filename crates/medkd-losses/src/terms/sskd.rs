@@ -73,7 +73,7 @@ impl TermSpec for SskdSpec {
         let head = needs.head(HeadSpec {
             teacher,
             student_dim: facts.student.pooled_dim,
-            teacher_dim: facts.teachers[teacher].pooled_dim,
+            teacher_dim: facts.teachers[teacher].layout.pooled_dim,
             epochs: self.head_epochs,
             lr: self.head_lr,
             trained: self.head.clone(),
