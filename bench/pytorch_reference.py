@@ -78,7 +78,14 @@ LOSS_WORKLOADS = {
     "rkd_angle_128": (128, 1280, 2048),
 }
 
-ALL_WORKLOADS = [*MODEL_WORKLOADS, *LOADER_WORKLOADS, *LOSS_WORKLOADS]
+# name -> (batch, training counts of HAM10000's 7 classes, the teachers' subsets as class indices):
+# relational subsets KD's term (T = 4, weights 1/sqrt(mean subset count) averaging 1) and the
+# student's gradient, with the lesion-type teachers {mel, nv} and {akiec, bcc, bkl, df, vasc}.
+SUBSET_KD_WORKLOADS = {
+    "subset_kd_64": (64, (129, 184, 409, 42, 343, 3027, 56), ((4, 5), (0, 1, 2, 3, 6))),
+}
+
+ALL_WORKLOADS = [*MODEL_WORKLOADS, *LOADER_WORKLOADS, *LOSS_WORKLOADS, *SUBSET_KD_WORKLOADS]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -155,6 +162,29 @@ def time_loss(name, iters, warmup, device):
         loss.backward()
         loss.item()
         student.grad.cpu().numpy()  # read back, as medkd's into_data
+        student.grad = None
+
+    return time_iters(step, iters, warmup)
+
+
+def time_subset_kd(name, iters, warmup, device, temperature=4.0):
+    batch, counts, subsets = SUBSET_KD_WORKLOADS[name]
+    torch.manual_seed(0)
+    student = torch.randn(batch, len(counts), device=device, requires_grad=True)
+    teachers = [torch.randn(batch, len(subset), device=device) for subset in subsets]
+    raw = [1.0 / (sum(counts[c] for c in subset) / len(subset)) ** 0.5 for subset in subsets]
+    weights = [w * len(raw) / sum(raw) for w in raw]
+    index = [torch.tensor(subset, device=device) for subset in subsets]
+
+    def step():
+        loss = 0.0
+        for w, t, i in zip(weights, teachers, index):
+            log_q = torch.log_softmax(student[:, i] / temperature, dim=1)
+            p = torch.softmax(t / temperature, dim=1)
+            loss = loss + w * torch.nn.functional.kl_div(log_q, p, reduction="batchmean") * temperature**2
+        loss.backward()
+        loss.item()
+        student.grad.cpu().numpy()
         student.grad = None
 
     return time_iters(step, iters, warmup)
@@ -251,6 +281,8 @@ def main():
             )
         elif name in LOSS_WORKLOADS:
             results[name] = time_loss(name, args.iters, args.warmup, args.device)
+        elif name in SUBSET_KD_WORKLOADS:
+            results[name] = time_subset_kd(name, args.iters, args.warmup, args.device)
         else:
             results[name] = time_model(name, args.iters, args.warmup, args.device)
         log(f"pytorch: {name}: {results[name]['median_ms']:.1f} ms (median of {args.iters})")

@@ -32,7 +32,9 @@ pub fn predict(model: &Model, loader: &Loader, info: &DatasetInfo, device: &Devi
     Ok(predictions)
 }
 
-/// Classifies image files (no targets); ids are the file stems, as ISIC submissions expect.
+/// Classifies image files (no targets); ids are the file stems, as ISIC submissions expect. Every
+/// image must come out of `pipeline` at `input_hw`, the size the model was trained on: a model
+/// given another size would still predict, silently wrong.
 pub fn predict_files(
     model: &Model,
     pipeline: &Pipeline,
@@ -40,26 +42,29 @@ pub fn predict_files(
     info: &DatasetInfo,
     device: &Device,
     batch_size: usize,
+    input_hw: [usize; 2],
 ) -> Result<Predictions, TrainError> {
     let model = model.valid();
     let device = device.clone().without_autodiff();
     let mut predictions = Predictions::empty(info);
-    let mut batch_shape: Option<[usize; 3]> = None;
+    let mut channels = 0;
     for chunk in paths.chunks(batch_size.max(1)) {
         let mut pixels = Vec::new();
         for path in chunk {
-            let (values, shape) = pipeline.apply_seeded(&open_image(path)?, 0)?;
-            if *batch_shape.get_or_insert(shape) != shape {
+            let (values, [c, height, width]) = pipeline.apply_seeded(&open_image(path)?, 0)?;
+            if [height, width] != input_hw {
+                let [h, w] = input_hw;
                 return Err(TrainError::Input(format!(
-                    "{}: transformed to {shape:?} but earlier images to {:?}; add a resize to eval_transforms",
-                    path.display(),
-                    batch_shape.unwrap()
+                    "{}: {height}x{width} after the eval transforms, but the model was trained on {h}x{w} inputs \
+                     (summary.json `input_size`); pass --resize to resize every image to {h}x{w} first, or give images of that size",
+                    path.display()
                 )));
             }
+            channels = c;
             pixels.extend(values);
         }
-        let [c, h, w] = batch_shape.expect("chunks are never empty");
-        let images = batch_tensor(&pixels, [chunk.len(), c, h, w], &device);
+        let [h, w] = input_hw;
+        let images = batch_tensor(&pixels, [chunk.len(), channels, h, w], &device);
         predictions.probs.extend(probabilities(&model, images, info));
         predictions.ids.extend(chunk.iter().map(|p| p.file_stem().unwrap_or_default().to_string_lossy().into_owned()));
     }

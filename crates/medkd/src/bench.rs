@@ -21,7 +21,8 @@ use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use medkd_data::{DataConfig, Loader, LoaderOptions, build_pipelines, open_splits};
-use medkd_models::{Arch, Model, ModelSpec};
+use medkd_losses::{Features, LossContext, LossSpec, Objective, Targets, TaskFacts, TeacherFacts};
+use medkd_models::{Arch, FeatureLayout, Model, ModelSpec};
 use medkd_train::build_info;
 use medkd_train::config::DeviceChoice;
 use medkd_train::device::make_device;
@@ -57,6 +58,10 @@ enum Kind {
     /// The RKD angle loss (the term's default chunk) and the student's gradient, on N(0, 1)
     /// student and teacher embeddings of `batch` rows.
     RkdAngle { batch: usize, student_dim: usize, teacher_dim: usize },
+    /// The `subset_kd` term (through its `[[loss]]` spec, T = 4, default weights) and the
+    /// student's gradient, on N(0, 1) logits of `batch` HAM10000 images (7 classes) and of the
+    /// two lesion-type teachers of configs/longtail/ham10000_rskd.toml ({mel, nv} and the rest).
+    SubsetKd { batch: usize },
 }
 
 struct Workload {
@@ -92,6 +97,8 @@ const WORKLOADS: &[Workload] = &[
     // SSD-KD's RKD angle term: the pooled embeddings of 32 images' four views, MobileNetV2
     // student and ResNet-50 teacher.
     Workload { name: "rkd_angle_128", kind: Kind::RkdAngle { batch: 128, student_dim: 1280, teacher_dim: 2048 } },
+    // RSKD's term at the HAM10000 student's batch: compare with mobilenetv2_train_64 (batch 32).
+    Workload { name: "subset_kd_64", kind: Kind::SubsetKd { batch: 64 } },
 ];
 
 impl Workload {
@@ -107,6 +114,7 @@ impl Workload {
             Kind::RkdAngle { batch, student_dim, teacher_dim } => {
                 format!("RKD angle loss and student gradient, batch {batch}, {student_dim}-d student, {teacher_dim}-d teacher")
             }
+            Kind::SubsetKd { batch } => format!("subset_kd loss and student gradient, batch {batch}, 7 classes, teachers of 2 and 5"),
         }
     }
 }
@@ -233,6 +241,7 @@ pub fn run(options: &BenchOptions) -> Result<()> {
             let timing = match workload.kind {
                 Kind::Model { arch, mode, batch, side } => time_model(arch, mode, batch, side, options)?,
                 Kind::RkdAngle { batch, student_dim, teacher_dim } => time_rkd_angle(batch, student_dim, teacher_dim, options)?,
+                Kind::SubsetKd { batch } => time_subset_kd(batch, options)?,
                 Kind::Loader { side, images } => match &ham10000 {
                     Some(dir) => time_loader(dir, side, images, options)?,
                     None => {
@@ -368,6 +377,51 @@ fn time_rkd_angle(batch: usize, student_dim: usize, teacher_dim: usize, options:
         // Reading both back forces the work to finish before the clock stops.
         black_box(loss.into_scalar::<f32>());
         black_box(student.grad(&grads).expect("the student embedding requires a gradient").into_data());
+        Ok(())
+    })
+}
+
+/// HAM10000's classes, their training counts in the seeded split, and the two lesion-type subsets
+/// (as the PyTorch reference's `SUBSET_KD_WORKLOADS`).
+const HAM_CLASSES: [&str; 7] = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"];
+const HAM_TRAIN_COUNTS: [usize; 7] = [129, 184, 409, 42, 343, 3027, 56];
+const HAM_SUBSETS: [&[&str]; 2] = [&["mel", "nv"], &["akiec", "bcc", "bkl", "df", "vasc"]];
+
+fn time_subset_kd(batch: usize, options: &BenchOptions) -> Result<Timing> {
+    let device = make_device(options.device)?.autodiff();
+    let class_names: Vec<String> = HAM_CLASSES.map(String::from).to_vec();
+    let layout = FeatureLayout { maps: Vec::new(), pooled_dim: 1 };
+    let teachers: Vec<TeacherFacts> = HAM_SUBSETS
+        .iter()
+        .map(|subset| TeacherFacts { layout: layout.clone(), class_names: subset.iter().map(|c| c.to_string()).collect() })
+        .collect();
+    let facts = TaskFacts {
+        num_classes: HAM_CLASSES.len(),
+        multi_label: false,
+        class_names: &class_names,
+        class_counts: &HAM_TRAIN_COUNTS,
+        student: &layout,
+        teachers: &teachers,
+        seed: 0,
+    };
+    let spec: LossSpec = serde_json::from_value(json!({ "kind": "subset_kd", "temperature": 4.0 }))?;
+    let objective = Objective::new(&[spec], &facts)?;
+    let features = |width: usize, device: &Device| {
+        let logits = Tensor::<2>::random([batch, width], Distribution::Normal(0.0, 1.0), device);
+        Features { maps: Vec::new(), pooled: Tensor::<2>::zeros([batch, 1], device), logits }
+    };
+    let student = features(HAM_CLASSES.len(), &device);
+    let logits = student.logits.clone().require_grad();
+    let student = Features { logits: logits.clone(), ..student };
+    let frozen = device.clone().without_autodiff();
+    let teacher_outputs: Vec<Features> = HAM_SUBSETS.iter().map(|subset| features(subset.len(), &frozen)).collect();
+    let targets = Targets::Classes(vec![0; batch]);
+    time_iters(options.iters, options.warmup, || {
+        let ctx = LossContext { teachers: &teacher_outputs, ..LossContext::student_only(&student, &targets, 0) };
+        let (loss, _) = objective.compute(&ctx)?;
+        let grads = loss.clone().backward();
+        black_box(loss.into_scalar::<f32>());
+        black_box(logits.grad(&grads).expect("the student logits require a gradient").into_data());
         Ok(())
     })
 }
@@ -661,6 +715,9 @@ fn report_json(
             }
             Kind::RkdAngle { batch, student_dim, teacher_dim } => {
                 entry["input_shape"] = json!([[batch, student_dim], [batch, teacher_dim]]);
+            }
+            Kind::SubsetKd { batch } => {
+                entry["input_shape"] = json!([[batch, HAM_CLASSES.len()], [batch, 2], [batch, 5]]);
             }
             Kind::Loader { side, images } => {
                 entry["images"] = json!(images);

@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use medkd_data::{Size, TransformSpec, build_pipelines};
 use medkd_eval::Metric;
 use medkd_models::{Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
@@ -107,13 +108,23 @@ pub fn eval(run_path: &Path, split: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathBuf]) -> Result<()> {
+/// `resize`: image files are first resized to the training input size (as a `resize` op put
+/// before the eval transforms), for images of another size.
+pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathBuf], resize: bool) -> Result<()> {
     let (config, run, setup) = open_run(run_path)?;
     let predictions = match split {
         Some(split) => split_predictions(&config, &run, &setup, split)?,
         None => {
             let model = setup.load_best(&run)?;
-            predict_files(&model, &setup.eval_pipeline, images, &setup.info, &setup.device, config.train.eval_batch_size)?
+            let pipeline = if resize {
+                let [height, width] = setup.input_hw.map(|side| side as u32);
+                let mut resized = config.data.clone();
+                resized.eval_transforms.insert(0, TransformSpec::Resize { size: Size::HeightWidth([height, width]) });
+                build_pipelines(&resized, setup.splits.train.as_ref())?.eval
+            } else {
+                setup.eval_pipeline.clone()
+            };
+            predict_files(&model, &pipeline, images, &setup.info, &setup.device, config.train.eval_batch_size, setup.input_hw)?
         }
     };
     write_predictions(&predictions, &setup.info.class_names, out)?;

@@ -51,6 +51,10 @@ enum Command {
         /// Image files to classify.
         #[arg(required_unless_present = "split")]
         images: Vec<PathBuf>,
+        /// Resize image files to the run's training input size before the eval transforms
+        /// (without it, an image that does not come out at that size is an error).
+        #[arg(long, conflicts_with = "split")]
+        resize: bool,
     },
     /// Datasets: download MedMNIST files with checksum verification.
     Data {
@@ -235,7 +239,7 @@ fn main() {
         Command::Roskd(args) => args.plan(PlanKind::RosKd),
         Command::Rskd(args) => args.plan(PlanKind::Rskd),
         Command::Eval { run, split } => commands::eval(&run, &split),
-        Command::Predict { run, out, split, images } => commands::predict(&run, &out, split.as_deref(), &images),
+        Command::Predict { run, out, split, images, resize } => commands::predict(&run, &out, split.as_deref(), &images, resize),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())
         }

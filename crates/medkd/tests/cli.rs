@@ -132,13 +132,21 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("balanced"), "eval prints the metrics table");
 
     // Image files: one row per file, named by its stem, probabilities summing to 1; a file that
-    // is not an image is an error naming it.
+    // is not an image is an error naming it. HAM10000's 600x450 images do not fit the 28 px model:
+    // refused, unless --resize resizes them to 28x28 first.
     let images = repo_root().join("../shared/data/ham10000/images");
     let files: Vec<PathBuf> = ["ISIC_0024306.jpg", "ISIC_0024307.jpg"].iter().map(|f| images.join(f)).collect();
     let file_preds = tmp.path().join("files.csv");
     let mut args = vec!["predict", "--run", run.to_str().unwrap(), "--out", file_preds.to_str().unwrap()];
     args.extend(files.iter().map(|f| f.to_str().unwrap()));
     let output = medkd(&args);
+    let error = stderr(&output);
+    assert!(
+        !output.status.success() && error.contains("ISIC_0024306.jpg") && error.contains("28x28") && error.contains("--resize"),
+        "{error}"
+    );
+    assert!(!file_preds.exists(), "nothing is written for a refused input");
+    let output = medkd(&[args.as_slice(), &["--resize"]].concat());
     assert!(output.status.success(), "{}", stderr(&output));
     let rows: Vec<csv::StringRecord> = csv::Reader::from_path(&file_preds).unwrap().records().map(Result::unwrap).collect();
     assert_eq!(rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>(), ["ISIC_0024306", "ISIC_0024307"]);
