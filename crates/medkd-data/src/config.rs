@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::image_check::BadImages;
 use crate::noise::LabelNoiseConfig;
 use crate::transform::TransformSpec;
 use crate::{DataError, Task};
@@ -88,6 +89,11 @@ pub struct DataConfig {
     /// named "other" instead of being dropped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub other_class: bool,
+    /// Images that do not decode, found by decoding every file before training (folder and CSV
+    /// sets): `error` (default) lists them all and stops; `skip` trains without them and lists
+    /// them in the run folder.
+    #[serde(default, skip_serializing_if = "is_default_bad_images")]
+    pub bad_images: BadImages,
     /// Synthetic label noise on the training split (validation and test stay clean).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_noise: Option<LabelNoiseConfig>,
@@ -97,6 +103,10 @@ pub struct DataConfig {
     pub eval_transforms: Vec<TransformSpec>,
     #[serde(default)]
     pub normalize: NormalizeConfig,
+}
+
+fn is_default_bad_images(rule: &BadImages) -> bool {
+    *rule == BadImages::default()
 }
 
 /// How `box_columns` values are given.

@@ -145,7 +145,7 @@ pub(crate) fn open_csv(cfg: &DataConfig, csv_path: &Path) -> Result<FileDataset,
                 None => return Err(DataError::config("format = \"csv\" without label columns needs `box_columns`")),
             },
         };
-        entries.push((name, target));
+        entries.push((name, target, Some(i + 1)));
     }
 
     let inferred = match (&layout, class_names.len()) {

@@ -5,8 +5,11 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
+use std::collections::HashSet;
+
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
+use crate::image_check::{BadImage, BadImages, check_files};
 use crate::{DataError, DatasetInfo, ImageDataset, Target, Task};
 
 /// File extensions recognised as images (lowercase).
@@ -19,8 +22,8 @@ pub(crate) fn has_image_extension(name: &str) -> bool {
 pub(crate) struct FileDataset {
     info: DatasetInfo,
     root: PathBuf,
-    /// (path relative to `root`, target)
-    entries: Vec<(String, Target)>,
+    /// (path relative to `root`, target, 1-based CSV data row)
+    entries: Vec<(String, Target, Option<usize>)>,
 }
 
 impl FileDataset {
@@ -30,13 +33,41 @@ impl FileDataset {
         task: Task,
         class_names: Vec<String>,
         root: PathBuf,
-        entries: Vec<(String, Target)>,
+        entries: Vec<(String, Target, Option<usize>)>,
     ) -> Result<Self, DataError> {
-        let Some((first, _)) = entries.first() else {
+        let Some((first, ..)) = entries.first() else {
             return Err(DataError::Dataset { path: root, message: "no images found".into() });
         };
         let info = DatasetInfo { name, task, class_names, channels: native_channels(&root.join(first))? };
         Ok(FileDataset { info, root, entries })
+    }
+
+    /// Decodes every image once (`data.bad_images`, [`crate::image_check`]): an error listing all
+    /// that fail with `BadImages::Error`, else the dataset without them and their list.
+    pub(crate) fn checked(mut self, rule: BadImages) -> Result<(FileDataset, Vec<BadImage>), DataError> {
+        let files: Vec<_> = self.entries.iter().map(|(name, _, row)| (self.root.join(name), name.clone(), *row)).collect();
+        let bad = check_files(&files);
+        if bad.is_empty() {
+            return Ok((self, bad));
+        }
+        if rule == BadImages::Error {
+            let list: Vec<String> = bad.iter().map(|b| format!("  {b}")).collect();
+            return Err(DataError::Dataset {
+                path: self.root,
+                message: format!(
+                    "{} of {} images do not decode; fix or remove them, or set `data.bad_images = \"skip\"` to train without them:\n{}",
+                    bad.len(),
+                    files.len(),
+                    list.join("\n")
+                ),
+            });
+        }
+        let skipped: HashSet<&str> = bad.iter().map(|b| b.id.as_str()).collect();
+        self.entries.retain(|(name, ..)| !skipped.contains(name.as_str()));
+        if self.entries.is_empty() {
+            return Err(DataError::Dataset { path: self.root, message: "no image decodes".into() });
+        }
+        Ok((self, bad))
     }
 }
 

@@ -52,7 +52,7 @@ pub(crate) fn open_folder(root: &Path, classes: Option<&[String]>, task: Option<
     for (class, name) in class_names.iter().enumerate() {
         for (file, path) in sorted_entries(&root.join(name))? {
             if path.is_file() && has_image_extension(&file) {
-                entries.push((format!("{name}/{file}"), Target::Class(class)));
+                entries.push((format!("{name}/{file}"), Target::Class(class), None));
             }
         }
     }

@@ -14,7 +14,7 @@ use crate::folder::open_folder;
 use crate::medmnist::open_medmnist;
 use crate::noise::{FlippedLabel, NoisyLabels};
 use crate::split::{SplitRow, split_rows, stratified_split};
-use crate::{DataError, ImageDataset, Subset};
+use crate::{BadImage, DataError, ImageDataset, Subset};
 
 pub struct DataSplits {
     pub train: Arc<dyn ImageDataset>,
@@ -25,6 +25,8 @@ pub struct DataSplits {
     pub split_table: Option<Vec<SplitRow>>,
     /// The training labels `data.label_noise` corrupted, to save as label_noise.csv.
     pub flipped_labels: Option<Vec<FlippedLabel>>,
+    /// Images left out with `data.bad_images = "skip"` because they do not decode.
+    pub skipped_images: Vec<BadImage>,
 }
 
 impl std::fmt::Debug for DataSplits {
@@ -44,23 +46,26 @@ impl std::fmt::Debug for DataSplits {
 pub fn open_splits(cfg: &DataConfig, base_dir: &Path) -> Result<DataSplits, DataError> {
     cfg.validate()?;
     let path = resolve(base_dir, &cfg.path);
-    let full: Arc<dyn ImageDataset> = match cfg.format {
+    let full = match cfg.format {
         DataFormat::Medmnist => {
             let [train, val, test] = open_medmnist(&path, cfg.task)?;
             return finish_training_split(cfg, Arc::new(train), Arc::new(val), Arc::new(test), None);
         }
-        DataFormat::Folder => Arc::new(open_folder(&path, cfg.classes.as_deref(), cfg.task)?),
-        DataFormat::Csv => Arc::new(open_csv(cfg, &path)?),
+        DataFormat::Folder => open_folder(&path, cfg.classes.as_deref(), cfg.task)?,
+        DataFormat::Csv => open_csv(cfg, &path)?,
     };
+    let (files, skipped_images) = full.checked(cfg.bad_images)?;
+    let full: Arc<dyn ImageDataset> = Arc::new(files);
     let split = stratified_split(full.as_ref(), &cfg.split.clone().unwrap_or_default())?;
     let split_table = split_rows(full.as_ref(), &split);
-    finish_training_split(
+    let splits = finish_training_split(
         cfg,
         Arc::new(Subset::new(full.clone(), split.train)),
         Arc::new(Subset::new(full.clone(), split.val)),
         Arc::new(Subset::new(full, split.test)),
         Some(split_table),
-    )
+    )?;
+    Ok(DataSplits { skipped_images, ..splits })
 }
 
 /// Applies `data.label_noise`, then `data.train_subset`, to the training split, then
@@ -95,5 +100,5 @@ fn finish_training_split(
             .map(|split| -> Result<Arc<dyn ImageDataset>, DataError> { Ok(Arc::new(ClassSubset::new(split, classes, cfg.other_class)?)) }),
         None => [Ok(train), Ok(val), Ok(test)],
     };
-    Ok(DataSplits { train: train?, val: val?, test: test?, split_table, flipped_labels })
+    Ok(DataSplits { train: train?, val: val?, test: test?, split_table, flipped_labels, skipped_images: Vec::new() })
 }

@@ -93,8 +93,9 @@ pub fn split_rows(ds: &dyn ImageDataset, split: &SplitIndices) -> Vec<SplitRow> 
         .collect()
 }
 
-/// Writes split.csv with the columns image,label,split.
-pub fn write_split_csv(rows: &[SplitRow], path: &Path) -> Result<(), DataError> {
+/// Writes rows as CSV with a header from their field names: split.csv (`image,label,split`
+/// from [`SplitRow`]), skipped_images.csv (`id,row,cause` from [`crate::BadImage`]).
+pub fn write_csv<T: Serialize>(rows: &[T], path: &Path) -> Result<(), DataError> {
     let csv_error = |source| DataError::CsvFile { path: path.to_path_buf(), source };
     let mut writer = csv::Writer::from_path(path).map_err(csv_error)?;
     for row in rows {
@@ -103,7 +104,7 @@ pub fn write_split_csv(rows: &[SplitRow], path: &Path) -> Result<(), DataError> 
     writer.flush().map_err(|e| DataError::io(path, e))
 }
 
-/// Reads a split.csv written by [`write_split_csv`].
+/// Reads a split.csv written by [`write_csv`].
 pub fn read_split_csv(path: &Path) -> Result<Vec<SplitRow>, DataError> {
     let mut reader = csv::Reader::from_path(path).map_err(|source| DataError::CsvFile { path: path.to_path_buf(), source })?;
     reader

@@ -8,8 +8,7 @@ use std::path::Path;
 
 use common::{config, copy_ham_image, ham_dir, ham_rows};
 use medkd_data::{
-    DataConfig, DataError, DataFormat, SplitConfig, SplitName, SplitRow, Target, Task, class_counts, open_splits, read_split_csv,
-    write_split_csv,
+    DataConfig, DataError, DataFormat, SplitConfig, SplitName, SplitRow, Target, Task, class_counts, open_splits, read_split_csv, write_csv,
 };
 
 const HAM_CLASSES: [&str; 7] = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"];
@@ -70,7 +69,7 @@ fn ham10000_csv_split_is_stratified_seeded_and_round_trips() {
 
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("split.csv");
-    write_split_csv(&table, &csv).unwrap();
+    write_csv(&table, &csv).unwrap();
     let text = fs::read_to_string(&csv).unwrap();
     assert!(text.starts_with("image,label,split\nISIC_0024306.jpg,nv,"), "{}", &text[..60]);
     assert_eq!(read_split_csv(&csv).unwrap(), table);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use burn::optim::GradientsParams;
 use indicatif::{ProgressBar, ProgressStyle};
-use medkd_data::{write_flipped_csv, write_split_csv};
+use medkd_data::{write_csv, write_flipped_csv};
 use medkd_eval::Metric;
 use medkd_models::{Model, count_macs, count_params, load_weights};
 use serde_json::json;
@@ -46,7 +46,10 @@ pub fn fit<M: Method>(
     if !resume {
         run.write_text(&run.config_path(), &config.to_toml())?;
         if let Some(rows) = &setup.splits.split_table {
-            write_split_csv(rows, &run.split_path())?;
+            write_csv(rows, &run.split_path())?;
+        }
+        if !setup.splits.skipped_images.is_empty() {
+            write_csv(&setup.splits.skipped_images, &run.root().join("skipped_images.csv"))?;
         }
         if let Some(rows) = &setup.splits.flipped_labels {
             write_flipped_csv(rows, &run.root().join("label_noise.csv"))?;
@@ -212,6 +215,7 @@ pub fn fit<M: Method>(
             split: setup.splits.split_table.as_ref().map(|_| config.data.split.clone().unwrap_or_default().seed),
             shuffle_and_augment: config.seed,
         },
+        skipped_images: setup.splits.skipped_images.clone(),
         val: val.split_metrics(),
         test: test.split_metrics(),
         method: method.summary(),

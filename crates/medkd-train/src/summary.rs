@@ -32,6 +32,9 @@ pub struct Summary {
     pub medkd: Value,
     pub seed: u64,
     pub seeds: Seeds,
+    /// Images left out because they do not decode (`data.bad_images = "skip"`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_images: Vec<medkd_data::BadImage>,
     /// The best checkpoint's metrics on the validation and test splits.
     pub val: SplitMetrics,
     pub test: SplitMetrics,

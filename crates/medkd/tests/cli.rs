@@ -405,6 +405,70 @@ fn info_prints_torchvision_parameter_and_mac_counts() {
     assert!(!output.status.success() && stderr(&output).contains("CxHxW"), "{}", stderr(&output));
 }
 
+/// Every image is decoded before training: a corrupt file is named (with its CSV row) before a
+/// run folder exists, whatever the batch size; `bad_images = "skip"` trains without them and
+/// lists them; a second check of the same files is answered from the cache.
+#[test]
+fn bad_images_are_found_before_training_and_skipped_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let ham = repo_root().join("../shared/data/ham10000");
+    let mut rows = vec!["image_id,dx".to_string()];
+    for line in std::fs::read_to_string(ham.join("labels.csv")).unwrap().lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let count = |dx: &str| rows.iter().filter(|r| r.ends_with(&format!(",{dx}"))).count();
+        if (fields[1] == "nv" || fields[1] == "mel") && count(fields[1]) < 12 {
+            std::fs::copy(ham.join("images").join(format!("{}.jpg", fields[0])), data.join(format!("{}.jpg", fields[0]))).unwrap();
+            rows.push(format!("{},{}", fields[0], fields[1]));
+        }
+    }
+    // A JPEG cut to its first 600 bytes, and a text file named like an image.
+    let first = rows[1].split(',').next().unwrap().to_string();
+    let jpeg = std::fs::read(data.join(format!("{first}.jpg"))).unwrap();
+    std::fs::write(data.join("cut.jpg"), &jpeg[..600]).unwrap();
+    std::fs::write(data.join("notes.jpg"), "not an image").unwrap();
+    rows.insert(5, "cut,mel".into());
+    rows.push("notes,nv".into());
+    std::fs::write(data.join("labels.csv"), rows.join("\n") + "\n").unwrap();
+    let config = write_config(
+        tmp.path(),
+        &format!(
+            "[data]\nformat = \"csv\"\npath = \"{}\"\nimage_column = \"image_id\"\nimage_ext = \"jpg\"\nlabel_column = \"dx\"\n\
+             split = {{ val = 0.2, test = 0.2 }}\neval_transforms = [{{ op = \"resize\", size = [32, 32] }}]\n\
+             train_transforms = [{{ op = \"resize\", size = [32, 32] }}]\n\
+             [model]\narch = \"resnet18\"\nsmall_input = true\n[train]\nepochs = 1\nbatch_size = 64\n\
+             optimizer = {{ kind = \"adam\", lr = 0.001 }}\n[[loss]]\nkind = \"cross_entropy\"\n",
+            data.join("labels.csv").display()
+        ),
+    );
+    let cache = tmp.path().join("cache");
+    let run = |out: &str, extra: &[&str]| {
+        let out = tmp.path().join(out);
+        let mut args = vec!["train", "--quiet", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let output = Command::new(env!("CARGO_BIN_EXE_medkd")).args(&args).env("MEDKD_CACHE_DIR", &cache).output().unwrap();
+        (output, out)
+    };
+    let (output, out) = run("refused", &[]);
+    let error = stderr(&output);
+    assert!(!output.status.success() && !out.exists(), "{error}");
+    assert!(error.contains("2 of 26 images do not decode") && error.contains("data.bad_images"), "{error}");
+    assert!(error.contains("data row 5: cut.jpg") && error.contains("data row 26: notes.jpg"), "{error}");
+    assert_eq!(error.matches("cut.jpg").count(), 1, "each bad file is named once: {error}");
+
+    let (output, out) = run("skipped", &["--set", "data.bad_images=skip"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("checked 24"), "the 24 good files were cached by the first check: {}", stderr(&output));
+    let summary = read_json(&out.join("summary.json"));
+    let skipped: Vec<&str> = summary["skipped_images"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(skipped, ["cut.jpg", "notes.jpg"]);
+    let listed = std::fs::read_to_string(out.join("skipped_images.csv")).unwrap();
+    assert!(listed.starts_with("id,row,cause\ncut.jpg,5,"), "{listed}");
+    let split = std::fs::read_to_string(out.join("split.csv")).unwrap();
+    assert_eq!(split.lines().count(), 1 + 24, "the split holds the 24 images that decode");
+}
+
 /// Relational subsets KD on RetinaMNIST's five grades: subsets by training frequency, each a
 /// teacher in its own label space with an "other" class, then the student through `subset_kd`.
 #[test]

@@ -63,6 +63,7 @@ pub fn config(format: DataFormat, path: &Path) -> DataConfig {
         label_noise: None,
         train_subset: None,
         only_classes: None,
+        bad_images: Default::default(),
         other_class: false,
         train_transforms: Vec::new(),
         eval_transforms: Vec::new(),
