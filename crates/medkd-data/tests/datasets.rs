@@ -249,14 +249,18 @@ fn csv_errors_name_row_column_and_file() {
     let msg = open_splits(&cfg, dir.path()).unwrap_err().to_string();
     assert!(msg.contains("already listed in data row 1"), "{msg}");
 
-    // A corrupt image is found when it is decoded, with its path.
+    // A corrupt image is found when the data is opened (every image is decoded once), with its
+    // row and file; with `bad_images = "skip"` the set opens without it.
     fs::write(&path, &text).unwrap();
     let (bad_id, _) = text.lines().nth(2).unwrap().split_once(',').unwrap();
     fs::write(dir.path().join("images").join(format!("{bad_id}.jpg")), b"\xff\xd8garbage").unwrap();
+    let msg = open_splits(&cfg, dir.path()).unwrap_err().to_string();
+    assert!(msg.contains(&format!("data row 2: {bad_id}.jpg")) && msg.contains("1 of 9 images"), "{msg}");
+    cfg.bad_images = medkd_data::BadImages::Skip;
     let s = open_splits(&cfg, dir.path()).unwrap();
-    let err = s.train.image(1).unwrap_err();
-    assert!(matches!(err, DataError::Image { .. }));
-    assert!(err.to_string().contains(&format!("{bad_id}.jpg")), "{err}");
+    assert_eq!(s.skipped_images.iter().map(|b| (b.id.as_str(), b.row)).collect::<Vec<_>>(), [(format!("{bad_id}.jpg").as_str(), Some(2))]);
+    assert_eq!(s.train.len() + s.val.len() + s.test.len(), 8);
+    cfg.bad_images = medkd_data::BadImages::Error;
 
     cfg.label_columns = Some(vec!["dx".into()]);
     let msg = open_splits(&cfg, dir.path()).unwrap_err().to_string();
