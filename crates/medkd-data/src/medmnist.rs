@@ -312,8 +312,10 @@ pub fn open_medmnist(path: &Path, task_override: Option<Task>) -> Result<[MedMni
         class_names: table.class_names.iter().map(|s| s.to_string()).collect(),
         channels: table.channels,
     };
-    let mut npz = NpzReader::new(BufReader::new(file)).map_err(|e| npz_error(path, "", e))?;
-    let found = npz.names().map_err(|e| npz_error(path, "", e))?;
+    let not_npz =
+        |e: ReadNpzError| DataError::Dataset { path: path.to_path_buf(), message: format!("not a readable npz (zip) archive: {e}") };
+    let mut npz = NpzReader::new(BufReader::new(file)).map_err(not_npz)?;
+    let found = npz.names().map_err(not_npz)?;
     let mut read = |split: &str| -> Result<MedMnistSplit, DataError> {
         let images = read_u8(&mut npz, path, &format!("{split}_images"), &found)?;
         let labels = read_u8(&mut npz, path, &format!("{split}_labels"), &found)?;

@@ -11,7 +11,7 @@ use medkd_data::{
 };
 use medkd_eval::ShotGroups;
 use medkd_losses::{Objective, TaskFacts, TeacherFacts};
-use medkd_models::{Model, ModelSpec, load_weights};
+use medkd_models::{Model, ModelSpec, load_weights, load_weights_partial};
 
 use crate::TrainError;
 use crate::checkpoint::best_weights;
@@ -121,6 +121,13 @@ impl Prepared {
                  give the data class labels (medkd has no localization method yet)"
                     .into(),
             ));
+        }
+        if let Some(weights) = &config.model.pretrained {
+            // Loaded once here so that a bad file fails before the run folder is made (the method
+            // loads it again into its trainable model).
+            let skip: Vec<&str> = config.model.pretrained_skip.iter().map(String::as_str).collect();
+            load_weights_partial(Model::new(&setup.spec, &setup.device)?, weights, &skip)
+                .map_err(|e| TrainError::Config(format!("`model.pretrained`: {e}")))?;
         }
         let teachers = load_teachers(&config.teachers, &setup.info, setup.spec.in_channels, &setup.device)?;
         for (index, teacher) in teachers.iter().enumerate() {

@@ -366,7 +366,12 @@ fn distill_trains_a_student_from_a_teacher_run_and_checks_teachers_first() {
     assert!(stderr(&bad_index).contains("rkd_angle") && stderr(&bad_index).contains("teacher 1"), "{}", stderr(&bad_index));
     let as_train = train(&config, &tmp.path().join("bad4"), &[]);
     assert!(stderr(&as_train).contains("medkd distill"), "{}", stderr(&as_train));
-    for bad in ["bad1", "bad2", "bad3", "bad4"] {
+    let not_weights = tmp.path().join("notes.safetensors");
+    std::fs::write(&not_weights, "not weights").unwrap();
+    let bad_pretrained = distill(&tmp.path().join("bad6"), &["--set", &format!("model.pretrained=\"{}\"", not_weights.display())]);
+    let error = stderr(&bad_pretrained);
+    assert!(error.contains("model.pretrained") && error.contains("notes.safetensors"), "{error}");
+    for bad in ["bad1", "bad2", "bad3", "bad4", "bad6"] {
         assert!(!tmp.path().join(bad).exists(), "{bad}: no run folder for a rejected config");
     }
 
