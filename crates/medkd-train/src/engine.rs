@@ -104,12 +104,19 @@ pub fn fit<M: Method>(
         for (step, batch) in train_loader.epoch(epoch).enumerate() {
             let at = StepAt { epoch, step, steps };
             lr = schedule.lr(epoch, step, steps, &state.schedule);
-            let loss = method.step(&trainable, batch?, at)?;
+            let batch = batch?;
+            let indices = batch.indices.clone();
+            let loss = method.step(&trainable, batch, at)?;
             let loss_value = loss.total.clone().into_scalar::<f32>() as f64;
             let term_values: Vec<(String, f64)> = loss.terms.into_iter().map(|t| (t.name, t.value.into_scalar::<f32>() as f64)).collect();
             if !loss_value.is_finite() {
                 let detail = term_values.iter().map(|(n, v)| format!("{n} = {v}")).collect::<Vec<_>>().join(", ");
-                return Err(TrainError::NonFiniteLoss { epoch, step, terms: detail });
+                let ids: Vec<String> = indices.iter().map(|&i| train_loader.dataset().id(i)).collect();
+                let samples = match ids.len() {
+                    0..=16 => ids.join(", "),
+                    n => format!("{}, ... and {} more", ids[..16].join(", "), n - 16),
+                };
+                return Err(TrainError::NonFiniteLoss { epoch, step, terms: detail, samples });
             }
             let grads = GradientsParams::from_grads(loss.total.backward(), &trainable);
             trainable = method.after_step(optimizer.step(lr, trainable, grads), at)?;

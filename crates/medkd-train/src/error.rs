@@ -18,8 +18,10 @@ pub enum TrainError {
     Loss(#[from] medkd_losses::LossError),
     #[error(transparent)]
     Eval(#[from] medkd_eval::EvalError),
-    #[error("non-finite loss at epoch {epoch}, step {step}: {terms} (lower the learning rate or check the inputs)")]
-    NonFiniteLoss { epoch: usize, step: usize, terms: String },
+    #[error(
+        "non-finite loss at epoch {epoch}, step {step}: {terms}, on the batch of {samples} (lower the learning rate or check these inputs)"
+    )]
+    NonFiniteLoss { epoch: usize, step: usize, terms: String, samples: String },
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
     #[error("run folder {path}: {message}")]
