@@ -43,6 +43,7 @@ pub fn fit<M: Method>(
     resume: bool,
     show_progress: bool,
 ) -> Result<Outcome, TrainError> {
+    let _lock = run.lock()?;
     if !resume {
         run.write_text(&run.config_path(), &config.to_toml())?;
         if let Some(rows) = &setup.splits.split_table {

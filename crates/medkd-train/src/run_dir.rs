@@ -13,6 +13,21 @@ pub struct RunDir {
     root: PathBuf,
 }
 
+/// `run.lock` held locked while a process trains in the folder: an OS file lock, released when
+/// the process ends however it ends, so a lock left by a killed process never blocks a resume.
+/// The file holds the holder's PID for the message a second process gets; it is emptied on a
+/// normal exit.
+pub struct RunLock {
+    file: File,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Best effort: a PID left behind only makes the next run print a note.
+        let _ = self.file.set_len(0);
+    }
+}
+
 impl RunDir {
     /// A new run folder; refuses one that already holds a run, so results are never mixed.
     pub fn create(root: &Path) -> Result<RunDir, TrainError> {
@@ -35,6 +50,35 @@ impl RunDir {
             return Err(TrainError::RunFolder { path: root.to_path_buf(), message: "is not a medkd run folder (no config.toml)".into() });
         }
         Ok(run)
+    }
+
+    /// Locks the folder for training; a second process is refused with the holder's PID.
+    pub fn lock(&self) -> Result<RunLock, TrainError> {
+        let path = self.root.join("run.lock");
+        let io = |e| TrainError::io(&path, e);
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let mut holder = String::new();
+        std::io::Read::read_to_string(&mut file, &mut holder).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(TrainError::RunFolder {
+                    path: self.root.clone(),
+                    message: format!(
+                        "is in use by another medkd process (pid {}, run.lock): wait for it to finish or stop it",
+                        holder.trim()
+                    ),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        if !holder.trim().is_empty() {
+            eprintln!("note: {} names process {}, which ended without releasing it; taking over", path.display(), holder.trim());
+        }
+        file.set_len(0).map_err(io)?;
+        std::io::Seek::rewind(&mut file).map_err(io)?;
+        write!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(RunLock { file })
     }
 
     pub fn root(&self) -> &Path {

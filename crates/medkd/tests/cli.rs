@@ -238,6 +238,14 @@ fn kill_and_resume(config: &str) -> (tempfile::TempDir, PathBuf) {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // While it trains, a second process on the same folder is refused; the lock the killed
+    // process leaves behind does not block the resume below.
+    let second = medkd(&["train", "--quiet", "--resume", crashed.to_str().unwrap()]);
+    let error = stderr(&second);
+    assert!(
+        !second.status.success() && error.contains("in use by another medkd process") && error.contains(&child.id().to_string()),
+        "{error}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let summary_before = crashed.join("summary.json");
