@@ -4,6 +4,7 @@
 //! summary.json.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::optim::GradientsParams;
@@ -35,6 +36,18 @@ pub struct Outcome {
 /// `run` from its last finished epoch; then evaluates the best checkpoint on test and writes
 /// summary.json. `setup` and `method` are built first by the caller, so bad input fails before a
 /// run folder is made.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Asks every running `fit` to stop before its next step (the CLI's Ctrl-C / SIGTERM handler);
+/// returns whether a stop had been asked already.
+pub fn request_stop() -> bool {
+    STOP.swap(true, Ordering::SeqCst)
+}
+
+fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 pub fn fit<M: Method>(
     config: &RunConfig,
     setup: &RunSetup,
@@ -105,6 +118,9 @@ pub fn fit<M: Method>(
         for (step, batch) in train_loader.epoch(epoch).enumerate() {
             let at = StepAt { epoch, step, steps };
             lr = schedule.lr(epoch, step, steps, &state.schedule);
+            if stop_requested() {
+                return Err(TrainError::Stopped { epoch: epoch + 1, saved: state.epochs_done });
+            }
             let batch = batch?;
             let indices = batch.indices.clone();
             let loss = method.step(&trainable, batch, at)?;
@@ -163,10 +179,8 @@ pub fn fit<M: Method>(
                 setup.info.task
             )));
         }
-        let mut method_state = method_state_for(run, &state);
-        method.save_state(&mut method_state)?;
-        save_last(run, &trainable, &optimizer, average.as_ref().and_then(|a| a.model.as_ref()), &state, method_state)?;
-
+        // The epoch's line goes first: a kill before the resume set below is committed leaves a
+        // line that `--resume` truncates, never a committed epoch without its line.
         let batches = steps.max(1) as f64;
         let train_terms: BTreeMap<String, f64> = term_sums.into_iter().map(|(k, v)| (k, v / batches)).collect();
         run.append_metrics(&json!({
@@ -180,6 +194,10 @@ pub fn fit<M: Method>(
             "wall_seconds": state.wall_seconds,
             "medkd_commit": build_info::COMMIT,
         }))?;
+        let mut method_state = method_state_for(run, &state);
+        method.save_state(&mut method_state)?;
+        save_last(run, &trainable, &optimizer, average.as_ref().and_then(|a| a.model.as_ref()), &state, method_state)?;
+
         let accuracy = Some(val.metric(Metric::Accuracy)).filter(|a| !a.is_nan()).map(|a| format!("  val acc {a:.4}"));
         eprintln!(
             "epoch {:>3}/{}  train loss {:.4}  val {select} {:.4}{}{}",

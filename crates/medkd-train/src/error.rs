@@ -22,6 +22,11 @@ pub enum TrainError {
         "non-finite loss at epoch {epoch}, step {step}: {terms}, on the batch of {samples} (lower the learning rate or check these inputs)"
     )]
     NonFiniteLoss { epoch: usize, step: usize, terms: String, samples: String },
+    #[error(
+        "stopped by a signal in epoch {epoch}; the resume set of the last finished epoch ({saved}) is saved, and \
+         `--resume DIR` continues from it (runs resume at epoch boundaries, so that epoch's steps are trained again)"
+    )]
+    Stopped { epoch: usize, saved: usize },
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
     #[error("run folder {path}: {message}")]

@@ -233,6 +233,17 @@ fn parse_input(text: &str) -> Result<[usize; 3], String> {
 
 fn main() {
     let cli = Cli::parse();
+    // Ctrl-C or SIGTERM: training stops before its next step (the last finished epoch is
+    // already saved); a second one stops at once.
+    let handler = || {
+        if medkd_train::engine::request_stop() {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping before the next training step (again to stop at once)");
+    };
+    if let Err(error) = ctrlc::set_handler(handler) {
+        eprintln!("note: no Ctrl-C handler ({error}); a signal stops medkd at once");
+    }
     let result = match cli.command {
         Command::Train(args) => args.run(Mode::Train),
         Command::Distill(args) => args.run(Mode::Distill),

@@ -255,6 +255,32 @@ fn kill_and_resume(config: &str) -> (tempfile::TempDir, PathBuf) {
     (tmp, reference)
 }
 
+/// SIGTERM (as Ctrl-C) stops a run before its next step with a message saying what is saved;
+/// `--resume` then reaches the uninterrupted result.
+#[test]
+fn a_run_stopped_by_sigterm_says_so_and_resumes_to_the_uninterrupted_result() {
+    let (tmp, config, reference) = train_reference(TINY);
+    let stopped = tmp.path().join("stopped");
+    let child = Command::new(env!("CARGO_BIN_EXE_medkd"))
+        .args(["train", "--quiet", "--config", config.to_str().unwrap(), "--out", stopped.to_str().unwrap()])
+        .current_dir(repo_root())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !std::fs::read_to_string(stopped.join("metrics.jsonl")).is_ok_and(|m| m.lines().count() >= 1) {
+        assert!(started.elapsed() < Duration::from_secs(300), "first epoch never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signal = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(signal.success());
+    let output = child.wait_with_output().unwrap();
+    let error = stderr(&output);
+    assert!(!output.status.success() && error.contains("stopped by a signal") && error.contains("--resume"), "{error}");
+    assert!(!stopped.join("summary.json").exists());
+    resume_to_the_same_run(&stopped, &reference);
+}
+
 /// A run stopped before its first epoch was saved (as `--out` leaves it: the resolved
 /// config and an empty checkpoints folder) resumes from the start to the uninterrupted result.
 #[test]
