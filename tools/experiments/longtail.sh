@@ -8,8 +8,9 @@
 #
 # Rows: ce focal class_balanced balanced_softmax ldam_drw rskd_ce rskd_balanced_softmax. Run
 # folders go to runs/longtail/<dataset>_s<seed>/<row> (OUT=DIR for another root); a started run is
-# resumed, a finished one skipped. Both RSKD rows share one set of subset teachers (trained once,
-# by rskd_ce). A finished row's small files are copied to results/longtail/<dataset>_s<seed>/<row>
+# resumed, a finished one skipped. An rskd_<loss> row trains its subset teachers and its student
+# with <loss> (the student adds `subset_kd`): RSKD added to that long-tail method, compared with
+# the <loss> row. A finished row's small files are copied to results/longtail/<dataset>_s<seed>/<row>
 # by keep_run.py (RESULTS=DIR for another root); a kept row is not run again.
 # tools/experiments/longtail_table.py prints the tables from the kept files.
 set -euo pipefail
@@ -45,18 +46,15 @@ for row in "${rows[@]}"; do
     [[ -d $kept/$row ]] && { echo "kept: $kept/$row"; continue; }
     case $row in
         rskd_*)
-            plugin=${row#rskd_}
-            loss="[$(loss_of "$plugin" | sed 's/^\[//; s/\]$//'), { kind = \"subset_kd\", temperature = 4.0 }]"
+            plugin=$(loss_of "${row#rskd_}")
+            loss="[${plugin#[}"
+            loss="${loss%]}, { kind = \"subset_kd\", temperature = 4.0 }]"
             folder=$out/$row
             if [[ ! -f $folder/rskd.json ]]; then
-                # The second RSKD row reuses the first one's finished teachers.
-                if [[ $row != rskd_ce && -d $out/rskd_ce/teachers && ! -d $folder/teachers ]]; then
-                    mkdir -p "$folder" && cp -r "$out/rskd_ce/teachers" "$folder/"
-                fi
                 if [[ -f $folder/rskd.toml ]]; then
                     "$medkd" rskd --quiet --resume "$folder"
                 else
-                    "$medkd" rskd --quiet --config "$rskd" --set "seed=$seed" --set "loss=$loss" --out "$folder"
+                    "$medkd" rskd --quiet --config "$rskd" --set "seed=$seed" --set "loss=$loss" --set "rskd.teacher_loss=$plugin" --out "$folder"
                 fi
             fi
             ;;
