@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Resume, proven: trains a config once uninterrupted, then again while killing it with SIGKILL at
-# KILLS random moments (uniform over the uninterrupted run's wall time: during steps, evaluation,
-# checkpoint writes, an SSKD head stage or a staged plan's change of stage), resuming after each
-# kill, and compares every best.safetensors of the two runs tensor by tensor.
+# Resume, proven: trains a config once uninterrupted, then again while killing it with SIGKILL
+# KILLS times, resuming after each kill, and compares every best.safetensors of the two runs
+# tensor by tensor. Each kill comes a random time after the (re)start, uniform in
+# [0.5 s, 3 x uninterrupted time / KILLS], so the kills spread over the whole run: steps,
+# evaluation, checkpoint writes, an SSKD head stage, a staged plan's change of stage.
 #
 #   tools/kill_resume.sh train|distill|roskd|rskd CONFIG KILLS OUT [--set key=value]...
 #   e.g. tools/kill_resume.sh train configs/demo/breastmnist.toml 20 runs/kill_demo --set train.epochs=4
 #
-# Prints one line per kill (seconds after the start, whether the process was still running) and
-# the comparison; exits 1 if any tensor differs. MEDKD=binary (default target/debug/medkd).
+# Prints one line per kill (seconds after the start, whether the process was still running, the
+# epoch lines logged so far) and the comparison; exits 1 if any tensor differs. MEDKD=binary (default target/debug/medkd).
 set -euo pipefail
 mode=$1 config=$2 kills=$3 out=$4
 shift 4
@@ -32,12 +33,13 @@ for ((k = 1; k <= kills; k++)); do
         "$medkd" "$mode" --quiet --config "$config" "$@" --out "$out/killed" > /dev/null 2>&1 &
     fi
     pid=$!
-    moment=$(python3 -c "import random; print(round(random.uniform(0.2, $wall), 2))")
+    moment=$(python3 -c "import random; print(round(random.uniform(0.5, max(1.0, 3 * $wall / $kills)), 2))")
     sleep "$moment"
     if kill -9 "$pid" 2> /dev/null; then
         wait "$pid" 2> /dev/null || true
         survived=$((survived + 1))
-        echo "kill $k: at $moment s, running: killed"
+        logged=$(find "$out/killed" -name metrics.jsonl -exec cat {} + | wc -l)
+        echo "kill $k: at $moment s, running: killed ($logged epoch lines logged so far)"
     else
         wait "$pid" 2> /dev/null || true
         echo "kill $k: at $moment s, the run had finished"
