@@ -196,7 +196,18 @@ pub fn fit<M: Method>(
         }))?;
         let mut method_state = method_state_for(run, &state);
         method.save_state(&mut method_state)?;
-        save_last(run, &trainable, &optimizer, average.as_ref().and_then(|a| a.model.as_ref()), &state, method_state)?;
+        save_last(run, &trainable, &optimizer, average.as_ref().and_then(|a| a.model.as_ref()), &state, method_state).map_err(|e| {
+            // Each epoch's set is written beside the last one and committed by renaming
+            // last.json, so a failed write (a full disk) leaves the previous epoch's set intact.
+            TrainError::Checkpoint {
+                path: run.checkpoint_dir(),
+                message: format!(
+                    "saving epoch {} failed: {e}. The resume set of epoch {} is kept: free space (or fix the folder) and continue with `--resume`",
+                    epoch + 1,
+                    epoch
+                ),
+            }
+        })?;
 
         let accuracy = Some(val.metric(Metric::Accuracy)).filter(|a| !a.is_nan()).map(|a| format!("  val acc {a:.4}"));
         eprintln!(

@@ -281,6 +281,26 @@ fn a_run_stopped_by_sigterm_says_so_and_resumes_to_the_uninterrupted_result() {
     resume_to_the_same_run(&stopped, &reference);
 }
 
+/// A checkpoint write that fails for want of space (the optimizer file of epoch 2 is a link to
+/// /dev/full, whose writes fail with ENOSPC) stops the run with an error that says what is kept;
+/// with space again, `--resume` reaches the uninterrupted result.
+#[test]
+fn a_full_disk_while_saving_keeps_the_previous_epoch_and_resumes() {
+    let (tmp, config, reference) = train_reference(TINY);
+    let full = tmp.path().join("full");
+    std::fs::create_dir_all(full.join("checkpoints")).unwrap();
+    let link = full.join("checkpoints/.epoch-0002.optim.tmp");
+    std::os::unix::fs::symlink("/dev/full", &link).unwrap();
+    let output = train(&config, &full, &[]);
+    let error = stderr(&output);
+    assert!(!output.status.success() && error.contains("saving epoch 2 failed") && error.contains("epoch 1 is kept"), "{error}");
+    assert!(error.contains("No space left on device"), "{error}");
+    let last: Value = read_json(&full.join("checkpoints/last.json"));
+    assert_eq!(last["state"]["epochs_done"], 1, "the committed set is still epoch 1's");
+    std::fs::remove_file(&link).unwrap();
+    resume_to_the_same_run(&full, &reference);
+}
+
 /// A run stopped before its first epoch was saved (as `--out` leaves it: the resolved
 /// config and an empty checkpoints folder) resumes from the start to the uninterrupted result.
 #[test]
