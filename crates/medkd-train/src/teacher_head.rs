@@ -20,10 +20,11 @@ use serde_json::json;
 use std::sync::Arc;
 
 use crate::TrainError;
+use crate::checkpoint::md5_hex;
 use crate::config::{OptimizerConfig, RunConfig};
 use crate::evaluate::batch_tensor;
 use crate::optim::build_optimizer;
-use crate::run_dir::{RunDir, temp_path};
+use crate::run_dir::{RunDir, temp_path, write_atomic};
 use crate::setup::RunSetup;
 use crate::teachers::Teacher;
 
@@ -53,6 +54,9 @@ pub fn teacher_head(
     let temp = temp_path(&path);
     let mut store = BurnpackStore::from_file(&temp).auto_extension(false).overwrite(true);
     head.save_into(&mut store).map_err(|e| TrainError::Checkpoint { path: temp.clone(), message: e.to_string() })?;
+    // The checksum first: a head without its .md5 is one another program made, taken as it is.
+    let bytes = std::fs::read(&temp).map_err(|e| TrainError::io(&temp, e))?;
+    write_atomic(&path.with_extension("md5"), md5_hex(&bytes).as_bytes())?;
     std::fs::rename(&temp, &path).map_err(|e| TrainError::io(&path, e))?;
     Ok(head)
 }
@@ -62,6 +66,17 @@ fn load_head(path: &std::path::Path, dim: usize, device: &Device) -> Result<Proj
     let checkpoint_error = |message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
     if !path.is_file() {
         return Err(checkpoint_error("no such file (sskd's head names a teacher_head_N.bpk checkpoint)".into()));
+    }
+    // medkd writes `teacher_head_N.md5` beside each head it saves.
+    let sidecar = path.with_extension("md5");
+    if let Ok(expected) = std::fs::read_to_string(&sidecar) {
+        let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+        if md5_hex(&bytes) != expected.trim() {
+            return Err(checkpoint_error(format!(
+                "content does not match {}: the file was changed or damaged after it was saved; restore it, or delete both files to train the head again",
+                sidecar.display()
+            )));
+        }
     }
     let mut head = ProjectionHead::new(dim, device);
     let mut store = BurnpackStore::from_file(path).auto_extension(false);
@@ -211,6 +226,21 @@ mod tests {
         assert_eq!(values(trained.forward(input.clone())), values(taken.forward(input)));
         assert!(!other.path().join("teacher_head_0.json").exists());
         assert!(other.path().join("checkpoints/teacher_head_0.bpk").is_file());
+
+        // A damaged head (a byte changed) is refused by its checksum, naming the file.
+        let damaged = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(damaged.path().join("checkpoints")).unwrap();
+        let mut bytes = std::fs::read(&saved).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(damaged.path().join("checkpoints/teacher_head_0.bpk"), bytes).unwrap();
+        std::fs::copy(saved.with_extension("md5"), damaged.path().join("checkpoints/teacher_head_0.md5")).unwrap();
+        let damaged_spec = HeadSpec { trained: Some(damaged.path().join("checkpoints/teacher_head_0.bpk")), ..head_spec.clone() };
+        let fresh = tempfile::tempdir().unwrap();
+        let e = teacher_head(&config, &setup, std::slice::from_ref(&teacher), &damaged_spec, 0, &RunDir::create(fresh.path()).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not match") && e.contains("teacher_head_0.bpk"), "{e}");
 
         // A head for another embedding width, or no file: an error naming the file.
         let wide = HeadSpec { teacher_dim: 2048, ..shared.clone() };
