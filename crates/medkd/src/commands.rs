@@ -7,7 +7,7 @@ use medkd_models::{Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
 use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
 use medkd_train::stages::{Plan, PlanKind};
-use medkd_train::{Prepared, RunConfig, RunDir, RunSetup, parse_split};
+use medkd_train::{Prepared, RunConfig, RunDir, RunSetup, Summary, parse_split};
 
 /// Which command runs a config: `distill` needs `[[teacher]]` entries, `train` has none, so a
 /// config never silently trains without the teachers it names (or waits for ones it lacks).
@@ -87,10 +87,22 @@ fn report(outcome: medkd_train::Outcome, run_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A finished run's config, folder and setup. Its data must still give the input size it was
+/// trained on (summary.json `input_size`): images replaced by others of another size would be
+/// scored silently wrong.
 fn open_run(run_path: &Path) -> Result<(RunConfig, RunDir, RunSetup)> {
     let run = RunDir::open(run_path)?;
     let config = RunConfig::load(&run.config_path(), &[])?;
     let setup = RunSetup::new(&config)?;
+    if let Ok(summary) = Summary::read(&run.summary_path())
+        && summary.input_size != setup.input_hw
+    {
+        let ([h, w], [now_h, now_w]) = (summary.input_size, setup.input_hw);
+        bail!(
+            "{}: the model was trained on {h}x{w} inputs (summary.json `input_size`), but the run's data now comes out of the eval transforms at {now_h}x{now_w}: were its images replaced?",
+            run_path.display()
+        );
+    }
     Ok((config, run, setup))
 }
 

@@ -130,6 +130,19 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
     let output = medkd(&["eval", "--run", run.to_str().unwrap(), "--split", "test"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("balanced"), "eval prints the metrics table");
+    // A run whose data no longer gives its training input size is refused (here the record says
+    // 32x32, as if the 28x28 images had been replaced).
+    let summary_text = std::fs::read_to_string(run.join("summary.json")).unwrap();
+    let mut changed: Value = serde_json::from_str(&summary_text).unwrap();
+    changed["input_size"] = json!([32, 32]);
+    std::fs::write(run.join("summary.json"), changed.to_string()).unwrap();
+    let output = medkd(&["eval", "--run", run.to_str().unwrap(), "--split", "test"]);
+    assert!(
+        !output.status.success() && stderr(&output).contains("trained on 32x32") && stderr(&output).contains("28x28"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(run.join("summary.json"), summary_text).unwrap();
 
     // Image files: one row per file, named by its stem, probabilities summing to 1; a file that
     // is not an image is an error naming it. HAM10000's 600x450 images do not fit the 28 px model:
