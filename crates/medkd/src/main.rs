@@ -271,7 +271,20 @@ fn main() {
         }
     };
     if let Err(error) = result {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", message(&error));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, each said once: most of medkd's errors already quote their source
+/// (`path: cause`), which `{:#}` would print a second time.
+fn message(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }

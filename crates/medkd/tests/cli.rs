@@ -378,6 +378,17 @@ fn bad_configs_fail_before_training_with_a_message_naming_the_key() {
     }
 }
 
+/// Each cause is printed once: errors that quote their source are not followed by it again.
+#[test]
+fn an_error_says_its_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), &TINY.replace("data/breastmnist.npz", "no/such/breastmnist.npz"));
+    let output = train(&config, &tmp.path().join("run"), &[]);
+    let error = stderr(&output);
+    assert!(!output.status.success() && error.contains("no/such/breastmnist.npz"), "{error}");
+    assert_eq!(error.matches("No such file or directory").count(), 1, "{error}");
+}
+
 #[test]
 fn a_diverging_run_stops_with_a_non_finite_loss_error() {
     let tmp = tempfile::tempdir().unwrap();
