@@ -244,13 +244,8 @@ fn kill_and_resume(config: &str) -> (tempfile::TempDir, PathBuf) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill (SIGKILL: no chance to clean up) once the first epoch is committed.
-    let started = Instant::now();
-    while !std::fs::read_to_string(crashed.join("metrics.jsonl")).is_ok_and(|m| m.lines().count() >= 1) {
-        assert!(started.elapsed() < Duration::from_secs(300), "first epoch never finished");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Kill (SIGKILL: no chance to clean up) once the first epoch is logged.
+    wait_for_first_epoch(&crashed, &mut child);
     // While it trains, a second process on the same folder is refused; the lock the killed
     // process leaves behind does not block the resume below.
     let second = medkd(&["train", "--quiet", "--resume", crashed.to_str().unwrap()]);
@@ -274,17 +269,13 @@ fn kill_and_resume(config: &str) -> (tempfile::TempDir, PathBuf) {
 fn a_run_stopped_by_sigterm_says_so_and_resumes_to_the_uninterrupted_result() {
     let (tmp, config, reference) = train_reference(TINY);
     let stopped = tmp.path().join("stopped");
-    let child = Command::new(env!("CARGO_BIN_EXE_medkd"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medkd"))
         .args(["train", "--quiet", "--config", config.to_str().unwrap(), "--out", stopped.to_str().unwrap()])
         .current_dir(repo_root())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while !std::fs::read_to_string(stopped.join("metrics.jsonl")).is_ok_and(|m| m.lines().count() >= 1) {
-        assert!(started.elapsed() < Duration::from_secs(300), "first epoch never finished");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_first_epoch(&stopped, &mut child);
     let signal = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(signal.success());
     let output = child.wait_with_output().unwrap();
@@ -312,6 +303,16 @@ fn a_full_disk_while_saving_keeps_the_previous_epoch_and_resumes() {
     assert_eq!(last["state"]["epochs_done"], 1, "the committed set is still epoch 1's");
     std::fs::remove_file(&link).unwrap();
     resume_to_the_same_run(&full, &reference);
+}
+
+/// Waits until the training run `child` writes into `run` has logged its first epoch.
+fn wait_for_first_epoch(run: &Path, child: &mut std::process::Child) {
+    let started = Instant::now();
+    while !std::fs::read_to_string(run.join("metrics.jsonl")).is_ok_and(|m| m.lines().count() >= 1) {
+        assert!(started.elapsed() < Duration::from_secs(300), "first epoch never finished");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first epoch was logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A run stopped before its first epoch was saved (as `--out` leaves it: the resolved
