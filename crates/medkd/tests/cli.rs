@@ -219,6 +219,13 @@ fn a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
     kill_and_resume(TINY);
 }
 
+/// The same for MobileNetV2, whose classifier dropout draws from the generator every step: each
+/// epoch reseeds it, so the resumed epochs draw the masks the uninterrupted run drew.
+#[test]
+fn a_run_with_dropout_resumes_to_the_uninterrupted_result() {
+    kill_and_resume(&TINY.replace("arch = \"resnet18\"", "arch = \"mobilenetv2\""));
+}
+
 /// The same with an EMA of the student's weights, whose average is saved in the resume set
 /// and evaluated (with recomputed BatchNorm statistics) instead of the raw weights.
 #[test]
@@ -305,10 +312,11 @@ fn a_full_disk_while_saving_keeps_the_previous_epoch_and_resumes() {
     resume_to_the_same_run(&full, &reference);
 }
 
-/// Waits until the training run `child` writes into `run` has logged its first epoch.
+/// Waits until the training run `child` writes into `run` has committed its first epoch's resume
+/// set (`last.json`; its metrics line comes just before).
 fn wait_for_first_epoch(run: &Path, child: &mut std::process::Child) {
     let started = Instant::now();
-    while !std::fs::read_to_string(run.join("metrics.jsonl")).is_ok_and(|m| m.lines().count() >= 1) {
+    while !run.join("checkpoints/last.json").is_file() {
         assert!(started.elapsed() < Duration::from_secs(300), "first epoch never finished");
         assert!(child.try_wait().unwrap().is_none(), "the run ended before its first epoch was logged");
         std::thread::sleep(Duration::from_millis(20));
