@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -88,7 +89,9 @@ impl DecodedCache {
         for (file, size, mtime) in &self.known {
             text.push_str(&format!("{size}\t{mtime}\t{}\n", file.display()));
         }
-        let temporary = path.with_extension(format!("tsv.{}", std::process::id()));
+        // One temporary name per process and save, so concurrent writers never share a file.
+        static SAVES: AtomicUsize = AtomicUsize::new(0);
+        let temporary = path.with_extension(format!("tsv.{}.{}", std::process::id(), SAVES.fetch_add(1, Ordering::Relaxed)));
         let written = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
             .and_then(|()| std::fs::File::create(&temporary))
             .and_then(|mut file| file.write_all(text.as_bytes()))
