@@ -32,10 +32,6 @@ pub struct Outcome {
     pub test: Evaluation,
 }
 
-/// Trains a new run (`resume = false`, the folder must not hold one) or continues the one in
-/// `run` from its last finished epoch; then evaluates the best checkpoint on test and writes
-/// summary.json. `setup` and `method` are built first by the caller, so bad input fails before a
-/// run folder is made.
 static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Asks every running `fit` to stop before its next step (the CLI's Ctrl-C / SIGTERM handler);
@@ -53,6 +49,10 @@ fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// Trains a new run (`resume = false`, the folder must not hold one) or continues the one in
+/// `run` from its last finished epoch; then evaluates the best checkpoint on test and writes
+/// summary.json. `setup` and `method` are built first by the caller, so bad input fails before a
+/// run folder is made.
 pub fn fit<M: Method>(
     config: &RunConfig,
     setup: &RunSetup,

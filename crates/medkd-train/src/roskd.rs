@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 
 use crate::config::apply_overrides;
-use crate::stages::{Derived, TeacherStage, teacher_loss};
+use crate::stages::{Derived, TeacherStage, teacher_tree};
 use crate::{RunConfig, TrainError};
 
 /// The `[roskd]` table.
@@ -69,12 +69,8 @@ pub fn derive(table: toml::Value, run_tree: &toml::Table, seed: u64) -> Result<D
 /// averaging, then its own overrides.
 fn teacher_config(run_tree: &toml::Table, section: &RosKdSection, k: usize, seed: u64) -> Result<RunConfig, TrainError> {
     let stage_seed = (seed + k as u64).to_string();
-    let mut tree = run_tree.clone();
     // Weight smoothing is the student's part of RoS-KD; a teacher gets it only through `set`.
-    if let Some(toml::Value::Table(train)) = tree.get_mut("train") {
-        train.remove("weight_averaging");
-    }
-    tree.insert("loss".into(), teacher_loss(section.teacher_loss.clone()));
+    let mut tree = teacher_tree(run_tree, section.teacher_loss.clone());
     let mut derived = vec![
         format!("seed={stage_seed}"),
         format!("model.arch=\"{}\"", section.teacher[k].arch),

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 
 use crate::config::apply_overrides;
-use crate::stages::{Derived, TeacherStage, teacher_loss};
+use crate::stages::{Derived, TeacherStage, teacher_tree};
 use crate::{RunConfig, TrainError};
 
 /// The `[rskd]` table.
@@ -114,11 +114,7 @@ pub fn derive(table: toml::Value, run_tree: &toml::Table, student: &RunConfig) -
 /// A teacher's run config: the student's with this subset's classes, the teachers' loss terms and
 /// architecture, without the student's weight averaging, then `teacher_set`.
 fn teacher_config(run_tree: &toml::Table, section: &RskdSection, subset: &NamedSubset, arch: Arch) -> Result<RunConfig, TrainError> {
-    let mut tree = run_tree.clone();
-    if let Some(toml::Value::Table(train)) = tree.get_mut("train") {
-        train.remove("weight_averaging");
-    }
-    tree.insert("loss".into(), teacher_loss(section.teacher_loss.clone()));
+    let mut tree = teacher_tree(run_tree, section.teacher_loss.clone());
     let classes = toml::Value::Array(subset.classes.iter().map(|c| toml::Value::String(c.clone())).collect());
     let mut derived = vec![format!("model.arch=\"{arch}\""), format!("data.only_classes={classes}")];
     if section.other_class {

@@ -93,16 +93,9 @@ impl Plan {
                 kind.title()
             )));
         }
-        let seed = match run_tree.get("seed") {
-            None => 0,
-            Some(value) => value
-                .as_integer()
-                .and_then(|s| u64::try_from(s).ok())
-                .ok_or_else(|| TrainError::Config(format!("`seed`: must be a non-negative integer, got {value}")))?,
-        };
         let mut student = RunConfig::from_table(run_tree.clone()).map_err(|e| TrainError::Config(format!("student: {e}")))?;
         let derived = match kind {
-            PlanKind::RosKd => roskd::derive(table, &run_tree, seed)?,
+            PlanKind::RosKd => roskd::derive(table, &run_tree, student.seed)?,
             PlanKind::Rskd => rskd::derive(table, &run_tree, &student)?,
         };
         student.teachers = derived
@@ -202,13 +195,20 @@ fn absolutize_tree_paths(tree: &mut toml::Table, base: &Path) {
     }
 }
 
-/// A teacher's loss terms: the procedure table's `teacher_loss`, else one unweighted
-/// cross-entropy.
-pub fn teacher_loss(configured: Option<toml::Value>) -> toml::Value {
-    configured.unwrap_or_else(|| {
+/// The student's config tree as a teacher stage starts from it: without the student's weight
+/// averaging (a teacher gets it only through its overrides), with the procedure table's
+/// `teacher_loss` terms, else one unweighted cross-entropy.
+pub fn teacher_tree(run_tree: &toml::Table, teacher_loss: Option<toml::Value>) -> toml::Table {
+    let mut tree = run_tree.clone();
+    if let Some(toml::Value::Table(train)) = tree.get_mut("train") {
+        train.remove("weight_averaging");
+    }
+    let loss = teacher_loss.unwrap_or_else(|| {
         let cross_entropy = toml::Table::from_iter([("kind".to_string(), toml::Value::String("cross_entropy".into()))]);
         toml::Value::Array(vec![toml::Value::Table(cross_entropy)])
-    })
+    });
+    tree.insert("loss".into(), loss);
+    tree
 }
 
 /// Trains the stage in `folder` to the end and returns its summary; `label` names it in the log.

@@ -153,8 +153,24 @@ struct RunArgs {
     quiet: bool,
 }
 
+/// Ctrl-C or SIGTERM during training: stop before the next step (the last finished epoch is
+/// already saved); a second one stops at once. Only the training commands install it, so a
+/// signal stops every other command at once.
+fn stop_training_on_signal() {
+    let handler = || {
+        if medkd_train::engine::request_stop() {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping before the next training step (again to stop at once)");
+    };
+    if let Err(error) = ctrlc::set_handler(handler) {
+        eprintln!("note: no Ctrl-C handler ({error}); a signal stops medkd at once");
+    }
+}
+
 impl RunArgs {
     fn plan(self, kind: PlanKind) -> anyhow::Result<()> {
+        stop_training_on_signal();
         match self.resume {
             Some(out) => commands::plan_resume(kind, &out, !self.quiet),
             None => commands::plan(
@@ -168,6 +184,7 @@ impl RunArgs {
     }
 
     fn run(self, mode: Mode) -> anyhow::Result<()> {
+        stop_training_on_signal();
         match self.resume {
             Some(run) => commands::resume(mode, &run, !self.quiet),
             None => commands::train(
@@ -233,17 +250,6 @@ fn parse_input(text: &str) -> Result<[usize; 3], String> {
 
 fn main() {
     let cli = Cli::parse();
-    // Ctrl-C or SIGTERM: training stops before its next step (the last finished epoch is
-    // already saved); a second one stops at once.
-    let handler = || {
-        if medkd_train::engine::request_stop() {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping before the next training step (again to stop at once)");
-    };
-    if let Err(error) = ctrlc::set_handler(handler) {
-        eprintln!("note: no Ctrl-C handler ({error}); a signal stops medkd at once");
-    }
     let result = match cli.command {
         Command::Train(args) => args.run(Mode::Train),
         Command::Distill(args) => args.run(Mode::Distill),

@@ -219,8 +219,8 @@ fn a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result() {
     kill_and_resume(TINY);
 }
 
-/// The same for MobileNetV2, whose classifier dropout draws from the generator every step: each
-/// epoch reseeds it, so the resumed epochs draw the masks the uninterrupted run drew.
+/// The same for MobileNetV2, whose classifier dropout draws random masks every step: the resumed
+/// epochs must draw the masks the uninterrupted run drew.
 #[test]
 fn a_run_with_dropout_resumes_to_the_uninterrupted_result() {
     kill_and_resume(&TINY.replace("arch = \"resnet18\"", "arch = \"mobilenetv2\""));
