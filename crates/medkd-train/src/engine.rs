@@ -40,9 +40,11 @@ pub fn request_stop() -> bool {
     STOP.swap(true, Ordering::SeqCst)
 }
 
-/// The backend generator's seed for `epoch` of a run seeded `seed`.
+/// The backend generator's seed at the start of `epoch` of a run seeded `seed`: the run seed
+/// itself for epoch 0, so runs that draw nothing before their first step (every method but
+/// SSKD's head stage) repeat what earlier binaries trained.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 fn stop_requested() -> bool {
@@ -75,8 +77,8 @@ pub fn fit<M: Method>(
         }
     }
     let train_device = setup.device.clone().autodiff();
-    // Model init draws from the backend's generator seeded with the run seed; each epoch then
-    // reseeds it (below) for what draws during training (dropout).
+    // Anything a method draws while it is built comes from the run seed. Parameters are
+    // initialized lazily, at their first use in epoch 0, from the reseed below.
     train_device.seed(config.seed);
     let mut trainable = method.init(&train_device)?;
     let mut optimizer = build_optimizer(&config.train.optimizer);
@@ -117,8 +119,8 @@ pub fn fit<M: Method>(
     let wall_before = state.wall_seconds;
 
     for epoch in state.epochs_done..config.train.epochs {
-        // Dropout masks depend on (seed, epoch) alone, not on what the process drew before (a
-        // resumed run, a loaded SSKD head), so a resumed run draws the same ones.
+        // Parameter init and dropout masks depend on (seed, epoch) alone, not on what the process
+        // drew before (a resumed run, a loaded SSKD head), so a resumed run draws the same ones.
         train_device.seed(epoch_seed(config.seed, epoch));
         let bar = progress_bar(show_progress, steps, epoch, config.train.epochs);
         let mut term_sums: BTreeMap<String, f64> = BTreeMap::new();
