@@ -1,11 +1,10 @@
 //! A dataset of image files on disk: only relative names and targets are kept in memory, images are
 //! decoded on each access. Shared by the folder and CSV layouts.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-
-use std::collections::HashSet;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
