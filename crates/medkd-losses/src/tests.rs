@@ -378,7 +378,7 @@ fn rotation_terms_reject_bad_parameters_and_tasks() {
 #[test]
 fn stage_map_terms_refuse_token_maps_and_missing_maps() {
     let names = names(3);
-    let vit = FeatureLayout { maps: vec![MapInfo { name: "blocks.11", kind: MapKind::Tokens { dim: 192 } }], pooled_dim: 192 };
+    let vit = FeatureLayout { maps: vec![MapInfo { name: "blocks.11".into(), kind: MapKind::Tokens { dim: 192 } }], pooled_dim: 192 };
     let error = |spec: &str, student: &FeatureLayout, teacher: &FeatureLayout| {
         let teachers = [self::teacher(teacher)];
         let facts = TaskFacts { student, teachers: &teachers, ..facts(&names, &[1, 1, 1], false) };

@@ -51,7 +51,7 @@ pub struct FeatureLayout {
 /// A feature map's name (its module path in the checkpoint's naming) and kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapInfo {
-    pub name: &'static str,
+    pub name: String,
     pub kind: MapKind,
 }
 

@@ -1,12 +1,14 @@
 //! Compact image classifiers for knowledge distillation: ResNet-18/34/50, MobileNetV2 and
-//! DenseNet-121, with torchvision's layout, initialization and state-dict names, so torchvision
-//! weights load as they are and saved weights load back into torchvision.
+//! DenseNet-121 with torchvision's layout, initialization and state-dict names, and
+//! EfficientNet-Lite0/1/2 with the names of its ImageNet checkpoints, so those weights load as
+//! they are and saved weights load back into PyTorch.
 //!
 //! Every model returns [`Features`] (stage maps, pooled embedding, logits) for distillation
 //! losses. `ModelSpec::small_input` swaps the ImageNet stem for one suited to 28-64 px images.
 
 mod conv;
 mod densenet;
+mod efficientnet_lite;
 mod error;
 mod features;
 mod flex;
@@ -20,6 +22,7 @@ mod weights;
 
 pub use conv::conv2d;
 pub use densenet::DenseNet;
+pub use efficientnet_lite::EfficientNetLite;
 pub use error::{ModelError, ShapeMismatch};
 pub use features::{FeatureLayout, FeatureMap, Features, MapInfo, MapKind};
 pub use macs::count_macs;

@@ -3,7 +3,7 @@
 use crate::layers::ConvSpec;
 use crate::model::{Arch, ModelSpec};
 use crate::resnet::Layout;
-use crate::{densenet, mobilenetv2, resnet};
+use crate::{densenet, efficientnet_lite, mobilenetv2, resnet};
 
 /// Conv + linear multiply-accumulates for one image of `input_hw` (height, width), exact.
 ///
@@ -17,6 +17,9 @@ pub fn count_macs(spec: &ModelSpec, input_hw: [usize; 2]) -> u64 {
         Arch::ResNet50 => resnet::macs(Layout::RESNET50, spec, input_hw),
         Arch::MobileNetV2 => mobilenetv2::macs(spec, input_hw),
         Arch::DenseNet121 => densenet::macs(spec, input_hw),
+        Arch::EfficientNetLite0 => efficientnet_lite::macs(efficientnet_lite::LITE0, spec, input_hw),
+        Arch::EfficientNetLite1 => efficientnet_lite::macs(efficientnet_lite::LITE1, spec, input_hw),
+        Arch::EfficientNetLite2 => efficientnet_lite::macs(efficientnet_lite::LITE2, spec, input_hw),
     }
 }
 

@@ -7,12 +7,11 @@
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Initializer, Linear};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::conv::conv2d;
 use crate::features::Stages;
-use crate::layers::{CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm};
+use crate::layers::{CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm, relu6};
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
 use crate::norm::batch_norm;
@@ -121,14 +120,6 @@ enum Layer {
     ConvBnRelu6(ConvBn),
     Conv(Conv2d),
     Norm(BatchNorm),
-}
-
-/// `min(max(x, 0), 6)` as `relu` then a clamp at 6. burn's `relu6` is a two-sided clamp, which
-/// autodiff records as two compare-and-mask-fill ops (each with a masked backward); `relu` has
-/// a dedicated kernel and backward, so this form costs one masked op instead of two. Same
-/// values; the gradient differs only at exactly 0 and 6.
-fn relu6(x: Tensor<4>) -> Tensor<4> {
-    relu(x).clamp_max(6.0)
 }
 
 impl Feature {

@@ -6,6 +6,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::densenet::{self, DenseNet};
+use crate::efficientnet_lite::{self, EfficientNetLite};
 use crate::error::ModelError;
 use crate::features::{FeatureLayout, Features, MapInfo, MapKind, Stages};
 use crate::mobilenetv2::{self, MobileNetV2};
@@ -19,10 +20,25 @@ pub enum Arch {
     ResNet50,
     MobileNetV2,
     DenseNet121,
+    #[serde(rename = "efficientnet_lite0")]
+    EfficientNetLite0,
+    #[serde(rename = "efficientnet_lite1")]
+    EfficientNetLite1,
+    #[serde(rename = "efficientnet_lite2")]
+    EfficientNetLite2,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 5] = [Arch::ResNet18, Arch::ResNet34, Arch::ResNet50, Arch::MobileNetV2, Arch::DenseNet121];
+    pub const ALL: [Arch; 8] = [
+        Arch::ResNet18,
+        Arch::ResNet34,
+        Arch::ResNet50,
+        Arch::MobileNetV2,
+        Arch::DenseNet121,
+        Arch::EfficientNetLite0,
+        Arch::EfficientNetLite1,
+        Arch::EfficientNetLite2,
+    ];
 
     /// The config / CLI name, as serde writes it.
     pub fn name(self) -> &'static str {
@@ -32,6 +48,9 @@ impl Arch {
             Arch::ResNet50 => "resnet50",
             Arch::MobileNetV2 => "mobilenetv2",
             Arch::DenseNet121 => "densenet121",
+            Arch::EfficientNetLite0 => "efficientnet_lite0",
+            Arch::EfficientNetLite1 => "efficientnet_lite1",
+            Arch::EfficientNetLite2 => "efficientnet_lite2",
         }
     }
 }
@@ -118,6 +137,7 @@ pub enum Model {
     ResNet(ResNet),
     MobileNetV2(MobileNetV2),
     DenseNet(DenseNet),
+    EfficientNetLite(EfficientNetLite),
 }
 
 impl Model {
@@ -131,6 +151,9 @@ impl Model {
             Arch::ResNet50 => Model::ResNet(ResNet::new(Layout::RESNET50, spec, device)),
             Arch::MobileNetV2 => Model::MobileNetV2(MobileNetV2::new(spec, device)),
             Arch::DenseNet121 => Model::DenseNet(DenseNet::new(spec, device)),
+            Arch::EfficientNetLite0 => Model::EfficientNetLite(EfficientNetLite::new(efficientnet_lite::LITE0, spec, device)),
+            Arch::EfficientNetLite1 => Model::EfficientNetLite(EfficientNetLite::new(efficientnet_lite::LITE1, spec, device)),
+            Arch::EfficientNetLite2 => Model::EfficientNetLite(EfficientNetLite::new(efficientnet_lite::LITE2, spec, device)),
         })
     }
 
@@ -151,7 +174,7 @@ impl Model {
     }
 
     /// Size of the pooled embedding: 512 (ResNet-18/34), 2048 (ResNet-50), 1280 (MobileNetV2),
-    /// 1024 (DenseNet-121).
+    /// 1024 (DenseNet-121), 1280 (EfficientNet-Lite).
     pub fn feature_dim(&self) -> usize {
         let stages = self.stage_channels_ref();
         stages[stages.len() - 1]
@@ -159,13 +182,16 @@ impl Model {
 
     /// The names and kinds of [`Features::maps`] and the pooled width.
     pub fn layout(&self) -> FeatureLayout {
-        let names: [&'static str; 4] = match self {
-            Model::ResNet(_) => ["layer1", "layer2", "layer3", "layer4"],
-            Model::MobileNetV2(_) => ["features.3", "features.6", "features.13", "features.18"],
-            Model::DenseNet(_) => ["features.denseblock1", "features.denseblock2", "features.denseblock3", "features.norm5"],
+        let names: [String; 4] = match self {
+            Model::ResNet(_) => ["layer1", "layer2", "layer3", "layer4"].map(String::from),
+            Model::MobileNetV2(_) => ["features.3", "features.6", "features.13", "features.18"].map(String::from),
+            Model::DenseNet(_) => {
+                ["features.denseblock1", "features.denseblock2", "features.denseblock3", "features.norm5"].map(String::from)
+            }
+            Model::EfficientNetLite(m) => m.map_names(),
         };
         let maps =
-            names.iter().zip(self.stage_channels_ref()).map(|(&name, &channels)| MapInfo { name, kind: MapKind::Spatial { channels } });
+            names.into_iter().zip(self.stage_channels_ref()).map(|(name, &channels)| MapInfo { name, kind: MapKind::Spatial { channels } });
         FeatureLayout { maps: maps.collect(), pooled_dim: self.feature_dim() }
     }
 
@@ -174,6 +200,7 @@ impl Model {
             Model::ResNet(m) => m.stage_channels(),
             Model::MobileNetV2(m) => m.stage_channels(),
             Model::DenseNet(m) => m.stage_channels(),
+            Model::EfficientNetLite(m) => m.stage_channels(),
         }
     }
 
@@ -182,6 +209,7 @@ impl Model {
             Model::ResNet(m) => m.forward(x, stages),
             Model::MobileNetV2(m) => m.forward(x, stages),
             Model::DenseNet(m) => m.forward(x, stages),
+            Model::EfficientNetLite(m) => m.forward(x, stages),
         }
     }
 
@@ -192,6 +220,8 @@ impl Model {
             Model::ResNet(_) => resnet::torchvision_keys(),
             Model::MobileNetV2(_) => mobilenetv2::torchvision_keys(),
             Model::DenseNet(_) => densenet::torchvision_keys(),
+            // Its fields carry the checkpoint's names.
+            Model::EfficientNetLite(_) => Vec::new(),
         }
     }
 }

@@ -13,8 +13,7 @@ fn spec(arch: Arch, num_classes: usize, small_input: bool) -> ModelSpec {
 
 /// Stage shapes `[C, H, W]` torchvision produces for `arch` at `size` px.
 fn torchvision_stages(arch: Arch, size: usize, small_input: bool) -> Vec<Vec<usize>> {
-    let golden = golden();
-    let config = golden["architectures"][arch.name()]["configs"]
+    let config = architecture_golden(arch.name())["configs"]
         .as_array()
         .unwrap()
         .iter()
@@ -80,6 +79,15 @@ fn densenet121_shapes() {
 }
 
 #[test]
+fn efficientnet_lite_shapes() {
+    check_shapes(Arch::EfficientNetLite0, 64, false);
+    check_shapes(Arch::EfficientNetLite0, 64, true);
+    check_shapes(Arch::EfficientNetLite0, 28, true);
+    check_shapes(Arch::EfficientNetLite1, 64, false);
+    check_shapes(Arch::EfficientNetLite2, 28, true);
+}
+
+#[test]
 fn logits_path_matches_forward() {
     let device = medkd_models::test_device();
     let model = Model::new(&spec(Arch::MobileNetV2, 3, true), &device).unwrap().valid();
@@ -90,7 +98,6 @@ fn logits_path_matches_forward() {
 
 #[test]
 fn parameter_counts_match_torchvision() {
-    let golden = golden();
     let device = medkd_models::test_device();
     for (arch, torchvision) in [
         (Arch::ResNet18, 11_689_512),
@@ -98,8 +105,11 @@ fn parameter_counts_match_torchvision() {
         (Arch::ResNet50, 25_557_032),
         (Arch::MobileNetV2, 3_504_872),
         (Arch::DenseNet121, 7_978_856),
+        (Arch::EfficientNetLite0, 4_652_008),
+        (Arch::EfficientNetLite1, 5_416_680),
+        (Arch::EfficientNetLite2, 6_092_072),
     ] {
-        assert_eq!(golden["architectures"][arch.name()]["params"], torchvision);
+        assert_eq!(architecture_golden(arch.name())["params"], torchvision);
         let model = Model::new(&ModelSpec::new(arch, 1000), &device).unwrap();
         assert_eq!(count_params(&model), torchvision, "{arch}");
     }
@@ -114,6 +124,8 @@ fn feature_dims() {
         (Arch::ResNet50, 2048, [256, 512, 1024, 2048]),
         (Arch::MobileNetV2, 1280, [24, 32, 96, 1280]),
         (Arch::DenseNet121, 1024, [256, 512, 1024, 1024]),
+        (Arch::EfficientNetLite0, 1280, [24, 40, 112, 1280]),
+        (Arch::EfficientNetLite2, 1280, [24, 48, 120, 1280]),
     ] {
         let model = Model::new(&ModelSpec::new(arch, 2), &device).unwrap();
         assert_eq!(model.feature_dim(), dim, "{arch}");
@@ -124,9 +136,8 @@ fn feature_dims() {
 
 #[test]
 fn macs_match_torchvision_hooks() {
-    let golden = golden();
     for arch in Arch::ALL {
-        for config in golden["architectures"][arch.name()]["configs"].as_array().unwrap() {
+        for config in architecture_golden(arch.name())["configs"].as_array().unwrap() {
             let size = config["input"].as_u64().unwrap() as usize;
             let small_input = config["small_input"].as_bool().unwrap();
             let macs = count_macs(&spec(arch, 1000, small_input), [size, size]);
@@ -160,7 +171,11 @@ fn arch_names_round_trip() {
 fn unknown_arch_lists_valid_names() {
     let err = "resnet101".parse::<Arch>().unwrap_err();
     assert!(matches!(err, ModelError::UnknownArch(ref name) if name == "resnet101"));
-    assert_eq!(err.to_string(), "unknown architecture `resnet101`; valid names: resnet18, resnet34, resnet50, mobilenetv2, densenet121");
+    assert_eq!(
+        err.to_string(),
+        "unknown architecture `resnet101`; valid names: resnet18, resnet34, resnet50, mobilenetv2, densenet121, efficientnet_lite0, \
+         efficientnet_lite1, efficientnet_lite2"
+    );
     assert!(serde_json::from_str::<Arch>("\"vgg16\"").is_err());
 }
 

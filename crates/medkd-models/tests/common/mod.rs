@@ -18,6 +18,20 @@ pub fn golden() -> Value {
     serde_json::from_str(&text).expect("golden JSON")
 }
 
+/// The EfficientNet-Lite golden file (tools/golden/efficientnet_lite_logits.py).
+pub fn efficientnet_golden() -> Value {
+    let text = std::fs::read_to_string(golden_dir().join("efficientnet_lite.json"))
+        .expect("golden file; regenerate with tools/golden/efficientnet_lite_logits.py");
+    serde_json::from_str(&text).expect("golden JSON")
+}
+
+/// `architectures[arch]` (parameter count, MACs and stage shapes) from the golden file that
+/// holds `arch`: torchvision's, or the EfficientNet-Lite reference's.
+pub fn architecture_golden(arch: &str) -> Value {
+    let torchvision = golden()["architectures"][arch].clone();
+    if torchvision.is_null() { efficientnet_golden()["architectures"][arch].clone() } else { torchvision }
+}
+
 pub fn usizes(value: &Value) -> Vec<usize> {
     value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
 }
