@@ -67,8 +67,8 @@ pub enum DataError {
     #[error("download of {url} failed: {message}")]
     Download { url: String, message: String },
 
-    #[error("{path}: MD5 mismatch: expected {expected}, got {actual}; the partial download was deleted")]
-    Md5Mismatch { path: PathBuf, expected: String, actual: String },
+    #[error("{path}: {algorithm} mismatch: expected {expected}, got {actual}; the download was deleted")]
+    ChecksumMismatch { path: PathBuf, algorithm: &'static str, expected: String, actual: String },
 
     #[error("batch of sample {index} (id {id}): {message}")]
     Batch { index: usize, id: String, message: String },

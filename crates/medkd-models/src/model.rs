@@ -213,6 +213,17 @@ impl Model {
         }
     }
 
+    /// The checkpoint name of the first conv's weight, the one tensor whose shape follows
+    /// `in_channels`.
+    pub(crate) fn input_conv(&self) -> &'static str {
+        match self {
+            Model::ResNet(_) => "conv1.weight",
+            Model::MobileNetV2(_) => "features.0.0.weight",
+            Model::DenseNet(_) => "features.conv0.weight",
+            Model::EfficientNetLite(_) => "_conv_stem.weight",
+        }
+    }
+
     /// Regex rules from burn module paths (enum variants skipped, BatchNorm gamma/beta already
     /// named weight/bias) to torchvision state-dict names, applied in order.
     pub(crate) fn torchvision_keys(&self) -> Vec<(String, String)> {

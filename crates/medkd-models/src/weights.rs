@@ -16,7 +16,7 @@ use burn::store::{
     BurnToPyTorchAdapter, FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
     SafetensorsStore,
 };
-use burn::tensor::DType;
+use burn::tensor::{Bytes, DType};
 
 use crate::error::{ModelError, ShapeMismatch};
 use crate::model::Model;
@@ -45,7 +45,8 @@ impl Format {
 /// Loads a torchvision-named state dict (.safetensors, or .pth/.pt read without executing pickle
 /// code), bare or nested under `"state_dict"`/`"model"`. Strict: missing, unexpected and
 /// mis-shaped tensors are all reported in one [`ModelError::Mismatch`]; `num_batches_tracked`
-/// is ignored.
+/// is ignored. An RGB checkpoint loads into a one-channel model with its first conv summed over
+/// the colour channels (see `adapt_input_conv`).
 pub fn load_weights(model: Model, path: &Path) -> Result<Model, ModelError> {
     load_weights_partial(model, path, &[])
 }
@@ -69,6 +70,9 @@ pub fn load_weights_partial(mut model: Model, path: &Path, skip_prefixes: &[&str
             continue;
         };
         seen.insert(tensor.name.clone());
+        if tensor.name == model.input_conv() {
+            tensor = adapt_input_conv(tensor, &want.shape).map_err(|message| ModelError::Read { path: path.to_owned(), message })?;
+        }
         if tensor.shape.as_slice() != want.shape {
             mismatched.push(ShapeMismatch { name: tensor.name, expected: want.shape.clone(), found: tensor.shape.to_vec() });
             continue;
@@ -92,6 +96,34 @@ pub fn load_weights_partial(mut model: Model, path: &Path, skip_prefixes: &[&str
         return Err(ModelError::Read { path: path.to_owned(), message: result.to_string() });
     }
     Ok(model)
+}
+
+/// An RGB checkpoint's first conv for a one-channel model: the kernel summed over its three input
+/// channels (timm's `adapt_input_conv`), so a gray image gives what the RGB kernel gives on the
+/// same image in all three channels. Any other tensor, or shape, is returned as it is.
+fn adapt_input_conv(tensor: PackTensor, expected: &[usize]) -> Result<PackTensor, String> {
+    let shape = tensor.shape.to_vec();
+    let rgb_to_gray = shape.len() == 4
+        && shape[1] == 3
+        && expected.len() == 4
+        && expected[1] == 1
+        && expected[0] == shape[0]
+        && expected[2..] == shape[2..];
+    if !rgb_to_gray {
+        return Ok(tensor);
+    }
+    if tensor.dtype != DType::F32 {
+        return Err(format!("`{}` is {:?}; only float32 stems are summed for one-channel input", tensor.name, tensor.dtype));
+    }
+    let (name, _, _, _, bytes) = tensor.into_parts().map_err(|e| e.to_string())?;
+    let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let plane = shape[2] * shape[3];
+    let summed: Vec<u8> = values
+        .chunks_exact(3 * plane)
+        .flat_map(|filter| (0..plane).map(move |i| filter[i] + filter[plane + i] + filter[2 * plane + i]))
+        .flat_map(f32::to_le_bytes)
+        .collect();
+    Ok(PackTensor::new(name, DType::F32, expected.to_vec(), None, Bytes::from_bytes_vec(summed)))
 }
 
 /// Writes the model as a .safetensors file with torchvision names and shapes (no

@@ -47,6 +47,39 @@ fn formula_weights_match_the_reference() {
     }
 }
 
+/// An RGB checkpoint loads into a one-channel model with its stem summed over the colours: a
+/// gray image then gives the RGB model's logits on that image repeated in three channels. Any
+/// other mismatch is still refused, naming the tensor and both shapes.
+#[test]
+fn rgb_stem_sums_for_one_channel_input() {
+    let golden = efficientnet_golden();
+    let entry = &golden["golden"][0];
+    let device = medkd_models::test_device();
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("rgb.safetensors");
+    let entries: Vec<Entry> = state_dict_entries(&entry["state_dict"])
+        .into_iter()
+        .enumerate()
+        .map(|(k, (name, shape))| {
+            let values = formula_tensor(&name, &shape, k);
+            Entry { name, shape, values }
+        })
+        .collect();
+    write_safetensors(&weights, &entries);
+    let rgb_spec = ModelSpec::new(Arch::EfficientNetLite0, 7);
+    let rgb = load_weights(Model::new(&rgb_spec, &device).unwrap(), &weights).unwrap().valid();
+    let gray_spec = ModelSpec { in_channels: 1, ..rgb_spec.clone() };
+    let gray = load_weights(Model::new(&gray_spec, &device).unwrap(), &weights).unwrap().valid();
+    let image = formula_input(2, 64, &device).narrow(1, 0, 1);
+    let diff = max_abs_diff(&to_vec(gray.logits(image.clone())), &to_vec(rgb.logits(image.repeat_dim(1, 3))));
+    assert!(diff < 1e-4, "gray logits differ from RGB-repeated ones by {diff}");
+
+    // Two input channels cannot come from three: the error names the stem and both shapes.
+    let two = ModelSpec { in_channels: 2, ..rgb_spec };
+    let err = load_weights(Model::new(&two, &device).unwrap(), &weights).unwrap_err().to_string();
+    assert!(err.contains("_conv_stem.weight: expected [32, 2, 3, 3], found [32, 3, 3, 3]"), "{err}");
+}
+
 /// `save_weights` writes exactly the checkpoint's keys and shapes, which load back strictly.
 #[test]
 fn saved_keys_and_shapes_are_the_checkpoint_s() {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 use crate::averaging::AveragingConfig;
 use crate::methods::config::MethodConfig;
+use crate::pretrained;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,7 +92,8 @@ pub struct ModelConfig {
     /// 3x3 stride-1 stem without max-pool, for 28-64 px inputs.
     #[serde(default)]
     pub small_input: bool,
-    /// Initial weights (.safetensors or .pth, torchvision names); every tensor must match
+    /// Initial weights (.safetensors or .pth, torchvision names; or `"imagenet"` for the
+    /// architecture's downloaded ImageNet weights, see `pretrained.rs`); every tensor must match
     /// except those under `pretrained_skip`.
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
@@ -369,7 +371,7 @@ impl RunConfig {
     pub fn absolutize_paths(&mut self, base: &Path) {
         let absolute = |path: &Path| if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
         self.data.path = absolute(&self.data.path);
-        if let Some(weights) = &self.model.pretrained {
+        if let Some(weights) = self.model.pretrained.as_deref().filter(|w| *w != Path::new(pretrained::IMAGENET)) {
             self.model.pretrained = Some(absolute(weights));
         }
         for teacher in &mut self.teachers {

@@ -13,6 +13,7 @@ pub mod evaluate;
 pub mod method;
 pub mod methods;
 pub mod optim;
+pub mod pretrained;
 pub mod roskd;
 pub mod rskd;
 pub mod run_dir;

