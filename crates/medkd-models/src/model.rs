@@ -1,7 +1,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Flag, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -211,6 +211,59 @@ impl Model {
             Model::DenseNet(m) => m.forward(x, stages),
             Model::EfficientNetLite(m) => m.forward(x, stages),
         }
+    }
+
+    /// The ids of every trainable parameter but the classifier's: what fine-tuning calls the
+    /// backbone.
+    pub fn backbone_params(&self) -> Vec<ParamId> {
+        struct Collect {
+            classifier: &'static str,
+            path: Vec<String>,
+            ids: Vec<ParamId>,
+        }
+        impl ModuleVisitor for Collect {
+            fn enter_module(&mut self, name: &str, _container_type: &str) {
+                self.path.push(name.to_owned());
+            }
+            fn exit_module(&mut self, _name: &str, _container_type: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if !self.path.iter().any(|part| part == self.classifier) {
+                    self.ids.push(param.id);
+                }
+            }
+        }
+        let classifier = match self {
+            Model::ResNet(_) => "fc",
+            Model::MobileNetV2(_) | Model::DenseNet(_) => "classifier",
+            Model::EfficientNetLite(_) => "_fc",
+        };
+        let mut collect = Collect { classifier, path: Vec::new(), ids: Vec::new() };
+        self.visit(&mut collect);
+        collect.ids
+    }
+
+    /// The model with every BatchNorm on its running statistics even where it would train
+    /// (fine-tuning with few images per batch): the statistics stay as loaded, while the scale
+    /// and shift still learn. Dropout is left as it is.
+    pub fn freeze_batch_norm(self) -> Model {
+        #[derive(Default)]
+        struct Freeze {
+            containers: Vec<String>,
+        }
+        impl ModuleMapper for Freeze {
+            fn enter_module(&mut self, _name: &str, container_type: &str) {
+                self.containers.push(container_type.to_owned());
+            }
+            fn exit_module(&mut self, _name: &str, _container_type: &str) {
+                self.containers.pop();
+            }
+            fn map_flag(&mut self, flag: Param<Flag>) -> Param<Flag> {
+                if self.containers.last().is_some_and(|c| c == "Struct:BatchNorm") { flag.with_value(false) } else { flag }
+            }
+        }
+        self.map(&mut Freeze::default())
     }
 
     /// The checkpoint name of the first conv's weight, the one tensor whose shape follows

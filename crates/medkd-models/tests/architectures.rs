@@ -232,3 +232,55 @@ fn trains_on_an_autodiff_device() {
     let batch_norms = 20; // stem, 16 block convs, 3 downsamples
     assert_eq!(counter.with_grad, counter.total - 2 * batch_norms);
 }
+
+#[test]
+fn backbone_is_everything_but_the_classifier() {
+    struct Count(usize);
+    impl burn::module::ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, _param: &burn::module::Param<Tensor<D>>) {
+            self.0 += 1;
+        }
+    }
+    let device = medkd_models::test_device();
+    for arch in Arch::ALL {
+        let model = Model::new(&ModelSpec::new(arch, 3), &device).unwrap();
+        let mut count = Count(0);
+        model.visit(&mut count);
+        // The classifier's weight and bias are the only tensors left out.
+        assert_eq!(model.backbone_params().len(), count.0 - 2, "{arch}");
+    }
+}
+
+/// With BatchNorm frozen, a training forward uses the running statistics (so it equals the eval
+/// forward and leaves them unchanged) while gradients still reach BatchNorm's scale.
+#[test]
+fn frozen_batch_norm_trains_on_running_statistics() {
+    let device = medkd_models::test_device().autodiff();
+    let model = Model::new(&spec(Arch::ResNet18, 3, true), &device).unwrap().freeze_batch_norm();
+    let x = formula_input(2, 28, &device);
+    let features = model.forward(x.clone());
+    let eval = model.valid().forward(formula_input(2, 28, &medkd_models::test_device()));
+    assert!(max_abs_diff(&to_vec(features.logits.clone()), &to_vec(eval.logits)) < 1e-5);
+    let grads = features.logits.powi_scalar(2).mean().backward();
+    struct Scales<'a>(&'a burn::tensor::Gradients, Vec<String>, usize, usize);
+    impl burn::module::ModuleVisitor for Scales<'_> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.1.push(name.to_owned());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.1.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            if self.1.last().is_some_and(|p| p == "gamma") {
+                self.2 += 1;
+                self.3 += usize::from(param.val().grad(self.0).is_some());
+            }
+        }
+    }
+    let mut scales = Scales(&grads, Vec::new(), 0, 0);
+    model.visit(&mut scales);
+    assert!(scales.2 > 0 && scales.2 == scales.3, "{} of {} BatchNorm scales got gradients", scales.3, scales.2);
+    // And the running statistics did not move: a second training forward gives the same logits.
+    let again = model.forward(x).logits;
+    assert!(max_abs_diff(&to_vec(again), &to_vec(model.valid().forward(formula_input(2, 28, &medkd_models::test_device())).logits)) < 1e-5);
+}

@@ -134,6 +134,30 @@ pub struct TrainConfig {
     /// Student weight smoothing (EMA or SWA); the average is what gets evaluated and saved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_averaging: Option<AveragingConfig>,
+    /// Fine-tuning a pretrained student: a slower or frozen backbone, frozen BatchNorm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<FinetuneConfig>,
+}
+
+/// How a pretrained network is fine-tuned. The backbone is every model parameter but the
+/// classifier's (`fc`, `classifier`, `_fc`); loss terms' own heads learn with the classifier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneConfig {
+    /// The backbone learns at this fraction of the scheduled learning rate (e.g. 0.1).
+    #[serde(default = "default_backbone_lr_scale")]
+    pub backbone_lr_scale: f64,
+    /// The first epochs train the classifier alone, then everything; all epochs: linear probing.
+    #[serde(default)]
+    pub freeze_backbone_epochs: usize,
+    /// BatchNorm keeps the pretrained running statistics in training (scale and shift still
+    /// learn): for small batches or data far from ImageNet's statistics.
+    #[serde(default)]
+    pub frozen_batch_norm: bool,
+}
+
+fn default_backbone_lr_scale() -> f64 {
+    1.0
 }
 
 fn default_eval_batch_size() -> usize {
@@ -340,6 +364,16 @@ impl RunConfig {
                 return bad("train.early_stopping.patience", "must be at least 1 (0 would stop after the first epoch)".into());
             }
         }
+        if let Some(finetune) = &train.finetune {
+            let scale = finetune.backbone_lr_scale;
+            if !(scale.is_finite() && scale > 0.0) {
+                return bad("train.finetune.backbone_lr_scale", format!("must be a finite number > 0, got {scale}"));
+            }
+            if finetune.freeze_backbone_epochs > train.epochs {
+                let message = format!("must be at most train.epochs = {}, got {}", train.epochs, finetune.freeze_backbone_epochs);
+                return bad("train.finetune.freeze_backbone_epochs", message);
+            }
+        }
         if let Some(averaging) = &train.weight_averaging {
             averaging.validate(train.epochs)?;
         }
@@ -509,6 +543,10 @@ mod tests {
         let message = error_of(BASE, &["train.weight_averaging={ kind = \"swa\", start_epoch = 3 }"]);
         assert!(message.contains("train.weight_averaging.start_epoch") && message.contains("epochs = 2"), "{message}");
         assert!(error_of(BASE, &["train.weight_averaging={ kind = \"ema\" }"]).contains("decay"));
+        assert!(error_of(BASE, &["train.finetune={ backbone_lr_scale = 0.0 }"]).contains("train.finetune.backbone_lr_scale"));
+        let message = error_of(BASE, &["train.finetune={ freeze_backbone_epochs = 3 }"]);
+        assert!(message.contains("train.finetune.freeze_backbone_epochs") && message.contains("epochs = 2"), "{message}");
+        assert!(error_of(BASE, &["train.finetune={ lr_scale = 0.1 }"]).contains("lr_scale"));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::optim::GradientsParams;
+use burn::module::{Module, ParamId};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use medkd_data::{write_csv, write_flipped_csv};
 use medkd_eval::Metric;
@@ -16,7 +18,7 @@ use serde_json::json;
 
 use crate::averaging::WeightAverage;
 use crate::checkpoint::{TrainState, best_weights, has_finished_epoch, load_last, method_state_for, save_best, save_last};
-use crate::config::RunConfig;
+use crate::config::{FinetuneConfig, RunConfig};
 use crate::evaluate::Evaluation;
 use crate::method::{Method, StepAt};
 use crate::optim::build_optimizer;
@@ -109,6 +111,8 @@ pub fn fit<M: Method>(
         run.truncate_metrics_from(state.epochs_done)?;
     }
 
+    // Fine-tuning steps the backbone apart from the rest; its parameter ids survive every step.
+    let finetune = config.train.finetune.as_ref().map(|f| (f, method.model(&trainable).backbone_params()));
     let train_loader = method.train_loader()?;
     let val_loader = setup.eval_loader(config, setup.splits.val.clone())?;
     // Averaged weights get their BatchNorm statistics from the training images, un-augmented.
@@ -146,8 +150,7 @@ pub fn fit<M: Method>(
                 };
                 return Err(TrainError::NonFiniteLoss { epoch, step, terms: detail, samples });
             }
-            let grads = GradientsParams::from_grads(loss.total.backward(), &trainable);
-            trainable = method.after_step(optimizer.step(lr, trainable, grads), at)?;
+            trainable = method.after_step(optimizer_step(&mut optimizer, finetune.as_ref(), epoch, lr, trainable, loss.total), at)?;
             if let Some(average) = &mut average {
                 average.after_step(method.model(&trainable));
             }
@@ -284,4 +287,29 @@ fn progress_bar(show: bool, steps: usize, epoch: usize, epochs: usize) -> Progre
     );
     bar.set_prefix(format!("epoch {}/{}", epoch + 1, epochs));
     bar
+}
+
+/// One optimizer step on `loss`. Fine-tuning splits the gradients: the classifier and any loss
+/// heads step at `lr`, the backbone at `lr × backbone_lr_scale` once its frozen epochs are over
+/// (a parameter without a gradient in a step is left as it is, optimizer state included).
+fn optimizer_step<T: Module>(
+    optimizer: &mut ModuleOptimizer,
+    finetune: Option<&(&FinetuneConfig, Vec<ParamId>)>,
+    epoch: usize,
+    lr: f64,
+    trainable: T,
+    loss: Tensor<1>,
+) -> T {
+    let mut grads = loss.backward();
+    let Some((finetune, backbone_ids)) = finetune else {
+        let grads = GradientsParams::from_grads(grads, &trainable);
+        return optimizer.step(lr, trainable, grads);
+    };
+    let backbone = GradientsParams::from_params(&mut grads, &trainable, backbone_ids);
+    let rest = GradientsParams::from_grads(grads, &trainable);
+    let trainable = optimizer.step(lr, trainable, rest);
+    if epoch < finetune.freeze_backbone_epochs {
+        return trainable;
+    }
+    optimizer.step(lr * finetune.backbone_lr_scale, trainable, backbone)
 }

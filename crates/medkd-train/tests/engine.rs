@@ -439,3 +439,44 @@ fn a_damaged_best_checkpoint_is_refused() {
     let error = setup.load_best(&run).err().expect("a damaged checkpoint is refused").to_string();
     assert!(error.contains("best.safetensors") && error.contains("best.json's MD5"), "{error}");
 }
+
+/// Fine-tuning with the backbone frozen for the whole (one-epoch) run: every backbone tensor of
+/// the selected model is the pretrained one, bit for bit, while the classifier learned. With
+/// BatchNorm frozen the running statistics stay too; without, they move.
+#[test]
+fn a_frozen_backbone_keeps_its_pretrained_weights() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let pretrained = tmp.path().join("pretrained.safetensors");
+    let spec = ModelSpec { in_channels: 1, small_input: true, ..ModelSpec::new(medkd_models::Arch::ResNet18, 2) };
+    medkd_models::save_weights(&Model::new(&spec, &device).unwrap(), &pretrained).unwrap();
+    let tensors = |path: &Path| -> Vec<(String, Vec<u8>)> {
+        let bytes = std::fs::read(path).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut all: Vec<(String, Vec<u8>)> = file.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect();
+        all.sort();
+        all
+    };
+    let before = tensors(&pretrained);
+    for frozen_batch_norm in [true, false] {
+        let finetune = format!("train.finetune={{ freeze_backbone_epochs = 1, frozen_batch_norm = {frozen_batch_norm} }}");
+        let overrides = ["train.epochs=1".into(), format!("model.pretrained=\"{}\"", pretrained.display()), finetune];
+        let config = RunConfig::parse(&config().to_toml(), &overrides).unwrap();
+        let prepared = medkd_train::Prepared::new(&config).unwrap();
+        let dir = tmp.path().join(format!("frozen_bn_{frozen_batch_norm}"));
+        fit(&config, &prepared.setup, &mut Classify::new(&config, &prepared), &RunDir::create(&dir).unwrap(), false, false).unwrap();
+        for ((name, old), (_, new)) in before.iter().zip(tensors(&dir.join("checkpoints/best.safetensors"))) {
+            let statistic = name.ends_with("running_mean") || name.ends_with("running_var");
+            if name.starts_with("fc.") {
+                assert_ne!(old, &new, "{name}: the classifier learns");
+            } else if statistic && !frozen_batch_norm {
+                if name == "bn1.running_mean" {
+                    assert_ne!(old, &new, "{name}: BatchNorm statistics follow the data");
+                }
+            } else {
+                assert_eq!(old, &new, "{name}: frozen (frozen_batch_norm = {frozen_batch_norm})");
+            }
+        }
+    }
+}

@@ -69,6 +69,10 @@ impl Method for Classify<'_> {
             let skip: Vec<&str> = config.model.pretrained_skip.iter().map(String::as_str).collect();
             model = load_weights_partial(model, &pretrained::resolve(config.model.arch, weights)?, &skip)?;
         }
+        if config.train.finetune.as_ref().is_some_and(|f| f.frozen_batch_norm) {
+            // Flags are not in checkpoints: a resumed run gets this from init too.
+            model = model.freeze_batch_norm();
+        }
         let adapters = objective.adapter_shapes().iter().map(|&(from, to)| ConvRegressor::new(from, to, device)).collect();
         let heads = objective.projection_heads().iter().map(|h| ProjectionHead::new(h.student_dim, device)).collect();
         self.device = Some(device.clone());
