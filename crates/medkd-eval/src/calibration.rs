@@ -1,4 +1,5 @@
-//! Expected calibration error.
+//! Expected calibration error, and temperature scaling (Guo et al., 2017): one temperature T
+//! for all classes, fitted on validation predictions, that makes the probabilities softmax(z / T).
 
 /// Number of equal-width confidence bins used by the expected calibration error.
 pub const ECE_BINS: usize = 15;
@@ -35,6 +36,66 @@ pub(crate) fn expected_calibration_error(samples: impl IntoIterator<Item = (f32,
             count / total as f64 * gap.abs()
         })
         .sum()
+}
+
+/// The temperatures [`fit_temperature`] searches: wide enough for any sensible network, and
+/// bounded so a degenerate split (every sample right and confident) cannot run off to infinity.
+pub const TEMPERATURE_RANGE: (f64, f64) = (0.05, 20.0);
+
+/// `probs` (rows of `num_classes` softmax probabilities) at temperature `t`: softmax(ln p / t),
+/// which equals softmax(z / t) for the logits z behind p (the log-sum-exp shift cancels).
+pub fn scale_temperature(probs: &[f32], num_classes: usize, t: f64) -> Vec<f32> {
+    probs
+        .chunks_exact(num_classes)
+        .flat_map(|row| {
+            // A probability that underflowed to 0 stays the least likely class.
+            let scaled: Vec<f64> = row.iter().map(|&p| f64::from(p.max(f32::MIN_POSITIVE)).ln() / t).collect();
+            let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = scaled.iter().map(|v| (v - max).exp()).sum();
+            scaled.into_iter().map(move |v| ((v - max).exp() / sum) as f32)
+        })
+        .collect()
+}
+
+/// Mean negative log-likelihood of `labels` under `probs` at temperature `t`.
+pub fn temperature_nll(probs: &[f32], num_classes: usize, labels: &[usize], t: f64) -> f64 {
+    let n = labels.len().max(1) as f64;
+    probs
+        .chunks_exact(num_classes)
+        .zip(labels)
+        .map(|(row, &label)| {
+            let scaled: Vec<f64> = row.iter().map(|&p| f64::from(p.max(f32::MIN_POSITIVE)).ln() / t).collect();
+            let top = (0..scaled.len()).fold(0, |top, c| if scaled[c] > scaled[top] { c } else { top });
+            // ln(1 + rest) rather than ln(sum): a confident right answer keeps its tiny loss
+            // instead of rounding to 0, so the fit still sees which way is better.
+            let rest: f64 = (0..scaled.len()).filter(|&c| c != top).map(|c| (scaled[c] - scaled[top]).exp()).sum();
+            (scaled[top] - scaled[label]) + rest.ln_1p()
+        })
+        .sum::<f64>()
+        / n
+}
+
+/// The temperature in [`TEMPERATURE_RANGE`] that minimizes the NLL of `labels`: golden-section
+/// search on ln t. The NLL is convex in 1/t, so it has one minimum along ln t too. Written by
+/// hand: a 1-D bounded search is a dozen lines, no optimizer crate needed.
+pub fn fit_temperature(probs: &[f32], num_classes: usize, labels: &[usize]) -> f64 {
+    let nll = |log_t: f64| temperature_nll(probs, num_classes, labels, log_t.exp());
+    let ratio = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut lo, mut hi) = (TEMPERATURE_RANGE.0.ln(), TEMPERATURE_RANGE.1.ln());
+    let (mut a, mut b) = (hi - ratio * (hi - lo), lo + ratio * (hi - lo));
+    let (mut fa, mut fb) = (nll(a), nll(b));
+    while hi - lo > 1e-7 {
+        if fa < fb {
+            (hi, b, fb) = (b, a, fa);
+            a = hi - ratio * (hi - lo);
+            fa = nll(a);
+        } else {
+            (lo, a, fa) = (a, b, fb);
+            b = lo + ratio * (hi - lo);
+            fb = nll(b);
+        }
+    }
+    ((lo + hi) / 2.0).exp()
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ mod table;
 
 pub use activation::{sigmoid, softmax_rows};
 pub use boxes::{BoxReport, box_iou, evaluate_boxes};
-pub use calibration::ECE_BINS;
+pub use calibration::{ECE_BINS, TEMPERATURE_RANGE, fit_temperature, scale_temperature, temperature_nll};
 pub use error::EvalError;
 pub use metric::{Metric, higher_is_better};
 pub use multi_label::{MULTI_LABEL_THRESHOLD, MultiLabelReport, evaluate_multi_label};

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::averaging::WeightAverage;
 use crate::checkpoint::{TrainState, best_weights, has_finished_epoch, load_last, method_state_for, save_best, save_last};
 use crate::config::{FinetuneConfig, RunConfig};
-use crate::evaluate::Evaluation;
+use crate::evaluate::{Evaluation, Report, calibrate};
 use crate::method::{Method, StepAt};
 use crate::optim::build_optimizer;
 use crate::run_dir::RunDir;
@@ -246,6 +246,11 @@ pub fn fit<M: Method>(
     let test_loader = setup.eval_loader(config, setup.splits.test.clone())?;
     let test = method.evaluate(&best_model, &test_loader, setup)?;
     let val = method.evaluate(&best_model, &val_loader, setup)?;
+    // Box methods score boxes: their models have no class probabilities to calibrate.
+    let calibration = match val.report {
+        Report::SingleLabel(_) => calibrate(&best_model, &val_loader, &test_loader, &setup.info, &setup.device)?,
+        _ => None,
+    };
     let summary = Summary {
         dataset: setup.info.name.clone(),
         class_names: setup.info.class_names.clone(),
@@ -269,6 +274,7 @@ pub fn fit<M: Method>(
         skipped_images: setup.splits.skipped_images.clone(),
         val: val.split_metrics(),
         test: test.split_metrics(),
+        calibration,
         method: method.summary(),
     };
     run.write_json(&run.summary_path(), &summary)?;

@@ -4,7 +4,7 @@ use burn::prelude::*;
 use std::path::PathBuf;
 
 use crate::TrainError;
-use crate::summary::SplitMetrics;
+use crate::summary::{Calibration, SplitMetrics};
 use medkd_data::{DatasetInfo, Loader, Pipeline, Target, Task, open_image};
 use medkd_eval::{BoxReport, ClassificationReport, Metric, MultiLabelReport, ShotGroups, ShotReport};
 use medkd_models::Model;
@@ -15,6 +15,55 @@ pub struct Predictions {
     pub num_classes: usize,
     pub targets: Vec<Target>,
     pub ids: Vec<String>,
+}
+
+impl Predictions {
+    /// The probabilities at temperature `t` (single-label rows; multi-label ones are left as
+    /// they are, each label being its own sigmoid).
+    pub fn with_temperature(mut self, info: &DatasetInfo, t: f64) -> Predictions {
+        if info.task != Task::MultiLabel {
+            self.probs = medkd_eval::scale_temperature(&self.probs, self.num_classes, t);
+        }
+        self
+    }
+}
+
+/// Fits the temperature of `model` on `val` and measures it on `test`; `None` for tasks other
+/// than single-label classification.
+pub fn calibrate(
+    model: &Model,
+    val: &Loader,
+    test: &Loader,
+    info: &DatasetInfo,
+    device: &Device,
+) -> Result<Option<Calibration>, TrainError> {
+    if matches!(info.task, Task::MultiLabel | Task::Localization) {
+        return Ok(None);
+    }
+    let class_of = |predictions: &Predictions| -> Result<Vec<usize>, TrainError> {
+        (predictions.targets.iter().enumerate())
+            .map(|(i, t)| match t {
+                Target::Class(c) => Ok(*c),
+                other => Err(not_scorable(predictions, i, other, "a class label")),
+            })
+            .collect()
+    };
+    let (val, test) = (predict(model, val, info, device)?, predict(model, test, info, device)?);
+    let (val_labels, test_labels) = (class_of(&val)?, class_of(&test)?);
+    let k = val.num_classes;
+    let temperature = medkd_eval::fit_temperature(&val.probs, k, &val_labels);
+    let ece = |predictions: &Predictions, labels: &[usize]| -> Result<f64, TrainError> {
+        Ok(medkd_eval::evaluate_single_label(&predictions.probs, k, labels, &info.class_names)?.ece)
+    };
+    let test_ece_before = ece(&test, &test_labels)?;
+    let scaled = test.with_temperature(info, temperature);
+    Ok(Some(Calibration {
+        temperature,
+        val_nll_before: medkd_eval::temperature_nll(&val.probs, k, &val_labels, 1.0),
+        val_nll_after: medkd_eval::temperature_nll(&val.probs, k, &val_labels, temperature),
+        test_ece_before,
+        test_ece_after: ece(&scaled, &test_labels)?,
+    }))
 }
 
 /// Runs the model in eval mode (running BatchNorm statistics, no autodiff) over a loader.

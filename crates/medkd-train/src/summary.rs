@@ -38,9 +38,25 @@ pub struct Summary {
     /// The best checkpoint's metrics on the validation and test splits.
     pub val: SplitMetrics,
     pub test: SplitMetrics,
+    /// Temperature scaling fitted on validation (single-label classifiers); `medkd eval` and
+    /// `medkd predict` apply it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
     /// What the method adds ([`crate::method::Method::summary`]), e.g. `teachers`.
     #[serde(flatten)]
     pub method: BTreeMap<String, Value>,
+}
+
+/// One temperature for the best checkpoint's logits, fitted on the validation split by NLL, and
+/// what it changes (accuracy and every ranking metric stay: the argmax and the order of each
+/// class's scores do not move).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub temperature: f64,
+    pub val_nll_before: f64,
+    pub val_nll_after: f64,
+    pub test_ece_before: f64,
+    pub test_ece_after: f64,
 }
 
 /// Every seed a run used.

@@ -95,7 +95,7 @@ fn open_run(run_path: &Path) -> Result<(RunConfig, RunDir, RunSetup)> {
     let run = RunDir::open(run_path)?;
     let config = RunConfig::load(&run.config_path(), &[])?;
     let setup = RunSetup::new(&config)?;
-    if let Ok(summary) = Summary::read(&run.summary_path())
+    if let Some(summary) = read_summary(&run)
         && summary.input_size != setup.input_hw
     {
         let ([h, w], [now_h, now_w]) = (summary.input_size, setup.input_hw);
@@ -107,10 +107,26 @@ fn open_run(run_path: &Path) -> Result<(RunConfig, RunDir, RunSetup)> {
     Ok((config, run, setup))
 }
 
+fn read_summary(run: &RunDir) -> Option<Summary> {
+    Summary::read(&run.summary_path()).ok()
+}
+
+/// The run's predictions at its fitted temperature, when summary.json has one (and says so).
+fn calibrated(predictions: Predictions, run: &RunDir, setup: &RunSetup) -> Predictions {
+    match read_summary(run).and_then(|summary| summary.calibration) {
+        Some(calibration) => {
+            eprintln!("probabilities at temperature {:.4} (fitted on val, summary.json `calibration`)", calibration.temperature);
+            predictions.with_temperature(&setup.info, calibration.temperature)
+        }
+        None => predictions,
+    }
+}
+
 fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str) -> Result<Predictions> {
     let model = setup.load_best(run)?;
     let dataset = setup.split(parse_split(split)?);
-    Ok(evaluate::predict(&model, &setup.eval_loader(config, dataset)?, &setup.info, &setup.device)?)
+    let predictions = evaluate::predict(&model, &setup.eval_loader(config, dataset)?, &setup.info, &setup.device)?;
+    Ok(calibrated(predictions, run, setup))
 }
 
 pub fn eval(run_path: &Path, split: &str) -> Result<()> {
@@ -118,6 +134,29 @@ pub fn eval(run_path: &Path, split: &str) -> Result<()> {
     let evaluation = evaluate(&split_predictions(&config, &run, &setup, split)?, &setup.info, &setup.shot_groups)?;
     println!("{split} split, best checkpoint of {}:", run_path.display());
     println!("{}", evaluation.table());
+    Ok(())
+}
+
+/// Fits (or refits) the temperature of a finished run's best checkpoint on its val split and
+/// writes it into summary.json: for runs made before medkd calibrated at the end of training.
+pub fn calibrate(run_path: &Path) -> Result<()> {
+    let (config, run, setup) = open_run(run_path)?;
+    let mut summary = Summary::read(&run.summary_path())?;
+    let model = setup.load_best(&run)?;
+    let loader = |split: &str| setup.eval_loader(&config, setup.split(parse_split(split).expect("a known split")));
+    let Some(calibration) = evaluate::calibrate(&model, &loader("val")?, &loader("test")?, &setup.info, &setup.device)? else {
+        bail!("{}: temperature scaling applies to single-label classifiers; this run's task is {}", run_path.display(), setup.info.task);
+    };
+    println!(
+        "temperature {:.4}: val NLL {:.4} -> {:.4}, test ECE {:.4} -> {:.4}",
+        calibration.temperature,
+        calibration.val_nll_before,
+        calibration.val_nll_after,
+        calibration.test_ece_before,
+        calibration.test_ece_after
+    );
+    summary.calibration = Some(calibration);
+    run.write_json(&run.summary_path(), &summary)?;
     Ok(())
 }
 
@@ -137,7 +176,9 @@ pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathB
             } else {
                 setup.eval_pipeline.clone()
             };
-            predict_files(&model, &pipeline, images, &setup.info, &setup.device, config.train.eval_batch_size, setup.input_hw)?
+            let predictions =
+                predict_files(&model, &pipeline, images, &setup.info, &setup.device, config.train.eval_batch_size, setup.input_hw)?;
+            calibrated(predictions, &run, &setup)
         }
     };
     write_predictions(&predictions, &setup.info.class_names, out)?;

@@ -39,6 +39,12 @@ enum Command {
         #[arg(long, default_value = "test", value_parser = ["train", "val", "test"])]
         split: String,
     },
+    /// Fit the temperature of a finished run's best checkpoint on its val split (temperature
+    /// scaling) and write it into summary.json; training does this itself since it exists.
+    Calibrate {
+        #[arg(long)]
+        run: PathBuf,
+    },
     /// Write class probabilities to CSV (ISIC challenge submission format).
     Predict {
         #[arg(long)]
@@ -280,6 +286,7 @@ fn main() {
         Command::Roskd(args) => args.plan(PlanKind::RosKd),
         Command::Rskd(args) => args.plan(PlanKind::Rskd),
         Command::Eval { run, split } => commands::eval(&run, &split),
+        Command::Calibrate { run } => commands::calibrate(&run),
         Command::Predict { run, out, split, images, resize } => commands::predict(&run, &out, split.as_deref(), &images, resize),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())

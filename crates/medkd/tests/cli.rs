@@ -126,6 +126,16 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
     let report = medkd_eval::evaluate_single_label(&probs, 2, &labels, &header[1..]).unwrap();
     assert!((report.auc.unwrap() - test_auc).abs() < 1e-6, "predict.csv scores as summary.json");
     assert!((report.accuracy - summary["test"]["acc"].as_f64().unwrap()).abs() < 1e-9);
+    // Temperature scaling: fitted on val at the end of training (it cannot raise the val NLL),
+    // applied by predict; `medkd calibrate` refits the same temperature.
+    let calibration = &summary["calibration"];
+    let temperature = calibration["temperature"].as_f64().unwrap();
+    assert!(calibration["val_nll_after"].as_f64().unwrap() <= calibration["val_nll_before"].as_f64().unwrap(), "{calibration}");
+    assert_eq!(summary["test"]["ece"], calibration["test_ece_before"]);
+    assert!((report.ece - calibration["test_ece_after"].as_f64().unwrap()).abs() < 1e-6, "predict applies the temperature");
+    let output = medkd(&["calibrate", "--run", run.to_str().unwrap()]);
+    assert!(output.status.success() && String::from_utf8_lossy(&output.stdout).contains("temperature"), "{}", stderr(&output));
+    assert_eq!(read_json(&run.join("summary.json"))["calibration"]["temperature"].as_f64().unwrap(), temperature);
 
     let output = medkd(&["eval", "--run", run.to_str().unwrap(), "--split", "test"]);
     assert!(output.status.success(), "{}", stderr(&output));
