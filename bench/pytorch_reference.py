@@ -43,11 +43,20 @@ except ImportError as error:
 NUM_CLASSES = 10
 LEARNING_RATE = 0.01
 
+def efficientnet_lite0(num_classes):
+    """The model code of the ImageNet checkpoints medkd loads (efficientnet-lite-pytorch), with
+    TensorFlow "SAME" padding computed per input as medkd does (image_size=None)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes, image_size=None)
+
+
 ARCHS = {
     "resnet18": torchvision.models.resnet18,
     "resnet50": torchvision.models.resnet50,
     "mobilenet_v2": torchvision.models.mobilenet_v2,
     "densenet121": torchvision.models.densenet121,
+    "efficientnet_lite0": efficientnet_lite0,
 }
 
 # name -> (architecture, mode, batch, image side): WORKLOADS in crates/medkd/src/bench.rs, same
@@ -64,6 +73,9 @@ MODEL_WORKLOADS = {
     "resnet50_train_64": ("resnet50", "train", 32, 64),
     "resnet50_train_224": ("resnet50", "train", 32, 224),
     "densenet121_train_64": ("densenet121", "train", 32, 64),
+    "efficientnet_lite0_train_96": ("efficientnet_lite0", "train", 32, 96),
+    "efficientnet_lite0_train_224": ("efficientnet_lite0", "train", 8, 224),
+    "efficientnet_lite0_infer_224": ("efficientnet_lite0", "infer", 32, 224),
 }
 
 # name -> (crop side, images): one pass of the HAM10000 training pipeline over the first images

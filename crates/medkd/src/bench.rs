@@ -90,6 +90,11 @@ const WORKLOADS: &[Workload] = &[
     model("resnet50_train_224", Arch::ResNet50, Mode::Train, 32, 224),
     // RoS-KD's second teacher (configs/roskd/ham10000_resnet18_64.toml).
     model("densenet121_train_64", Arch::DenseNet121, Mode::Train, 32, 64),
+    // The pretrained student of configs/ham10000/efficientnet_lite0_pretrained.toml (96 px; its
+    // recipe trains at batch 64) and at ImageNet's size.
+    model("efficientnet_lite0_train_96", Arch::EfficientNetLite0, Mode::Train, 32, 96),
+    model("efficientnet_lite0_train_224", Arch::EfficientNetLite0, Mode::Train, 8, 224),
+    model("efficientnet_lite0_infer_224", Arch::EfficientNetLite0, Mode::Infer, 32, 224),
     Workload { name: "loader_224", kind: Kind::Loader { side: 224, images: 512 } },
     // The whole set (5,984 images in ../shared/data/ham10000): run alone under a memory sampler for
     // the peak RSS of streaming it (issue #5).
