@@ -66,15 +66,49 @@ pub fn calibrate(
     }))
 }
 
+/// Test-time augmentation: the model's logits averaged over flipped copies of each image, then
+/// made probabilities (averaging logits keeps a fitted temperature meaningful).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tta {
+    #[default]
+    None,
+    /// The image and its left-right mirror.
+    Hflip,
+    /// The image mirrored left-right, top-bottom and both: 4 views (dermoscopy has no up).
+    Flips,
+}
+
+impl Tta {
+    pub const NAMES: [&'static str; 3] = ["none", "hflip", "flips"];
+
+    pub fn parse(name: &str) -> Option<Tta> {
+        [Tta::None, Tta::Hflip, Tta::Flips].into_iter().zip(Self::NAMES).find(|(_, n)| *n == name).map(|(tta, _)| tta)
+    }
+
+    /// Each view as (flipped top-bottom, flipped left-right).
+    fn views(self) -> &'static [(bool, bool)] {
+        match self {
+            Tta::None => &[(false, false)],
+            Tta::Hflip => &[(false, false), (false, true)],
+            Tta::Flips => &[(false, false), (false, true), (true, false), (true, true)],
+        }
+    }
+}
+
 /// Runs the model in eval mode (running BatchNorm statistics, no autodiff) over a loader.
 pub fn predict(model: &Model, loader: &Loader, info: &DatasetInfo, device: &Device) -> Result<Predictions, TrainError> {
+    predict_tta(model, loader, info, device, Tta::None)
+}
+
+/// [`predict`] with test-time augmentation.
+pub fn predict_tta(model: &Model, loader: &Loader, info: &DatasetInfo, device: &Device, tta: Tta) -> Result<Predictions, TrainError> {
     let model = model.valid();
     let device = device.clone().without_autodiff();
     let mut predictions = Predictions::empty(info);
     for batch in loader.epoch(0) {
         let batch = batch?;
         let images = batch_tensor(&batch.images, batch.shape, &device);
-        predictions.probs.extend(probabilities(&model, images, info));
+        predictions.probs.extend(probabilities(&model, images, info, tta));
         predictions.ids.extend(batch.indices.iter().map(|&i| loader.dataset().id(i)));
         predictions.targets.extend(batch.targets);
     }
@@ -92,6 +126,7 @@ pub fn predict_files(
     device: &Device,
     batch_size: usize,
     input_hw: [usize; 2],
+    tta: Tta,
 ) -> Result<Predictions, TrainError> {
     let model = model.valid();
     let device = device.clone().without_autodiff();
@@ -114,7 +149,7 @@ pub fn predict_files(
         }
         let [h, w] = input_hw;
         let images = batch_tensor(&pixels, [chunk.len(), channels, h, w], &device);
-        predictions.probs.extend(probabilities(&model, images, info));
+        predictions.probs.extend(probabilities(&model, images, info, tta));
         predictions.ids.extend(chunk.iter().map(|p| p.file_stem().unwrap_or_default().to_string_lossy().into_owned()));
     }
     Ok(predictions)
@@ -126,8 +161,16 @@ impl Predictions {
     }
 }
 
-fn probabilities(model: &Model, images: Tensor<4>, info: &DatasetInfo) -> Vec<f32> {
-    probabilities_of(model.logits(images), info)
+fn probabilities(model: &Model, images: Tensor<4>, info: &DatasetInfo, tta: Tta) -> Vec<f32> {
+    let views = tta.views();
+    let view = |&(vertical, horizontal): &(bool, bool)| match (vertical, horizontal) {
+        (false, false) => images.clone(),
+        (false, true) => images.clone().flip([3]),
+        (true, false) => images.clone().flip([2]),
+        (true, true) => images.clone().flip([2, 3]),
+    };
+    let logits = views.iter().map(|v| model.logits(view(v))).reduce(|a, b| a + b).expect("every TTA has the identity view");
+    probabilities_of(if views.len() == 1 { logits } else { logits / views.len() as f32 }, info)
 }
 
 /// Softmax over classes, or a sigmoid per label for multi-label tasks.
@@ -267,5 +310,35 @@ impl Evaluation {
             Some(shots) => format!("{table}\n{shots}"),
             None => table,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+    use medkd_models::{Arch, ModelSpec};
+
+    /// TTA averages the logits of the flipped views before the softmax; a view that a flip does
+    /// not change (a left-right symmetric image) changes nothing.
+    #[test]
+    fn tta_averages_the_logits_of_flipped_views() {
+        let device = Device::flex();
+        device.seed(3);
+        let spec = ModelSpec { small_input: true, ..ModelSpec::new(Arch::ResNet18, 3) };
+        let model = Model::new(&spec, &device).unwrap();
+        let info =
+            DatasetInfo { name: "t".into(), task: Task::MultiClass, class_names: vec!["a".into(), "b".into(), "c".into()], channels: 3 };
+        let x = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        let logits = [x.clone(), x.clone().flip([3]), x.clone().flip([2]), x.clone().flip([2, 3])].map(|v| model.logits(v));
+        let expected = |n: usize| probabilities_of(logits[..n].iter().cloned().reduce(|a, b| a + b).unwrap() / n as f32, &info);
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-6);
+        assert!(close(&probabilities(&model, x.clone(), &info, Tta::Hflip), &expected(2)));
+        assert!(close(&probabilities(&model, x.clone(), &info, Tta::Flips), &expected(4)));
+        assert!(!close(&probabilities(&model, x.clone(), &info, Tta::Hflip), &probabilities(&model, x.clone(), &info, Tta::None)));
+        let symmetric = x.clone() + x.flip([3]);
+        assert!(close(&probabilities(&model, symmetric.clone(), &info, Tta::Hflip), &probabilities(&model, symmetric, &info, Tta::None)));
+        assert_eq!(Tta::NAMES.map(|name| Tta::parse(name).unwrap()), [Tta::None, Tta::Hflip, Tta::Flips]);
+        assert_eq!(Tta::parse("vflip"), None);
     }
 }

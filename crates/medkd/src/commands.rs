@@ -5,7 +5,7 @@ use medkd_data::{Size, TransformSpec, build_pipelines};
 use medkd_eval::Metric;
 use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
-use medkd_train::evaluate::{self, Predictions, evaluate, predict_files};
+use medkd_train::evaluate::{self, Predictions, Tta, evaluate, predict_files};
 use medkd_train::pretrained;
 use medkd_train::stages::{Plan, PlanKind};
 use medkd_train::{Prepared, RunConfig, RunDir, RunSetup, Summary, parse_split};
@@ -122,16 +122,16 @@ fn calibrated(predictions: Predictions, run: &RunDir, setup: &RunSetup) -> Predi
     }
 }
 
-fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str) -> Result<Predictions> {
+fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str, tta: Tta) -> Result<Predictions> {
     let model = setup.load_best(run)?;
     let dataset = setup.split(parse_split(split)?);
-    let predictions = evaluate::predict(&model, &setup.eval_loader(config, dataset)?, &setup.info, &setup.device)?;
+    let predictions = evaluate::predict_tta(&model, &setup.eval_loader(config, dataset)?, &setup.info, &setup.device, tta)?;
     Ok(calibrated(predictions, run, setup))
 }
 
-pub fn eval(run_path: &Path, split: &str) -> Result<()> {
+pub fn eval(run_path: &Path, split: &str, tta: Tta) -> Result<()> {
     let (config, run, setup) = open_run(run_path)?;
-    let evaluation = evaluate(&split_predictions(&config, &run, &setup, split)?, &setup.info, &setup.shot_groups)?;
+    let evaluation = evaluate(&split_predictions(&config, &run, &setup, split, tta)?, &setup.info, &setup.shot_groups)?;
     println!("{split} split, best checkpoint of {}:", run_path.display());
     println!("{}", evaluation.table());
     Ok(())
@@ -162,10 +162,10 @@ pub fn calibrate(run_path: &Path) -> Result<()> {
 
 /// `resize`: image files are first resized to the training input size (as a `resize` op put
 /// before the eval transforms), for images of another size.
-pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathBuf], resize: bool) -> Result<()> {
+pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathBuf], resize: bool, tta: Tta) -> Result<()> {
     let (config, run, setup) = open_run(run_path)?;
     let predictions = match split {
-        Some(split) => split_predictions(&config, &run, &setup, split)?,
+        Some(split) => split_predictions(&config, &run, &setup, split, tta)?,
         None => {
             let model = setup.load_best(&run)?;
             let pipeline = if resize {
@@ -177,7 +177,7 @@ pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathB
                 setup.eval_pipeline.clone()
             };
             let predictions =
-                predict_files(&model, &pipeline, images, &setup.info, &setup.device, config.train.eval_batch_size, setup.input_hw)?;
+                predict_files(&model, &pipeline, images, &setup.info, &setup.device, config.train.eval_batch_size, setup.input_hw, tta)?;
             calibrated(predictions, &run, &setup)
         }
     };

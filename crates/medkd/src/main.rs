@@ -10,6 +10,7 @@ use commands::Mode;
 use medkd_models::{Arch, ModelSpec};
 use medkd_train::attack::{AttackKind, AttackOptions};
 use medkd_train::config::DeviceChoice;
+use medkd_train::evaluate::Tta;
 use medkd_train::stages::PlanKind;
 
 #[derive(Parser)]
@@ -38,6 +39,11 @@ enum Command {
         run: PathBuf,
         #[arg(long, default_value = "test", value_parser = ["train", "val", "test"])]
         split: String,
+        /// Test-time augmentation: average the logits over flipped copies of each image (`hflip`:
+        /// left-right; `flips`: also top-bottom and both, for images with no up such as
+        /// dermoscopy).
+        #[arg(long, default_value = "none", value_parser = parse_tta)]
+        tta: Tta,
     },
     /// Fit the temperature of a finished run's best checkpoint on its val split (temperature
     /// scaling) and write it into summary.json; training does this itself since it exists.
@@ -61,6 +67,11 @@ enum Command {
         /// (without it, an image that does not come out at that size is an error).
         #[arg(long, conflicts_with = "split")]
         resize: bool,
+        /// Test-time augmentation: average the logits over flipped copies of each image (`hflip`:
+        /// left-right; `flips`: also top-bottom and both, for images with no up such as
+        /// dermoscopy).
+        #[arg(long, default_value = "none", value_parser = parse_tta)]
+        tta: Tta,
     },
     /// Datasets: download MedMNIST files with checksum verification.
     Data {
@@ -256,6 +267,10 @@ fn parse_device(text: &str) -> Result<DeviceChoice, String> {
         .map_err(|_| format!("expected flex, libtorch, cuda or wgpu, got '{text}'"))
 }
 
+fn parse_tta(text: &str) -> Result<Tta, String> {
+    Tta::parse(text).ok_or_else(|| format!("expected one of {}, got '{text}'", Tta::NAMES.join(", ")))
+}
+
 fn parse_eps(text: &str) -> Result<f64, String> {
     let value = match text.trim().split_once('/') {
         Some((a, b)) => a.trim().parse::<f64>().ok().zip(b.trim().parse::<f64>().ok()).map(|(a, b)| a / b),
@@ -285,9 +300,9 @@ fn main() {
         Command::Distill(args) => args.run(Mode::Distill),
         Command::Roskd(args) => args.plan(PlanKind::RosKd),
         Command::Rskd(args) => args.plan(PlanKind::Rskd),
-        Command::Eval { run, split } => commands::eval(&run, &split),
+        Command::Eval { run, split, tta } => commands::eval(&run, &split, tta),
         Command::Calibrate { run } => commands::calibrate(&run),
-        Command::Predict { run, out, split, images, resize } => commands::predict(&run, &out, split.as_deref(), &images, resize),
+        Command::Predict { run, out, split, images, resize, tta } => commands::predict(&run, &out, split.as_deref(), &images, resize, tta),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())
         }
