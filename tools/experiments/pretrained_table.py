@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The pretrained-against-scratch table of BENCHMARKS.md (issue #33) from the kept runs of
 tools/experiments/pretrained.sh: per row, the test metrics' mean ± sample std (ddof = 1) over
-the seeds, the ECE after temperature scaling, the temperature, the time per epoch, then the
-paired difference pretrained − scratch per seed.
+the seeds, the ECE after temperature scaling, the temperature, the range of wall seconds per
+epoch (a range: the runs shared the cores with varying other work), then the paired difference
+pretrained − scratch per seed.
 
     python3 tools/experiments/pretrained_table.py [RESULTS]      (default results/pretrained)
 """
@@ -24,7 +25,9 @@ COLUMNS = [
 ]
 
 
-def cell(values, digits=3):
+def cell(values, digits=3, spread=True):
+    if len(values) > 1 and not spread:
+        return f"{min(values):.0f}-{max(values):.0f}"
     if len(values) > 1:
         return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
     return f"{values[0]:.{digits}f} (1 seed)" if values else "–"
@@ -45,7 +48,7 @@ def main():
     for row in ROWS:
         kept = [seed for seed in seeds if (row, seed) in runs]
         if kept:
-            cells = [cell([get(runs[row, s]) for s in kept], 1 if name == "s / epoch" else 3) for name, get in COLUMNS]
+            cells = [cell([get(runs[row, s]) for s in kept], spread=name != "s / epoch") for name, get in COLUMNS]
             print(f"| {row} | {','.join(map(str, kept))} | " + " | ".join(cells) + " |")
     both = [s for s in seeds if ("pretrained", s) in runs and ("scratch", s) in runs]
     if both:
