@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::averaging::WeightAverage;
 use crate::checkpoint::{TrainState, best_weights, has_finished_epoch, load_last, method_state_for, save_best, save_last};
 use crate::config::{FinetuneConfig, RunConfig};
-use crate::evaluate::{Evaluation, Report, calibrate};
+use crate::evaluate::{Evaluation, calibrate};
 use crate::method::{Method, StepAt};
 use crate::optim::build_optimizer;
 use crate::run_dir::RunDir;
@@ -246,9 +246,9 @@ pub fn fit<M: Method>(
     let test_loader = setup.eval_loader(config, setup.splits.test.clone())?;
     let test = method.evaluate(&best_model, &test_loader, setup)?;
     let val = method.evaluate(&best_model, &val_loader, setup)?;
-    // Box methods score boxes: their models have no class probabilities to calibrate.
-    let calibration = match val.report {
-        Report::SingleLabel(_) => calibrate(&best_model, &val_loader, &test_loader, &setup.info, &setup.device)?,
+    // Single-label evaluations keep what they scored; other targets have nothing to calibrate.
+    let calibration = match (&val.scored, &test.scored) {
+        (Some(val), Some(test)) => Some(calibrate(val, test, &setup.info)?),
         _ => None,
     };
     let summary = Summary {

@@ -28,42 +28,21 @@ impl Predictions {
     }
 }
 
-/// Fits the temperature of `model` on `val` and measures it on `test`; `None` for tasks other
-/// than single-label classification.
-pub fn calibrate(
-    model: &Model,
-    val: &Loader,
-    test: &Loader,
-    info: &DatasetInfo,
-    device: &Device,
-) -> Result<Option<Calibration>, TrainError> {
-    if matches!(info.task, Task::MultiLabel | Task::Localization) {
-        return Ok(None);
-    }
-    let class_of = |predictions: &Predictions| -> Result<Vec<usize>, TrainError> {
-        (predictions.targets.iter().enumerate())
-            .map(|(i, t)| match t {
-                Target::Class(c) => Ok(*c),
-                other => Err(not_scorable(predictions, i, other, "a class label")),
-            })
-            .collect()
+/// Fits the temperature on what `val` scored and measures it on `test` (single-label
+/// evaluations of the same model).
+pub fn calibrate(val: &Scored, test: &Scored, info: &DatasetInfo) -> Result<Calibration, TrainError> {
+    let k = info.class_names.len();
+    let temperature = medkd_eval::fit_temperature(&val.probs, k, &val.labels);
+    let ece = |probs: &[f32]| -> Result<f64, TrainError> {
+        Ok(medkd_eval::evaluate_single_label(probs, k, &test.labels, &info.class_names)?.ece)
     };
-    let (val, test) = (predict(model, val, info, device)?, predict(model, test, info, device)?);
-    let (val_labels, test_labels) = (class_of(&val)?, class_of(&test)?);
-    let k = val.num_classes;
-    let temperature = medkd_eval::fit_temperature(&val.probs, k, &val_labels);
-    let ece = |predictions: &Predictions, labels: &[usize]| -> Result<f64, TrainError> {
-        Ok(medkd_eval::evaluate_single_label(&predictions.probs, k, labels, &info.class_names)?.ece)
-    };
-    let test_ece_before = ece(&test, &test_labels)?;
-    let scaled = test.with_temperature(info, temperature);
-    Ok(Some(Calibration {
+    Ok(Calibration {
         temperature,
-        val_nll_before: medkd_eval::temperature_nll(&val.probs, k, &val_labels, 1.0),
-        val_nll_after: medkd_eval::temperature_nll(&val.probs, k, &val_labels, temperature),
-        test_ece_before,
-        test_ece_after: ece(&scaled, &test_labels)?,
-    }))
+        val_nll_before: medkd_eval::temperature_nll(&val.probs, k, &val.labels, 1.0),
+        val_nll_after: medkd_eval::temperature_nll(&val.probs, k, &val.labels, temperature),
+        test_ece_before: ece(&test.probs)?,
+        test_ece_after: ece(&medkd_eval::scale_temperature(&test.probs, k, temperature))?,
+    })
 }
 
 /// Test-time augmentation: the model's logits averaged over flipped copies of each image, then
@@ -200,6 +179,14 @@ pub struct Evaluation {
     pub loss: f64,
     /// Many / medium / few-shot recall and accuracy (classifiers).
     pub shots: Option<ShotReport>,
+    /// What a single-label evaluation scored, kept for temperature scaling ([`calibrate`]).
+    pub scored: Option<Scored>,
+}
+
+/// The probabilities (rows of one per class) and true classes of a single-label evaluation.
+pub struct Scored {
+    pub probs: Vec<f32>,
+    pub labels: Vec<usize>,
 }
 
 /// Scores class predictions; `shots` groups the classes by training counts.
@@ -224,7 +211,7 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo, shots: &ShotGroup
                 .sum::<f64>()
                 / (n * k).max(1) as f64;
             let report = medkd_eval::evaluate_multi_label(&predictions.probs, k, &multi_hot, &info.class_names)?;
-            Ok(Evaluation { shots: Some(shots.report(&report.per_label)), report: Report::MultiLabel(report), loss })
+            Ok(Evaluation { shots: Some(shots.report(&report.per_label)), report: Report::MultiLabel(report), loss, scored: None })
         }
         _ => {
             let labels = (predictions.targets.iter().enumerate())
@@ -235,7 +222,8 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo, shots: &ShotGroup
                 .collect::<Result<Vec<_>, _>>()?;
             let loss = labels.iter().enumerate().map(|(i, &y)| -clamp(predictions.probs[i * k + y]).ln()).sum::<f64>() / n.max(1) as f64;
             let report = medkd_eval::evaluate_single_label(&predictions.probs, k, &labels, &info.class_names)?;
-            Ok(Evaluation { shots: Some(shots.report(&report.per_class)), report: Report::SingleLabel(report), loss })
+            let scored = Some(Scored { probs: predictions.probs.clone(), labels });
+            Ok(Evaluation { shots: Some(shots.report(&report.per_class)), report: Report::SingleLabel(report), loss, scored })
         }
     }
 }
@@ -249,7 +237,7 @@ pub fn evaluate_box_predictions(predicted: &[[f32; 4]], targets: &[Target], loss
             other => Err(TrainError::Input(format!("cannot score sample {i}: box metrics need a box target, it has {other:?}"))),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Evaluation { report: Report::Boxes(medkd_eval::evaluate_boxes(predicted, &truth)?), loss, shots: None })
+    Ok(Evaluation { report: Report::Boxes(medkd_eval::evaluate_boxes(predicted, &truth)?), loss, shots: None, scored: None })
 }
 
 /// Classification metrics need every sample's label of the task's kind; an unlabelled sample or

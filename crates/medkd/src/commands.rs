@@ -143,10 +143,15 @@ pub fn calibrate(run_path: &Path) -> Result<()> {
     let (config, run, setup) = open_run(run_path)?;
     let mut summary = Summary::read(&run.summary_path())?;
     let model = setup.load_best(&run)?;
-    let loader = |split: &str| setup.eval_loader(&config, setup.split(parse_split(split).expect("a known split")));
-    let Some(calibration) = evaluate::calibrate(&model, &loader("val")?, &loader("test")?, &setup.info, &setup.device)? else {
+    // The model's own probabilities, not those at a temperature fitted before.
+    let scored = |split: &str| -> Result<Option<evaluate::Scored>> {
+        let loader = setup.eval_loader(&config, setup.split(parse_split(split)?))?;
+        Ok(evaluate(&evaluate::predict(&model, &loader, &setup.info, &setup.device)?, &setup.info, &setup.shot_groups)?.scored)
+    };
+    let (Some(val), Some(test)) = (scored("val")?, scored("test")?) else {
         bail!("{}: temperature scaling applies to single-label classifiers; this run's task is {}", run_path.display(), setup.info.task);
     };
+    let calibration = evaluate::calibrate(&val, &test, &setup.info)?;
     println!(
         "temperature {:.4}: val NLL {:.4} -> {:.4}, test ECE {:.4} -> {:.4}",
         calibration.temperature,
