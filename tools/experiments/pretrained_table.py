@@ -12,7 +12,7 @@ import pathlib
 import statistics
 import sys
 
-ROWS = ["pretrained", "scratch"]
+ROWS = ["pretrained", "pretrained_x0.1", "scratch"]
 COLUMNS = [
     ("balanced acc", lambda s: s["test"]["balanced_acc"]),
     ("macro AUC", lambda s: s["test"]["auc"]),

@@ -4,38 +4,54 @@
 /// Number of equal-width confidence bins used by the expected calibration error.
 pub const ECE_BINS: usize = 15;
 
-/// Expected calibration error of `(confidence, was_correct)` pairs: the sample-weighted mean
-/// over bins of |accuracy - mean confidence|.
+/// One equal-width confidence bin of a reliability diagram.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReliabilityBin {
+    /// The bin holds confidences in `(lower, upper]`.
+    pub lower: f64,
+    pub upper: f64,
+    pub count: u64,
+    /// Fraction of the bin's samples that were right (0 for an empty bin).
+    pub accuracy: f64,
+    /// Mean confidence of the bin's samples (0 for an empty bin).
+    pub confidence: f64,
+}
+
+/// The [`ECE_BINS`] bins of `(confidence, was_correct)` pairs, for a reliability diagram.
 ///
 /// Bin `b` holds confidences in `(b/15, (b+1)/15]`; the first bin also holds 0 (and anything
 /// below), the last anything above 1.
-pub(crate) fn expected_calibration_error(samples: impl IntoIterator<Item = (f32, bool)>) -> f64 {
-    #[derive(Clone, Copy, Default)]
-    struct Bin {
-        count: u64,
-        correct: u64,
-        confidence_sum: f64,
-    }
-    let mut bins = [Bin::default(); ECE_BINS];
-    let mut total = 0u64;
-    for (confidence, correct) in samples {
+pub fn reliability_bins(samples: impl IntoIterator<Item = (f32, bool)>) -> Vec<ReliabilityBin> {
+    let (mut counts, mut correct, mut sums) = ([0u64; ECE_BINS], [0u64; ECE_BINS], [0f64; ECE_BINS]);
+    for (confidence, right) in samples {
         let confidence = f64::from(confidence);
         // Compare against each upper edge b/15 instead of using ceil(15 * c), so values on an
         // edge land in the same bin as in the numpy reference.
         let b = (0..ECE_BINS).find(|&b| confidence <= (b + 1) as f64 / ECE_BINS as f64).unwrap_or(ECE_BINS - 1);
-        bins[b].count += 1;
-        bins[b].correct += u64::from(correct);
-        bins[b].confidence_sum += confidence;
-        total += 1;
+        counts[b] += 1;
+        correct[b] += u64::from(right);
+        sums[b] += confidence;
     }
-    bins.iter()
-        .filter(|bin| bin.count > 0)
-        .map(|bin| {
-            let count = bin.count as f64;
-            let gap = bin.correct as f64 / count - bin.confidence_sum / count;
-            count / total as f64 * gap.abs()
+    (0..ECE_BINS)
+        .map(|b| {
+            let n = counts[b].max(1) as f64;
+            ReliabilityBin {
+                lower: b as f64 / ECE_BINS as f64,
+                upper: (b + 1) as f64 / ECE_BINS as f64,
+                count: counts[b],
+                accuracy: correct[b] as f64 / n,
+                confidence: sums[b] / n,
+            }
         })
-        .sum()
+        .collect()
+}
+
+/// Expected calibration error of `(confidence, was_correct)` pairs: the sample-weighted mean
+/// over [`reliability_bins`] of |accuracy - mean confidence|.
+pub fn expected_calibration_error(samples: impl IntoIterator<Item = (f32, bool)>) -> f64 {
+    let bins = reliability_bins(samples);
+    let total = bins.iter().map(|bin| bin.count).sum::<u64>().max(1) as f64;
+    bins.iter().map(|bin| bin.count as f64 / total * (bin.accuracy - bin.confidence).abs()).sum()
 }
 
 /// The temperatures [`fit_temperature`] searches: wide enough for any sensible network, and

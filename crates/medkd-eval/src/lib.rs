@@ -1,6 +1,7 @@
 //! Metrics for medkd: accuracy, balanced accuracy, F1, ROC-AUC and calibration error for
 //! single-label and multi-label classifiers, many/medium/few-shot groups of long-tailed
-//! label sets, and IoU metrics for one box per image.
+//! label sets, IoU metrics for one box per image, and the curves a report draws (ROC,
+//! precision-recall, reliability).
 //!
 //! Pure Rust with no burn dependency, so it compiles fast and can be checked against
 //! scikit-learn (see `tools/golden/metrics_golden.py` and `tests/golden.rs`).
@@ -10,6 +11,7 @@ mod auc;
 mod boxes;
 mod calibration;
 mod confusion;
+mod curves;
 mod error;
 mod input;
 mod metric;
@@ -21,7 +23,11 @@ mod table;
 
 pub use activation::{sigmoid, softmax_rows};
 pub use boxes::{BoxReport, box_iou, evaluate_boxes};
-pub use calibration::{ECE_BINS, TEMPERATURE_RANGE, fit_temperature, scale_temperature, temperature_nll};
+pub use calibration::{
+    ECE_BINS, ReliabilityBin, TEMPERATURE_RANGE, expected_calibration_error, fit_temperature, reliability_bins, scale_temperature,
+    temperature_nll,
+};
+pub use curves::{PrCurve, RocCurve, average_precision, precision_recall_curve, roc_curve};
 pub use error::EvalError;
 pub use metric::{Metric, higher_is_better};
 pub use multi_label::{MULTI_LABEL_THRESHOLD, MultiLabelReport, evaluate_multi_label};

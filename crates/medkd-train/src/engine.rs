@@ -251,6 +251,11 @@ pub fn fit<M: Method>(
         (Some(val), Some(test)) => Some(calibrate(val, test, &setup.info)?),
         _ => None,
     };
+    for (split, evaluation) in [("val", &val), ("test", &test)] {
+        if let Some(scored) = &evaluation.scored {
+            scored.write_csv(&run.predictions_path(split), &setup.info.class_names)?;
+        }
+    }
     let summary = Summary {
         dataset: setup.info.name.clone(),
         class_names: setup.info.class_names.clone(),

@@ -1,7 +1,7 @@
 //! Inference over a split and the metrics report built from it.
 
 use burn::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::TrainError;
 use crate::summary::{Calibration, SplitMetrics};
@@ -185,8 +185,46 @@ pub struct Evaluation {
 
 /// The probabilities (rows of one per class) and true classes of a single-label evaluation.
 pub struct Scored {
+    pub ids: Vec<String>,
     pub probs: Vec<f32>,
     pub labels: Vec<usize>,
+}
+
+impl Scored {
+    /// `image,label,<class 1>,...`: each sample's id, true class and probabilities (the run
+    /// folder's `predictions/<split>.csv`, which `medkd report` draws its curves from).
+    pub fn write_csv(&self, path: &Path, class_names: &[String]) -> Result<(), TrainError> {
+        let labels: Vec<&str> = self.labels.iter().map(|&c| class_names[c].as_str()).collect();
+        write_probabilities(path, class_names, &self.ids, &self.probs, Some(&labels))
+    }
+}
+
+/// Writes `image,[label,]<class 1>,<class 2>,...` rows: without labels, the ISIC challenge
+/// submission layout. The file is written whole to a temporary name first.
+pub fn write_probabilities(
+    path: &Path,
+    class_names: &[String],
+    ids: &[String],
+    probs: &[f32],
+    labels: Option<&[&str]>,
+) -> Result<(), TrainError> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["image"];
+    header.extend(labels.map(|_| "label"));
+    header.extend(class_names.iter().map(String::as_str));
+    let csv_error = |e: csv::Error| TrainError::Input(format!("{}: {e}", path.display()));
+    writer.write_record(&header).map_err(csv_error)?;
+    for (row, (id, p)) in ids.iter().zip(probs.chunks_exact(class_names.len())).enumerate() {
+        let mut record = vec![id.clone()];
+        record.extend(labels.map(|labels| labels[row].to_string()));
+        record.extend(p.iter().map(|p| p.to_string()));
+        writer.write_record(&record).map_err(csv_error)?;
+    }
+    let bytes = writer.into_inner().map_err(|e| TrainError::Input(format!("{}: {e}", path.display())))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
+    }
+    crate::run_dir::write_atomic(path, &bytes)
 }
 
 /// Scores class predictions; `shots` groups the classes by training counts.
@@ -222,7 +260,7 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo, shots: &ShotGroup
                 .collect::<Result<Vec<_>, _>>()?;
             let loss = labels.iter().enumerate().map(|(i, &y)| -clamp(predictions.probs[i * k + y]).ln()).sum::<f64>() / n.max(1) as f64;
             let report = medkd_eval::evaluate_single_label(&predictions.probs, k, &labels, &info.class_names)?;
-            let scored = Some(Scored { probs: predictions.probs.clone(), labels });
+            let scored = Some(Scored { ids: predictions.ids.clone(), probs: predictions.probs.clone(), labels });
             Ok(Evaluation { shots: Some(shots.report(&report.per_class)), report: Report::SingleLabel(report), loss, scored })
         }
     }

@@ -96,6 +96,11 @@ impl RunDir {
     pub fn summary_path(&self) -> PathBuf {
         self.root.join("summary.json")
     }
+    /// `predictions/<split>.csv`: the best checkpoint's probabilities and true classes
+    /// ([`crate::evaluate::Scored::write_csv`]).
+    pub fn predictions_path(&self, split: &str) -> PathBuf {
+        self.root.join("predictions").join(format!("{split}.csv"))
+    }
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.root.join("checkpoints")
     }

@@ -77,6 +77,7 @@ fn plan_report(kind: PlanKind, report: &serde_json::Value, out: &Path) -> Result
         );
     }
     println!("report: {}", out.join(format!("{}.json", kind.table())).display());
+    write_report_after_training(out);
     Ok(())
 }
 
@@ -85,7 +86,44 @@ fn report(outcome: medkd_train::Outcome, run_path: &Path) -> Result<()> {
     println!("test split, best checkpoint (epoch {best} of {}):", outcome.summary.epochs_run);
     println!("{}", outcome.test.table());
     println!("summary: {}", run_path.join("summary.json").display());
+    write_report_after_training(run_path);
     Ok(())
+}
+
+/// The end of a training command writes the HTML report too; a failure there leaves the
+/// finished run as it is and says how to make the report later.
+fn write_report_after_training(folder: &Path) {
+    if let Err(error) = html_report(folder) {
+        eprintln!(
+            "warning: the run is finished, but its report.html was not written: {error:#}\n(fix that, then run `medkd report {}`)",
+            folder.display()
+        );
+    }
+}
+
+/// Writes `report.html` into a run folder or a staged run's folder. A run made before medkd kept
+/// `predictions/test.csv` gets it first from its best checkpoint, where the checkpoint is there.
+pub fn html_report(folder: &Path) -> Result<()> {
+    for run_path in medkd_report::run_folders(folder) {
+        let has_checkpoint = run_path.join("checkpoints").join("best.json").is_file();
+        if has_checkpoint && run_path.join("summary.json").is_file() && !run_path.join("predictions").join("test.csv").is_file() {
+            let (config, run, setup) = open_run(&run_path)?;
+            let model = setup.load_best(&run)?;
+            if let Some(scored) = scored_split(&config, &setup, &model, "test")? {
+                scored.write_csv(&run.predictions_path("test"), &setup.info.class_names)?;
+                eprintln!("scored the test split with the best checkpoint: {}", run.predictions_path("test").display());
+            }
+        }
+    }
+    println!("report: {}", medkd_report::write_report(folder)?.display());
+    Ok(())
+}
+
+/// What the model's own probabilities (no temperature) score on `split`, for single-label
+/// classifiers.
+fn scored_split(config: &RunConfig, setup: &RunSetup, model: &Model, split: &str) -> Result<Option<evaluate::Scored>> {
+    let loader = setup.eval_loader(config, setup.split(parse_split(split)?))?;
+    Ok(evaluate(&evaluate::predict(model, &loader, &setup.info, &setup.device)?, &setup.info, &setup.shot_groups)?.scored)
 }
 
 /// A finished run's config, folder and setup. Its data must still give the input size it was
@@ -144,11 +182,7 @@ pub fn calibrate(run_path: &Path) -> Result<()> {
     let mut summary = Summary::read(&run.summary_path())?;
     let model = setup.load_best(&run)?;
     // The model's own probabilities, not those at a temperature fitted before.
-    let scored = |split: &str| -> Result<Option<evaluate::Scored>> {
-        let loader = setup.eval_loader(&config, setup.split(parse_split(split)?))?;
-        Ok(evaluate(&evaluate::predict(&model, &loader, &setup.info, &setup.device)?, &setup.info, &setup.shot_groups)?.scored)
-    };
-    let (Some(val), Some(test)) = (scored("val")?, scored("test")?) else {
+    let (Some(val), Some(test)) = (scored_split(&config, &setup, &model, "val")?, scored_split(&config, &setup, &model, "test")?) else {
         bail!("{}: temperature scaling applies to single-label classifiers; this run's task is {}", run_path.display(), setup.info.task);
     };
     let calibration = evaluate::calibrate(&val, &test, &setup.info)?;
@@ -193,18 +227,7 @@ pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathB
 
 /// `image,<class 1>,<class 2>,...`: the ISIC challenge submission layout.
 fn write_predictions(predictions: &Predictions, class_names: &[String], out: &Path) -> Result<()> {
-    let mut writer = csv::Writer::from_path(out).with_context(|| format!("cannot write {}", out.display()))?;
-    let mut header = vec!["image".to_string()];
-    header.extend(class_names.iter().cloned());
-    writer.write_record(&header)?;
-    let k = predictions.num_classes;
-    for (row, id) in predictions.ids.iter().enumerate() {
-        let mut record = vec![id.clone()];
-        record.extend(predictions.probs[row * k..(row + 1) * k].iter().map(|p| p.to_string()));
-        writer.write_record(&record)?;
-    }
-    writer.flush().with_context(|| format!("cannot write {}", out.display()))?;
-    Ok(())
+    Ok(evaluate::write_probabilities(out, class_names, &predictions.ids, &predictions.probs, None)?)
 }
 
 pub fn download(name: &str, size: usize, dir: &Path, base_url: Option<&str>) -> Result<()> {

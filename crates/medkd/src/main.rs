@@ -45,6 +45,10 @@ enum Command {
         #[arg(long, default_value = "none", value_parser = parse_tta)]
         tta: Tta,
     },
+    /// Write RUN/report.html: training curves, ROC and precision-recall curves, confusion
+    /// matrix, reliability diagram, attack curves and a model card in one self-contained page
+    /// (training writes it itself at the end; a staged run gets a section per stage).
+    Report { run: PathBuf },
     /// Fit the temperature of a finished run's best checkpoint on its val split (temperature
     /// scaling) and write it into summary.json; training does this itself since it exists.
     Calibrate {
@@ -301,6 +305,7 @@ fn main() {
         Command::Roskd(args) => args.plan(PlanKind::RosKd),
         Command::Rskd(args) => args.plan(PlanKind::Rskd),
         Command::Eval { run, split, tta } => commands::eval(&run, &split, tta),
+        Command::Report { run } => commands::html_report(&run),
         Command::Calibrate { run } => commands::calibrate(&run),
         Command::Predict { run, out, split, images, resize, tta } => commands::predict(&run, &out, split.as_deref(), &images, resize, tta),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {

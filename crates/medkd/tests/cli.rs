@@ -105,6 +105,32 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
         assert!(machine["cpu_family"].is_string() && machine["cpu_model"].is_string(), "{machine}");
     }
     let test_auc = summary["test"]["auc"].as_f64().unwrap();
+    // The end of training keeps the kept weights' own probabilities per split (what the
+    // report's curves are drawn from; they score as summary.json) and writes report.html.
+    let kept = std::fs::read_to_string(run.join("predictions/test.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(kept.as_bytes());
+    assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), ["image", "label", "malignant", "normal, benign"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let class_names = ["malignant".to_string(), "normal, benign".to_string()];
+    let labels: Vec<usize> = rows.iter().map(|r| class_names.iter().position(|c| c == &r[1]).unwrap()).collect();
+    assert_eq!(labels, test_labels());
+    let probs: Vec<f32> = rows.iter().flat_map(|r| [r[2].parse::<f32>().unwrap(), r[3].parse::<f32>().unwrap()]).collect();
+    let kept_report = medkd_eval::evaluate_single_label(&probs, 2, &labels, &class_names).unwrap();
+    assert!(
+        (kept_report.auc.unwrap() - test_auc).abs() < 1e-9 && (kept_report.ece - summary["test"]["ece"].as_f64().unwrap()).abs() < 1e-9
+    );
+    assert!(run.join("predictions/val.csv").is_file());
+    assert!(std::fs::read_to_string(run.join("report.html")).unwrap().contains("data-plot=\"roc\""));
+    // `medkd report` on a run without the file (made before medkd kept it) scores the test split
+    // again from the best checkpoint: the same probabilities.
+    std::fs::remove_file(run.join("predictions/test.csv")).unwrap();
+    std::fs::remove_file(run.join("report.html")).unwrap();
+    let output = medkd(&["report", run.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(run.join("predictions/test.csv")).unwrap(), kept);
+    assert!(run.join("report.html").is_file());
+    let output = medkd(&["report", tmp.path().to_str().unwrap()]);
+    assert!(!output.status.success() && stderr(&output).contains("no summary.json"), "{}", stderr(&output));
     let losses: Vec<f64> = metrics.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["train_loss"].as_f64().unwrap()).collect();
     assert!(losses[2] < 0.8 * losses[0], "3 epochs lower the training loss: {losses:?}");
 
