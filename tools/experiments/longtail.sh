@@ -12,7 +12,7 @@
 # with <loss> (the student adds `subset_kd`): RSKD added to that long-tail method, compared with
 # the <loss> row. A finished row's small files are copied to results/longtail/<dataset>_s<seed>/<row>
 # by keep_run.py (RESULTS=DIR for another root); a kept row is not run again.
-# tools/experiments/longtail_table.py prints the tables from the kept files.
+# `medkd compare` prints the tables from the kept files (BENCHMARKS.md gives the command).
 set -euo pipefail
 dataset=$1 seed=$2
 shift 2

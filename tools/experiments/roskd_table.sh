@@ -13,7 +13,7 @@
 # no CSVs, which its seeds remake) are copied to results/roskd/<cell> by keep_run.py
 # (RESULTS=DIR for another root), which is committed: run folders are not sure to outlive a
 # session's machine, and the tables in BENCHMARKS.md are printed from results/ by
-# roskd_summary.py. A kept cell is not run again.
+# `medkd compare`. A kept cell is not run again.
 set -euo pipefail
 out=$1 seed=$2 noise=$3
 shift 3

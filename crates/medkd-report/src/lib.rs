@@ -1,13 +1,14 @@
-//! `medkd report`: one self-contained HTML page per run folder (no network, plots inline as
+//! `medkd report` and `medkd compare`. The report is one self-contained HTML page per run folder (no network, plots inline as
 //! SVG) with the training curves, the test split's ROC and precision-recall curves, confusion
 //! matrix, reliability diagram and per-class table, attack curves and a model card. A staged
 //! run (RoS-KD, relational subsets KD) gets one page with a section per stage.
 //!
 //! The numbers behind every plot are embedded in the page as JSON (`#medkd-data`), so tests
 //! check plots by their data: the curves against scikit-learn, the confusion counts against
-//! summary.json.
+//! summary.json. `compare` ([`compare`]) tables runs grouped over seeds.
 
 mod charts;
+pub mod compare;
 mod error;
 mod html;
 mod run_files;

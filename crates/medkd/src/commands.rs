@@ -119,6 +119,39 @@ pub fn html_report(folder: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `medkd compare`: the Markdown table on stdout, CSV and HTML where asked.
+#[allow(clippy::too_many_arguments)]
+pub fn compare(
+    runs: &[PathBuf],
+    by: Option<String>,
+    metrics: Vec<String>,
+    split: String,
+    mut pairs: Vec<(String, String)>,
+    baseline: Option<&str>,
+    csv: Option<&Path>,
+    html: Option<&Path>,
+) -> Result<()> {
+    use medkd_report::compare::{CompareOptions, compare};
+    if let Some(reference) = baseline {
+        // Rows are named by the runs; group once to learn them, then pair each with the baseline.
+        let rows = compare(runs, &CompareOptions { by: by.clone(), metrics: Vec::new(), split: split.clone(), pairs: Vec::new() })?.rows;
+        if !rows.iter().any(|r| r.name == reference) {
+            let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+            bail!("--baseline '{reference}' is not a row; rows: {}", names.join(", "));
+        }
+        pairs.extend(rows.iter().filter(|r| r.name != reference).map(|r| (r.name.clone(), reference.to_string())));
+    }
+    let comparison = compare(runs, &CompareOptions { by, metrics, split, pairs })?;
+    print!("{}", comparison.markdown());
+    for (path, text) in [(csv, comparison.csv()), (html, comparison.html())] {
+        if let Some(path) = path {
+            medkd_train::run_dir::write_atomic(path, text.as_bytes())?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
 /// What the model's own probabilities (no temperature) score on `split`, for single-label
 /// classifiers.
 fn scored_split(config: &RunConfig, setup: &RunSetup, model: &Model, split: &str) -> Result<Option<evaluate::Scored>> {

@@ -49,6 +49,37 @@ enum Command {
     /// matrix, reliability diagram, attack curves and a model card in one self-contained page
     /// (training writes it itself at the end; a staged run gets a section per stage).
     Report { run: PathBuf },
+    /// Table finished runs grouped into rows over seeds (mean ± std per metric) and paired
+    /// differences between rows with a paired t-test, as Markdown (and CSV, HTML).
+    Compare {
+        /// Run folders (a staged run's folder stands for its student).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Group by this config key (e.g. `model.arch`, `train.finetune.backbone_lr_scale`) or
+        /// by `dataset`, instead of the folder name without its `_s<seed>` suffix.
+        #[arg(long)]
+        by: Option<String>,
+        /// Comma-separated metrics: acc, balanced_acc, macro_f1, auc, ece, ece_at_t,
+        /// temperature, loss, many_recall, medium_recall, few_recall, mean_iou, acc_at_50,
+        /// acc_at_75, s_per_epoch; and accuracy under attack from the runs' attack reports,
+        /// fgsm@EPS or pgd@EPS (e.g. fgsm@2/255).
+        #[arg(long, value_delimiter = ',', default_values_t = medkd_report::compare::DEFAULT_METRICS.iter().map(|m| m.to_string()))]
+        metrics: Vec<String>,
+        #[arg(long, default_value = "test", value_parser = ["val", "test"])]
+        split: String,
+        /// Paired differences ROW − REFERENCE over their common seeds (repeatable).
+        #[arg(long = "pair", value_parser = parse_pair)]
+        pairs: Vec<(String, String)>,
+        /// Every other row against this one (as --pair ROW:REFERENCE for each row).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Also write the table as CSV (one line per row and metric, each seed's value).
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Also write the table as an HTML page.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
     /// Fit the temperature of a finished run's best checkpoint on its val split (temperature
     /// scaling) and write it into summary.json; training does this itself since it exists.
     Calibrate {
@@ -271,6 +302,14 @@ fn parse_device(text: &str) -> Result<DeviceChoice, String> {
         .map_err(|_| format!("expected flex, libtorch, cuda or wgpu, got '{text}'"))
 }
 
+/// `ROW:REFERENCE`.
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((row, reference)) if !row.is_empty() && !reference.is_empty() => Ok((row.to_string(), reference.to_string())),
+        _ => Err(format!("'{text}': expected ROW:REFERENCE, e.g. rskd_ce:ce")),
+    }
+}
+
 fn parse_tta(text: &str) -> Result<Tta, String> {
     Tta::parse(text).ok_or_else(|| format!("expected one of {}, got '{text}'", Tta::NAMES.join(", ")))
 }
@@ -306,6 +345,9 @@ fn main() {
         Command::Rskd(args) => args.plan(PlanKind::Rskd),
         Command::Eval { run, split, tta } => commands::eval(&run, &split, tta),
         Command::Report { run } => commands::html_report(&run),
+        Command::Compare { runs, by, metrics, split, pairs, baseline, csv, html } => {
+            commands::compare(&runs, by, metrics, split, pairs, baseline.as_deref(), csv.as_deref(), html.as_deref())
+        }
         Command::Calibrate { run } => commands::calibrate(&run),
         Command::Predict { run, out, split, images, resize, tta } => commands::predict(&run, &out, split.as_deref(), &images, resize, tta),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {

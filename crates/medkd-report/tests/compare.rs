@@ -1,0 +1,201 @@
+//! `medkd compare` against the results page: the multi-seed tables of BENCHMARKS.md come out of
+//! the kept run folders under results/ with the same numbers; the paired t-test's p-values
+//! against scipy (tools/golden/paired_t_golden.py); bad input refused naming the file.
+
+use std::path::{Path, PathBuf};
+
+use medkd_report::compare::{CompareOptions, Comparison, compare, header, paired_t_p_value};
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+const METRICS: [&str; 14] = [
+    "acc",
+    "balanced_acc",
+    "macro_f1",
+    "auc",
+    "ece",
+    "ece_at_t",
+    "temperature",
+    "loss",
+    "many_recall",
+    "medium_recall",
+    "few_recall",
+    "mean_iou",
+    "acc_at_50",
+    "acc_at_75",
+];
+
+/// The first Markdown table after `heading` in BENCHMARKS.md, and the one after it when
+/// `second`: rows of cells.
+fn page_table(heading: &str, second: bool) -> Vec<Vec<String>> {
+    let page = std::fs::read_to_string(repo().join("BENCHMARKS.md")).unwrap();
+    let start = page.find(heading).unwrap_or_else(|| panic!("BENCHMARKS.md has no '{heading}'"));
+    let lines: Vec<&str> = page[start..].lines().collect();
+    let mut tables: Vec<Vec<Vec<String>>> = Vec::new();
+    let mut in_table = false;
+    for line in lines {
+        if line.starts_with('|') {
+            if !in_table {
+                tables.push(Vec::new());
+                in_table = true;
+            }
+            if !line.starts_with("|---") {
+                let cells = line.trim().trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect();
+                tables.last_mut().unwrap().push(cells);
+            }
+        } else {
+            in_table = false;
+            if tables.len() == 2 {
+                break;
+            }
+        }
+    }
+    tables.swap_remove(usize::from(second))
+}
+
+/// Every cell of the page's table whose column compare knows equals compare's, row by row
+/// (compare's paired cells add `, p …`, which the page does not print).
+fn assert_same_numbers(page: &[Vec<String>], ours: &[Vec<String>]) -> usize {
+    assert_same_numbers_as(page, ours, 0, &|header| header.to_string(), &|label| Some(label.to_string()))
+}
+
+/// As [`assert_same_numbers`], for a page table whose rows are labelled in column `label_at`
+/// (`row_name` gives compare's row for a label, or `None` to skip the row) and whose headers
+/// `column_name` renames to compare's.
+fn assert_same_numbers_as(
+    page: &[Vec<String>],
+    ours: &[Vec<String>],
+    label_at: usize,
+    column_name: &dyn Fn(&str) -> String,
+    row_name: &dyn Fn(&str) -> Option<String>,
+) -> usize {
+    let columns: Vec<(usize, usize)> = (page[0].iter().enumerate())
+        .filter(|(i, _)| *i != label_at)
+        .filter_map(|(i, name)| Some((i, ours[0].iter().position(|h| *h == column_name(name))?)))
+        .collect();
+    assert!(columns.len() >= 3, "the page's columns {:?} against {:?}", page[0], ours[0]);
+    let mut checked = 0;
+    for row in &page[1..] {
+        let Some(name) = row_name(&row[label_at]) else { continue };
+        let ours_row = ours.iter().find(|r| r[0] == name).unwrap_or_else(|| panic!("compare has no row '{name}'"));
+        for &(i, j) in &columns {
+            let cell = ours_row[j].split(", p ").next().unwrap();
+            let cell = if ours_row[j].contains(", p ") { format!("{cell})") } else { cell.to_string() };
+            // The page marks the best cell of a column in bold.
+            assert_eq!(cell, row[i].trim_matches('*'), "row '{}', column '{}'", row[label_at], page[0][i]);
+            checked += 1;
+        }
+    }
+    checked
+}
+
+fn options(pairs: &[(&str, &str)]) -> CompareOptions {
+    CompareOptions {
+        by: None,
+        metrics: METRICS.iter().map(|m| m.to_string()).collect(),
+        split: "test".into(),
+        pairs: pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+    }
+}
+
+#[test]
+fn long_tail_tables_come_out_of_the_kept_runs() {
+    let ham = ["ce", "focal", "class_balanced", "balanced_softmax", "ldam_drw", "rskd_ce", "rskd_balanced_softmax"];
+    let retina = ["ce", "balanced_softmax", "rskd_ce", "rskd_balanced_softmax"];
+    for (dataset, rows, heading) in
+        [("ham10000", &ham[..], "### HAM10000, MobileNetV2 at 64 px"), ("retinamnist", &retina[..], "### RetinaMNIST, ResNet-18 at 28 px")]
+    {
+        let runs: Vec<PathBuf> =
+            rows.iter().flat_map(|row| (0..3).map(move |seed| repo().join(format!("results/longtail/{dataset}_s{seed}/{row}")))).collect();
+        let mut pairs: Vec<(&str, &str)> = rows[1..].iter().map(|row| (*row, "ce")).collect();
+        pairs.push(("rskd_balanced_softmax", "balanced_softmax"));
+        let comparison = compare(&runs, &options(&pairs)).unwrap();
+        let (table, paired) = comparison.tables();
+        let checked = assert_same_numbers(&page_table(heading, false), &table) + assert_same_numbers(&page_table(heading, true), &paired);
+        // Every row and pair on the page: its seeds and 7 metrics.
+        assert_eq!(checked, (rows.len() + pairs.len()) * 8, "{dataset}");
+    }
+}
+
+#[test]
+fn roskd_table_comes_out_of_the_kept_runs() {
+    let page = page_table("### HAM10000\n", false);
+    let rows = [("labels alone", "noisy_student"), ("single-teacher KD", "single_teacher_kd"), ("mean KD", "mean_kd"), ("RoS-KD", "roskd")];
+    let metrics = ["macro_f1", "auc", "acc", "fgsm@2/255", "fgsm@8/255", "pgd@2/255", "pgd@8/255"];
+    let mut checked = 0;
+    for (noise, folder) in [("40% sym", "sym40"), ("20% sym", "sym20"), ("0%", "sym0"), ("20% asym", "asym20")] {
+        let runs: Vec<PathBuf> = (rows.iter())
+            .flat_map(|(_, row)| (0..3).map(move |seed| repo().join(format!("results/roskd/roskd_ham_{folder}_s{seed}/{row}"))))
+            .collect();
+        let comparison =
+            compare(&runs, &CompareOptions { metrics: metrics.iter().map(|m| m.to_string()).collect(), ..options(&[]) }).unwrap();
+        let setting: Vec<Vec<String>> =
+            std::iter::once(page[0].clone()).chain(page[1..].iter().filter(|r| r[0] == noise).cloned()).collect();
+        let column = |header: &str| match header {
+            "AUC" => "macro AUC".to_string(),
+            "acc" => "accuracy".to_string(),
+            other => other.replace("PGD-10", "PGD"),
+        };
+        let row = |label: &str| rows.iter().find(|(l, _)| *l == label).map(|(_, r)| r.to_string());
+        checked += assert_same_numbers_as(&setting, &comparison.tables().0, 1, &column, &row);
+    }
+    // 4 settings × 4 students × 7 metrics (the noise column is no metric).
+    assert_eq!(checked, 4 * 4 * 7);
+}
+
+#[test]
+fn pretrained_table_comes_out_of_the_kept_runs() {
+    let runs: Vec<PathBuf> = std::fs::read_dir(repo().join("results/pretrained")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut runs = runs;
+    runs.sort();
+    let comparison = compare(&runs, &options(&[("pretrained", "scratch")])).unwrap();
+    let (table, paired) = comparison.tables();
+    let heading = "## Pretrained students";
+    assert!(assert_same_numbers(&page_table(heading, false), &table) > 0);
+    assert!(assert_same_numbers(&page_table(heading, true), &paired) > 0);
+}
+
+#[test]
+fn paired_t_test_matches_scipy() {
+    let golden: Value = serde_json::from_str(include_str!("golden/paired_t.json")).unwrap();
+    for case in golden["cases"].as_array().unwrap() {
+        let (a, b) = (case["a"].as_array().unwrap(), case["b"].as_array().unwrap());
+        let diffs: Vec<f64> = a.iter().zip(b).map(|(a, b)| a.as_f64().unwrap() - b.as_f64().unwrap()).collect();
+        let p = paired_t_p_value(&diffs).unwrap();
+        let expected = case["p_value"].as_f64().unwrap();
+        assert!((p - expected).abs() < 1e-9 * expected.max(1e-3), "p {p} vs scipy {expected}");
+    }
+}
+
+fn error(result: Result<Comparison, medkd_report::ReportError>) -> String {
+    match result {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_input_is_refused_naming_the_file() {
+    let ham = repo().join("results/longtail/ham10000_s0/ce");
+    let retina = repo().join("results/longtail/retinamnist_s0/ce");
+    let message = error(compare(&[ham.clone(), retina.clone()], &options(&[])));
+    assert!(message.contains("retinamnist_s0/ce/summary.json") && message.contains("--by"), "{message}");
+    // Grouped by what sets them apart, they compare.
+    let by_data = CompareOptions { by: Some("data.path".into()), ..options(&[]) };
+    assert_eq!(compare(&[ham.clone(), retina], &by_data).unwrap().rows.len(), 2);
+    let message = error(compare(&[ham.clone(), ham.clone()], &options(&[])));
+    assert!(message.contains("seed 0 of row 'ce' is also"), "{message}");
+    let message = error(compare(&[ham.clone()], &CompareOptions { by: Some("train.no_such_key".into()), ..options(&[]) }));
+    assert!(message.contains("config.toml") && message.contains("no config key `train.no_such_key`"), "{message}");
+    let message = error(compare(&[ham.clone()], &CompareOptions { metrics: vec!["f2".into()], ..options(&[]) }));
+    assert!(message.contains("unknown metric 'f2'"), "{message}");
+    let message = error(compare(&[ham.clone()], &options(&[("ce", "focal")])));
+    assert!(message.contains("row 'focal'"), "{message}");
+    let empty = tempfile::tempdir().unwrap();
+    let message = error(compare(&[empty.path().to_path_buf()], &options(&[])));
+    assert!(message.contains(&empty.path().display().to_string()) && message.contains("no summary.json"), "{message}");
+    assert_eq!(header("balanced_acc"), "balanced acc");
+}
