@@ -73,6 +73,10 @@ pub struct DataConfig {
     /// Output channels (1 or 3); default: the images' native channels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<usize>,
+    /// DICOM files: the VOI window `[center, width]` in modality units (after rescale), instead
+    /// of each file's own Window Center/Width (folder and CSV sets; `medkd predict` too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dicom_window: Option<[f64; 2]>,
     /// Seeded stratified split for sets without an official one (folder, csv).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<SplitConfig>,
@@ -226,8 +230,16 @@ impl DataConfig {
         {
             return Err(DataError::config(format!("`{key}` applies only to format = \"csv\"")));
         }
+        if let Some([center, width]) = self.dicom_window
+            && !(center.is_finite() && width.is_finite() && width > 0.0)
+        {
+            return Err(DataError::config(format!("`dicom_window` = [{center}, {width}]: expected [center, width] with a width > 0")));
+        }
         match self.format {
             DataFormat::Medmnist => {
+                if self.dicom_window.is_some() {
+                    return Err(DataError::config("`dicom_window` applies to DICOM files of format = \"folder\" or \"csv\""));
+                }
                 if self.split.is_some() {
                     return Err(DataError::config("[data.split] is not allowed for format = \"medmnist\": MedMNIST has an official split"));
                 }

@@ -19,6 +19,9 @@ pub enum DataError {
         source: image::ImageError,
     },
 
+    #[error("cannot read DICOM {path}: {message}")]
+    Dicom { path: PathBuf, message: String },
+
     #[error("image file {path} does not exist (listed in data row {row} of {listed_in})")]
     MissingImage { path: PathBuf, listed_in: PathBuf, row: usize },
 

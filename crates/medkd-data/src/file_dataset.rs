@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
+use crate::dicom::{DicomWindow, is_dicom, open_dicom};
 use crate::image_check::{BadImage, BadImages, check_files};
 use crate::{DataError, DatasetInfo, ImageDataset, Target, Task};
 
 /// File extensions recognised as images (lowercase).
-pub(crate) const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
+pub(crate) const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm", "dicom"];
 
 pub(crate) fn has_image_extension(name: &str) -> bool {
     Path::new(name).extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
@@ -23,6 +24,8 @@ pub(crate) struct FileDataset {
     root: PathBuf,
     /// (path relative to `root`, target, 1-based CSV data row)
     entries: Vec<(String, Target, Option<usize>)>,
+    /// `data.dicom_window` for DICOM files.
+    dicom_window: Option<DicomWindow>,
 }
 
 impl FileDataset {
@@ -38,7 +41,11 @@ impl FileDataset {
             return Err(DataError::Dataset { path: root, message: "no images found".into() });
         };
         let info = DatasetInfo { name, task, class_names, channels: native_channels(&root.join(first))? };
-        Ok(FileDataset { info, root, entries })
+        Ok(FileDataset { info, root, entries, dicom_window: None })
+    }
+
+    pub(crate) fn with_dicom_window(self, dicom_window: Option<DicomWindow>) -> Self {
+        FileDataset { dicom_window, ..self }
     }
 
     /// Decodes every image once (`data.bad_images`, [`crate::image_check`]): an error listing all
@@ -75,18 +82,35 @@ fn open_reader(path: &Path) -> Result<ImageReader<BufReader<File>>, DataError> {
     ImageReader::open(path).and_then(|r| r.with_guessed_format()).map_err(|e| DataError::io(path, e))
 }
 
-/// Decodes one image file, the format guessed from its content; errors name the file.
+/// Decodes one image file, the format guessed from its content (DICOM with its own window);
+/// errors name the file.
 pub fn open_image(path: &Path) -> Result<DynamicImage, DataError> {
+    open_image_with(path, None)
+}
+
+/// As [`open_image`], a DICOM file read with `dicom_window` when given.
+pub fn open_image_with(path: &Path, dicom_window: Option<DicomWindow>) -> Result<DynamicImage, DataError> {
+    if is_dicom(path) {
+        return open_dicom(path, dicom_window);
+    }
     open_reader(path)?.decode().map_err(|source| DataError::Image { path: path.to_path_buf(), source })
 }
 
-/// `(width, height)` from the file header only: reading box sizes must not decode every image.
+/// `(width, height)` from the file header only: reading box sizes must not decode every image
+/// (a DICOM file is decoded).
 pub(crate) fn image_dimensions(path: &Path) -> Result<(u32, u32), DataError> {
+    if is_dicom(path) {
+        let image = open_dicom(path, None)?;
+        return Ok((image.width(), image.height()));
+    }
     open_reader(path)?.into_dimensions().map_err(|source| DataError::Image { path: path.to_path_buf(), source })
 }
 
-/// 3 for colour images, 1 for grayscale, from the file header only.
+/// 3 for colour images, 1 for grayscale, from the file header only (a DICOM file is decoded).
 fn native_channels(path: &Path) -> Result<usize, DataError> {
+    if is_dicom(path) {
+        return Ok(if open_dicom(path, None)?.color().has_color() { 3 } else { 1 });
+    }
     let image_err = |source| DataError::Image { path: path.to_path_buf(), source };
     let decoder = open_reader(path)?.into_decoder().map_err(image_err)?;
     Ok(if decoder.color_type().has_color() { 3 } else { 1 })
@@ -102,7 +126,7 @@ impl ImageDataset for FileDataset {
     }
 
     fn image(&self, index: usize) -> Result<DynamicImage, DataError> {
-        open_image(&self.root.join(&self.entries[index].0))
+        open_image_with(&self.root.join(&self.entries[index].0), self.dicom_window)
     }
 
     fn target(&self, index: usize) -> Target {

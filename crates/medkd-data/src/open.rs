@@ -53,7 +53,8 @@ pub fn open_splits(cfg: &DataConfig, base_dir: &Path) -> Result<DataSplits, Data
         }
         DataFormat::Folder => open_folder(&path, cfg.classes.as_deref(), cfg.task)?,
         DataFormat::Csv => open_csv(cfg, &path)?,
-    };
+    }
+    .with_dicom_window(cfg.dicom_window);
     let (files, skipped_images) = full.checked(cfg.bad_images)?;
     let full: Arc<dyn ImageDataset> = Arc::new(files);
     let split = stratified_split(full.as_ref(), &cfg.split.clone().unwrap_or_default())?;

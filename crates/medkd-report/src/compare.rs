@@ -235,18 +235,18 @@ pub fn compare(folders: &[PathBuf], options: &CompareOptions) -> Result<Comparis
         }
     }
     let runs = folders.iter().map(|f| read_run(f, options)).collect::<Result<Vec<_>, _>>()?;
-    if options.by.is_none() {
-        if let Some(other) = runs.iter().find(|r| r.dataset != runs[0].dataset) {
-            return Err(ReportError::invalid(
-                &other.path,
-                format!(
-                    "dataset '{}', but {} is dataset '{}': runs of different datasets are compared only with --by KEY naming what sets them apart",
-                    other.dataset,
-                    runs[0].path.display(),
-                    runs[0].dataset
-                ),
-            ));
-        }
+    if options.by.is_none()
+        && let Some(other) = runs.iter().find(|r| r.dataset != runs[0].dataset)
+    {
+        return Err(ReportError::invalid(
+            &other.path,
+            format!(
+                "dataset '{}', but {} is dataset '{}': runs of different datasets are compared only with --by KEY naming what sets them apart",
+                other.dataset,
+                runs[0].path.display(),
+                runs[0].dataset
+            ),
+        ));
     }
     let mut rows: Vec<Row> = Vec::new();
     let mut first_path: BTreeMap<(String, u64), PathBuf> = BTreeMap::new();
@@ -353,7 +353,11 @@ impl Comparison {
         }
         let mean = d.iter().sum::<f64>() / d.len() as f64;
         let spread = sample_std(d).map_or(String::new(), |s| format!(" ± {s:.3}"));
-        let p = paired.p_value.map_or(String::new(), |p| format!(", p {p:.2}"));
+        let p = match paired.p_value {
+            Some(p) if p < 0.01 => ", p < 0.01".to_string(),
+            Some(p) => format!(", p {p:.2}"),
+            None => String::new(),
+        };
         format!("{mean:+.3}{spread} ({}/{}{p})", d.iter().filter(|&&x| x > 0.0).count(), d.len())
     }
 
@@ -482,6 +486,8 @@ mod tests {
         assert_eq!(Comparison::cell(&[]), "–");
         let paired = Paired { diffs: vec![0.01, 0.03, -0.01], p_value: Some(0.4226) };
         assert_eq!(Comparison::paired_cell(&paired), "+0.010 ± 0.020 (2/3, p 0.42)");
+        let sure = Paired { diffs: vec![0.1, 0.11, 0.1], p_value: Some(0.0004) };
+        assert_eq!(Comparison::paired_cell(&sure), "+0.103 ± 0.006 (3/3, p < 0.01)");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::TrainError;
 use crate::summary::{Calibration, SplitMetrics};
-use medkd_data::{DatasetInfo, Loader, Pipeline, Target, Task, open_image};
+use medkd_data::{DatasetInfo, Loader, Pipeline, Target, Task, open_image_with};
 use medkd_eval::{BoxReport, ClassificationReport, Metric, MultiLabelReport, ShotGroups, ShotReport};
 use medkd_models::Model;
 
@@ -96,7 +96,9 @@ pub fn predict_tta(model: &Model, loader: &Loader, info: &DatasetInfo, device: &
 
 /// Classifies image files (no targets); ids are the file stems, as ISIC submissions expect. Every
 /// image must come out of `pipeline` at `input_hw`, the size the model was trained on: a model
-/// given another size would still predict, silently wrong.
+/// given another size would still predict, silently wrong. DICOM files are read with
+/// `dicom_window` (the run's `data.dicom_window`) when set.
+#[allow(clippy::too_many_arguments)]
 pub fn predict_files(
     model: &Model,
     pipeline: &Pipeline,
@@ -106,6 +108,7 @@ pub fn predict_files(
     batch_size: usize,
     input_hw: [usize; 2],
     tta: Tta,
+    dicom_window: Option<medkd_data::DicomWindow>,
 ) -> Result<Predictions, TrainError> {
     let model = model.valid();
     let device = device.clone().without_autodiff();
@@ -114,7 +117,7 @@ pub fn predict_files(
     for chunk in paths.chunks(batch_size.max(1)) {
         let mut pixels = Vec::new();
         for path in chunk {
-            let (values, [c, height, width]) = pipeline.apply_seeded(&open_image(path)?, 0)?;
+            let (values, [c, height, width]) = pipeline.apply_seeded(&open_image_with(path, dicom_window)?, 0)?;
             if [height, width] != input_hw {
                 let [h, w] = input_hw;
                 return Err(TrainError::Input(format!(

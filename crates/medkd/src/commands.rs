@@ -248,8 +248,17 @@ pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathB
             } else {
                 setup.eval_pipeline.clone()
             };
-            let predictions =
-                predict_files(&model, &pipeline, images, &setup.info, &setup.device, config.train.eval_batch_size, setup.input_hw, tta)?;
+            let predictions = predict_files(
+                &model,
+                &pipeline,
+                images,
+                &setup.info,
+                &setup.device,
+                config.train.eval_batch_size,
+                setup.input_hw,
+                tta,
+                config.data.dicom_window,
+            )?;
             calibrated(predictions, &run, &setup)
         }
     };

@@ -696,3 +696,69 @@ fn roskd_trains_teachers_on_subsets_then_the_student_and_resumes_by_stage() {
     let again = roskd(&["--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(stderr(&again).contains("already holds a RoS-KD run"), "{}", stderr(&again));
 }
+
+/// Writes `pixels` (8-bit grayscale, row-major) as a single-frame Secondary Capture DICOM file,
+/// as a hospital's export would hold it.
+fn write_dicom(path: &Path, width: u32, height: u32, pixels: &[u8]) {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::{tags, uids};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+    let instance = format!("2.25.{}", path.file_stem().unwrap().to_string_lossy().bytes().map(u64::from).sum::<u64>());
+    let mut object = InMemDicomObject::new_empty();
+    let mut put = |tag, vr, value: PrimitiveValue| object.put(DataElement::new(tag, vr, value));
+    put(tags::SOP_CLASS_UID, VR::UI, uids::SECONDARY_CAPTURE_IMAGE_STORAGE.into());
+    put(tags::SOP_INSTANCE_UID, VR::UI, instance.as_str().into());
+    put(tags::ROWS, VR::US, PrimitiveValue::from(height as u16));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(width as u16));
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into());
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(8u16));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(8u16));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(7u16));
+    put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    put(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(pixels.to_vec()));
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+        .media_storage_sop_class_uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE)
+        .media_storage_sop_instance_uid(instance);
+    object.with_meta(meta).unwrap().write_to_file(path).unwrap();
+}
+
+/// Hospitals store images as DICOM: the demo's BreastMNIST images written as a folder of DICOM
+/// files train to exactly the metrics of the same images as PNG files.
+#[test]
+fn a_dicom_folder_trains_as_the_same_images_as_png() {
+    let tmp = tempfile::tempdir().unwrap();
+    let splits = medkd_data::open_medmnist(&repo_root().join("data/breastmnist.npz"), None).unwrap();
+    for (split, data) in ["train", "val", "test"].iter().zip(&splits) {
+        for i in 0..medkd_data::ImageDataset::len(data) {
+            let image = medkd_data::ImageDataset::image(data, i).unwrap().to_luma8();
+            let medkd_data::Target::Class(class) = medkd_data::ImageDataset::target(data, i) else { unreachable!() };
+            for kind in ["png", "dcm"] {
+                let path = tmp.path().join(kind).join(format!("class{class}")).join(format!("{split}_{i:04}.{kind}"));
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                match kind {
+                    "png" => image.save(&path).unwrap(),
+                    _ => write_dicom(&path, image.width(), image.height(), image.as_raw()),
+                }
+            }
+        }
+    }
+    let mut summaries = Vec::new();
+    for kind in ["png", "dcm"] {
+        let config = TINY
+            .replace("format = \"medmnist\"", "format = \"folder\"")
+            .replace("path = \"data/breastmnist.npz\"", &format!("path = \"{}\"", tmp.path().join(kind).display()))
+            .replace("epochs = 3", "epochs = 2");
+        let dir = tmp.path().join(format!("config_{kind}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = tmp.path().join(format!("run_{kind}"));
+        let output = train(&write_config(&dir, &config), &run, &[]);
+        assert!(output.status.success(), "{kind}: {}", stderr(&output));
+        summaries.push(read_json(&run.join("summary.json")));
+    }
+    assert!(summaries[0]["test"]["report"]["n"].as_u64().unwrap() > 100);
+    for split in ["val", "test"] {
+        assert_eq!(summaries[0][split], summaries[1][split], "{split} metrics of the PNG and DICOM runs");
+    }
+}

@@ -59,6 +59,7 @@ pub fn config(format: DataFormat, path: &Path) -> DataConfig {
         classes: None,
         task: None,
         channels: None,
+        dicom_window: None,
         split: None,
         label_noise: None,
         train_subset: None,
