@@ -3,7 +3,10 @@
 # each SEED, configs/ham10000/efficientnet_lite0_{pretrained,scratch}.toml with `seed = SEED`
 # (the split stays the configs' seeded one).
 #
-#   tools/experiments/pretrained.sh ROW SEED...     ROW: pretrained or scratch
+#   tools/experiments/pretrained.sh ROW SEED...     ROW: pretrained, scratch or resnet18_64
+#
+# resnet18_64 is the page's ResNet-18 64 px recipe (configs/ham10000/resnet18.toml) on the same
+# split, the baseline the pretrained student is measured against.
 #
 # Needs the ImageNet weights once: medkd weights download efficientnet_lite0. Run folders go to
 # runs/pretrained/<row>_s<seed> (OUT=DIR for another root); a started run is resumed, a finished
@@ -14,7 +17,8 @@ row=$1
 shift
 case $row in
     pretrained | scratch) config=configs/ham10000/efficientnet_lite0_$row.toml ;;
-    *) echo "row must be pretrained or scratch, got '$row'" >&2; exit 2 ;;
+    resnet18_64) config=configs/ham10000/resnet18.toml ;;
+    *) echo "row must be pretrained, scratch or resnet18_64, got '$row'" >&2; exit 2 ;;
 esac
 medkd=${MEDKD:-target/debug/medkd}
 out=${OUT:-runs/pretrained}

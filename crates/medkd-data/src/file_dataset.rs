@@ -15,7 +15,8 @@ use crate::{DataError, DatasetInfo, ImageDataset, Target, Task};
 /// File extensions recognised as images (lowercase).
 pub(crate) const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm", "dicom"];
 
-pub(crate) fn has_image_extension(name: &str) -> bool {
+/// Whether `name` ends in an image file extension medkd reads (png, jpg, ..., dcm).
+pub fn has_image_extension(name: &str) -> bool {
     Path::new(name).extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 

@@ -29,7 +29,7 @@ pub use dataset::{DatasetInfo, ImageDataset, Subset, Target, Task, Unlabelled, c
 pub use dicom::{DicomWindow, open_dicom};
 pub use download::{PYPI_SIMPLE, WheelFile, download_medmnist, download_wheel_member};
 pub use error::DataError;
-pub use file_dataset::{open_image, open_image_with};
+pub use file_dataset::{has_image_extension, open_image, open_image_with};
 pub use image_check::{BadImage, BadImages, cache_dir};
 pub use loader::{Batch, EpochIter, Loader, LoaderOptions, Sampling, View, sampling_weights};
 pub use medmnist::{MEDMNIST_DATASETS, MEDMNIST_SIZES, MedMnistInfo, MedMnistSplit, medmnist_info, open_medmnist, parse_medmnist_stem};

@@ -202,8 +202,18 @@ impl Scored {
     }
 }
 
-/// Writes `image,[label,]<class 1>,<class 2>,...` rows: without labels, the ISIC challenge
-/// submission layout. The file is written whole to a temporary name first.
+/// A sample id as challenge scorers match it: without its image file extension
+/// (`ISIC_0024306.jpg` → `ISIC_0024306`, as the ISIC ground truth names images).
+fn submission_id(id: &str) -> &str {
+    match id.rsplit_once('.') {
+        Some((stem, _)) if medkd_data::has_image_extension(id) && !stem.is_empty() => stem,
+        _ => id,
+    }
+}
+
+/// Writes `image,[label,]<class 1>,<class 2>,...` rows, images named by [`submission_id`]:
+/// without labels, the ISIC challenge submission layout. The file is written whole to a
+/// temporary name first.
 pub fn write_probabilities(
     path: &Path,
     class_names: &[String],
@@ -218,7 +228,7 @@ pub fn write_probabilities(
     let csv_error = |e: csv::Error| TrainError::Input(format!("{}: {e}", path.display()));
     writer.write_record(&header).map_err(csv_error)?;
     for (row, (id, p)) in ids.iter().zip(probs.chunks_exact(class_names.len())).enumerate() {
-        let mut record = vec![id.clone()];
+        let mut record = vec![submission_id(id).to_string()];
         record.extend(labels.map(|labels| labels[row].to_string()));
         record.extend(p.iter().map(|p| p.to_string()));
         writer.write_record(&record).map_err(csv_error)?;
@@ -369,5 +379,15 @@ mod tests {
         assert!(close(&probabilities(&model, symmetric.clone(), &info, Tta::Hflip), &probabilities(&model, symmetric, &info, Tta::None)));
         assert_eq!(Tta::NAMES.map(|name| Tta::parse(name).unwrap()), [Tta::None, Tta::Hflip, Tta::Flips]);
         assert_eq!(Tta::parse("vflip"), None);
+    }
+
+    #[test]
+    fn submission_ids_drop_the_image_extension_only() {
+        assert_eq!(submission_id("ISIC_0024306.jpg"), "ISIC_0024306");
+        assert_eq!(submission_id("nv/ISIC_0024306.JPG"), "nv/ISIC_0024306");
+        assert_eq!(submission_id("scan.dcm"), "scan");
+        assert_eq!(submission_id("17"), "17");
+        assert_eq!(submission_id("patient.v2"), "patient.v2");
+        assert_eq!(submission_id(".png"), ".png");
     }
 }
