@@ -59,7 +59,7 @@ fn transition_conv(in_channels: usize) -> ConvSpec {
 #[derive(Module, Debug)]
 pub struct DenseNet {
     features: DenseFeatures,
-    classifier: Linear,
+    pub(crate) classifier: Linear,
     stage_channels: Vec<usize>,
 }
 

@@ -140,7 +140,7 @@ pub struct EfficientNetLite {
     _conv_head: Conv2d,
     _bn1: BatchNorm,
     dropout: Dropout,
-    _fc: Linear,
+    pub(crate) _fc: Linear,
     map_blocks: Vec<usize>,
     stage_channels: Vec<usize>,
 }

@@ -94,7 +94,7 @@ pub struct MobileNetV2 {
     features: Vec<Feature>,
     /// torchvision's classifier is Sequential(Dropout(0.2), Linear).
     dropout: Dropout,
-    classifier: Linear,
+    pub(crate) classifier: Linear,
     stage_channels: Vec<usize>,
 }
 

@@ -168,6 +168,35 @@ impl Model {
         Features { maps: stages.into_vec(), pooled, logits }
     }
 
+    /// Grad-CAM (Selvaraju et al., 2017) of image `b` for class `classes[b]` on the last feature
+    /// map A: ReLU(Σ_k α_k A_k), `[B, H, W]`, at the map's resolution, before any upsampling.
+    ///
+    /// α_k is the spatial mean of ∂logit/∂A_k. Every architecture here averages that map
+    /// globally into one linear layer, so ∂logit_c/∂A_k(h, w) = W[c, k] / (H·W) everywhere and
+    /// α needs no backward pass (tests compare with PyTorch autograd on two architectures).
+    pub fn grad_cam(&self, x: Tensor<4>, classes: &[usize]) -> Tensor<3> {
+        let features = self.valid().forward(x);
+        let map = features.spatial(features.maps.len() - 1).clone();
+        let [batch, channels, height, width] = map.dims();
+        assert_eq!(classes.len(), batch, "one class per image");
+        // burn's Linear keeps its weight as [in, out]: column c is class c's.
+        let weight = self.classifier_weight().transpose();
+        let indices: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
+        let indices = Tensor::<1, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(indices, [batch]), &map.device());
+        let alpha = weight.select(0, indices).div_scalar((height * width) as f32).reshape([batch, channels, 1, 1]);
+        burn::tensor::activation::relu((map * alpha).sum_dim(1).reshape([batch, height, width]))
+    }
+
+    /// The classifier's weight, `[features, classes]` (burn's Linear layout).
+    fn classifier_weight(&self) -> Tensor<2> {
+        match self {
+            Model::ResNet(m) => m.fc.weight.val(),
+            Model::MobileNetV2(m) => m.classifier.weight.val(),
+            Model::DenseNet(m) => m.classifier.weight.val(),
+            Model::EfficientNetLite(m) => m._fc.weight.val(),
+        }
+    }
+
     /// Logits only: no stage map is kept.
     pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         self.run(x, &mut Stages::discard()).1

@@ -87,7 +87,7 @@ pub struct ResNet {
     layer2: Vec<Block>,
     layer3: Vec<Block>,
     layer4: Vec<Block>,
-    fc: Linear,
+    pub(crate) fc: Linear,
     stage_channels: Vec<usize>,
 }
 

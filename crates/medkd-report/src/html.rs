@@ -64,5 +64,5 @@ h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}h3{margin-top:
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}\
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}\
 .plots{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}\
-.heat td{text-align:center;min-width:3.2em}.card th{text-align:left;width:9em}.card td{text-align:left}.note{color:#555;font-size:.92em}\
+.heat td{text-align:center;min-width:3.2em}.card th{text-align:left;width:9em}.tile{font-size:.8em;width:160px}.tile img{display:block}.card td{text-align:left}.note{color:#555;font-size:.92em}\
 pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.85em}";

@@ -19,6 +19,20 @@ pub struct RunFiles {
     /// The best checkpoint's test probabilities (runs written before medkd kept them have none).
     pub test: Option<Scores>,
     pub attacks: Vec<Attack>,
+    /// `gallery/gallery.json` with each tile's PNG bytes.
+    pub gallery: Vec<(GalleryTile, Vec<u8>)>,
+}
+
+/// One entry of `gallery/gallery.json` (medkd-train's `gallery`).
+#[derive(Deserialize, serde::Serialize, Clone)]
+pub struct GalleryTile {
+    pub file: String,
+    pub image: String,
+    pub group: String,
+    pub label: String,
+    pub predicted: String,
+    pub confidence: f32,
+    pub map: [usize; 2],
 }
 
 /// One line of metrics.jsonl: the epoch's training loss, each named term, the learning rate
@@ -75,7 +89,8 @@ impl RunFiles {
         for path in entries {
             attacks.push(read_attack(&path)?);
         }
-        Ok(RunFiles { root: root.to_path_buf(), config, summary, epochs, test, attacks })
+        let gallery = read_gallery(&root.join("gallery"))?;
+        Ok(RunFiles { root: root.to_path_buf(), config, summary, epochs, test, attacks, gallery })
     }
 }
 
@@ -164,4 +179,21 @@ fn read_attack(path: &Path) -> Result<Attack, ReportError> {
         .collect();
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(Attack { file: name, kind: file.options.kind, points })
+}
+
+fn read_gallery(folder: &Path) -> Result<Vec<(GalleryTile, Vec<u8>)>, ReportError> {
+    let path = folder.join("gallery.json");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let tiles: Vec<GalleryTile> =
+        serde_json::from_str(&read_text(&path)?).map_err(|e| ReportError::invalid(&path, format!("not a medkd gallery ({e})")))?;
+    tiles
+        .into_iter()
+        .map(|tile| {
+            let png = folder.join(&tile.file);
+            let bytes = std::fs::read(&png).map_err(|e| ReportError::Io { path: png, source: e })?;
+            Ok((tile, bytes))
+        })
+        .collect()
 }

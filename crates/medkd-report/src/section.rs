@@ -30,6 +30,7 @@ pub fn run(run: &RunFiles, stage: Option<(&str, &str)>) -> Result<Section, Repor
     html.push_str(&metrics_table(run));
     html.push_str(&training_curves(run, &mut data)?);
     html.push_str(&test_plots(run, &mut data)?);
+    html.push_str(&gallery(run, &mut data));
     html.push_str(&attacks(run, &mut data)?);
     let _ = writeln!(
         html,
@@ -372,4 +373,46 @@ fn attacks(run: &RunFiles, data: &mut serde_json::Map<String, Value>) -> Result<
     data.insert("attacks".into(), json!(kept));
     let svg = chart.svg().map_err(|e| render_error(run, "attacks", e))?;
     Ok(format!("<h3>Robustness</h3><div class=\"plots\">{}</div>", figure("attacks", &svg)))
+}
+
+/// The gallery's tiles, grouped, each PNG inline and captioned with true and predicted class.
+fn gallery(run: &RunFiles, data: &mut serde_json::Map<String, Value>) -> String {
+    use base64::Engine;
+    if run.gallery.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from(
+        "<h3>Test images and where the model looks</h3><p class=\"note\">Grad-CAM of the predicted class on the last feature map, red where it raises that class's score; confidence is the model's own probability (before temperature scaling).</p><figure data-plot=\"gallery\">",
+    );
+    if let Some((tile, _)) = run.gallery.first() {
+        let [h, w] = tile.map;
+        let _ = write!(html, "<figcaption>The last feature map is {h}×{w} at this input size");
+        html.push_str(if h * w == 1 {
+            ": one cell, so the map cannot point anywhere (a larger input or the small-input stem gives one that can).</figcaption>"
+        } else {
+            ".</figcaption>"
+        });
+    }
+    let mut group = "";
+    for (tile, png) in &run.gallery {
+        if tile.group != group {
+            if !group.is_empty() {
+                html.push_str("</div>");
+            }
+            group = &tile.group;
+            let _ = write!(html, "<h4>{}</h4><div class=\"plots\">", escape(group));
+        }
+        let _ = write!(
+            html,
+            "<figure class=\"tile\"><img alt=\"{image}\" src=\"data:image/png;base64,{data}\"><figcaption>{image}<br>true {label}<br>predicted {predicted} ({confidence:.2})</figcaption></figure>",
+            image = escape(&tile.image),
+            data = base64::engine::general_purpose::STANDARD.encode(png),
+            label = escape(&tile.label),
+            predicted = escape(&tile.predicted),
+            confidence = tile.confidence
+        );
+    }
+    html.push_str("</div></figure>");
+    data.insert("gallery".into(), json!(run.gallery.iter().map(|(tile, _)| tile.clone()).collect::<Vec<_>>()));
+    html
 }

@@ -84,7 +84,7 @@ fn curves_match_scikit_learn_and_confusion_matches_summary() {
 #[test]
 fn every_plot_is_on_the_page() {
     let report = render(&fixture()).unwrap();
-    for kind in ["loss", "val_metrics", "lr", "confusion", "roc", "pr", "reliability", "reliability_calibrated", "attacks"] {
+    for kind in ["loss", "val_metrics", "lr", "confusion", "roc", "pr", "reliability", "reliability_calibrated", "attacks", "gallery"] {
         assert_eq!(report.html.matches(&format!("data-plot=\"{kind}\"")).count(), 1, "plot {kind}");
     }
     // Self-contained: nothing fetched from elsewhere, no script that runs.
@@ -109,6 +109,11 @@ fn every_plot_is_on_the_page() {
     assert_eq!(counted, 156);
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(fixture().join("summary.json")).unwrap()).unwrap();
     assert_eq!(report.data["reliability"]["reliability_calibrated"]["temperature"], summary["calibration"]["temperature"]);
+    // Every gallery tile is inline, as listed in gallery.json.
+    let tiles: Value = serde_json::from_str(&std::fs::read_to_string(fixture().join("gallery/gallery.json")).unwrap()).unwrap();
+    let ids = |tiles: &Value| tiles.as_array().unwrap().iter().map(|t| (t["image"].clone(), t["group"].clone())).collect::<Vec<_>>();
+    assert_eq!(ids(&report.data["gallery"]), ids(&tiles));
+    assert_eq!(report.html.matches("src=\"data:image/png;base64,").count(), tiles.as_array().unwrap().len());
     let ece = report.data["reliability"]["reliability"]["ece"].as_f64().unwrap();
     assert!((ece - summary["test"]["ece"].as_f64().unwrap()).abs() < 1e-6, "ECE {ece} against summary.json");
 }

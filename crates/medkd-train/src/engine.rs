@@ -256,6 +256,9 @@ pub fn fit<M: Method>(
             scored.write_csv(&run.predictions_path(split), &setup.info.class_names)?;
         }
     }
+    if let Some(scored) = &test.scored {
+        crate::gallery::write_gallery(run, setup, scored)?;
+    }
     let summary = Summary {
         dataset: setup.info.name.clone(),
         class_names: setup.info.class_names.clone(),

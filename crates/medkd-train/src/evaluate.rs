@@ -204,7 +204,7 @@ impl Scored {
 
 /// A sample id as challenge scorers match it: without its image file extension
 /// (`ISIC_0024306.jpg` → `ISIC_0024306`, as the ISIC ground truth names images).
-fn submission_id(id: &str) -> &str {
+pub fn submission_id(id: &str) -> &str {
     match id.rsplit_once('.') {
         Some((stem, _)) if medkd_data::has_image_extension(id) && !stem.is_empty() => stem,
         _ => id,

@@ -10,6 +10,7 @@ pub mod device;
 pub mod engine;
 mod error;
 pub mod evaluate;
+pub mod gallery;
 pub mod method;
 pub mod methods;
 pub mod optim;

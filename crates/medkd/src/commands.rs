@@ -6,9 +6,9 @@ use medkd_eval::Metric;
 use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
 use medkd_train::evaluate::{self, Predictions, Tta, evaluate, predict_files};
-use medkd_train::pretrained;
 use medkd_train::stages::{Plan, PlanKind};
 use medkd_train::{Prepared, RunConfig, RunDir, RunSetup, Summary, parse_split};
+use medkd_train::{gallery, pretrained};
 
 /// Which command runs a config: `distill` needs `[[teacher]]` entries, `train` has none, so a
 /// config never silently trains without the teachers it names (or waits for ones it lacks).
@@ -102,16 +102,21 @@ fn write_report_after_training(folder: &Path) {
 }
 
 /// Writes `report.html` into a run folder or a staged run's folder. A run made before medkd kept
-/// `predictions/test.csv` gets it first from its best checkpoint, where the checkpoint is there.
+/// `predictions/test.csv` and its gallery gets them first from its best checkpoint, where the
+/// checkpoint is there.
 pub fn html_report(folder: &Path) -> Result<()> {
     for run_path in medkd_report::run_folders(folder) {
         let has_checkpoint = run_path.join("checkpoints").join("best.json").is_file();
-        if has_checkpoint && run_path.join("summary.json").is_file() && !run_path.join("predictions").join("test.csv").is_file() {
+        let has_predictions = run_path.join("predictions").join("test.csv").is_file();
+        if has_checkpoint && run_path.join("summary.json").is_file() && !(has_predictions && gallery::has_gallery(&run_path)) {
             let (config, run, setup) = open_run(&run_path)?;
             let model = setup.load_best(&run)?;
             if let Some(scored) = scored_split(&config, &setup, &model, "test")? {
-                scored.write_csv(&run.predictions_path("test"), &setup.info.class_names)?;
-                eprintln!("scored the test split with the best checkpoint: {}", run.predictions_path("test").display());
+                if !has_predictions {
+                    scored.write_csv(&run.predictions_path("test"), &setup.info.class_names)?;
+                    eprintln!("scored the test split with the best checkpoint: {}", run.predictions_path("test").display());
+                }
+                gallery::write_gallery(&run, &setup, &scored)?;
             }
         }
     }

@@ -120,6 +120,30 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
         (kept_report.auc.unwrap() - test_auc).abs() < 1e-9 && (kept_report.ece - summary["test"]["ece"].as_f64().unwrap()).abs() < 1e-9
     );
     assert!(run.join("predictions/val.csv").is_file());
+    // The gallery: the most confident right and wrong test images and the least sure, each with
+    // its Grad-CAM overlay, as the kept probabilities rank them.
+    let gallery = read_json(&run.join("gallery/gallery.json"));
+    let tiles = gallery.as_array().unwrap();
+    assert!(tiles.len() >= 8 && tiles.len() <= 12, "{} tiles", tiles.len());
+    let confidence = |id: &str| -> (f32, bool) {
+        let row = rows.iter().position(|r| &r[0] == id).unwrap();
+        let (p0, p1) = (probs[2 * row], probs[2 * row + 1]);
+        (p0.max(p1), usize::from(p1 > p0) == labels[row])
+    };
+    let right: Vec<f32> = rows.iter().map(|r| confidence(&r[0])).filter(|c| c.1).map(|c| c.0).collect();
+    for tile in tiles {
+        let (conf, correct) = confidence(tile["image"].as_str().unwrap());
+        assert_eq!((tile["confidence"].as_f64().unwrap() as f32), conf);
+        match tile["group"].as_str().unwrap() {
+            "confident and right" => assert!(correct && right.iter().filter(|&&c| c > conf).count() < 4, "{tile}"),
+            "confident and wrong" => assert!(!correct, "{tile}"),
+            group => assert_eq!(group, "least sure"),
+        }
+        let png = image::open(run.join("gallery").join(tile["file"].as_str().unwrap())).unwrap();
+        assert_eq!((png.width(), png.height()), (160, 160));
+    }
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert_eq!(report.matches("src=\"data:image/png;base64,").count(), tiles.len(), "every tile inline");
     assert!(std::fs::read_to_string(run.join("report.html")).unwrap().contains("data-plot=\"roc\""));
     // `medkd report` on a run without the file (made before medkd kept it) scores the test split
     // again from the best checkpoint: the same probabilities.
