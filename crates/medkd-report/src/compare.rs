@@ -29,6 +29,8 @@ const METRICS: &[(&str, &str)] = &[
     ("acc_at_50", "acc at IoU 0.5"),
     ("acc_at_75", "acc at IoU 0.75"),
     ("s_per_epoch", "s / epoch"),
+    ("params_m", "params (M)"),
+    ("mflops", "MFLOPs"),
 ];
 
 pub const DEFAULT_METRICS: &[&str] = &["balanced_acc", "macro_f1", "auc", "acc", "ece"];
@@ -96,6 +98,9 @@ fn metric_value(summary: &Summary, split: &str, metric: &str) -> Option<f64> {
         "ece_at_t" if split == "test" => summary.calibration.as_ref().map(|c| c.test_ece_after),
         "temperature" => summary.calibration.as_ref().map(|c| c.temperature),
         "s_per_epoch" => Some(summary.wall_seconds / summary.epochs_run.max(1) as f64),
+        "params_m" => Some(summary.params as f64 / 1e6),
+        // One multiply-accumulate is two floating-point operations.
+        "mflops" => Some(2.0 * summary.macs as f64 / 1e6),
         _ => None,
     }
 }

@@ -120,6 +120,16 @@ fn long_tail_tables_come_out_of_the_kept_runs() {
         let checked = assert_same_numbers(&page_table(heading, false), &table) + assert_same_numbers(&page_table(heading, true), &paired);
         // Every row and pair on the page: its seeds and 7 metrics.
         assert_eq!(checked, (rows.len() + pairs.len()) * 8, "{dataset}");
+        // The CSV has a line per row (and pair) and metric, with every seed's value; the HTML
+        // page the same tables.
+        let csv = comparison.csv();
+        assert_eq!(csv.lines().count(), 1 + (rows.len() + pairs.len()) * METRICS.len());
+        let ce_auc = csv.lines().find(|l| l.starts_with("ce,,auc,")).unwrap();
+        let values: Vec<f64> = ce_auc.rsplit(',').next().unwrap().split(';').map(|v| v.parse().unwrap()).collect();
+        assert_eq!(values.len(), 3);
+        let html = comparison.html();
+        assert_eq!(html.matches("<table>").count(), 2);
+        assert!(html.contains(&table[1][3]) && html.contains("rskd_ce − ce"));
     }
 }
 
@@ -154,13 +164,14 @@ fn pretrained_table_comes_out_of_the_kept_runs() {
     let runs: Vec<PathBuf> = std::fs::read_dir(repo().join("results/pretrained")).unwrap().map(|e| e.unwrap().path()).collect();
     let mut runs = runs;
     runs.sort();
-    let pairs = [("pretrained", "scratch"), ("pretrained", "pretrained_x0.1"), ("pretrained_x0.1", "scratch")];
+    let pairs =
+        [("pretrained", "scratch"), ("pretrained", "resnet18_64"), ("pretrained", "pretrained_x0.1"), ("pretrained_x0.1", "scratch")];
     let comparison = compare(&runs, &options(&pairs)).unwrap();
     let (table, paired) = comparison.tables();
     let heading = "## Pretrained students";
-    // 3 rows and 3 pairs: seeds and 7 metrics each.
-    assert_eq!(assert_same_numbers(&page_table(heading, false), &table), 3 * 8);
-    assert_eq!(assert_same_numbers(&page_table(heading, true), &paired), 3 * 8);
+    // 4 rows and 4 pairs: seeds and 7 metrics each.
+    assert_eq!(assert_same_numbers(&page_table(heading, false), &table), 4 * 8);
+    assert_eq!(assert_same_numbers(&page_table(heading, true), &paired), 4 * 8);
 }
 
 #[test]

@@ -256,8 +256,12 @@ pub fn fit<M: Method>(
             scored.write_csv(&run.predictions_path(split), &setup.info.class_names)?;
         }
     }
-    if let Some(scored) = &test.scored {
-        crate::gallery::write_gallery(run, setup, scored)?;
+    // The gallery only illustrates the report: a failure there must not leave a trained run
+    // without its summary.
+    if let Some(scored) = &test.scored
+        && let Err(error) = crate::gallery::write_gallery(run, setup, scored)
+    {
+        eprintln!("warning: no gallery for the report ({error}); `medkd report {}` tries again", run.root().display());
     }
     let summary = Summary {
         dataset: setup.info.name.clone(),

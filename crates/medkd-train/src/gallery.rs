@@ -62,14 +62,13 @@ pub fn write_gallery(run: &RunDir, setup: &RunSetup, scored: &Scored) -> Result<
     let names = &setup.info.class_names;
     let k = names.len();
     let dataset = setup.split(SplitName::Test);
-    let index_of: std::collections::HashMap<String, usize> =
-        (0..dataset.len()).map(|i| (submission_id(&dataset.id(i)).to_string(), i)).collect();
+    let index_of: std::collections::HashMap<String, usize> = (0..dataset.len()).map(|i| (dataset.id(i), i)).collect();
     let model = setup.load_best(run)?;
     let folder = run.root().join("gallery");
     std::fs::create_dir_all(&folder).map_err(|e| TrainError::io(&folder, e))?;
     let mut tiles = Vec::new();
     for (n, (group, i)) in pick(scored, k).into_iter().enumerate() {
-        let id = submission_id(&scored.ids[i]);
+        let id = scored.ids[i].as_str();
         let Some(&index) = index_of.get(id) else {
             return Err(TrainError::Input(format!("{}: test image '{id}' is not in the run's test split", folder.display())));
         };
@@ -86,7 +85,7 @@ pub fn write_gallery(run: &RunDir, setup: &RunSetup, scored: &Scored) -> Result<
             .map_err(|e| TrainError::Input(format!("{}: {e}", folder.join(&file).display())))?;
         tiles.push(Tile {
             file,
-            image: id.to_string(),
+            image: submission_id(id).to_string(),
             group,
             label: names[scored.labels[i]].clone(),
             predicted: names[predicted].clone(),

@@ -61,7 +61,7 @@ enum Command {
         by: Option<String>,
         /// Comma-separated metrics: acc, balanced_acc, macro_f1, auc, ece, ece_at_t,
         /// temperature, loss, many_recall, medium_recall, few_recall, mean_iou, acc_at_50,
-        /// acc_at_75, s_per_epoch; and accuracy under attack from the runs' attack reports,
+        /// acc_at_75, s_per_epoch, params_m, mflops; and accuracy under attack from the runs' attack reports,
         /// fgsm@EPS or pgd@EPS (e.g. fgsm@2/255).
         #[arg(long, value_delimiter = ',', default_values_t = medkd_report::compare::DEFAULT_METRICS.iter().map(|m| m.to_string()))]
         metrics: Vec<String>,
