@@ -74,6 +74,7 @@ fn model_card(run: &RunFiles) -> String {
     let rows = [
         ("Data", format!("{}: {} classes ({}); val {} and test {} images", s.dataset, s.class_names.len(), s.class_names.join(", "), split_size(&s.val.report), split_size(&s.test.report))),
         ("Model", format!("{}, input {}×{}×{}, {:.2} M parameters, {:.1} M MACs per image", s.model, s.input_channels, s.input_size[0], s.input_size[1], s.params as f64 / 1e6, s.macs as f64 / 1e6)),
+        ("Input", s.normalization.as_ref().map_or("normalization not recorded (a run of an older medkd)".into(), |n| format!("values in [0, 1] after the eval transforms, then per channel (x − mean) / std with mean {:?} and std {:?}", n.mean, n.std))),
         ("Weights kept", format!("epoch {best} by validation {}{}", s.select_metric, s.weight_averaging.as_ref().map_or(String::new(), |a| format!(", weight average {a}")))),
         ("Training time", format!("{:.0} s ({:.1} s per epoch)", s.wall_seconds, s.wall_seconds / s.epochs_run.max(1) as f64)),
         ("Seeds", seeds),

@@ -16,7 +16,18 @@ pub struct Summary {
     pub dataset: String,
     pub class_names: Vec<String>,
     pub input_channels: usize,
+    /// The task the labels define (`binary`, `multiclass`, `multilabel`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<medkd_data::Task>,
+    /// Each input channel's mean and std, subtracted and divided after the eval transforms (on
+    /// values in [0, 1]): with `normalize.kind = "dataset"` measured at run time and written
+    /// nowhere else, so exported weights need it to be used outside medkd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<medkd_data::Normalization>,
     pub model: Arch,
+    /// The 3x3 stride-1 stem for small images instead of ImageNet's (`model.small_input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_input: Option<bool>,
     /// Weight smoothing (`ema`, `swa`) whose average was evaluated and saved, if any.
     pub weight_averaging: Option<String>,
     pub params: usize,

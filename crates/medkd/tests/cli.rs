@@ -85,6 +85,11 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
         assert!(!summary[key].is_null(), "summary.json lacks {key}");
     }
     assert_eq!(summary["params"], 11_177_538, "ResNet-18 with 2 classes");
+    // The run describes its input completely, so the weights are usable without medkd: no
+    // `normalize` table in TINY means mean 0 and std 1 on each of the 3 channels.
+    assert_eq!(summary["task"], "binary");
+    assert_eq!(summary["normalization"], json!({ "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0] }));
+    assert_eq!(summary["small_input"], false);
     assert_eq!(summary["seed"], 3);
     // The run names the code that made it: this checkout's commit (a CI clone or a clean tree
     // gives the bare hash, a working tree with edits the hash and -dirty).
