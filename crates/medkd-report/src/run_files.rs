@@ -66,12 +66,22 @@ impl RunFiles {
     pub fn read(root: &Path) -> Result<RunFiles, ReportError> {
         let summary_path = root.join("summary.json");
         if !summary_path.is_file() {
-            return Err(ReportError::NotARun {
-                path: root.to_path_buf(),
-                message: "no summary.json: not a finished medkd run (a run writes it after its last epoch; \
-                          `medkd train --resume` finishes an interrupted one)"
-                    .into(),
-            });
+            let mut runs: Vec<String> = std::fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("summary.json").is_file() || p.join("student").join("summary.json").is_file())
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            runs.sort();
+            let message = if runs.is_empty() {
+                "no summary.json: not a finished medkd run (a run writes it after its last epoch; \
+                 `medkd train --resume` finishes an interrupted one)"
+                    .to_string()
+            } else {
+                format!("no summary.json: this folder holds runs ({}); report each, or `medkd compare` them", runs.join(", "))
+            };
+            return Err(ReportError::NotARun { path: root.to_path_buf(), message });
         }
         let summary = Summary::read(&summary_path).map_err(|e| ReportError::invalid(&summary_path, e.to_string()))?;
         let config_path = root.join("config.toml");

@@ -149,6 +149,13 @@ fn bad_run_folders_are_refused_naming_the_file() {
     let message = error_text(render(dir.path()));
     assert!(message.contains("no summary.json") && message.contains(&dir.path().display().to_string()), "{message}");
 
+    // A folder of runs (a campaign's cell) says what it holds.
+    let cell = tempfile::tempdir().unwrap();
+    copy_fixture(&cell.path().join("kd"));
+    copy_fixture(&cell.path().join("baseline"));
+    let message = error_text(render(cell.path()));
+    assert!(message.contains("this folder holds runs (baseline, kd)") && message.contains("medkd compare"), "{message}");
+
     copy_fixture(dir.path());
     std::fs::remove_file(dir.path().join("metrics.jsonl")).unwrap();
     let message = error_text(render(dir.path()));
