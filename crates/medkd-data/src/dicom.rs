@@ -2,6 +2,9 @@
 //! uncompressed or in a transfer syntax dicom-rs decodes in pure Rust (JPEG baseline/extended/
 //! lossless, RLE, deflate).
 //!
+//! A file is DICOM by its `.dcm`/`.dicom` name, or by the Part 10 magic when it does not decode
+//! as an image format (archives mislabel extensions).
+//!
 //! A sample goes through the modality LUT (rescale slope and intercept), then the VOI window
 //! (`data.dicom_window`, else the file's first Window Center/Width, with DICOM's LINEAR function,
 //! PS3.3 C.11.2.1.2.1), else the image's own min..max, to [0, 1]; MONOCHROME1 is inverted so
@@ -27,12 +30,14 @@ fn dicom_error(path: &Path, message: impl Into<String>) -> DataError {
     DataError::Dicom { path: path.to_path_buf(), message: message.into() }
 }
 
-/// A DICOM file: the `DICM` magic at byte 128 (Part 10), or a `.dcm`/`.dicom` name.
-pub(crate) fn is_dicom(path: &Path) -> bool {
-    let named = path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "dcm" | "dicom"));
-    if named {
-        return true;
-    }
+/// A `.dcm`/`.dicom` name.
+pub(crate) fn is_dicom_name(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "dcm" | "dicom"))
+}
+
+/// The DICOM Part 10 magic, `DICM` at byte 128: for a DICOM file under another name, asked
+/// only once the image formats have failed, so ordinary images are not read twice.
+pub(crate) fn has_dicom_magic(path: &Path) -> bool {
     let mut head = [0u8; 132];
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head[128..] == b"DICM"
 }

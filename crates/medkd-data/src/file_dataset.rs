@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
-use crate::dicom::{DicomWindow, is_dicom, open_dicom};
+use crate::dicom::{DicomWindow, has_dicom_magic, is_dicom_name, open_dicom};
 use crate::image_check::{BadImage, BadImages, check_files};
 use crate::{DataError, DatasetInfo, ImageDataset, Target, Task};
 
@@ -91,30 +91,42 @@ pub fn open_image(path: &Path) -> Result<DynamicImage, DataError> {
 
 /// As [`open_image`], a DICOM file read with `dicom_window` when given.
 pub fn open_image_with(path: &Path, dicom_window: Option<DicomWindow>) -> Result<DynamicImage, DataError> {
-    if is_dicom(path) {
-        return open_dicom(path, dicom_window);
+    with_dicom_fallback(path, dicom_window, |reader| reader.decode(), Ok)
+}
+
+/// `read` on the image file, or, for a DICOM file (by name, or by its magic once the image
+/// formats fail), `from_dicom` on the decoded DICOM image; errors name the file.
+fn with_dicom_fallback<T>(
+    path: &Path,
+    dicom_window: Option<DicomWindow>,
+    read: impl FnOnce(ImageReader<BufReader<File>>) -> image::ImageResult<T>,
+    from_dicom: impl FnOnce(DynamicImage) -> Result<T, DataError>,
+) -> Result<T, DataError> {
+    if is_dicom_name(path) {
+        return from_dicom(open_dicom(path, dicom_window)?);
     }
-    open_reader(path)?.decode().map_err(|source| DataError::Image { path: path.to_path_buf(), source })
+    match read(open_reader(path)?) {
+        Ok(value) => Ok(value),
+        Err(_) if has_dicom_magic(path) => from_dicom(open_dicom(path, dicom_window)?),
+        Err(source) => Err(DataError::Image { path: path.to_path_buf(), source }),
+    }
 }
 
 /// `(width, height)` from the file header only: reading box sizes must not decode every image
 /// (a DICOM file is decoded).
 pub(crate) fn image_dimensions(path: &Path) -> Result<(u32, u32), DataError> {
-    if is_dicom(path) {
-        let image = open_dicom(path, None)?;
-        return Ok((image.width(), image.height()));
-    }
-    open_reader(path)?.into_dimensions().map_err(|source| DataError::Image { path: path.to_path_buf(), source })
+    with_dicom_fallback(path, None, |reader| reader.into_dimensions(), |image| Ok((image.width(), image.height())))
 }
 
 /// 3 for colour images, 1 for grayscale, from the file header only (a DICOM file is decoded).
 fn native_channels(path: &Path) -> Result<usize, DataError> {
-    if is_dicom(path) {
-        return Ok(if open_dicom(path, None)?.color().has_color() { 3 } else { 1 });
-    }
-    let image_err = |source| DataError::Image { path: path.to_path_buf(), source };
-    let decoder = open_reader(path)?.into_decoder().map_err(image_err)?;
-    Ok(if decoder.color_type().has_color() { 3 } else { 1 })
+    let colour = with_dicom_fallback(
+        path,
+        None,
+        |reader| Ok(reader.into_decoder()?.color_type().has_color()),
+        |image| Ok(image.color().has_color()),
+    )?;
+    Ok(if colour { 3 } else { 1 })
 }
 
 impl ImageDataset for FileDataset {

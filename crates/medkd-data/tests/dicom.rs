@@ -73,6 +73,11 @@ fn unsupported_and_broken_files_are_refused_naming_the_file() {
         let message = open_dicom(&dir().join(file), None).unwrap_err().to_string();
         assert!(message.contains(file) && message.contains(expected), "{file}: {message}");
     }
+    // A DICOM file under an image name is known by its magic once the image formats fail.
+    let renamed = tempfile::tempdir().unwrap();
+    let jpg = renamed.path().join("breast.jpg");
+    std::fs::copy(dir().join("breast_mono2.dcm"), &jpg).unwrap();
+    assert_eq!(open_image(&jpg).unwrap().to_luma8(), open_image(&dir().join("breast_mono2.dcm")).unwrap().to_luma8());
     let not_dicom = tempfile::tempdir().unwrap();
     let path = not_dicom.path().join("scan.dcm");
     std::fs::write(&path, b"not a dicom file at all").unwrap();

@@ -46,6 +46,8 @@ pub struct CompareOptions {
     pub split: String,
     /// `(row, reference)`: paired differences row − reference over their common seeds.
     pub pairs: Vec<(String, String)>,
+    /// Every other row paired with this one, after `pairs`.
+    pub baseline: Option<String>,
 }
 
 /// One finished run as `compare` sees it.
@@ -276,18 +278,25 @@ pub fn compare(folders: &[PathBuf], options: &CompareOptions) -> Result<Comparis
         };
         rows[at].by_seed.insert(run.seed, run.values.clone());
     }
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     for (row, reference) in &options.pairs {
         for name in [row, reference] {
-            if !rows.iter().any(|r| &r.name == name) {
-                let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+            if !names.contains(&name.as_str()) {
                 return Err(cli(format!("--pair names row '{name}', which no run gives; rows: {}", names.join(", "))));
             }
         }
     }
+    let mut pairs = options.pairs.clone();
+    if let Some(reference) = &options.baseline {
+        if !names.contains(&reference.as_str()) {
+            return Err(cli(format!("--baseline '{reference}' is not a row; rows: {}", names.join(", "))));
+        }
+        pairs.extend(names.iter().filter(|name| *name != reference).map(|name| (name.to_string(), reference.clone())));
+    }
     let mut made_by: Vec<String> = runs.iter().map(|r| r.made_by.clone()).collect();
     made_by.sort();
     made_by.dedup();
-    Ok(Comparison { metrics: options.metrics.clone(), rows, pairs: options.pairs.clone(), made_by })
+    Ok(Comparison { metrics: options.metrics.clone(), rows, pairs, made_by })
 }
 
 /// Sample standard deviation (ddof = 1); `None` below two values.

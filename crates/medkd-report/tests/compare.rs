@@ -101,6 +101,7 @@ fn options(pairs: &[(&str, &str)]) -> CompareOptions {
         metrics: METRICS.iter().map(|m| m.to_string()).collect(),
         split: "test".into(),
         pairs: pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        baseline: None,
     }
 }
 
@@ -208,6 +209,15 @@ fn bad_input_is_refused_naming_the_file() {
     assert!(message.contains("config.toml") && message.contains("no config key `train.no_such_key`"), "{message}");
     let message = error(compare(std::slice::from_ref(&ham), &CompareOptions { metrics: vec!["f2".into()], ..options(&[]) }));
     assert!(message.contains("unknown metric 'f2'"), "{message}");
+    let message = error(compare(std::slice::from_ref(&ham), &CompareOptions { baseline: Some("focal".into()), ..options(&[]) }));
+    assert!(message.contains("--baseline 'focal' is not a row; rows: ce"), "{message}");
+    // --baseline pairs every other row with it, after the explicit pairs.
+    let focal = repo().join("results/longtail/ham10000_s0/focal");
+    let runs = [ham.clone(), focal, repo().join("results/longtail/ham10000_s0/rskd_ce")];
+    let both = CompareOptions { baseline: Some("ce".into()), ..options(&[("rskd_ce", "focal")]) };
+    let pairs: Vec<(String, String)> = compare(&runs, &both).unwrap().pairs;
+    let expected = [("rskd_ce", "focal"), ("focal", "ce"), ("rskd_ce", "ce")].map(|(a, b)| (a.to_string(), b.to_string()));
+    assert_eq!(pairs, expected);
     let message = error(compare(std::slice::from_ref(&ham), &options(&[("ce", "focal")])));
     assert!(message.contains("row 'focal'"), "{message}");
     let empty = tempfile::tempdir().unwrap();

@@ -259,7 +259,7 @@ pub fn fit<M: Method>(
     // The gallery only illustrates the report: a failure there must not leave a trained run
     // without its summary.
     if let Some(scored) = &test.scored
-        && let Err(error) = crate::gallery::write_gallery(run, setup, scored)
+        && let Err(error) = crate::gallery::write_gallery(run, setup, &best_model, scored)
     {
         eprintln!("warning: no gallery for the report ({error}); `medkd report {}` tries again", run.root().display());
     }

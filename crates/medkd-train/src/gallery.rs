@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::evaluate::{Scored, batch_tensor, submission_id};
 use crate::{RunDir, RunSetup, TrainError};
 use medkd_data::SplitName;
+use medkd_models::Model;
 
 /// Images per group.
 const PER_GROUP: usize = 4;
@@ -56,14 +57,13 @@ fn pick(scored: &Scored, k: usize) -> Vec<(&'static str, usize)> {
         .collect()
 }
 
-/// Writes `gallery/*.png` and `gallery/gallery.json` for the test split's `scored` predictions
-/// of the run's best checkpoint.
-pub fn write_gallery(run: &RunDir, setup: &RunSetup, scored: &Scored) -> Result<(), TrainError> {
+/// Writes `gallery/*.png` and `gallery/gallery.json` for `scored`, the test split's predictions
+/// of `model` (the run's best checkpoint).
+pub fn write_gallery(run: &RunDir, setup: &RunSetup, model: &Model, scored: &Scored) -> Result<(), TrainError> {
     let names = &setup.info.class_names;
     let k = names.len();
     let dataset = setup.split(SplitName::Test);
     let index_of: std::collections::HashMap<String, usize> = (0..dataset.len()).map(|i| (dataset.id(i), i)).collect();
-    let model = setup.load_best(run)?;
     let folder = run.root().join("gallery");
     std::fs::create_dir_all(&folder).map_err(|e| TrainError::io(&folder, e))?;
     let mut tiles = Vec::new();

@@ -108,7 +108,9 @@ pub fn html_report(folder: &Path) -> Result<()> {
     for run_path in medkd_report::run_folders(folder) {
         let has_checkpoint = run_path.join("checkpoints").join("best.json").is_file();
         let has_predictions = run_path.join("predictions").join("test.csv").is_file();
-        if has_checkpoint && run_path.join("summary.json").is_file() && !(has_predictions && gallery::has_gallery(&run_path)) {
+        // Only single-label classifiers (a `per_class` report) have predictions and a gallery.
+        let single_label = Summary::read(&run_path.join("summary.json")).is_ok_and(|s| s.test.report.get("per_class").is_some());
+        if has_checkpoint && single_label && !(has_predictions && gallery::has_gallery(&run_path)) {
             let (config, run, setup) = open_run(&run_path)?;
             let model = setup.load_best(&run)?;
             if let Some(scored) = scored_split(&config, &setup, &model, "test")? {
@@ -116,7 +118,7 @@ pub fn html_report(folder: &Path) -> Result<()> {
                     scored.write_csv(&run.predictions_path("test"), &setup.info.class_names)?;
                     eprintln!("scored the test split with the best checkpoint: {}", run.predictions_path("test").display());
                 }
-                gallery::write_gallery(&run, &setup, &scored)?;
+                gallery::write_gallery(&run, &setup, &model, &scored)?;
             }
         }
     }
@@ -131,22 +133,14 @@ pub fn compare(
     by: Option<String>,
     metrics: Vec<String>,
     split: String,
-    mut pairs: Vec<(String, String)>,
+    pairs: Vec<(String, String)>,
     baseline: Option<&str>,
     csv: Option<&Path>,
     html: Option<&Path>,
 ) -> Result<()> {
     use medkd_report::compare::{CompareOptions, compare};
-    if let Some(reference) = baseline {
-        // Rows are named by the runs; group once to learn them, then pair each with the baseline.
-        let rows = compare(runs, &CompareOptions { by: by.clone(), metrics: Vec::new(), split: split.clone(), pairs: Vec::new() })?.rows;
-        if !rows.iter().any(|r| r.name == reference) {
-            let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-            bail!("--baseline '{reference}' is not a row; rows: {}", names.join(", "));
-        }
-        pairs.extend(rows.iter().filter(|r| r.name != reference).map(|r| (r.name.clone(), reference.to_string())));
-    }
-    let comparison = compare(runs, &CompareOptions { by, metrics, split, pairs })?;
+    let baseline = baseline.map(str::to_string);
+    let comparison = compare(runs, &CompareOptions { by, metrics, split, pairs, baseline })?;
     print!("{}", comparison.markdown());
     for (path, text) in [(csv, comparison.csv()), (html, comparison.html())] {
         if let Some(path) = path {
