@@ -8,9 +8,11 @@ use burn::nn::{BatchNorm, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use medkd_onnx::{Graph, OnnxError, Value};
+
 use crate::conv::conv2d;
 use crate::features::Stages;
-use crate::layers::{ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm, stem_max_pool};
+use crate::layers::{ConvSpec, KaimingFan, TORCHVISION_BN_EPSILON, classifier, global_avg_pool, new_batch_norm, stem_max_pool};
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
 use crate::norm::batch_norm;
@@ -186,6 +188,41 @@ impl DenseNet {
         let pooled = global_avg_pool(self.features.forward(x, stages));
         (pooled.clone(), self.classifier.forward(pooled))
     }
+}
+
+/// The eval forward as ONNX nodes, from the normalized input `x` to the logits.
+pub(crate) fn onnx(spec: &ModelSpec, graph: &mut Graph, x: Value) -> Result<Value, OnnxError> {
+    // BatchNorm, ReLU, then the conv: DenseNet's pre-activation order.
+    let norm_relu_conv = |graph: &mut Graph, x: Value, norm: &str, conv: &ConvSpec, name: &str| -> Result<Value, OnnxError> {
+        let y = graph.batch_norm(x, norm, TORCHVISION_BN_EPSILON)?;
+        let y = graph.relu(y);
+        conv.onnx(graph, y, name)
+    };
+    let y = stem(spec).onnx(graph, x, "features.conv0")?;
+    let y = graph.batch_norm(y, "features.norm0", TORCHVISION_BN_EPSILON)?;
+    let mut x = graph.relu(y);
+    if !spec.small_input {
+        x = graph.max_pool(x, 3, 2, 1);
+    }
+    for (block, layers) in layer_inputs().iter().enumerate() {
+        for (index, &channels) in layers.iter().enumerate() {
+            let layer = format!("features.denseblock{}.denselayer{}", block + 1, index + 1);
+            let [conv1, conv2] = dense_layer_convs(channels);
+            let y = norm_relu_conv(graph, x.clone(), &format!("{layer}.norm1"), &conv1, &format!("{layer}.conv1"))?;
+            let y = norm_relu_conv(graph, y, &format!("{layer}.norm2"), &conv2, &format!("{layer}.conv2"))?;
+            x = graph.concat(vec![x, y]);
+        }
+        if block < 3 {
+            let transition = format!("features.transition{}", block + 1);
+            let conv = transition_conv(block_output(layers));
+            let y = norm_relu_conv(graph, x, &format!("{transition}.norm"), &conv, &format!("{transition}.conv"))?;
+            x = graph.average_pool(y, 2, 2);
+        }
+    }
+    let y = graph.batch_norm(x, "features.norm5", TORCHVISION_BN_EPSILON)?;
+    let y = graph.relu(y);
+    let pooled = graph.global_average_pool(y);
+    graph.linear(pooled, "classifier")
 }
 
 /// burn module path → torchvision state-dict name: torchvision numbers dense layers from 1

@@ -20,9 +20,11 @@ use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, Paddi
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 
+use medkd_onnx::{Graph, OnnxError, Value};
+
 use crate::conv::conv2d;
 use crate::features::Stages;
-use crate::layers::{ConvSpec, KaimingFan, classifier, global_avg_pool, relu6};
+use crate::layers::{ConvSpec, KaimingFan, classifier, global_avg_pool, onnx_relu6, relu6};
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
 use crate::norm::batch_norm;
@@ -277,6 +279,45 @@ impl EfficientNetLite {
         let logits = self._fc.forward(self.dropout.forward(pooled.clone()));
         (pooled, logits)
     }
+}
+
+/// The eval forward as ONNX nodes, from the normalized input `x` (`input_hw` pixels) to the
+/// logits. "SAME" padding is static here: the graph's input size is fixed, so each strided
+/// conv gets its (possibly asymmetric) pads as attributes.
+pub(crate) fn onnx(scaling: Scaling, spec: &ModelSpec, input_hw: [usize; 2], graph: &mut Graph, x: Value) -> Result<Value, OnnxError> {
+    let mut hw = input_hw;
+    let mut same_conv = |graph: &mut Graph, x: Value, conv: &ConvSpec, name: &str| -> Result<Value, OnnxError> {
+        if conv.stride == 1 {
+            return conv.onnx(graph, x, name);
+        }
+        let [(top, bottom), (left, right)] = hw.map(|size| same_padding(size, conv.kernel, conv.stride));
+        hw = hw.map(|size| size.div_ceil(conv.stride));
+        graph.conv(x, name, conv.stride, [top, left, bottom, right], conv.groups)
+    };
+    let conv_bn_relu6 = |graph: &mut Graph, y: Value, bn: &str| -> Result<Value, OnnxError> {
+        let y = graph.batch_norm(y, bn, BN_EPSILON)?;
+        Ok(onnx_relu6(graph, y))
+    };
+    let y = same_conv(graph, x, &stem(spec), "_conv_stem")?;
+    let mut x = conv_bn_relu6(graph, y, "_bn0")?;
+    let (plan, _) = blocks_plan(scaling, spec);
+    for (index, block) in plan.iter().enumerate() {
+        let name = |part: &str| format!("_blocks.{index}.{part}");
+        let mut y = x.clone();
+        if let Some(expand) = &block.expand {
+            y = expand.onnx(graph, y, &name("_expand_conv"))?;
+            y = conv_bn_relu6(graph, y, &name("_bn0"))?;
+        }
+        y = same_conv(graph, y, &block.depthwise, &name("_depthwise_conv"))?;
+        y = conv_bn_relu6(graph, y, &name("_bn1"))?;
+        y = block.project.onnx(graph, y, &name("_project_conv"))?;
+        y = graph.batch_norm(y, &name("_bn2"), BN_EPSILON)?;
+        x = if block.residual { graph.add(y, x) } else { y };
+    }
+    let y = head(&plan).onnx(graph, x, "_conv_head")?;
+    let y = conv_bn_relu6(graph, y, "_bn1")?;
+    let pooled = graph.global_average_pool(y);
+    graph.linear(pooled, "_fc")
 }
 
 pub(crate) fn macs(scaling: Scaling, spec: &ModelSpec, input_hw: [usize; 2]) -> u64 {

@@ -38,6 +38,9 @@ pub enum ModelError {
         mismatch_report(.missing, .unexpected, .mismatched)
     )]
     Mismatch { path: PathBuf, missing: Vec<String>, unexpected: Vec<String>, mismatched: Vec<ShapeMismatch> },
+
+    #[error("ONNX export of {arch}: {source}")]
+    Onnx { arch: Arch, source: medkd_onnx::OnnxError },
 }
 
 fn mismatch_report(missing: &[String], unexpected: &[String], mismatched: &[ShapeMismatch]) -> String {

@@ -7,6 +7,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, Pa
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use medkd_onnx::{Graph, OnnxError, Value};
+
 use crate::conv::conv2d;
 use crate::norm::batch_norm;
 
@@ -60,11 +62,30 @@ impl ConvSpec {
     pub fn conv_bn(&self, fan: KaimingFan, device: &Device) -> ConvBn {
         ConvBn { conv: self.conv(fan, device), bn: new_batch_norm(self.out_channels, device) }
     }
+
+    /// This conv as an ONNX node with the state dict's `{name}.weight`.
+    pub fn onnx(&self, graph: &mut Graph, x: Value, name: &str) -> Result<Value, OnnxError> {
+        graph.conv(x, name, self.stride, [self.kernel / 2; 4], self.groups)
+    }
+
+    /// This conv and the BatchNorm `bn` after it (torchvision's epsilon).
+    pub fn onnx_bn(&self, graph: &mut Graph, x: Value, conv: &str, bn: &str) -> Result<Value, OnnxError> {
+        let y = self.onnx(graph, x, conv)?;
+        graph.batch_norm(y, bn, TORCHVISION_BN_EPSILON)
+    }
 }
+
+/// torchvision's (and burn's) BatchNorm epsilon.
+pub(crate) const TORCHVISION_BN_EPSILON: f64 = 1e-5;
 
 /// BatchNorm with torchvision's defaults (eps 1e-5, momentum 0.1, weight 1, bias 0).
 pub(crate) fn new_batch_norm(channels: usize, device: &Device) -> BatchNorm {
-    BatchNormConfig::new(channels).init(device)
+    BatchNormConfig::new(channels).with_epsilon(TORCHVISION_BN_EPSILON).init(device)
+}
+
+/// ReLU6 in ONNX.
+pub(crate) fn onnx_relu6(graph: &mut Graph, x: Value) -> Value {
+    graph.clip(x, 0.0, 6.0)
 }
 
 /// Conv followed by BatchNorm; the caller applies the activation (ReLU, ReLU6 or none).

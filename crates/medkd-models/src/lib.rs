@@ -17,6 +17,7 @@ mod macs;
 mod mobilenetv2;
 mod model;
 mod norm;
+mod onnx;
 mod resnet;
 mod weights;
 
@@ -26,11 +27,12 @@ pub use efficientnet_lite::EfficientNetLite;
 pub use error::{ModelError, ShapeMismatch};
 pub use features::{FeatureLayout, FeatureMap, Features, MapInfo, MapKind};
 pub use macs::count_macs;
+pub use medkd_onnx::{Activation, Io as OnnxIo, OPSET as ONNX_OPSET};
 pub use mobilenetv2::MobileNetV2;
 pub use model::{Arch, Model, ModelSpec, count_params};
 pub use norm::batch_norm;
 pub use resnet::ResNet;
-pub use weights::{load_weights, load_weights_partial, save_weights};
+pub use weights::{load_weights, load_weights_partial, save_weights, save_weights_with_metadata, state_dict};
 
 use burn::prelude::Device;
 

@@ -9,9 +9,13 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Initializer, Linear};
 use burn::tensor::{Device, Tensor};
 
+use medkd_onnx::{Graph, OnnxError, Value};
+
 use crate::conv::conv2d;
 use crate::features::Stages;
-use crate::layers::{CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm, relu6};
+use crate::layers::{
+    CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm, onnx_relu6, relu6,
+};
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
 use crate::norm::batch_norm;
@@ -169,6 +173,32 @@ impl MobileNetV2 {
 }
 
 /// burn module path → torchvision state-dict name.
+/// The eval forward as ONNX nodes, from the normalized input `x` to the logits.
+pub(crate) fn onnx(spec: &ModelSpec, graph: &mut Graph, x: Value) -> Result<Value, OnnxError> {
+    let mut x = x;
+    for (i, feature) in features_plan(spec).iter().enumerate() {
+        x = match feature {
+            FeaturePlan::ConvBnRelu6(conv) => {
+                let y = conv.onnx_bn(graph, x, &format!("features.{i}.0"), &format!("features.{i}.1"))?;
+                onnx_relu6(graph, y)
+            }
+            FeaturePlan::InvertedResidual { convs, residual } => {
+                let (project, activated) = convs.split_last().expect("a projection conv");
+                let mut y = x.clone();
+                for (j, conv) in activated.iter().enumerate() {
+                    y = conv.onnx_bn(graph, y, &format!("features.{i}.conv.{j}.0"), &format!("features.{i}.conv.{j}.1"))?;
+                    y = onnx_relu6(graph, y);
+                }
+                let j = activated.len();
+                y = project.onnx_bn(graph, y, &format!("features.{i}.conv.{j}"), &format!("features.{i}.conv.{}", j + 1))?;
+                if *residual { graph.add(y, x) } else { y }
+            }
+        };
+    }
+    let pooled = graph.global_average_pool(x);
+    graph.linear(pooled, "classifier.1")
+}
+
 pub(crate) fn torchvision_keys() -> Vec<(String, String)> {
     let mut rules: Vec<(String, String)> = CONV_BN_TORCHVISION_KEYS.map(|(from, to)| (from.to_owned(), to.to_owned())).into();
     rules.push((r"^classifier\.".to_owned(), "classifier.1.".to_owned()));

@@ -6,6 +6,8 @@ use burn::nn::pool::MaxPool2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use medkd_onnx::{Graph, OnnxError, Value};
+
 use crate::features::Stages;
 use crate::layers::{CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, stem_max_pool};
 use crate::macs::MacWalk;
@@ -148,6 +150,38 @@ impl ResNet {
         let pooled = global_avg_pool(x);
         (pooled.clone(), self.fc.forward(pooled))
     }
+}
+
+/// The eval forward as ONNX nodes, from the normalized input `x` to the logits.
+pub(crate) fn onnx(layout: Layout, spec: &ModelSpec, graph: &mut Graph, x: Value) -> Result<Value, OnnxError> {
+    let y = stem(spec).onnx_bn(graph, x, "conv1", "bn1")?;
+    let mut x = graph.relu(y);
+    if !spec.small_input {
+        x = graph.max_pool(x, 3, 2, 1);
+    }
+    for (stage, plans) in layout.stages().iter().enumerate() {
+        for (index, plan) in plans.iter().enumerate() {
+            let block = format!("layer{}.{index}", stage + 1);
+            let shortcut = match &plan.downsample {
+                Some(downsample) => {
+                    downsample.onnx_bn(graph, x.clone(), &format!("{block}.downsample.0"), &format!("{block}.downsample.1"))?
+                }
+                None => x.clone(),
+            };
+            let last = plan.convs.len() - 1;
+            let mut out = x;
+            for (i, conv) in plan.convs.iter().enumerate() {
+                out = conv.onnx_bn(graph, out, &format!("{block}.conv{}", i + 1), &format!("{block}.bn{}", i + 1))?;
+                if i < last {
+                    out = graph.relu(out);
+                }
+            }
+            let sum = graph.add(out, shortcut);
+            x = graph.relu(sum);
+        }
+    }
+    let pooled = graph.global_average_pool(x);
+    graph.linear(pooled, "fc")
 }
 
 /// burn module path → torchvision state-dict name.

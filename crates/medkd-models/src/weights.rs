@@ -18,6 +18,8 @@ use burn::store::{
 };
 use burn::tensor::{Bytes, DType};
 
+use medkd_onnx::Weight;
+
 use crate::error::{ModelError, ShapeMismatch};
 use crate::model::Model;
 
@@ -132,6 +134,11 @@ fn adapt_input_conv(tensor: PackTensor, expected: &[usize]) -> Result<PackTensor
 /// Atomic: burn-store's `SafetensorsStore` writes a temporary sibling of `path` and renames it
 /// over `path` only once complete, so an interrupted save never leaves a truncated file.
 pub fn save_weights(model: &Model, path: &Path) -> Result<(), ModelError> {
+    save_weights_with_metadata(model, path, &[])
+}
+
+/// [`save_weights`] with `metadata` in the file's header (string pairs, as safetensors keeps them).
+pub fn save_weights_with_metadata(model: &Model, path: &Path, metadata: &[(String, String)]) -> Result<(), ModelError> {
     if Format::of(path) != Some(Format::Safetensors) {
         return Err(ModelError::UnsupportedFormat { path: path.to_owned(), expected: "a .safetensors extension" });
     }
@@ -140,9 +147,33 @@ pub fn save_weights(model: &Model, path: &Path) -> Result<(), ModelError> {
         .skip_enum_variants(true)
         .remap(torchvision_names(model))
         .overwrite(true);
+    for (key, value) in metadata {
+        store = store.metadata(key.clone(), value.clone());
+    }
     // valid() first: a BatchNorm's running statistics from the last training forward are held
     // pending until a sync, and burn-store's visit reads the synced value (one step stale).
     model.valid().save_into(&mut store).map_err(|e| ModelError::Write { path: path.to_owned(), message: e.to_string() })
+}
+
+/// The model's tensors under their torchvision names and in PyTorch's layouts (Linear weights
+/// `[out, in]`), as [`save_weights`] writes them: what an export reads.
+pub fn state_dict(model: &Model) -> Result<BTreeMap<String, Weight>, ModelError> {
+    let model = model.valid();
+    let tensors = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true);
+    let (renamed, names) = torchvision_names(&model).remap(tensors);
+    let read = |message: String| ModelError::Read { path: "the model in memory".into(), message };
+    renamed
+        .into_iter()
+        .zip(names)
+        .map(|(tensor, (name, _))| {
+            if tensor.dtype != DType::F32 {
+                return Err(read(format!("`{name}` is {:?}; exports read float32 weights", tensor.dtype)));
+            }
+            let bytes = tensor.to_bytes().map_err(|e| read(e.to_string()))?;
+            let values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            Ok((name, Weight { shape: tensor.shape.to_vec(), values }))
+        })
+        .collect()
 }
 
 fn torchvision_names(model: &Model) -> KeyRemapper {

@@ -161,7 +161,7 @@ fn scored_split(config: &RunConfig, setup: &RunSetup, model: &Model, split: &str
 /// A finished run's config, folder and setup. Its data must still give the input size it was
 /// trained on (summary.json `input_size`): images replaced by others of another size would be
 /// scored silently wrong.
-fn open_run(run_path: &Path) -> Result<(RunConfig, RunDir, RunSetup)> {
+pub(crate) fn open_run(run_path: &Path) -> Result<(RunConfig, RunDir, RunSetup)> {
     let run = RunDir::open(run_path)?;
     let config = RunConfig::load(&run.config_path(), &[])?;
     let setup = RunSetup::new(&config)?;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod commands;
+mod export;
 
 use std::path::PathBuf;
 
@@ -107,6 +108,22 @@ enum Command {
         /// dermoscopy).
         #[arg(long, default_value = "none", value_parser = parse_tta)]
         tta: Tta,
+    },
+    /// Export a run's kept weights for other runtimes, with a model.json that describes the
+    /// input (size, channels, values, normalization), classes, task, temperature and outputs.
+    Export {
+        run: PathBuf,
+        /// `onnx`: a graph with the normalization and the temperature inside; `torchvision`:
+        /// the weights under torchvision's names (safetensors).
+        #[arg(long, value_enum)]
+        format: export::ExportFormat,
+        /// Folder to write into [default: RUN/export].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write a split's images as the exported model takes them
+        /// (inputs_<split>.safetensors), to check another runtime against `medkd predict`.
+        #[arg(long, value_parser = ["train", "val", "test"])]
+        inputs: Option<String>,
     },
     /// Datasets: download MedMNIST files with checksum verification.
     Data {
@@ -350,6 +367,7 @@ fn main() {
         }
         Command::Calibrate { run } => commands::calibrate(&run),
         Command::Predict { run, out, split, images, resize, tta } => commands::predict(&run, &out, split.as_deref(), &images, resize, tta),
+        Command::Export { run, format, out, inputs } => export::export(&run, format, out.as_deref(), inputs.as_deref()),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())
         }

@@ -426,7 +426,12 @@ fn resume_to_the_same_run(stopped: &Path, reference: &Path) {
 
 /// Every tensor of a run's best.safetensors, by name (the header's metadata order may vary).
 fn best_tensors(run: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(run.join("checkpoints/best.safetensors")).unwrap();
+    tensors_of(&run.join("checkpoints/best.safetensors"))
+}
+
+/// A safetensors file's tensors by name, as bytes.
+fn tensors_of(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut named: Vec<(String, Vec<u8>)> = tensors.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect();
     named.sort();
@@ -790,4 +795,87 @@ fn a_dicom_folder_trains_as_the_same_images_as_png() {
     for split in ["val", "test"] {
         assert_eq!(summaries[0][split], summaries[1][split], "{split} metrics of the PNG and DICOM runs");
     }
+}
+
+/// `medkd export`: the ONNX graph run by tract (an ONNX runtime independent of medkd) gives
+/// `medkd predict --split test`'s probabilities on the inputs it exported, model.json describes
+/// the run (normalization measured at run time, temperature, classes), and the torchvision
+/// export holds the kept weights themselves.
+#[test]
+fn export_reproduces_predict_outside_medkd() {
+    use tract_onnx::prelude::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), &format!("{TINY}\n[data.normalize]\nkind = \"dataset\"\n"));
+    let run = tmp.path().join("run");
+    let output = train(&config, &run, &["--set", "train.epochs=1"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let [onnx_dir, torchvision_dir, predictions] = ["onnx", "torchvision", "predict.csv"].map(|name| tmp.path().join(name));
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    for args in [
+        vec![
+            "export".into(),
+            path(&run),
+            "--format".into(),
+            "onnx".into(),
+            "--inputs".into(),
+            "test".into(),
+            "--out".into(),
+            path(&onnx_dir),
+        ],
+        vec!["export".into(), path(&run), "--format".into(), "torchvision".into(), "--out".into(), path(&torchvision_dir)],
+        vec!["predict".into(), "--run".into(), path(&run), "--split".into(), "test".into(), "--out".into(), path(&predictions)],
+    ] {
+        let output = medkd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+
+    let summary = read_json(&run.join("summary.json"));
+    let description = read_json(&onnx_dir.join("model.json"));
+    assert_eq!(description["normalization"], summary["normalization"]);
+    assert_ne!(summary["normalization"]["mean"][0], 0.0, "measured on the training images");
+    assert_eq!(description["temperature"], summary["calibration"]["temperature"]);
+    assert_eq!(description["class_names"], json!(["malignant", "normal, benign"]));
+    assert_eq!(description["input"]["shape"], json!([3, 28, 28]));
+    assert_eq!((description["arch"].as_str(), description["small_input"].as_bool()), (Some("resnet18"), Some(false)));
+
+    // The exported inputs, run through the graph by tract.
+    let bytes = std::fs::read(onnx_dir.join("inputs_test.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let ids: Vec<String> = serde_json::from_str(&header.metadata().as_ref().unwrap()["ids"]).unwrap();
+    let inputs = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let images = inputs.tensor("images").unwrap();
+    let values: Vec<f32> = images.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    assert!(values.iter().all(|v| (0.0..=1.0).contains(v)), "pixels in [0, 1]: the graph normalizes");
+    let model = tract_onnx::onnx()
+        .model_for_path(onnx_dir.join("model.onnx"))
+        .unwrap()
+        .with_input_fact(0, f32::fact(images.shape()).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let input = Tensor::from_shape(images.shape(), &values).unwrap();
+    let outputs = model.run(tvec!(input.into())).unwrap();
+    let probabilities: Vec<f32> = outputs[1].to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+
+    let text = std::fs::read_to_string(&predictions).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.iter().map(|r| r[0].to_owned()).collect::<Vec<_>>(), ids);
+    let expected: Vec<f32> = rows.iter().flat_map(|r| [r[1].parse::<f32>().unwrap(), r[2].parse::<f32>().unwrap()]).collect();
+    let diff = probabilities.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(diff <= 1e-5, "ONNX probabilities differ from medkd predict's by {diff}");
+
+    // The torchvision export is the kept weights, with model.json in its header.
+    assert_eq!(tensors_of(&torchvision_dir.join("model.safetensors")), best_tensors(&run));
+    let bytes = std::fs::read(torchvision_dir.join("model.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let embedded: Value = serde_json::from_str(&header.metadata().as_ref().unwrap()["medkd"]).unwrap();
+    assert_eq!(embedded, read_json(&torchvision_dir.join("model.json")));
+    assert_eq!(embedded["format"], "torchvision");
+
+    // A run folder that is not one is refused before anything is written.
+    let output = medkd(&["export", tmp.path().to_str().unwrap(), "--format", "onnx", "--out", &path(&tmp.path().join("nothing"))]);
+    assert!(!output.status.success() && !tmp.path().join("nothing").exists(), "{}", stderr(&output));
 }

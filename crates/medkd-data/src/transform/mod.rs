@@ -263,6 +263,12 @@ impl Pipeline {
         &self.normalization
     }
 
+    /// The same transforms ending on values in [0, 1]: what an exported graph that normalizes
+    /// inside takes.
+    pub fn without_normalization(&self) -> Pipeline {
+        Pipeline { normalization: Normalization::identity(self.channels), ..self.clone() }
+    }
+
     /// The transformed image as a flat CHW vector.
     pub fn apply(&self, img: &DynamicImage, rng: &mut impl Rng) -> Result<Vec<f32>, DataError> {
         self.apply_with_shape(img, rng).map(|(data, _)| data)
