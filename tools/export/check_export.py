@@ -9,7 +9,8 @@ The images are OUT/onnx/inputs_test.safetensors (the eval transforms' output in 
 `medkd export --inputs` writes it); ONNX models run in onnxruntime, torchvision exports in
 PyTorch (rebuilt by medkd_torch.py, weights loaded strictly). Each export must give
 `medkd predict`'s probabilities to 1e-5 and the same argmax on every image; the script exits 1
-otherwise. Needs onnxruntime, torch, torchvision, safetensors (and efficientnet_lite_pytorch
+otherwise. With a torchvision export it also runs that model in float64, a reference that
+shows how far each float32 computation (medkd's included) is from exact. Needs onnxruntime, torch, torchvision, safetensors (and efficientnet_lite_pytorch
 for EfficientNet-Lite).
 """
 
@@ -60,6 +61,15 @@ def run_torchvision(directory, images):
     return description, probabilities, f"torch {torch.__version__}"
 
 
+def float64_reference(export_dirs, images):
+    """The torchvision export's probabilities computed in float64, or None without one."""
+    for directory in map(pathlib.Path, export_dirs):
+        if json.loads((directory / "model.json").read_text())["format"] == "torchvision":
+            model, description = medkd_torch.load(directory)
+            return medkd_torch.predict(model.double(), description, torch.from_numpy(images).double()).numpy()
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("predictions", help="medkd predict --split ... CSV")
@@ -72,6 +82,10 @@ def main():
     if input_ids != ids:
         sys.exit(f"{inputs_path} holds other images (or another order) than {args.predictions}")
     results, ok = [], True
+    float64 = float64_reference(args.exports, images)
+    if float64 is not None:
+        medkd_error = float(np.abs(expected - float64).max())
+        print(f"{'medkd':12s} {'(float32)':24s} max |p - float64 PyTorch| = {medkd_error:.2e}")
     for directory in map(pathlib.Path, args.exports):
         kind = json.loads((directory / "model.json").read_text())["format"]
         description, probabilities, runtime = (run_onnx if kind == "onnx" else run_torchvision)(directory, images)
@@ -81,13 +95,20 @@ def main():
         same_argmax = int((probabilities.argmax(1) == expected.argmax(1)).sum())
         passed = diff <= TOLERANCE and same_argmax == len(ids)
         ok &= passed
-        results.append({"export": kind, "runtime": runtime, "images": len(ids), "max_abs_diff": diff,
-                        "same_argmax": same_argmax, "passed": passed})
-        print(f"{kind:12s} {runtime:24s} {len(ids)} images  max |p - medkd| = {diff:.2e}  "
-              f"same argmax {same_argmax}/{len(ids)}  {'ok' if passed else 'FAILED'}")
+        file_bytes = (directory / description["file"]).stat().st_size
+        result = {"export": kind, "runtime": runtime, "file_bytes": file_bytes, "images": len(ids),
+                  "max_abs_diff": diff, "same_argmax": same_argmax, "passed": passed}
+        line = f"{kind:12s} {runtime:24s} {len(ids)} images  max |p - medkd| = {diff:.2e}  same argmax {same_argmax}/{len(ids)}"
+        if float64 is not None:
+            result["max_abs_diff_float64"] = float(np.abs(probabilities.astype(np.float64) - float64).max())
+            line += f"  max |p - float64| = {result['max_abs_diff_float64']:.2e}"
+        results.append(result)
+        print(f"{line}  {'ok' if passed else 'FAILED'}")
     if args.json:
         figures = {"predictions": args.predictions, "tolerance": TOLERANCE, "machine": platform.processor() or platform.machine(),
                    "results": results}
+        if float64 is not None:
+            figures["medkd_max_abs_diff_float64"] = medkd_error
         pathlib.Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     sys.exit(0 if ok else 1)
 

@@ -68,9 +68,10 @@ def load(export_dir) -> tuple:
 def predict(model: torch.nn.Module, description: dict, images: torch.Tensor) -> torch.Tensor:
     """Probabilities as `medkd predict` writes them, for images in [0, 1] after the eval transforms."""
     shape = [1, -1, 1, 1]
-    mean = torch.tensor(description["normalization"]["mean"]).view(shape)
-    std = torch.tensor(description["normalization"]["std"]).view(shape)
-    logits = model((images - mean) / std)
+    mean = torch.tensor(description["normalization"]["mean"]).view(shape).to(images.dtype)
+    # medkd multiplies by the float32 reciprocal: the same inputs, bit for bit.
+    inv_std = torch.tensor(description["normalization"]["std"]).reciprocal().view(shape).to(images.dtype)
+    logits = model((images - mean) * inv_std)
     if description["task"] == "multilabel":
         return torch.sigmoid(logits)
     return torch.softmax(logits / (description["temperature"] or 1.0), dim=1)

@@ -189,12 +189,14 @@ impl<'a> Graph<'a> {
         Ok(self.node("Gemm", inputs, vec![int("transB", 1)], None))
     }
 
-    /// `(x - mean) / std` per channel, the input normalization.
+    /// `(x - mean) * (1 / std)` per channel, the input normalization as medkd computes it
+    /// (the reciprocal in f32), so the graph's normalized input is medkd's bit for bit.
     pub fn normalize(&mut self, x: Value, mean: &[f32], std: &[f32]) -> Value {
         let shape = [1, mean.len(), 1, 1];
-        let (mean, std) = (self.constant(&shape, mean), self.constant(&shape, std));
+        let inv_std: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
+        let (mean, inv_std) = (self.constant(&shape, mean), self.constant(&shape, &inv_std));
         let centred = self.node("Sub", vec![x, mean], Vec::new(), None);
-        self.node("Div", vec![centred, std], Vec::new(), None)
+        self.node("Mul", vec![centred, inv_std], Vec::new(), None)
     }
 
     /// The model: `body` maps the normalized input to logits; the graph outputs them as
