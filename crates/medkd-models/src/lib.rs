@@ -27,7 +27,7 @@ pub use efficientnet_lite::EfficientNetLite;
 pub use error::{ModelError, ShapeMismatch};
 pub use features::{FeatureLayout, FeatureMap, Features, MapInfo, MapKind};
 pub use macs::count_macs;
-pub use medkd_onnx::{Activation, Io as OnnxIo, OPSET as ONNX_OPSET};
+pub use medkd_onnx::{Activation, Io as OnnxIo, OPSET as ONNX_OPSET, WeightPrecision};
 pub use mobilenetv2::MobileNetV2;
 pub use model::{Arch, Model, ModelSpec, count_params};
 pub use norm::batch_norm;

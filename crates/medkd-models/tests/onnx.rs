@@ -6,7 +6,7 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{Entry, formula_input, formula_tensor, max_abs_diff, to_vec, write_safetensors};
-use medkd_models::{Activation, Arch, Model, ModelError, ModelSpec, OnnxIo, load_weights, state_dict};
+use medkd_models::{Activation, Arch, Model, ModelError, ModelSpec, OnnxIo, WeightPrecision, load_weights, state_dict};
 use tract_onnx::prelude::*;
 
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -38,6 +38,7 @@ fn io(spec: &ModelSpec, size: usize, temperature: Option<f32>, activation: Activ
         num_classes: spec.num_classes,
         temperature,
         activation,
+        weights: WeightPrecision::Float32,
     }
 }
 
@@ -165,4 +166,57 @@ fn mismatches_are_named() {
     wrong.mean.pop();
     let err = model.to_onnx(&resnet18, &wrong, &[]).unwrap_err().to_string();
     assert_eq!(err, "ONNX export of resnet18: the normalization has 2 means and 3 stds for 3 input channels");
+}
+
+/// Int8 weights: every conv and linear weight is stored as int8 per output channel with scale
+/// max |w| / 127 (so within half a step of the float weight), and the graph computes what
+/// medkd computes with those dequantized weights; the file is about a quarter of the float one.
+#[test]
+fn int8_weights_dequantize_in_the_graph() {
+    let spec = spec(Arch::MobileNetV2, 3, true);
+    let model = formula_model(&spec);
+    let float = model.to_onnx(&spec, &io(&spec, 16, Some(1.3), Activation::Softmax), &[]).unwrap();
+    let int8_io = OnnxIo { weights: WeightPrecision::Int8, ..io(&spec, 16, Some(1.3), Activation::Softmax) };
+    let int8 = model.to_onnx(&spec, &int8_io, &[]).unwrap();
+    let ratio = int8.len() as f64 / float.len() as f64;
+    assert!((0.25..0.3).contains(&ratio), "int8 file is {ratio} of the float one");
+
+    // The stored weights, read back by tract's protobuf reader and dequantized here.
+    let graph = tract_onnx::onnx().proto_model_for_read(&mut &int8[..]).unwrap().graph.unwrap();
+    let initializer = |name: &str| graph.initializer.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name}"));
+    let float_weights = state_dict(&model).unwrap();
+    let mut dequantized = Vec::new();
+    for (name, weight) in &float_weights {
+        let layer = weight.shape.len() == 4 || (weight.shape.len() == 2 && name.ends_with("weight"));
+        let values = if layer {
+            let int8 = initializer(name);
+            assert_eq!(int8.data_type, 3, "{name} is int8");
+            let scales: Vec<f32> =
+                initializer(&format!("{name}.scale")).raw_data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            let per_channel = weight.values.len() / weight.shape[0];
+            let values: Vec<f32> = int8.raw_data.iter().enumerate().map(|(i, &q)| f32::from(q as i8) * scales[i / per_channel]).collect();
+            for (c, channel) in weight.values.chunks(per_channel).enumerate() {
+                let largest = channel.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                assert!((scales[c] - largest / 127.0).abs() <= 1e-7 * largest, "{name} channel {c}");
+            }
+            let error = max_abs_diff(&values, &weight.values);
+            assert!(error <= scales.iter().fold(0.0f32, |m, s| m.max(*s)) * 0.5001, "{name}: {error}");
+            values
+        } else {
+            weight.values.clone()
+        };
+        dequantized.push(Entry { name: name.clone(), shape: weight.shape.clone(), values });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dequantized.safetensors");
+    write_safetensors(&path, &dequantized);
+    let dequantized_model = load_weights(Model::new(&spec, &medkd_models::test_device()).unwrap(), &path).unwrap();
+
+    let x = images(&spec, 2, 16);
+    let device = x.device();
+    let stat = |values: &[f32]| Tensor::<1>::from_floats(values, &device).reshape([1, 3, 1, 1]);
+    let expected = to_vec(dequantized_model.logits((x.clone() - stat(&MEAN)) / stat(&STD)));
+    let (logits, _) = run_tract(&int8, &x);
+    let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    assert!(max_abs_diff(&logits, &expected) <= 2e-5 * scale, "{logits:?} vs {expected:?}");
 }

@@ -52,6 +52,17 @@ pub struct Io {
     /// Logits are divided by this before the output activation (temperature scaling).
     pub temperature: Option<f32>,
     pub activation: Activation,
+    pub weights: WeightPrecision,
+}
+
+/// How the graph stores the weights of its convolutions and linear layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightPrecision {
+    Float32,
+    /// Symmetric int8 per output channel (scale = max |w| / 127 of the channel), turned back
+    /// into float32 by `DequantizeLinear` nodes: a quarter of the file. BatchNorm, biases and
+    /// activations stay float32, so there is nothing to calibrate and the arithmetic is float.
+    Int8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +80,7 @@ pub const PROBABILITIES: &str = "probabilities";
 
 pub struct Graph<'a> {
     weights: &'a BTreeMap<String, Weight>,
+    precision: WeightPrecision,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     used: BTreeSet<String>,
@@ -76,8 +88,8 @@ pub struct Graph<'a> {
 }
 
 impl<'a> Graph<'a> {
-    pub fn new(weights: &'a BTreeMap<String, Weight>) -> Self {
-        Self { weights, nodes: Vec::new(), initializers: Vec::new(), used: BTreeSet::new(), constants: BTreeMap::new() }
+    pub fn new(weights: &'a BTreeMap<String, Weight>, precision: WeightPrecision) -> Self {
+        Self { weights, precision, nodes: Vec::new(), initializers: Vec::new(), used: BTreeSet::new(), constants: BTreeMap::new() }
     }
 
     /// The state dict's tensor `name`, as an initializer of the same name.
@@ -87,6 +99,29 @@ impl<'a> Graph<'a> {
             self.initializers.push(float_tensor(name, &weight.shape, &weight.values));
         }
         Ok(name.to_owned())
+    }
+
+    /// The weight of a convolution or linear layer (output channels first), stored as the
+    /// graph's [`WeightPrecision`] says: int8 ones come out of a `DequantizeLinear` node.
+    fn layer_weight(&mut self, name: &str) -> Result<Value, OnnxError> {
+        if self.precision == WeightPrecision::Float32 {
+            return self.weight(name);
+        }
+        let weight = self.weights.get(name).ok_or_else(|| OnnxError::MissingWeight(name.to_owned()))?;
+        let (quantized, scales) = quantize_per_channel(weight);
+        let channels = [weight.shape[0]];
+        self.used.insert(name.to_owned());
+        let int8 = |name: String, values: &[i8], shape: &[usize]| TensorProto {
+            dims: shape.iter().map(|&d| d as i64).collect(),
+            data_type: DATA_INT8,
+            name,
+            raw_data: values.iter().map(|&v| v as u8).collect(),
+        };
+        self.initializers.push(int8(name.to_owned(), &quantized, &weight.shape));
+        self.initializers.push(float_tensor(&format!("{name}.scale"), &channels, &scales));
+        self.initializers.push(int8(format!("{name}.zero_point"), &vec![0; channels[0]], &channels));
+        let inputs = vec![name.to_owned(), format!("{name}.scale"), format!("{name}.zero_point")];
+        Ok(self.node("DequantizeLinear", inputs, vec![int("axis", 0)], Some(&format!("{name}.dequantized"))))
     }
 
     fn has_weight(&self, name: &str) -> bool {
@@ -116,13 +151,13 @@ impl<'a> Graph<'a> {
     /// A 2-D convolution with the state dict's `{prefix}.weight` (`[out, in / groups, k, k]`)
     /// and `{prefix}.bias` when there is one. `pads` are `[top, left, bottom, right]`.
     pub fn conv(&mut self, x: Value, prefix: &str, stride: usize, pads: [usize; 4], groups: usize) -> Result<Value, OnnxError> {
-        let weight = self.weight(&format!("{prefix}.weight"))?;
-        let shape = &self.weights[&weight].shape;
+        let name = format!("{prefix}.weight");
+        let shape = &self.weights.get(&name).ok_or_else(|| OnnxError::MissingWeight(name.clone()))?.shape;
         if shape.len() != 4 {
-            return Err(OnnxError::Invalid(format!("`{weight}` has shape {shape:?}, not that of a 2-D convolution")));
+            return Err(OnnxError::Invalid(format!("`{name}` has shape {shape:?}, not that of a 2-D convolution")));
         }
         let kernel = [shape[2], shape[3]].map(|k| k as i64);
-        let mut inputs = vec![x, weight];
+        let mut inputs = vec![x, self.layer_weight(&name)?];
         let bias = format!("{prefix}.bias");
         if self.has_weight(&bias) {
             inputs.push(self.weight(&bias)?);
@@ -185,7 +220,7 @@ impl<'a> Graph<'a> {
 
     /// `x Wᵀ + b` with the state dict's `{prefix}.weight` (`[out, in]`, PyTorch's layout) and bias.
     pub fn linear(&mut self, x: Value, prefix: &str) -> Result<Value, OnnxError> {
-        let inputs = vec![x, self.weight(&format!("{prefix}.weight"))?, self.weight(&format!("{prefix}.bias"))?];
+        let inputs = vec![x, self.layer_weight(&format!("{prefix}.weight"))?, self.weight(&format!("{prefix}.bias"))?];
         Ok(self.node("Gemm", inputs, vec![int("transB", 1)], None))
     }
 
@@ -217,7 +252,7 @@ impl<'a> Graph<'a> {
                 io.std.len()
             )));
         }
-        let mut graph = Graph::new(weights);
+        let mut graph = Graph::new(weights, io.weights);
         let x = graph.normalize(INPUT.to_owned(), &io.mean, &io.std);
         let logits = body(&mut graph, x)?;
         let logits = graph.node("Identity", vec![logits], Vec::new(), Some(LOGITS));
@@ -258,6 +293,21 @@ impl<'a> Graph<'a> {
         };
         Ok(model.encode_to_vec())
     }
+}
+
+/// Symmetric int8 per output channel (the first axis): each channel's scale is its largest
+/// magnitude over 127 (1 for an all-zero channel), values rounded to the nearest step.
+fn quantize_per_channel(weight: &Weight) -> (Vec<i8>, Vec<f32>) {
+    let per_channel = weight.values.len() / weight.shape[0].max(1);
+    let mut quantized = Vec::with_capacity(weight.values.len());
+    let mut scales = Vec::with_capacity(weight.shape[0]);
+    for channel in weight.values.chunks(per_channel.max(1)) {
+        let largest = channel.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = if largest > 0.0 { largest / 127.0 } else { 1.0 };
+        quantized.extend(channel.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+        scales.push(scale);
+    }
+    (quantized, scales)
 }
 
 fn float_tensor(name: &str, shape: &[usize], values: &[f32]) -> TensorProto {

@@ -87,6 +87,7 @@ pub struct AttributeProto {
 
 /// `TensorProto.DataType`.
 pub const DATA_FLOAT: i32 = 1;
+pub const DATA_INT8: i32 = 3;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TensorProto {

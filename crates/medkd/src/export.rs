@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use medkd_data::{Normalization, SplitName, Task, TransformSpec};
-use medkd_models::{Activation, Arch, OnnxIo, save_weights_with_metadata};
+use medkd_models::{Activation, Arch, OnnxIo, WeightPrecision, save_weights_with_metadata};
 use medkd_train::evaluate::submission_id;
 use medkd_train::run_dir::write_atomic;
 use medkd_train::{RunSetup, Summary, parse_split};
@@ -23,6 +23,14 @@ pub enum ExportFormat {
     Onnx,
     /// The weights under torchvision's (or the EfficientNet-Lite checkpoint's) names.
     Torchvision,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Weights {
+    Float32,
+    /// Conv and linear weights as int8 per output channel (a quarter of the file), dequantized
+    /// inside the graph; BatchNorm, biases and activations stay float32.
+    Int8,
 }
 
 /// `model.json`, also embedded in the exported file's metadata under the key `medkd`.
@@ -41,6 +49,7 @@ struct Description {
     /// Divides the logits before the softmax: `medkd predict`'s probabilities (fitted on val).
     temperature: Option<f64>,
     outputs: Vec<Output>,
+    weights: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     onnx_opset: Option<i64>,
     source: Source,
@@ -71,7 +80,10 @@ struct Source {
     medkd: serde_json::Value,
 }
 
-pub fn export(run_path: &Path, format: ExportFormat, out: Option<&Path>, inputs: Option<&str>) -> Result<()> {
+pub fn export(run_path: &Path, format: ExportFormat, weights: Weights, out: Option<&Path>, inputs: Option<&str>) -> Result<()> {
+    if weights == Weights::Int8 && format != ExportFormat::Onnx {
+        bail!("int8 weights are written into ONNX graphs only: use --format onnx");
+    }
     let (config, run, setup) = open_run(run_path)?;
     let summary = Summary::read(&run.summary_path()).with_context(|| format!("{}: export needs a finished run", run_path.display()))?;
     if setup.info.task == Task::Localization {
@@ -80,7 +92,7 @@ pub fn export(run_path: &Path, format: ExportFormat, out: Option<&Path>, inputs:
     let inputs_split = inputs.map(|name| parse_split(name).map(|split| (name, split))).transpose()?;
     let model = setup.load_best(&run)?;
     let out = out.map_or_else(|| run_path.join("export"), Path::to_owned);
-    let description = describe(run_path, &config.data.eval_transforms, &setup, &summary, format);
+    let description = describe(run_path, &config.data.eval_transforms, &setup, &summary, format, weights);
     let json = serde_json::to_string_pretty(&description)?;
     let metadata = [("medkd".to_owned(), json.clone())];
 
@@ -94,6 +106,10 @@ pub fn export(run_path: &Path, format: ExportFormat, out: Option<&Path>, inputs:
                 num_classes: setup.spec.num_classes,
                 temperature: description.temperature.map(|t| t as f32),
                 activation: activation(setup.info.task),
+                weights: match weights {
+                    Weights::Float32 => WeightPrecision::Float32,
+                    Weights::Int8 => WeightPrecision::Int8,
+                },
             };
             Some(model.to_onnx(&setup.spec, &io, &metadata)?)
         }
@@ -146,7 +162,14 @@ fn activation(task: Task) -> Activation {
     if task == Task::MultiLabel { Activation::Sigmoid } else { Activation::Softmax }
 }
 
-fn describe(run_path: &Path, eval_transforms: &[TransformSpec], setup: &RunSetup, summary: &Summary, format: ExportFormat) -> Description {
+fn describe(
+    run_path: &Path,
+    eval_transforms: &[TransformSpec],
+    setup: &RunSetup,
+    summary: &Summary,
+    format: ExportFormat,
+    weights: Weights,
+) -> Description {
     let [height, width] = setup.input_hw;
     let spec = &setup.spec;
     let temperature = summary.calibration.as_ref().map(|c| c.temperature).filter(|_| setup.info.task != Task::MultiLabel);
@@ -180,6 +203,12 @@ fn describe(run_path: &Path, eval_transforms: &[TransformSpec], setup: &RunSetup
         normalization: setup.eval_pipeline.normalization().clone(),
         temperature,
         outputs,
+        weights: match weights {
+            Weights::Float32 => "float32",
+            Weights::Int8 => {
+                "int8 per output channel (symmetric, scale = max |w| / 127) for conv and linear weights, dequantized in the graph; BatchNorm, biases and activations float32"
+            }
+        },
         onnx_opset: onnx.then_some(medkd_models::ONNX_OPSET),
         source: Source {
             run: std::path::absolute(run_path).unwrap_or_else(|_| run_path.to_owned()),

@@ -117,6 +117,10 @@ enum Command {
         /// the weights under torchvision's names (safetensors).
         #[arg(long, value_enum)]
         format: export::ExportFormat,
+        /// `int8`: conv and linear weights as int8 per output channel, dequantized inside the
+        /// ONNX graph (a quarter of the file; the arithmetic stays float32).
+        #[arg(long, value_enum, default_value = "float32")]
+        weights: export::Weights,
         /// Folder to write into [default: RUN/export].
         #[arg(long)]
         out: Option<PathBuf>,
@@ -367,7 +371,7 @@ fn main() {
         }
         Command::Calibrate { run } => commands::calibrate(&run),
         Command::Predict { run, out, split, images, resize, tta } => commands::predict(&run, &out, split.as_deref(), &images, resize, tta),
-        Command::Export { run, format, out, inputs } => export::export(&run, format, out.as_deref(), inputs.as_deref()),
+        Command::Export { run, format, weights, out, inputs } => export::export(&run, format, weights, out.as_deref(), inputs.as_deref()),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())
         }

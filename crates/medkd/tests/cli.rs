@@ -875,6 +875,19 @@ fn export_reproduces_predict_outside_medkd() {
     assert_eq!(embedded, read_json(&torchvision_dir.join("model.json")));
     assert_eq!(embedded["format"], "torchvision");
 
+    // Int8 weights: a quarter of the ONNX file, said so in model.json; ONNX only.
+    let int8_dir = tmp.path().join("int8");
+    let output = medkd(&["export", &path(&run), "--format", "onnx", "--weights", "int8", "--out", &path(&int8_dir)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let size = |p: PathBuf| std::fs::metadata(p).unwrap().len() as f64;
+    let ratio = size(int8_dir.join("model.onnx")) / size(onnx_dir.join("model.onnx"));
+    assert!((0.25..0.27).contains(&ratio), "{ratio}");
+    assert!(read_json(&int8_dir.join("model.json"))["weights"].as_str().unwrap().starts_with("int8 per output channel"));
+    let refused = tmp.path().join("refused");
+    let output = medkd(&["export", &path(&run), "--format", "torchvision", "--weights", "int8", "--out", &path(&refused)]);
+    assert!(!output.status.success() && stderr(&output).contains("int8 weights are written into ONNX graphs only"), "{}", stderr(&output));
+    assert!(!refused.exists());
+
     // A run folder that is not one is refused before anything is written.
     let output = medkd(&["export", tmp.path().to_str().unwrap(), "--format", "onnx", "--out", &path(&tmp.path().join("nothing"))]);
     assert!(!output.status.success() && !tmp.path().join("nothing").exists(), "{}", stderr(&output));

@@ -1,0 +1,133 @@
+"""A float32 ONNX export against its int8-weights twin, both in onnxruntime: file size,
+balanced accuracy and AUC on the test split, and single-image latency in paired rounds.
+
+    medkd export RUN --format onnx --inputs test --out OUT/float32
+    medkd export RUN --format onnx --weights int8 --out OUT/int8
+    python tools/export/quantized_check.py RUN OUT/float32 OUT/int8 [--rounds 7] [--json FILE]
+
+Labels come from RUN/predictions/test.csv (written at the end of training), images from
+OUT/float32/inputs_test.safetensors. Latency: one image per call on one thread, the two models
+alternating within each round (order shuffled per round), each round's median over --calls
+calls; reported as the mean ± std over rounds and the paired ratio to float32.
+
+onnxruntime keeps `DequantizeLinear` nodes on weights as they are (to fuse quantized patterns)
+and so dequantizes every weight on every call; with the session option
+`session.disable_quant_qdq = 1` it folds them into float32 weights once, at load. Both are
+timed: `int8` (default session) and `int8_folded` (that option).
+"""
+
+import argparse
+import csv
+import json
+import pathlib
+import platform
+import random
+import statistics
+import time
+
+import numpy as np
+import onnxruntime
+from safetensors import safe_open
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+
+def labels(run):
+    with open(pathlib.Path(run) / "predictions" / "test.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    classes = rows[0][2:]
+    return [row[0] for row in rows[1:]], np.array([classes.index(row[1]) for row in rows[1:]]), classes
+
+
+def scores(probabilities, y):
+    predicted = probabilities.argmax(1)
+    if probabilities.shape[1] == 2:
+        auc = roc_auc_score(y, probabilities[:, 1])
+    else:
+        auc = roc_auc_score(y, probabilities, multi_class="ovr", average="macro", labels=list(range(probabilities.shape[1])))
+    return {"balanced_acc": float(balanced_accuracy_score(y, predicted)), "auc": float(auc)}
+
+
+def session(path, fold):
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    if fold:
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run")
+    parser.add_argument("float32")
+    parser.add_argument("int8")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+
+    ids, y, classes = labels(args.run)
+    with safe_open(pathlib.Path(args.float32) / "inputs_test.safetensors", "np") as f:
+        images, input_ids = f.get_tensor("images"), json.loads(f.metadata()["ids"])
+    if input_ids != ids:
+        raise SystemExit("the exported inputs are not the run's test split in its order")
+    summary = json.loads((pathlib.Path(args.run) / "summary.json").read_text())
+    models = {}
+    for name, directory, fold in [("float32", args.float32, False), ("int8", args.int8, False), ("int8_folded", args.int8, True)]:
+        path = pathlib.Path(directory) / "model.onnx"
+        s = session(path, fold)
+        probabilities = np.concatenate([s.run(["probabilities"], {"image": images[i:i + 64]})[0] for i in range(0, len(images), 64)])
+        models[name] = {"session": s, "file_bytes": path.stat().st_size, "probabilities": probabilities, **scores(probabilities, y)}
+
+    rng = random.Random(0)
+    latency = {name: [] for name in models}
+    for name in models:  # warm-up
+        for i in range(10):
+            models[name]["session"].run(["probabilities"], {"image": images[i:i + 1]})
+    for _ in range(args.rounds):
+        order = list(models)
+        rng.shuffle(order)
+        for name in order:
+            times = []
+            for call in range(args.calls):
+                i = call % len(images)
+                start = time.perf_counter()
+                models[name]["session"].run(["probabilities"], {"image": images[i:i + 1]})
+                times.append(time.perf_counter() - start)
+            latency[name].append(1000 * statistics.median(times))
+    ratio = {}
+    for name in ["int8", "int8_folded"]:
+        ratios = [q / f for q, f in zip(latency[name], latency["float32"])]
+        ratio[name] = {"mean": statistics.mean(ratios), "std": statistics.stdev(ratios)}
+
+    result = {
+        "run": args.run,
+        "machine": platform.processor() or platform.machine(),
+        "onnxruntime": onnxruntime.__version__,
+        "threads": 1,
+        "summary_test": {"balanced_acc": summary["test"]["balanced_acc"], "auc": summary["test"]["auc"]},
+        "same_argmax": int((models["float32"]["probabilities"].argmax(1) == models["int8"]["probabilities"].argmax(1)).sum()),
+        "images": len(ids),
+        "max_abs_diff": float(np.abs(models["float32"]["probabilities"] - models["int8"]["probabilities"]).max()),
+        "latency_ratio_to_float32": ratio,
+    }
+    for name, model in models.items():
+        result[name] = {
+            "file_bytes": model["file_bytes"],
+            "balanced_acc": model["balanced_acc"],
+            "auc": model["auc"],
+            "latency_ms": {"mean": statistics.mean(latency[name]), "std": statistics.stdev(latency[name]), "rounds": latency[name]},
+        }
+    for name in models:
+        r = result[name]
+        print(f"{name:12s} {r['file_bytes'] / 1e6:7.2f} MB  balanced acc {r['balanced_acc']:.4f}  AUC {r['auc']:.4f}  "
+              f"{r['latency_ms']['mean']:.3f} ± {r['latency_ms']['std']:.3f} ms/image")
+    for name, r in ratio.items():
+        print(f"{name} / float32 latency {r['mean']:.3f} ± {r['std']:.3f} (paired rounds)")
+    print(f"same argmax {result['same_argmax']}/{len(ids)}; max |p32 - p8| = {result['max_abs_diff']:.2e}")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
