@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use medkd_data::{Normalization, SplitName, Task, TransformSpec};
+use medkd_data::{Normalization, SplitName, Target, Task, TransformSpec};
 use medkd_models::{Activation, Arch, OnnxIo, WeightPrecision, save_weights_with_metadata};
 use medkd_train::evaluate::submission_id;
 use medkd_train::run_dir::write_atomic;
@@ -133,9 +133,10 @@ pub fn export(run_path: &Path, format: ExportFormat, weights: Weights, out: Opti
 }
 
 /// The split's images as the exported model takes them (the eval transforms, values in [0, 1],
-/// `images` `[N, C, H, W]`) with their ids in the metadata (`ids`, a JSON list, named as
-/// `medkd predict` names them): another runtime's outputs on them compare with `medkd predict
-/// --split` row for row.
+/// `images` `[N, C, H, W]`) with their ids (`ids`, a JSON list, named as `medkd predict` names
+/// them) and labels (`labels`: class indices, or 0/1 lists for multi-label data) in the
+/// metadata: another runtime's outputs on them compare with `medkd predict --split` row for
+/// row, and score against the labels.
 fn split_inputs(setup: &RunSetup, name: &str, split: SplitName) -> Result<Vec<u8>> {
     let dataset = setup.split(split);
     let pipeline = setup.eval_pipeline.without_normalization();
@@ -143,6 +144,7 @@ fn split_inputs(setup: &RunSetup, name: &str, split: SplitName) -> Result<Vec<u8
     let shape = [setup.spec.in_channels, height, width];
     let mut values = Vec::with_capacity(dataset.len() * shape.iter().product::<usize>());
     let mut ids = Vec::with_capacity(dataset.len());
+    let mut labels = Vec::with_capacity(dataset.len());
     for index in 0..dataset.len() {
         let id = dataset.id(index);
         let (data, image_shape) = pipeline.apply_seeded(&dataset.image(index)?, 0)?;
@@ -150,11 +152,20 @@ fn split_inputs(setup: &RunSetup, name: &str, split: SplitName) -> Result<Vec<u8
             bail!("{name} image {id} comes out of the eval transforms as {image_shape:?}, not the model's {shape:?}");
         }
         values.extend(data);
+        labels.push(match dataset.target(index) {
+            Target::Class(class) => serde_json::json!(class),
+            Target::MultiHot(hot) => serde_json::json!(hot),
+            Target::None | Target::Box { .. } => serde_json::Value::Null,
+        });
         ids.push(submission_id(&id).to_owned());
     }
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let view = TensorView::new(Dtype::F32, vec![dataset.len(), shape[0], shape[1], shape[2]], &bytes)?;
-    let metadata = HashMap::from([("ids".to_owned(), serde_json::to_string(&ids)?), ("split".to_owned(), name.to_owned())]);
+    let metadata = HashMap::from([
+        ("ids".to_owned(), serde_json::to_string(&ids)?),
+        ("labels".to_owned(), serde_json::to_string(&labels)?),
+        ("split".to_owned(), name.to_owned()),
+    ]);
     Ok(safetensors::serialize([("images", view)], Some(metadata))?)
 }
 

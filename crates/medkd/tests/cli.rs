@@ -842,6 +842,8 @@ fn export_reproduces_predict_outside_medkd() {
     let bytes = std::fs::read(onnx_dir.join("inputs_test.safetensors")).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let ids: Vec<String> = serde_json::from_str(&header.metadata().as_ref().unwrap()["ids"]).unwrap();
+    let labels: Vec<usize> = serde_json::from_str(&header.metadata().as_ref().unwrap()["labels"]).unwrap();
+    assert_eq!(labels, test_labels());
     let inputs = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let images = inputs.tensor("images").unwrap();
     let values: Vec<f32> = images.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
