@@ -20,6 +20,6 @@ trap 'rm -rf "$work"' EXIT
 "$medkd" predict --run "$run" --split test --out "$work/predict_test.csv"
 kept=results/export/$name
 mkdir -p "$kept"
-"$python" tools/export/check_export.py "$work/predict_test.csv" "$work/onnx" "$work/torchvision" --json "$kept/check.json"
 cp "$work/onnx/model.json" "$kept/model.json"
+"$python" tools/export/check_export.py "$work/predict_test.csv" "$work/onnx" "$work/torchvision" --json "$kept/check.json"
 echo "kept $kept"

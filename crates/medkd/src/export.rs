@@ -80,7 +80,14 @@ struct Source {
     medkd: serde_json::Value,
 }
 
-pub fn export(run_path: &Path, format: ExportFormat, weights: Weights, out: Option<&Path>, inputs: Option<&str>) -> Result<()> {
+/// `inputs`: a split to write as the model takes it, and at most how many of its images.
+pub fn export(
+    run_path: &Path,
+    format: ExportFormat,
+    weights: Weights,
+    out: Option<&Path>,
+    inputs: Option<(&str, Option<usize>)>,
+) -> Result<()> {
     if weights == Weights::Int8 && format != ExportFormat::Onnx {
         bail!("int8 weights are written into ONNX graphs only: use --format onnx");
     }
@@ -89,7 +96,7 @@ pub fn export(run_path: &Path, format: ExportFormat, weights: Weights, out: Opti
     if setup.info.task == Task::Localization {
         bail!("{}: export supports classifiers; this run's task is localization (box outputs)", run_path.display());
     }
-    let inputs_split = inputs.map(|name| parse_split(name).map(|split| (name, split))).transpose()?;
+    let inputs_split = inputs.map(|(name, max)| parse_split(name).map(|split| (name, split, max))).transpose()?;
     let model = setup.load_best(&run)?;
     let out = out.map_or_else(|| run_path.join("export"), Path::to_owned);
     let description = describe(run_path, &config.data.eval_transforms, &setup, &summary, format, weights);
@@ -115,7 +122,7 @@ pub fn export(run_path: &Path, format: ExportFormat, weights: Weights, out: Opti
         }
         ExportFormat::Torchvision => None,
     };
-    let inputs = inputs_split.map(|(name, split)| split_inputs(&setup, name, split)).transpose()?;
+    let inputs = inputs_split.map(|(name, split, max)| split_inputs(&setup, name, split, max)).transpose()?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let path = out.join(description.file);
     match file {
@@ -124,7 +131,7 @@ pub fn export(run_path: &Path, format: ExportFormat, weights: Weights, out: Opti
     }
     write_atomic(&out.join("model.json"), format!("{json}\n").as_bytes())?;
     eprintln!("wrote {} and model.json", path.display());
-    if let (Some((split, _)), Some(bytes)) = (inputs_split, inputs) {
+    if let (Some((split, ..)), Some(bytes)) = (inputs_split, inputs) {
         let path = out.join(format!("inputs_{split}.safetensors"));
         write_atomic(&path, &bytes)?;
         eprintln!("wrote {}: the {split} split as the exported model takes it", path.display());
@@ -136,16 +143,20 @@ pub fn export(run_path: &Path, format: ExportFormat, weights: Weights, out: Opti
 /// `images` `[N, C, H, W]`) with their ids (`ids`, a JSON list, named as `medkd predict` names
 /// them) and labels (`labels`: class indices, or 0/1 lists for multi-label data) in the
 /// metadata: another runtime's outputs on them compare with `medkd predict --split` row for
-/// row, and score against the labels.
-fn split_inputs(setup: &RunSetup, name: &str, split: SplitName) -> Result<Vec<u8>> {
+/// row, and score against the labels. With `max`, at most that many images, evenly spaced.
+fn split_inputs(setup: &RunSetup, name: &str, split: SplitName, max: Option<usize>) -> Result<Vec<u8>> {
     let dataset = setup.split(split);
+    let count = max.map_or(dataset.len(), |max| max.min(dataset.len()));
+    if count == 0 {
+        bail!("the {name} split has no images to write");
+    }
     let pipeline = setup.eval_pipeline.without_normalization();
     let [height, width] = setup.input_hw;
     let shape = [setup.spec.in_channels, height, width];
-    let mut values = Vec::with_capacity(dataset.len() * shape.iter().product::<usize>());
-    let mut ids = Vec::with_capacity(dataset.len());
-    let mut labels = Vec::with_capacity(dataset.len());
-    for index in 0..dataset.len() {
+    let mut values = Vec::with_capacity(count * shape.iter().product::<usize>());
+    let mut ids = Vec::with_capacity(count);
+    let mut labels = Vec::with_capacity(count);
+    for index in (0..count).map(|i| i * dataset.len() / count) {
         let id = dataset.id(index);
         let (data, image_shape) = pipeline.apply_seeded(&dataset.image(index)?, 0)?;
         if image_shape != shape {
@@ -160,7 +171,7 @@ fn split_inputs(setup: &RunSetup, name: &str, split: SplitName) -> Result<Vec<u8
         ids.push(submission_id(&id).to_owned());
     }
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let view = TensorView::new(Dtype::F32, vec![dataset.len(), shape[0], shape[1], shape[2]], &bytes)?;
+    let view = TensorView::new(Dtype::F32, vec![count, shape[0], shape[1], shape[2]], &bytes)?;
     let metadata = HashMap::from([
         ("ids".to_owned(), serde_json::to_string(&ids)?),
         ("labels".to_owned(), serde_json::to_string(&labels)?),

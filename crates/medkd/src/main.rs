@@ -128,6 +128,10 @@ enum Command {
         /// (inputs_<split>.safetensors), to check another runtime against `medkd predict`.
         #[arg(long, value_parser = ["train", "val", "test"])]
         inputs: Option<String>,
+        /// At most this many images of the split, evenly spaced through it (e.g. a calibration
+        /// set from the training split).
+        #[arg(long, requires = "inputs", value_parser = clap::value_parser!(u64).range(1..))]
+        inputs_max: Option<u64>,
     },
     /// Datasets: download MedMNIST files with checksum verification.
     Data {
@@ -371,7 +375,10 @@ fn main() {
         }
         Command::Calibrate { run } => commands::calibrate(&run),
         Command::Predict { run, out, split, images, resize, tta } => commands::predict(&run, &out, split.as_deref(), &images, resize, tta),
-        Command::Export { run, format, weights, out, inputs } => export::export(&run, format, weights, out.as_deref(), inputs.as_deref()),
+        Command::Export { run, format, weights, out, inputs, inputs_max } => {
+            let inputs = inputs.as_deref().map(|split| (split, inputs_max.map(|n| n as usize)));
+            export::export(&run, format, weights, out.as_deref(), inputs)
+        }
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())
         }
