@@ -36,7 +36,9 @@ def scores(probabilities, y):
     if probabilities.shape[1] == 2:
         auc = roc_auc_score(y, probabilities[:, 1])
     else:
-        auc = roc_auc_score(y, probabilities, multi_class="ovr", average="macro", labels=list(range(probabilities.shape[1])))
+        # One-vs-rest, averaged over classes (as medkd's macro AUC); sklearn's multi-class form
+        # refuses rows that do not sum to 1 within its tolerance.
+        auc = np.mean([roc_auc_score(y == c, probabilities[:, c]) for c in range(probabilities.shape[1])])
     return {"balanced_acc": float(balanced_accuracy_score(y, predicted)), "auc": float(auc)}
 
 

@@ -890,6 +890,18 @@ fn export_reproduces_predict_outside_medkd() {
     assert!(!output.status.success() && stderr(&output).contains("int8 weights are written into ONNX graphs only"), "{}", stderr(&output));
     assert!(!refused.exists());
 
+    // A calibration set: 10 training images evenly spaced through the split (546 of them).
+    let calibration = tmp.path().join("calibration");
+    let output =
+        medkd(&["export", &path(&run), "--format", "onnx", "--inputs", "train", "--inputs-max", "10", "--out", &path(&calibration)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let bytes = std::fs::read(calibration.join("inputs_train.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let ids: Vec<String> = serde_json::from_str(&header.metadata().as_ref().unwrap()["ids"]).unwrap();
+    let train_ids: Vec<String> = (0..10).map(|i| (i * 546 / 10).to_string()).collect();
+    assert_eq!(ids, train_ids);
+    assert_eq!(safetensors::SafeTensors::deserialize(&bytes).unwrap().tensor("images").unwrap().shape(), [10, 3, 28, 28]);
+
     // A run folder that is not one is refused before anything is written.
     let output = medkd(&["export", tmp.path().to_str().unwrap(), "--format", "onnx", "--out", &path(&tmp.path().join("nothing"))]);
     assert!(!output.status.success() && !tmp.path().join("nothing").exists(), "{}", stderr(&output));
