@@ -127,7 +127,16 @@ pub fn export(
     let path = out.join(description.file);
     match file {
         Some(bytes) => write_atomic(&path, &bytes)?,
-        None => save_weights_with_metadata(&model, &path, &metadata)?,
+        None => {
+            save_weights_with_metadata(&model, &path, &metadata)?;
+            // burn-store writes through a private (0600) temporary file; an export is meant to be
+            // shared and served, so it gets the permissions of the other files written here.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+            }
+        }
     }
     write_atomic(&out.join("model.json"), format!("{json}\n").as_bytes())?;
     eprintln!("wrote {} and model.json", path.display());

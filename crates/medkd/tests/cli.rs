@@ -876,6 +876,12 @@ fn export_reproduces_predict_outside_medkd() {
     let embedded: Value = serde_json::from_str(&header.metadata().as_ref().unwrap()["medkd"]).unwrap();
     assert_eq!(embedded, read_json(&torchvision_dir.join("model.json")));
     assert_eq!(embedded["format"], "torchvision");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(torchvision_dir.join("model.safetensors")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o044, 0o044, "readable by others, as it is meant to be shared: {mode:o}");
+    }
 
     // Int8 weights: a quarter of the ONNX file, said so in model.json; ONNX only.
     let int8_dir = tmp.path().join("int8");
