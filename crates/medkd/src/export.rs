@@ -33,6 +33,25 @@ pub enum Weights {
     Int8,
 }
 
+impl Weights {
+    fn precision(self) -> WeightPrecision {
+        match self {
+            Weights::Float32 => WeightPrecision::Float32,
+            Weights::Int8 => WeightPrecision::Int8,
+        }
+    }
+
+    /// What model.json says of them.
+    fn description(self) -> &'static str {
+        match self {
+            Weights::Float32 => "float32",
+            Weights::Int8 => {
+                "int8 per output channel (symmetric, scale = max |w| / 127) for conv and linear weights, dequantized in the graph; BatchNorm, biases and activations float32"
+            }
+        }
+    }
+}
+
 /// `model.json`, also embedded in the exported file's metadata under the key `medkd`.
 #[derive(Serialize)]
 struct Description {
@@ -113,10 +132,7 @@ pub fn export(
                 num_classes: setup.spec.num_classes,
                 temperature: description.temperature.map(|t| t as f32),
                 activation: activation(setup.info.task),
-                weights: match weights {
-                    Weights::Float32 => WeightPrecision::Float32,
-                    Weights::Int8 => WeightPrecision::Int8,
-                },
+                weights: weights.precision(),
             };
             Some(model.to_onnx(&setup.spec, &io, &metadata)?)
         }
@@ -234,12 +250,7 @@ fn describe(
         normalization: setup.eval_pipeline.normalization().clone(),
         temperature,
         outputs,
-        weights: match weights {
-            Weights::Float32 => "float32",
-            Weights::Int8 => {
-                "int8 per output channel (symmetric, scale = max |w| / 127) for conv and linear weights, dequantized in the graph; BatchNorm, biases and activations float32"
-            }
-        },
+        weights: weights.description(),
         onnx_opset: onnx.then_some(medkd_models::ONNX_OPSET),
         source: Source {
             run: std::path::absolute(run_path).unwrap_or_else(|_| run_path.to_owned()),
