@@ -47,7 +47,13 @@ impl RunDir {
     pub fn open(root: &Path) -> Result<RunDir, TrainError> {
         let run = RunDir { root: root.to_path_buf() };
         if !run.config_path().is_file() {
-            return Err(TrainError::RunFolder { path: root.to_path_buf(), message: "is not a medkd run folder (no config.toml)".into() });
+            // A staged run (`medkd roskd`, `medkd rskd`) holds its plan and a run folder per stage.
+            let staged = ["roskd.toml", "rskd.toml"].iter().any(|plan| root.join(plan).is_file());
+            let message = match staged {
+                true => format!("is a staged run, not one run: its student is the run folder {}", root.join("student").display()),
+                false => "is not a medkd run folder (no config.toml)".into(),
+            };
+            return Err(TrainError::RunFolder { path: root.to_path_buf(), message });
         }
         Ok(run)
     }

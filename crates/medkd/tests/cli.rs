@@ -729,6 +729,14 @@ fn roskd_trains_teachers_on_subsets_then_the_student_and_resumes_by_stage() {
     assert_eq!(read_json(&out.join("roskd.json")), report);
     let again = roskd(&["--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(stderr(&again).contains("already holds a RoS-KD run"), "{}", stderr(&again));
+    // Commands on one run point from the staged folder to its student.
+    let export = medkd(&["export", out.to_str().unwrap(), "--format", "onnx"]);
+    let student = out.join("student");
+    assert!(
+        stderr(&export).contains(&format!("is a staged run, not one run: its student is the run folder {}", student.display())),
+        "{}",
+        stderr(&export)
+    );
 }
 
 /// Writes `pixels` (8-bit grayscale, row-major) as a single-frame Secondary Capture DICOM file,
