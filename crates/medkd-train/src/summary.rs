@@ -59,8 +59,9 @@ pub struct Summary {
 }
 
 /// One temperature for the best checkpoint's logits, fitted on the validation split by NLL, and
-/// what it changes (accuracy and every ranking metric stay: the argmax and the order of each
-/// class's scores do not move).
+/// what it changes. Accuracy stays (each image's argmax does not move), and so does binary AUC;
+/// a multi-class one-vs-rest AUC can move slightly, as a class's probabilities across images can
+/// reorder when the softmax is sharpened or flattened.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     pub temperature: f64,
