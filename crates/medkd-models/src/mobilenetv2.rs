@@ -172,7 +172,6 @@ impl MobileNetV2 {
     }
 }
 
-/// burn module path → torchvision state-dict name.
 /// The eval forward as ONNX nodes, from the normalized input `x` to the logits.
 pub(crate) fn onnx(spec: &ModelSpec, graph: &mut Graph, x: Value) -> Result<Value, OnnxError> {
     let mut x = x;
@@ -199,6 +198,7 @@ pub(crate) fn onnx(spec: &ModelSpec, graph: &mut Graph, x: Value) -> Result<Valu
     graph.linear(pooled, "classifier.1")
 }
 
+/// burn module path → torchvision state-dict name.
 pub(crate) fn torchvision_keys() -> Vec<(String, String)> {
     let mut rules: Vec<(String, String)> = CONV_BN_TORCHVISION_KEYS.map(|(from, to)| (from.to_owned(), to.to_owned())).into();
     rules.push((r"^classifier\.".to_owned(), "classifier.1.".to_owned()));

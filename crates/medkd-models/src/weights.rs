@@ -118,7 +118,7 @@ fn adapt_input_conv(tensor: PackTensor, expected: &[usize]) -> Result<PackTensor
         return Err(format!("`{}` is {:?}; only float32 stems are summed for one-channel input", tensor.name, tensor.dtype));
     }
     let (name, _, _, _, bytes) = tensor.into_parts().map_err(|e| e.to_string())?;
-    let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let values = f32_values(&bytes);
     let plane = shape[2] * shape[3];
     let summed: Vec<u8> = values
         .chunks_exact(3 * plane)
@@ -170,10 +170,14 @@ pub fn state_dict(model: &Model) -> Result<BTreeMap<String, Weight>, ModelError>
                 return Err(read(format!("`{name}` is {:?}; exports read float32 weights", tensor.dtype)));
             }
             let bytes = tensor.to_bytes().map_err(|e| read(e.to_string()))?;
-            let values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            Ok((name, Weight { shape: tensor.shape.to_vec(), values }))
+            Ok((name, Weight { shape: tensor.shape.to_vec(), values: f32_values(&bytes) }))
         })
         .collect()
+}
+
+/// Little-endian float32 bytes as values.
+fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 fn torchvision_names(model: &Model) -> KeyRemapper {

@@ -178,7 +178,7 @@ fn split_inputs(setup: &RunSetup, name: &str, split: SplitName, max: Option<usiz
     let pipeline = setup.eval_pipeline.without_normalization();
     let [height, width] = setup.input_hw;
     let shape = [setup.spec.in_channels, height, width];
-    let mut values = Vec::with_capacity(count * shape.iter().product::<usize>());
+    let mut bytes = Vec::with_capacity(4 * count * shape.iter().product::<usize>());
     let mut ids = Vec::with_capacity(count);
     let mut labels = Vec::with_capacity(count);
     for index in (0..count).map(|i| i * dataset.len() / count) {
@@ -187,7 +187,7 @@ fn split_inputs(setup: &RunSetup, name: &str, split: SplitName, max: Option<usiz
         if image_shape != shape {
             bail!("{name} image {id} comes out of the eval transforms as {image_shape:?}, not the model's {shape:?}");
         }
-        values.extend(data);
+        bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
         labels.push(match dataset.target(index) {
             Target::Class(class) => serde_json::json!(class),
             Target::MultiHot(hot) => serde_json::json!(hot),
@@ -195,7 +195,6 @@ fn split_inputs(setup: &RunSetup, name: &str, split: SplitName, max: Option<usiz
         });
         ids.push(submission_id(&id).to_owned());
     }
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let view = TensorView::new(Dtype::F32, vec![count, shape[0], shape[1], shape[2]], &bytes)?;
     let metadata = HashMap::from([
         ("ids".to_owned(), serde_json::to_string(&ids)?),
