@@ -264,24 +264,6 @@ impl DataConfig {
         for spec in self.train_transforms.iter().chain(&self.eval_transforms) {
             spec.validate()?;
         }
-        if self.box_columns.is_some() {
-            self.check_box_transforms()?;
-        }
-        Ok(())
-    }
-
-    /// Boxes are not transformed with their image, so only ops that keep normalized box
-    /// coordinates valid (resizes, colour changes) may be used with box targets.
-    fn check_box_transforms(&self) -> Result<(), DataError> {
-        for (key, specs) in [("train_transforms", &self.train_transforms), ("eval_transforms", &self.eval_transforms)] {
-            if let Some(spec) = specs.iter().find(|s| s.is_geometric() && !matches!(s, TransformSpec::Resize { .. })) {
-                return Err(DataError::config(format!(
-                    "`{key}`: op `{}` moves the image but not its box (`box_columns` is set); box-aware augmentation is not \
-                     supported yet: with box targets use only `resize` and `color_jitter`",
-                    spec.name()
-                )));
-            }
-        }
         Ok(())
     }
 

@@ -241,18 +241,30 @@ fn load_batch(
     seed: u64,
     epoch: usize,
 ) -> Result<Batch, DataError> {
-    // Per sample, its views in order.
-    let samples = indices
+    // Per sample, its views in order, and its target with any box moved as view 0 moved the image.
+    let (samples, targets): (Vec<Vec<Sample>>, Vec<Target>) = indices
         .par_iter()
         .map(|&i| {
             let img = dataset.image(i)?;
-            views
-                .iter()
-                .enumerate()
-                .map(|(v, transform)| transform.apply_with_shape(&img, &mut rng_for_view(seed, epoch, v, i + 1)))
-                .collect::<Result<Vec<Sample>, DataError>>()
+            let mut target = dataset.target(i);
+            let samples = (views.iter().enumerate())
+                .map(|(v, transform)| {
+                    let rng = &mut rng_for_view(seed, epoch, v, i + 1);
+                    match &mut target {
+                        Target::Box { bbox, .. } if v == 0 => {
+                            let (data, shape, moved) = transform.apply_with_box(&img, Some(*bbox), rng)?;
+                            *bbox = moved.expect("a box in, a box out");
+                            Ok((data, shape))
+                        }
+                        _ => transform.apply_with_shape(&img, rng),
+                    }
+                })
+                .collect::<Result<Vec<Sample>, DataError>>()?;
+            Ok((samples, target))
         })
-        .collect::<Result<Vec<_>, DataError>>()?;
+        .collect::<Result<Vec<_>, DataError>>()?
+        .into_iter()
+        .unzip();
     let mut stacked = (0..views.len()).map(|v| stack(dataset, &indices, &samples, v));
     let (images, shape) = stacked.next().expect("a loader has at least one view")?;
     let extra_views = stacked.map(|view| view.map(|(images, shape)| View { images, shape })).collect::<Result<_, _>>()?;
@@ -260,7 +272,7 @@ fn load_batch(
         images,
         shape,
         extra_views,
-        targets: indices.iter().map(|&i| dataset.target(i)).collect(),
+        targets,
         num_classes: dataset.info().num_classes(),
         indices,
     })

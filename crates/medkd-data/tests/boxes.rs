@@ -1,5 +1,5 @@
 //! Bounding-box targets from CSV columns on the real ISIC 2018 and PH2 boxes: normalization by each
-//! image's size, batching, splits, and the errors for bad boxes and box-moving transforms.
+//! image's size, batching, splits, boxes moved by augmentation, and the errors for bad boxes.
 
 mod common;
 
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::{config, data_dir};
+use rand::SeedableRng;
 use medkd_data::{
     BoxUnits, DataConfig, DataError, DataFormat, LabelNoiseConfig, Loader, LoaderOptions, Normalization, Pipeline, Size, SplitConfig,
     Target, Task, TransformSpec, class_counts, open_splits,
@@ -218,32 +219,65 @@ fn normalized_box_units_are_taken_as_given() {
     }
 }
 
+/// The tight box of a mask's lesion pixels (values > 0.5), normalized, x1/y1 exclusive.
+fn mask_box(plane: &[f32], h: usize, w: usize) -> Option<[f32; 4]> {
+    let lesion: Vec<(usize, usize)> = (0..h * w).filter(|&i| plane[i] > 0.5).map(|i| (i % w, i / w)).collect();
+    let (xs, ys) = (lesion.iter().map(|p| p.0), lesion.iter().map(|p| p.1));
+    let [x0, x1, y0, y1] = [xs.clone().min()?, xs.max()? + 1, ys.clone().min()?, ys.max()? + 1];
+    Some([x0 as f32 / w as f32, y0 as f32 / h as f32, x1 as f32 / w as f32, y1 as f32 / h as f32])
+}
+
+/// Boxes move with their images: the same random ops applied to an image's lesion mask give a
+/// lesion whose tight box is the moved box (to within the resize's blur, 1.5 px), and a rotated
+/// box holds the rotated lesion. Real ISIC 2018 images and their expert masks; an independent
+/// check, since the mask goes through the pixel code and the box through the box code.
 #[test]
-fn box_targets_refuse_transforms_that_move_the_image() {
-    let mut cfg = box_config(&isic().join("labels.csv"), Path::new("images"));
-    cfg.train_transforms = vec![
-        TransformSpec::Resize { size: Size::Edge(64) },
-        TransformSpec::ColorJitter { brightness: 0.2, contrast: 0.0, saturation: 0.0, hue: 0.0 },
+fn boxes_move_with_their_images_as_the_lesion_masks_do() {
+    let cfg = box_config(&isic().join("labels.csv"), Path::new("images"));
+    let s = open_splits(&cfg, Path::new("/")).unwrap();
+    let crop = |scale| TransformSpec::RandomResizedCrop { size: Size::Edge(64), scale, ratio: [0.75, 4.0 / 3.0] };
+    let cases: [(&str, Vec<TransformSpec>); 4] = [
+        ("flips", vec![TransformSpec::Resize { size: Size::Edge(64) }, TransformSpec::Hflip { p: 0.5 }, TransformSpec::Vflip { p: 0.5 }]),
+        ("crop", vec![crop([0.3, 1.0]), TransformSpec::Hflip { p: 0.5 }]),
+        ("centre crop", vec![TransformSpec::Resize { size: Size::Edge(80) }, TransformSpec::CenterCrop { size: Size::HeightWidth([64, 56]) }]),
+        ("rotation", vec![TransformSpec::Resize { size: Size::Edge(64) }, TransformSpec::Rotation { degrees: 40.0, p: 1.0 }]),
     ];
-    cfg.eval_transforms = vec![TransformSpec::Resize { size: Size::HeightWidth([64, 64]) }];
-    cfg.validate().unwrap();
-
-    cfg.train_transforms.push(TransformSpec::Hflip { p: 0.5 });
-    let msg = cfg.validate().unwrap_err().to_string();
-    assert!(
-        msg.contains("`train_transforms`") && msg.contains("`hflip`") && msg.contains("box-aware augmentation is not supported yet"),
-        "{msg}"
-    );
-    assert!(open_error(&cfg).contains("`hflip`"), "open_splits validates too");
-    cfg.train_transforms.pop();
-    cfg.eval_transforms.push(TransformSpec::CenterCrop { size: Size::Edge(56) });
-    let msg = cfg.validate().unwrap_err().to_string();
-    assert!(msg.contains("`eval_transforms`") && msg.contains("`center_crop`"), "{msg}");
-
-    // The same transforms are fine without boxes.
-    cfg.box_columns = None;
-    cfg.label_column = Some("touches_border".into());
-    cfg.validate().unwrap();
+    let tolerance = 1.5 / 56.0;
+    for (name, specs) in cases {
+        let image_pipeline = Pipeline::new(&specs, 3, Normalization::identity(3)).unwrap();
+        let mask_pipeline = Pipeline::new(&specs, 1, Normalization::identity(1)).unwrap();
+        let (mut moved_any, mut compared) = (0, 0);
+        for i in 0..40 {
+            let id = s.train.id(i);
+            let Target::Box { bbox, .. } = s.train.target(i) else { panic!("a box target") };
+            let mask_file = isic().join("masks").join(id.replace(".jpg", "_segmentation.png"));
+            let mask = image::open(&mask_file).unwrap();
+            let seed = 1000 + i as u64;
+            let (_, _, moved) = image_pipeline.apply_with_box(&s.train.image(i).unwrap(), Some(bbox), &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed)).unwrap();
+            let moved = moved.unwrap();
+            let (plane, [_, h, w]) = mask_pipeline.apply_seeded(&mask, seed).unwrap();
+            let Some(truth) = mask_box(&plane, h, w) else { continue };
+            compared += 1;
+            moved_any += usize::from(moved.iter().zip(bbox).any(|(a, b)| (a - b).abs() > 0.02));
+            if name == "rotation" {
+                let holds = (0..2).all(|k| moved[k] <= truth[k] + tolerance) && (2..4).all(|k| moved[k] >= truth[k] - tolerance);
+                assert!(holds, "{name} {id}: box {moved:?} does not hold the rotated lesion {truth:?}");
+            } else {
+                let error = moved.iter().zip(truth).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(error <= tolerance, "{name} {id}: moved box {moved:?}, the transformed mask's box {truth:?}");
+            }
+        }
+        assert!(compared >= 35 && moved_any >= 10, "{name}: {compared} compared, {moved_any} boxes moved");
+    }
+    // The loader gives each batch the boxes as view 0 moved them.
+    let flip = [TransformSpec::Resize { size: Size::Edge(32) }, TransformSpec::Hflip { p: 1.0 }];
+    let pipeline = Arc::new(Pipeline::new(&flip, 3, Normalization::identity(3)).unwrap());
+    let loader = Loader::new(s.val.clone(), pipeline, LoaderOptions { batch_size: 16, ..LoaderOptions::default() }).unwrap();
+    let batch = loader.epoch(0).next().unwrap().unwrap();
+    for (bbox, &i) in batch.boxes().unwrap().iter().zip(&batch.indices) {
+        let Target::Box { bbox: stored, .. } = s.val.target(i) else { panic!("a box target") };
+        assert_eq!(*bbox, [1.0 - stored[2], stored[1], 1.0 - stored[0], stored[3]]);
+    }
 }
 
 #[test]

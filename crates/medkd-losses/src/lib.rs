@@ -3,6 +3,7 @@
 //! and the batch targets, so every method (plain training, KD, SSD-KD, RoS-KD, ...) is a
 //! different list of terms over one training loop.
 
+mod boxes;
 mod classification;
 mod error;
 mod feature;
@@ -14,6 +15,7 @@ mod spec;
 mod term;
 pub mod terms;
 
+pub use boxes::{box_l1, decode_boxes, giou_loss};
 pub use classification::{
     bce_with_logits, class_balanced_weights, cross_entropy, focal, inverse_frequency_weights, ldam, logit_adjusted_cross_entropy,
 };
@@ -40,6 +42,8 @@ pub enum Targets {
     Classes(Vec<usize>),
     /// Multi-hot labels, row-major `N x num_labels`.
     MultiHot { values: Vec<f32>, num_labels: usize },
+    /// One normalized `[x0, y0, x1, y1]` box per sample (localization).
+    Boxes(Vec<[f32; 4]>),
 }
 
 impl Targets {
@@ -47,6 +51,7 @@ impl Targets {
         match self {
             Targets::Classes(classes) => classes.len(),
             Targets::MultiHot { values, num_labels } => values.len() / num_labels.max(&1),
+            Targets::Boxes(boxes) => boxes.len(),
         }
     }
 

@@ -21,13 +21,26 @@ pub struct LossContext<'a> {
     /// teacher choices, so a resumed run draws the same ones.
     pub step: u64,
     pub epoch: u64,
+    /// Per-sample weights of the batch, in batch order, for terms that weight samples (the box
+    /// terms: a weighted mean over the batch); `None` weighs every sample 1.
+    pub sample_weights: Option<&'a [f32]>,
 }
 
 impl<'a> LossContext<'a> {
     /// A batch of the student alone, without teachers, regressors or heads: what supervised
     /// terms read.
     pub fn student_only(student: &'a Features, targets: &'a Targets, epoch: u64) -> Self {
-        LossContext { student, teachers: &[], targets, adapters: &[], student_heads: &[], teacher_heads: &[], step: 0, epoch }
+        LossContext {
+            student,
+            teachers: &[],
+            targets,
+            adapters: &[],
+            student_heads: &[],
+            teacher_heads: &[],
+            step: 0,
+            epoch,
+            sample_weights: None,
+        }
     }
 }
 
@@ -41,6 +54,8 @@ pub struct TermValue {
 pub struct TaskFacts<'a> {
     pub num_classes: usize,
     pub multi_label: bool,
+    /// Box targets (localization): only box terms apply, and no class term.
+    pub boxes: bool,
     pub class_names: &'a [String],
     /// Per-class sample counts of the training split.
     pub class_counts: &'a [usize],
@@ -94,7 +109,15 @@ impl Objective {
         let mut needs = Needs::default();
         for spec in specs {
             spec.validate()?;
-            let term = spec.term_spec().resolve(facts, &mut needs)?;
+            let term_spec = spec.term_spec();
+            if term_spec.reads_boxes() != facts.boxes {
+                let (needs, found) = match facts.boxes {
+                    true => ("class targets", "the task is localization (box targets): use kind = \"box_l1\" and kind = \"giou\""),
+                    false => ("box targets (a localization task)", "the data has class targets"),
+                };
+                return Err(LossError::Incompatible { term: spec.name().into(), needs: needs.into(), found: found.into() });
+            }
+            let term = term_spec.resolve(facts, &mut needs)?;
             // Repeated kinds are logged apart: kd, kd_2, ...
             let repeats = specs.iter().take(terms.len()).filter(|s| s.name() == spec.name()).count();
             let name = match repeats {

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use crate::LossError;
 use crate::term::TermSpec;
 use crate::terms::{
-    attention::AttentionSpec, balanced_softmax::BalancedSoftmaxSpec, bce::BceSpec, channel_gram::ChannelGramSpec,
+    attention::AttentionSpec, balanced_softmax::BalancedSoftmaxSpec, bce::BceSpec, boxes::{BoxL1Spec, GiouSpec}, channel_gram::ChannelGramSpec,
     class_balanced::ClassBalancedSpec, cross_entropy::CrossEntropySpec, focal::FocalSpec, hint::HintSpec, kd::KdSpec,
     kd_rotated::KdRotatedSpec, ldam::LdamSpec, rkd_angle::RkdAngleSpec, rkd_distance::RkdDistanceSpec, sskd::SskdSpec,
     subset_kd::SubsetKdSpec,
@@ -63,6 +63,10 @@ loss_spec! {
     /// Relational subsets KD (Ju et al. 2021): each per-subset teacher supervises the student's
     /// logits of its classes.
     SubsetKd(SubsetKdSpec),
+    /// L1 distance between predicted and true boxes (localization).
+    BoxL1(BoxL1Spec),
+    /// 1 - generalized IoU between predicted and true boxes (localization).
+    Giou(GiouSpec),
 }
 
 pub(crate) fn unit_weight() -> f64 {

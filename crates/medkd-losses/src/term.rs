@@ -14,6 +14,11 @@ pub trait TermSpec {
     fn kind(&self) -> &'static str;
     /// Its weight in the objective's total.
     fn weight(&self) -> f64;
+    /// Whether it trains box targets (localization) rather than classes; the objective refuses
+    /// the one kind of term on the other kind of task.
+    fn reads_boxes(&self) -> bool {
+        false
+    }
     /// Checks the parameters that do not depend on the data (the weight is checked for every term).
     fn validate(&self) -> Result<(), LossError> {
         Ok(())

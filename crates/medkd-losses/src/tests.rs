@@ -18,6 +18,7 @@ fn facts<'a>(names: &'a [String], counts: &'a [usize], multi_label: bool) -> Tas
     TaskFacts {
         num_classes: names.len(),
         multi_label,
+        boxes: false,
         class_names: names,
         class_counts: counts,
         student: &RESNET18,
@@ -191,8 +192,7 @@ fn kd_objective(teachers: TeacherMix, num_teachers: usize) -> Result<Objective, 
 fn kd_value(objective: &Objective, student: &Features, teachers: &[Features], step: u64) -> f32 {
     let targets = Targets::Classes(vec![0, 1, 2, 0]);
     // Ten steps per epoch.
-    let context =
-        LossContext { student, teachers, targets: &targets, adapters: &[], student_heads: &[], teacher_heads: &[], step, epoch: step / 10 };
+    let context = LossContext { student, teachers, step, epoch: step / 10, ..LossContext::student_only(student, &targets, 0) };
     let (total, _) = objective.compute(&context).unwrap();
     total.into_scalar::<f32>()
 }
@@ -292,6 +292,7 @@ fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
         teacher_heads: &[],
         step: 0,
         epoch: 0,
+        sample_weights: None,
     };
     let (_, terms) = objective.compute(&context).unwrap();
     let gram = channel_gram_rmse(student.spatial(2).clone(), teachers[1].spatial(2).clone()).into_scalar::<f32>();
@@ -338,6 +339,7 @@ fn rotation_terms_turn_on_views_and_per_image_terms_read_normal_rows() {
         teacher_heads: &teacher_heads,
         step: 0,
         epoch: 0,
+        sample_weights: None,
     };
     let (_, terms) = objective.compute(&context).unwrap();
     let value = |name: &str| terms.iter().find(|t| t.name == name).unwrap().value.clone().into_scalar::<f32>();

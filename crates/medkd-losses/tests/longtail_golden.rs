@@ -23,6 +23,7 @@ fn term_value(case: &Value) -> (f64, Vec<f32>) {
     let facts = TaskFacts {
         num_classes: k,
         multi_label: false,
+        boxes: false,
         class_names: &names,
         class_counts: &counts,
         student: &student,

@@ -38,6 +38,7 @@ fn subset_kd_matches_pytorch() {
         let facts = TaskFacts {
             num_classes: classes.len(),
             multi_label,
+            boxes: false,
             class_names: &classes,
             class_counts: &counts,
             student: &layout,
@@ -86,6 +87,7 @@ fn bad_subset_teachers_and_weights_are_refused() {
         let facts = TaskFacts {
             num_classes: 3,
             multi_label,
+            boxes: false,
             class_names: &classes,
             class_counts: &[5, 5, 5],
             student: &layout,

@@ -39,6 +39,9 @@ pub enum ModelError {
     )]
     Mismatch { path: PathBuf, missing: Vec<String>, unexpected: Vec<String>, mismatched: Vec<ShapeMismatch> },
 
+    #[error("pruning: {0}")]
+    Prune(String),
+
     #[error("ONNX export of {arch}: {source}")]
     Onnx { arch: Arch, source: medkd_onnx::OnnxError },
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::averaging::AveragingConfig;
-use crate::methods::config::MethodConfig;
+use crate::methods::config::{HtlConfig, LocalizeConfig, MethodConfig};
 use crate::pretrained;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -398,6 +398,7 @@ impl RunConfig {
                 }
             }
         }
+        self.method.validate().map_err(TrainError::Config)?;
         self.data.validate().map_err(|e| TrainError::Config(format!("`data`: {e}")))
     }
 
@@ -411,6 +412,9 @@ impl RunConfig {
         for teacher in &mut self.teachers {
             teacher.run = teacher.run.as_deref().map(absolute);
             teacher.weights = teacher.weights.as_deref().map(absolute);
+        }
+        if let MethodConfig::Localize(LocalizeConfig { htl: Some(HtlConfig { file: Some(file), .. }) }) = &mut self.method {
+            *file = absolute(file);
         }
         for loss in &mut self.losses {
             if let LossSpec::Sskd(SskdSpec { head: Some(head), .. }) = loss {

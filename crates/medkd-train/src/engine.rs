@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::averaging::WeightAverage;
 use crate::checkpoint::{TrainState, best_weights, has_finished_epoch, load_last, method_state_for, save_best, save_last};
 use crate::config::{FinetuneConfig, RunConfig};
-use crate::evaluate::{Evaluation, calibrate};
+use crate::evaluate::{Evaluation, Report, calibrate};
 use crate::method::{Method, StepAt};
 use crate::optim::build_optimizer;
 use crate::run_dir::RunDir;
@@ -254,6 +254,9 @@ pub fn fit<M: Method>(
     for (split, evaluation) in [("val", &val), ("test", &test)] {
         if let Some(scored) = &evaluation.scored {
             scored.write_csv(&run.predictions_path(split), &setup.info.class_names)?;
+        }
+        if let (Some(boxes), Report::Boxes(report)) = (&evaluation.boxes, &evaluation.report) {
+            boxes.write_csv(&run.predictions_path(split), Some(&report.iou))?;
         }
     }
     // The gallery only illustrates the report: a failure there must not leave a trained run

@@ -184,6 +184,72 @@ pub struct Evaluation {
     pub shots: Option<ShotReport>,
     /// What a single-label evaluation scored, kept for temperature scaling ([`calibrate`]).
     pub scored: Option<Scored>,
+    /// What a localization evaluation scored: each sample's predicted and true box.
+    pub boxes: Option<BoxPredictions>,
+}
+
+/// One predicted box per sample (normalized `[x0, y0, x1, y1]`), with the sample's id and target.
+pub struct BoxPredictions {
+    pub ids: Vec<String>,
+    pub predicted: Vec<[f32; 4]>,
+    pub targets: Vec<Target>,
+}
+
+impl BoxPredictions {
+    /// Each sample's true box; an error naming the first sample without one.
+    pub fn truth(&self) -> Result<Vec<[f32; 4]>, TrainError> {
+        (self.targets.iter().enumerate())
+            .map(|(i, target)| match target {
+                Target::Box { bbox, .. } => Ok(*bbox),
+                other => Err(TrainError::Input(format!(
+                    "cannot score sample {i} ({}): box metrics need a box target, it has {other:?}",
+                    self.ids.get(i).map_or("?", String::as_str)
+                ))),
+            })
+            .collect()
+    }
+
+    /// `image,x0,y0,x1,y1[,true_x0,true_y0,true_x1,true_y1,iou]`: each sample's predicted box
+    /// (fractions of the model's input image) and, given `iou`, its true box and their IoU. The
+    /// run folder's `predictions/<split>.csv` for localization runs, and `medkd predict`'s output.
+    pub fn write_csv(&self, path: &Path, iou: Option<&[f64]>) -> Result<(), TrainError> {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let csv_error = |e: csv::Error| TrainError::Input(format!("{}: {e}", path.display()));
+        let mut header = vec!["image", "x0", "y0", "x1", "y1"];
+        let truth = iou.map(|_| self.truth()).transpose()?;
+        if truth.is_some() {
+            header.extend(["true_x0", "true_y0", "true_x1", "true_y1", "iou"]);
+        }
+        writer.write_record(&header).map_err(csv_error)?;
+        for (i, (id, predicted)) in self.ids.iter().zip(&self.predicted).enumerate() {
+            let mut record = vec![submission_id(id).to_string()];
+            record.extend(predicted.iter().map(f32::to_string));
+            if let (Some(truth), Some(iou)) = (&truth, iou) {
+                record.extend(truth[i].iter().map(f32::to_string));
+                record.push(iou[i].to_string());
+            }
+            writer.write_record(&record).map_err(csv_error)?;
+        }
+        let bytes = writer.into_inner().map_err(|e| TrainError::Input(format!("{}: {e}", path.display())))?;
+        write_file(path, &bytes)
+    }
+}
+
+/// The boxes `model` (in eval mode; four outputs decoded by [`medkd_losses::decode_boxes`])
+/// predicts for every sample of `loader`, in order.
+pub fn predict_boxes(model: &Model, loader: &Loader, device: &Device) -> Result<BoxPredictions, TrainError> {
+    let (model, device) = (model.valid(), &device.clone().without_autodiff());
+    let dataset = loader.dataset();
+    let mut out = BoxPredictions { ids: Vec::new(), predicted: Vec::new(), targets: Vec::new() };
+    for batch in loader.epoch(0) {
+        let batch = batch?;
+        let boxes = medkd_losses::decode_boxes(model.logits(batch_tensor(&batch.images, batch.shape, device)));
+        let values: Vec<f32> = boxes.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| TrainError::Input(format!("{e:?}")))?;
+        out.predicted.extend(values.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]));
+        out.ids.extend(batch.indices.iter().map(|&i| dataset.id(i)));
+        out.targets.extend(batch.targets);
+    }
+    Ok(out)
 }
 
 /// The probabilities (rows of one per class) and true classes of a single-label evaluation.
@@ -234,10 +300,15 @@ pub fn write_probabilities(
         writer.write_record(&record).map_err(csv_error)?;
     }
     let bytes = writer.into_inner().map_err(|e| TrainError::Input(format!("{}: {e}", path.display())))?;
+    write_file(path, &bytes)
+}
+
+/// Writes `bytes` whole to a temporary name first, making the parent folder if needed.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
     }
-    crate::run_dir::write_atomic(path, &bytes)
+    crate::run_dir::write_atomic(path, bytes)
 }
 
 /// Scores class predictions; `shots` groups the classes by training counts.
@@ -262,7 +333,7 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo, shots: &ShotGroup
                 .sum::<f64>()
                 / (n * k).max(1) as f64;
             let report = medkd_eval::evaluate_multi_label(&predictions.probs, k, &multi_hot, &info.class_names)?;
-            Ok(Evaluation { shots: Some(shots.report(&report.per_label)), report: Report::MultiLabel(report), loss, scored: None })
+            Ok(Evaluation { shots: Some(shots.report(&report.per_label)), report: Report::MultiLabel(report), loss, scored: None, boxes: None })
         }
         _ => {
             let labels = (predictions.targets.iter().enumerate())
@@ -274,21 +345,16 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo, shots: &ShotGroup
             let loss = labels.iter().enumerate().map(|(i, &y)| -clamp(predictions.probs[i * k + y]).ln()).sum::<f64>() / n.max(1) as f64;
             let report = medkd_eval::evaluate_single_label(&predictions.probs, k, &labels, &info.class_names)?;
             let scored = Some(Scored { ids: predictions.ids.clone(), probs: predictions.probs.clone(), labels });
-            Ok(Evaluation { shots: Some(shots.report(&report.per_class)), report: Report::SingleLabel(report), loss, scored })
+            Ok(Evaluation { shots: Some(shots.report(&report.per_class)), report: Report::SingleLabel(report), loss, scored, boxes: None })
         }
     }
 }
 
-/// Scores predicted boxes (normalized `[x0, y0, x1, y1]`, in sample order) against the box
-/// targets; `loss` is the method's mean box loss on the split.
-pub fn evaluate_box_predictions(predicted: &[[f32; 4]], targets: &[Target], loss: f64) -> Result<Evaluation, TrainError> {
-    let truth = (targets.iter().enumerate())
-        .map(|(i, target)| match target {
-            Target::Box { bbox, .. } => Ok(*bbox),
-            other => Err(TrainError::Input(format!("cannot score sample {i}: box metrics need a box target, it has {other:?}"))),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Evaluation { report: Report::Boxes(medkd_eval::evaluate_boxes(predicted, &truth)?), loss, shots: None, scored: None })
+/// Scores predicted boxes against the box targets; `loss` is the method's mean box loss on the
+/// split. The boxes are kept for `predictions/<split>.csv`.
+pub fn evaluate_box_predictions(boxes: BoxPredictions, loss: f64) -> Result<Evaluation, TrainError> {
+    let report = medkd_eval::evaluate_boxes(&boxes.predicted, &boxes.truth()?)?;
+    Ok(Evaluation { report: Report::Boxes(report), loss, shots: None, scored: None, boxes: Some(boxes) })
 }
 
 /// Classification metrics need every sample's label of the task's kind; an unlabelled sample or

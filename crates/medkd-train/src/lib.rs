@@ -11,6 +11,7 @@ pub mod engine;
 mod error;
 pub mod evaluate;
 pub mod gallery;
+pub mod htl;
 pub mod method;
 pub mod methods;
 pub mod optim;

@@ -17,6 +17,8 @@ use crate::TrainError;
 use crate::checkpoint::best_weights;
 use crate::config::RunConfig;
 use crate::device::make_device;
+use crate::htl::read_htl_file;
+use crate::methods::config::{HtlConfig, LocalizeConfig, MethodConfig};
 use crate::pretrained;
 use crate::run_dir::RunDir;
 use crate::teachers::{Teacher, load_teachers};
@@ -44,7 +46,11 @@ impl RunSetup {
         let info = splits.train.info().clone();
         let spec = ModelSpec {
             arch: config.model.arch,
-            num_classes: info.class_names.len(),
+            // A box regressor's four outputs: centre and size (medkd_losses::decode_boxes).
+            num_classes: match config.method {
+                MethodConfig::Localize(_) => 4,
+                _ => info.class_names.len(),
+            },
             in_channels: config.data.output_channels(info.channels),
             small_input: config.model.small_input,
         };
@@ -111,18 +117,28 @@ pub struct Prepared {
     pub objective: Objective,
     /// Per-sample draw weights of `train.sampling`, if any.
     pub sampling_weights: Option<Vec<f64>>,
+    /// Per training sample, hard to learn: read from `method.htl.file`, if given.
+    pub htl: Option<Vec<bool>>,
 }
 
 impl Prepared {
     pub fn new(config: &RunConfig) -> Result<Prepared, TrainError> {
         let setup = RunSetup::new(config)?;
-        if setup.info.task == Task::Localization {
-            return Err(TrainError::Config(
-                "`data`: box targets (task = localization) need a localization method, and `method = \"classify\"` trains classifiers; \
-                 give the data class labels (medkd has no localization method yet)"
+        let localize = matches!(config.method, MethodConfig::Localize(_));
+        if (setup.info.task == Task::Localization) != localize {
+            return Err(TrainError::Config(match localize {
+                true => "`method`: kind = \"localize\" trains box targets; give the data `box_columns`".into(),
+                false => "`data`: box targets (task = localization) need `[method] kind = \"localize\"`; \
+                          the classify method trains classifiers"
                     .into(),
-            ));
+            }));
         }
+        let htl = match &config.method {
+            MethodConfig::Localize(LocalizeConfig { htl: Some(HtlConfig { file: Some(file), .. }) }) => {
+                Some(read_htl_file(file, setup.splits.train.as_ref())?)
+            }
+            _ => None,
+        };
         if let Some(weights) = &config.model.pretrained {
             // Loaded once here so that a bad file fails before the run folder is made (the method
             // loads it again into its trainable model).
@@ -149,7 +165,7 @@ impl Prepared {
             .map(|rule| sampling_weights(setup.splits.train.as_ref(), rule))
             .transpose()
             .map_err(|e| TrainError::Config(format!("`train.sampling`: {e}")))?;
-        Ok(Prepared { setup, teachers, objective, sampling_weights })
+        Ok(Prepared { setup, teachers, objective, sampling_weights, htl })
     }
 }
 
@@ -160,6 +176,7 @@ pub fn build_objective(config: &RunConfig, setup: &RunSetup, teachers: &[Teacher
         &TaskFacts {
             num_classes: setup.spec.num_classes,
             multi_label: setup.info.task == Task::MultiLabel,
+            boxes: setup.info.task == Task::Localization,
             class_names: &setup.info.class_names,
             class_counts: &setup.shot_groups.train_counts,
             student: &Model::new(&setup.spec, &setup.device)?.layout(),

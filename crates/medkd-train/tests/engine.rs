@@ -15,7 +15,7 @@ use medkd_models::{ModelSpec, load_weights};
 use medkd_train::averaging::{AveragingConfig, WeightAverage};
 use medkd_train::checkpoint::MethodState;
 use medkd_train::engine::fit;
-use medkd_train::evaluate::{Evaluation, batch_tensor, evaluate_box_predictions};
+use medkd_train::evaluate::{Evaluation, batch_tensor};
 use medkd_train::method::{Method, StepAt, StepLoss};
 use medkd_train::methods::Classify;
 use medkd_train::stages::{init_from_stage, run_stage};
@@ -256,128 +256,6 @@ fn unlabelled_batches_with_two_views_reach_the_step_without_targets() {
     let metrics = std::fs::read_to_string(tmp.path().join("metrics.jsonl")).unwrap();
     let line: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
     assert!(line["train_terms"]["consistency"].as_f64().unwrap() >= 0.0, "{line}");
-}
-
-/// Box targets reach no classifier: the classify method refuses them before a run folder exists.
-#[test]
-fn the_classify_method_refuses_box_targets() {
-    let _serial = serial();
-    let isic = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/isic2018_seg");
-    let text = format!(
-        "[data]\nformat = \"csv\"\npath = \"{}\"\nimage_dir = \"images\"\nimage_column = \"image\"\nimage_ext = \"jpg\"\n\
-         box_columns = [\"bbox_x0\", \"bbox_y0\", \"bbox_x1\", \"bbox_y1\"]\nsplit = {{ seed = 0 }}\n\
-         eval_transforms = [{{ op = \"resize\", size = 32 }}]\ntrain_transforms = [{{ op = \"resize\", size = 32 }}]\n\
-         [model]\narch = \"resnet18\"\n[train]\nepochs = 1\nbatch_size = 8\noptimizer = {{ kind = \"adam\", lr = 0.001 }}\n\
-         [[loss]]\nkind = \"cross_entropy\"\n",
-        isic.join("labels.csv").display()
-    );
-    let config = RunConfig::parse(&text, &[]).unwrap();
-    let error = medkd_train::Prepared::new(&config).err().expect("box targets are refused").to_string();
-    assert!(error.contains("localization") && error.contains("classify"), "{error}");
-}
-
-/// A box regressor: the model's four outputs through a sigmoid are a box's centre and size,
-/// turned into `[x0, y0, x1, y1]` (a valid box from the first step), trained
-/// with L1 and scored with box metrics. What a localization method asks of the loop: targets
-/// other than classes, its own model shape, its own evaluation and selection metric.
-struct BoxRegression<'a> {
-    config: &'a RunConfig,
-    setup: &'a RunSetup,
-    device: Option<Device>,
-}
-
-impl BoxRegression<'_> {
-    fn boxes(model: &Model, images: Tensor<4>) -> Tensor<2> {
-        let outputs = burn::tensor::activation::sigmoid(model.logits(images));
-        let (centre, half) = (outputs.clone().narrow(1, 0, 2), outputs.narrow(1, 2, 2).div_scalar(2.0));
-        Tensor::cat(vec![centre.clone() - half.clone(), centre + half], 1)
-    }
-
-    fn l1(predicted: Tensor<2>, truth: &[[f32; 4]]) -> Tensor<1> {
-        let flat: Vec<f32> = truth.iter().flatten().copied().collect();
-        let truth = Tensor::<2>::from_data(TensorData::new(flat, [truth.len(), 4]), &predicted.device());
-        (predicted - truth).abs().mean()
-    }
-}
-
-impl Method for BoxRegression<'_> {
-    type Trainable = Model;
-
-    fn init(&mut self, device: &Device) -> Result<Model, TrainError> {
-        self.device = Some(device.clone());
-        Ok(Model::new(&self.spec(self.setup), device)?)
-    }
-
-    fn model<'m>(&self, model: &'m Model) -> &'m Model {
-        model
-    }
-
-    fn spec(&self, setup: &RunSetup) -> ModelSpec {
-        ModelSpec { num_classes: 4, ..setup.spec.clone() }
-    }
-
-    fn train_loader(&self) -> Result<Loader, TrainError> {
-        Ok(Loader::new(self.setup.splits.train.clone(), self.setup.train_pipeline.clone(), loader_options(self.config))?)
-    }
-
-    fn step(&mut self, model: &Model, batch: Batch, _at: StepAt) -> Result<StepLoss, TrainError> {
-        let truth = batch.boxes().expect("every target of a box dataset is a box");
-        let predicted = Self::boxes(model, batch_tensor(&batch.images, batch.shape, self.device.as_ref().unwrap()));
-        let l1 = Self::l1(predicted, &truth);
-        Ok(StepLoss { total: l1.clone(), terms: vec![TermValue { name: "l1".into(), value: l1 }] })
-    }
-
-    fn evaluate(&self, model: &Model, loader: &Loader, setup: &RunSetup) -> Result<Evaluation, TrainError> {
-        let (mut predicted, mut targets, mut loss_sum) = (Vec::new(), Vec::new(), 0.0);
-        for batch in loader.epoch(0) {
-            let batch = batch?;
-            let boxes = Self::boxes(&model.valid(), batch_tensor(&batch.images, batch.shape, &setup.device));
-            loss_sum += Self::l1(boxes.clone(), &batch.boxes().unwrap()).into_scalar::<f32>() as f64 * batch.targets.len() as f64;
-            let values: Vec<f32> = boxes.into_data().try_to_vec::<f32>().unwrap();
-            predicted.extend(values.chunks(4).map(|b| [b[0], b[1], b[2], b[3]]));
-            targets.extend(batch.targets);
-        }
-        evaluate_box_predictions(&predicted, &targets, loss_sum / targets.len() as f64)
-    }
-}
-
-/// Box targets go through the loop: trained, evaluated with box metrics, selected by mean IoU,
-/// summarized without classification metrics.
-#[test]
-fn a_box_method_trains_and_is_selected_by_mean_iou() {
-    let _serial = serial();
-    let isic = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/isic2018_seg");
-    let text = format!(
-        "seed = 2\n[data]\nformat = \"csv\"\npath = \"{}\"\nimage_dir = \"images\"\nimage_column = \"image\"\nimage_ext = \"jpg\"\n\
-         box_columns = [\"bbox_x0\", \"bbox_y0\", \"bbox_x1\", \"bbox_y1\"]\nsplit = {{ seed = 0 }}\n\
-         train_subset = {{ ratio = 0.05, seed = 0 }}\n\
-         eval_transforms = [{{ op = \"resize\", size = [32, 32] }}]\ntrain_transforms = [{{ op = \"resize\", size = [32, 32] }}]\n\
-         [model]\narch = \"resnet18\"\nsmall_input = true\n[train]\nepochs = 2\nbatch_size = 16\nworkers = 1\n\
-         select_metric = \"mean_iou\"\noptimizer = {{ kind = \"adam\", lr = 0.001 }}\n[[loss]]\nkind = \"cross_entropy\"\n",
-        isic.join("labels.csv").display()
-    );
-    let config = RunConfig::parse(&text, &[]).unwrap();
-    let setup = RunSetup::new(&config).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut method = BoxRegression { config: &config, setup: &setup, device: None };
-    let outcome = fit(&config, &setup, &mut method, &RunDir::create(tmp.path()).unwrap(), false, false).unwrap();
-
-    let summary = &outcome.summary;
-    assert_eq!(summary.select_metric, Metric::MeanIou);
-    assert!(summary.best_epoch.is_some());
-    for split in [&summary.val, &summary.test] {
-        let iou = split.mean_iou.expect("box metrics in summary.json");
-        assert!(iou > 0.0 && iou < 1.0, "{iou}");
-        assert!(split.acc_at_50.is_some() && split.acc.is_none() && split.auc.is_none());
-    }
-    let saved = medkd_train::Summary::read(&tmp.path().join("summary.json")).unwrap();
-    assert_eq!(&saved, summary, "summary.json reads back as written");
-    let best: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("checkpoints/best.json")).unwrap()).unwrap();
-    let metrics = std::fs::read_to_string(tmp.path().join("metrics.jsonl")).unwrap();
-    let ious: Vec<f64> =
-        metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val"]["mean_iou"].as_f64().unwrap()).collect();
-    assert_eq!(best["value"].as_f64().unwrap(), ious.iter().copied().fold(f64::MIN, f64::max), "the best epoch has the highest mean IoU");
 }
 
 /// Rounds: a finished stage is kept as it is when the procedure runs again, and the next round

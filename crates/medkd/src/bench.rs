@@ -403,6 +403,7 @@ fn time_subset_kd(batch: usize, options: &BenchOptions) -> Result<Timing> {
     let facts = TaskFacts {
         num_classes: HAM_CLASSES.len(),
         multi_label: false,
+        boxes: false,
         class_names: &class_names,
         class_counts: &HAM_TRAIN_COUNTS,
         student: &layout,

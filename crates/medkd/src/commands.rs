@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use medkd_data::{Size, TransformSpec, build_pipelines};
+use anyhow::{Context, Result, bail, ensure};
+use medkd_data::{Size, Task, TransformSpec, build_pipelines};
 use medkd_eval::Metric;
 use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
@@ -201,7 +201,14 @@ fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: 
 
 pub fn eval(run_path: &Path, split: &str, tta: Tta) -> Result<()> {
     let (config, run, setup) = open_run(run_path)?;
-    let evaluation = evaluate(&split_predictions(&config, &run, &setup, split, tta)?, &setup.info, &setup.shot_groups)?;
+    let evaluation = if setup.info.task == Task::Localization {
+        ensure!(tta == Tta::None, "--tta applies to classifiers; {} is a localization run", run_path.display());
+        let loader = setup.eval_loader(&config, setup.split(parse_split(split)?))?;
+        let boxes = evaluate::predict_boxes(&setup.load_best(&run)?, &loader, &setup.device)?;
+        evaluate::evaluate_box_predictions(boxes, f64::NAN)?
+    } else {
+        evaluate(&split_predictions(&config, &run, &setup, split, tta)?, &setup.info, &setup.shot_groups)?
+    };
     println!("{split} split, best checkpoint of {}:", run_path.display());
     println!("{}", evaluation.table());
     Ok(())

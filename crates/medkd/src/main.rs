@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 mod export;
+mod prune;
 
 use std::path::PathBuf;
 
@@ -132,6 +133,28 @@ enum Command {
         /// set from the training split).
         #[arg(long, requires = "inputs", value_parser = clap::value_parser!(u64).range(1..))]
         inputs_max: Option<u64>,
+    },
+    /// Hard-to-learn samples of a population of localization runs: each run's best model pruned
+    /// by global weight magnitude at each sparsity (no fine-tuning), its boxes compared with the
+    /// dense model's on a split. Writes OUT/htl.csv (for `[method.htl] file`), scores.csv and
+    /// prune.json (IoU against sparsity, HTL counts and their overlap between runs).
+    Prune {
+        /// Localization run folders trained on the same data split (e.g. one per seed).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Comma-separated sparsities, each in [0, 1).
+        #[arg(long, value_delimiter = ',', default_values_t = vec![0.3, 0.5, 0.7, 0.9])]
+        sparsity: Vec<f64>,
+        /// The sparsity whose disagreements define the HTL set.
+        #[arg(long, default_value_t = 0.5)]
+        htl_sparsity: f64,
+        /// A sample is HTL for a model when the box IoU between the model and its pruned copy is below this.
+        #[arg(long, default_value_t = 0.5)]
+        agreement: f64,
+        #[arg(long, default_value = "train", value_parser = ["train", "val", "test"])]
+        split: String,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Datasets: download MedMNIST files with checksum verification.
     Data {
@@ -379,6 +402,14 @@ fn main() {
             let inputs = inputs.as_deref().map(|split| (split, inputs_max.map(|n| n as usize)));
             export::export(&run, format, weights, out.as_deref(), inputs)
         }
+        Command::Prune { runs, sparsity, htl_sparsity, agreement, split, out } => prune::prune(&prune::PruneArgs {
+            runs: &runs,
+            sparsities: &sparsity,
+            split: &split,
+            agreement,
+            htl_sparsity,
+            out: &out,
+        }),
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())
         }

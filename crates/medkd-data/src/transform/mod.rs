@@ -4,6 +4,7 @@
 //! Images are worked on as one `f32` plane per channel with values in [0, 1] (16-bit images are
 //! scaled by 65535 on conversion), so every geometric op is written once for any channel count.
 
+mod boxes;
 mod color;
 mod geometry;
 mod normalize;
@@ -150,12 +151,6 @@ impl TransformSpec {
         !matches!(self, TransformSpec::Resize { .. } | TransformSpec::CenterCrop { .. })
     }
 
-    /// Whether the op moves pixels (resizes, crops, flips, rotates), and so would move a box
-    /// drawn on the image; colour ops do not.
-    pub fn is_geometric(&self) -> bool {
-        !matches!(self, TransformSpec::ColorJitter { .. })
-    }
-
     /// Rejects parameters torchvision would reject, naming the op and field.
     pub fn validate(&self) -> Result<(), DataError> {
         let op = self.name();
@@ -185,10 +180,13 @@ impl TransformSpec {
         }
     }
 
-    fn apply<R: Rng>(&self, planes: Vec<Plane>, rng: &mut R) -> Vec<Plane> {
+    /// The op on the image's planes, moving `bbox` (normalized, if the sample has a box) with the
+    /// pixels.
+    fn apply<R: Rng>(&self, planes: Vec<Plane>, bbox: &mut Option<[f32; 4]>, rng: &mut R) -> Vec<Plane> {
+        let (w, h) = planes[0].dimensions();
+        let mut move_box = |f: &dyn Fn([f32; 4]) -> [f32; 4]| *bbox = bbox.map(f);
         match *self {
             TransformSpec::Resize { size } => {
-                let (w, h) = planes[0].dimensions();
                 let [oh, ow] = match size {
                     Size::Edge(edge) => geometry::shorter_side_to(h, w, edge),
                     Size::HeightWidth(hw) => hw,
@@ -196,24 +194,37 @@ impl TransformSpec {
                 geometry::resize(&planes, oh, ow)
             }
             TransformSpec::CenterCrop { size } => {
-                let (w, h) = planes[0].dimensions();
                 let [ch, cw] = size.square_or_exact();
                 let top = (i64::from(h) - i64::from(ch)) / 2;
                 let left = (i64::from(w) - i64::from(cw)) / 2;
+                move_box(&|b| boxes::crop(b, (h, w), (top, left), (ch, cw)));
                 geometry::crop(&planes, top, left, ch, cw)
             }
             TransformSpec::RandomResizedCrop { size, scale, ratio } => {
-                let (w, h) = planes[0].dimensions();
                 let (top, left, ch, cw) = geometry::random_resized_crop_box(h, w, scale, ratio, rng);
                 let [oh, ow] = size.square_or_exact();
+                move_box(&|b| boxes::crop(b, (h, w), (top.into(), left.into()), (ch, cw)));
                 let cropped = geometry::crop(&planes, top.into(), left.into(), ch, cw);
                 geometry::resize(&cropped, oh, ow)
             }
-            TransformSpec::Hflip { p } => with_probability(planes, p, rng, image::imageops::flip_horizontal_in_place),
-            TransformSpec::Vflip { p } => with_probability(planes, p, rng, image::imageops::flip_vertical_in_place),
+            TransformSpec::Hflip { p } => {
+                let flipped = rng.random_bool(p);
+                if flipped {
+                    move_box(&boxes::hflip);
+                }
+                when(flipped, planes, image::imageops::flip_horizontal_in_place)
+            }
+            TransformSpec::Vflip { p } => {
+                let flipped = rng.random_bool(p);
+                if flipped {
+                    move_box(&boxes::vflip);
+                }
+                when(flipped, planes, image::imageops::flip_vertical_in_place)
+            }
             TransformSpec::Rotation { degrees, p } => {
                 if rng.random_bool(p) {
                     let angle = rng.random_range(-degrees..=degrees);
+                    move_box(&|b| boxes::rotate(b, (h, w), angle));
                     planes.iter().map(|pl| geometry::rotate(pl, angle)).collect()
                 } else {
                     planes
@@ -226,9 +237,9 @@ impl TransformSpec {
     }
 }
 
-/// `op` on every plane with probability `p`.
-fn with_probability<R: Rng>(mut planes: Vec<Plane>, p: f64, rng: &mut R, op: impl Fn(&mut Plane)) -> Vec<Plane> {
-    if rng.random_bool(p) {
+/// `op` on every plane if `apply`.
+fn when(apply: bool, mut planes: Vec<Plane>, op: impl Fn(&mut Plane)) -> Vec<Plane> {
+    if apply {
         planes.iter_mut().for_each(op);
     }
     planes
@@ -282,12 +293,23 @@ impl Pipeline {
 
     /// The transformed image as a flat CHW vector and its `[C, H, W]` shape.
     pub fn apply_with_shape(&self, img: &DynamicImage, rng: &mut impl Rng) -> Result<(Vec<f32>, [usize; 3]), DataError> {
+        self.apply_with_box(img, None, rng).map(|(data, shape, _)| (data, shape))
+    }
+
+    /// [`Pipeline::apply_with_shape`], moving the image's normalized box with its pixels: the
+    /// box of the transformed image.
+    pub fn apply_with_box(
+        &self,
+        img: &DynamicImage,
+        mut bbox: Option<[f32; 4]>,
+        rng: &mut impl Rng,
+    ) -> Result<(Vec<f32>, [usize; 3], Option<[f32; 4]>), DataError> {
         if img.width() == 0 || img.height() == 0 {
             return Err(DataError::config("cannot transform an empty (0-pixel) image"));
         }
         let mut planes = to_planes(img);
         for spec in &self.specs {
-            planes = spec.apply(planes, rng);
+            planes = spec.apply(planes, &mut bbox, rng);
         }
         let planes = convert_channels(planes, self.channels);
         let (w, h) = planes[0].dimensions();
@@ -296,7 +318,7 @@ impl Pipeline {
             data.extend_from_slice(plane.as_raw());
         }
         self.normalization.apply(&mut data, (w * h) as usize);
-        Ok((data, [self.channels, h as usize, w as usize]))
+        Ok((data, [self.channels, h as usize, w as usize], bbox))
     }
 }
 

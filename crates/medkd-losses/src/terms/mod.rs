@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod balanced_softmax;
 pub mod bce;
+pub mod boxes;
 pub mod channel_gram;
 pub mod class_balanced;
 pub mod cross_entropy;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use burn::prelude::*;
 use medkd_data::{Batch, Loader, LoaderOptions, Task};
 use medkd_losses::{ConvRegressor, Features, LossContext, ProjectionHead, Targets, with_rotations};
-use medkd_models::{Model, load_weights_partial};
+use medkd_models::{Model, ModelSpec, load_weights_partial};
 use serde_json::{Value, json};
 
 use crate::TrainError;
@@ -63,16 +63,8 @@ impl Method for Classify<'_> {
     type Trainable = Student;
 
     fn init(&mut self, device: &Device) -> Result<Student, TrainError> {
-        let (config, objective) = (self.config, &self.prepared.objective);
-        let mut model = Model::new(&self.prepared.setup.spec, device)?;
-        if let Some(weights) = &config.model.pretrained {
-            let skip: Vec<&str> = config.model.pretrained_skip.iter().map(String::as_str).collect();
-            model = load_weights_partial(model, &pretrained::resolve(config.model.arch, weights)?, &skip)?;
-        }
-        if config.train.finetune.as_ref().is_some_and(|f| f.frozen_batch_norm) {
-            // Flags are not in checkpoints: a resumed run gets this from init too.
-            model = model.freeze_batch_norm();
-        }
+        let objective = &self.prepared.objective;
+        let model = initial_model(self.config, &self.prepared.setup.spec, device)?;
         let adapters = objective.adapter_shapes().iter().map(|&(from, to)| ConvRegressor::new(from, to, device)).collect();
         let heads = objective.projection_heads().iter().map(|h| ProjectionHead::new(h.student_dim, device)).collect();
         self.device = Some(device.clone());
@@ -84,21 +76,7 @@ impl Method for Classify<'_> {
     }
 
     fn train_loader(&self) -> Result<Loader, TrainError> {
-        let (config, setup) = (self.config, &self.prepared.setup);
-        let options = LoaderOptions {
-            batch_size: config.train.batch_size,
-            shuffle: true,
-            // A last batch of one sample would make train-mode BatchNorm degenerate.
-            drop_last: setup.splits.train.len() > config.train.batch_size,
-            seed: config.seed,
-            workers: config.train.workers,
-            prefetch: config.train.prefetch,
-        };
-        let loader = Loader::new(setup.splits.train.clone(), setup.train_pipeline.clone(), options)?;
-        Ok(match &self.prepared.sampling_weights {
-            Some(weights) => loader.resampled(weights)?,
-            None => loader,
-        })
+        train_loader(self.config, self.prepared)
     }
 
     /// SSKD stage 1, before the student's first epoch (kept in the run folder for --resume).
@@ -141,6 +119,7 @@ impl Method for Classify<'_> {
             teacher_heads: &self.teacher_heads,
             step: at.global(),
             epoch: at.epoch as u64,
+            sample_weights: None,
         })?;
         Ok(StepLoss { total, terms })
     }
@@ -149,4 +128,38 @@ impl Method for Classify<'_> {
         let teachers: Vec<&str> = self.prepared.teachers.iter().map(|t| t.source.as_str()).collect();
         BTreeMap::from([("teachers".into(), json!(teachers)), ("teacher_cache".into(), json!(self.teacher_cache.is_some()))])
     }
+}
+
+/// The model a run starts from: freshly initialized, with `model.pretrained` weights loaded and
+/// BatchNorm frozen when the config asks.
+pub(crate) fn initial_model(config: &RunConfig, spec: &ModelSpec, device: &Device) -> Result<Model, TrainError> {
+    let mut model = Model::new(spec, device)?;
+    if let Some(weights) = &config.model.pretrained {
+        let skip: Vec<&str> = config.model.pretrained_skip.iter().map(String::as_str).collect();
+        model = load_weights_partial(model, &pretrained::resolve(config.model.arch, weights)?, &skip)?;
+    }
+    if config.train.finetune.as_ref().is_some_and(|f| f.frozen_batch_norm) {
+        // Flags are not in checkpoints: a resumed run gets this from init too.
+        model = model.freeze_batch_norm();
+    }
+    Ok(model)
+}
+
+/// The shuffled training loader (re-sampled by `train.sampling`).
+pub(crate) fn train_loader(config: &RunConfig, prepared: &Prepared) -> Result<Loader, TrainError> {
+    let setup = &prepared.setup;
+    let options = LoaderOptions {
+        batch_size: config.train.batch_size,
+        shuffle: true,
+        // A last batch of one sample would make train-mode BatchNorm degenerate.
+        drop_last: setup.splits.train.len() > config.train.batch_size,
+        seed: config.seed,
+        workers: config.train.workers,
+        prefetch: config.train.prefetch,
+    };
+    let loader = Loader::new(setup.splits.train.clone(), setup.train_pipeline.clone(), options)?;
+    Ok(match &prepared.sampling_weights {
+        Some(weights) => loader.resampled(weights)?,
+        None => loader,
+    })
 }

@@ -2,6 +2,8 @@
 //! that `crate::config` can name the methods' sections while the methods read `RunConfig`
 //! without an import loop.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// The `[method]` table of a run config: which method runs on the loop (`kind`) and that method's
@@ -11,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub enum MethodConfig {
     /// Supervised classification with the config's loss terms and optional frozen teachers.
     Classify(ClassifyConfig),
+    /// One box per image (lesion localization) with the box loss terms, optionally attending to
+    /// hard-to-learn samples found by pruning.
+    Localize(LocalizeConfig),
 }
 
 impl Default for MethodConfig {
@@ -23,6 +28,14 @@ impl MethodConfig {
     pub fn is_default(&self) -> bool {
         *self == MethodConfig::default()
     }
+
+    /// Checks the keys that do not depend on the data, naming the key at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            MethodConfig::Classify(_) => Ok(()),
+            MethodConfig::Localize(localize) => localize.htl.as_ref().map_or(Ok(()), HtlConfig::validate),
+        }
+    }
 }
 
 /// `[method] kind = "classify"`: no keys of its own; the objective is the config's `[[loss]]`
@@ -30,3 +43,63 @@ impl MethodConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyConfig {}
+
+/// `[method] kind = "localize"`: a box regressor trained with the config's box terms (`box_l1`,
+/// `giou`); `[method.htl]` weighs hard-to-learn samples up (Jaiswal et al., WACV 2023).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalizeConfig {
+    pub htl: Option<HtlConfig>,
+}
+
+/// `[method.htl]`: every hard-to-learn (HTL) training sample weighs `1 + beta` in the box terms,
+/// the others 1. The HTL set is either fixed, read from `medkd prune`'s `htl.csv` (`file`), or
+/// found adaptively: every `refresh_epochs` epochs the model being trained is pruned at `sparsity`
+/// and the training images whose pruned box overlaps the dense box with IoU below `agreement`
+/// become the HTL set (empty before the first refresh).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HtlConfig {
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+    pub file: Option<PathBuf>,
+    pub refresh_epochs: Option<usize>,
+    #[serde(default = "default_sparsity")]
+    pub sparsity: f64,
+    #[serde(default = "default_agreement")]
+    pub agreement: f64,
+}
+
+fn default_beta() -> f64 {
+    2.0
+}
+fn default_sparsity() -> f64 {
+    0.5
+}
+fn default_agreement() -> f64 {
+    0.5
+}
+
+impl HtlConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
+            return Err(format!("`method.htl.beta`: must be a finite number >= 0, got {}", self.beta));
+        }
+        match (&self.file, self.refresh_epochs) {
+            (Some(_), None) => {}
+            (None, Some(0)) => return Err("`method.htl.refresh_epochs`: must be at least 1".into()),
+            (None, Some(_)) => {
+                if !(0.0..1.0).contains(&self.sparsity) {
+                    return Err(format!("`method.htl.sparsity`: must be in [0, 1), got {}", self.sparsity));
+                }
+                if !(self.agreement > 0.0 && self.agreement <= 1.0) {
+                    return Err(format!("`method.htl.agreement`: must be in (0, 1], got {}", self.agreement));
+                }
+            }
+            _ => {
+                return Err("`method.htl`: give either `file` (the htl.csv of `medkd prune`) or `refresh_epochs` (prune the model being trained every N epochs)".into());
+            }
+        }
+        Ok(())
+    }
+}

@@ -5,9 +5,11 @@
 
 mod classify;
 pub mod config;
+mod localize;
 
 pub use classify::{Classify, Student};
-pub use config::{ClassifyConfig, MethodConfig};
+pub use config::{ClassifyConfig, HtlConfig, LocalizeConfig, MethodConfig};
+pub use localize::Localize;
 
 use crate::TrainError;
 use crate::config::RunConfig;
@@ -20,5 +22,8 @@ use crate::setup::Prepared;
 pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool, show_progress: bool) -> Result<Outcome, TrainError> {
     match &config.method {
         MethodConfig::Classify(_) => fit(config, &prepared.setup, &mut Classify::new(config, prepared), run, resume, show_progress),
+        MethodConfig::Localize(localize) => {
+            fit(config, &prepared.setup, &mut Localize::new(config, prepared, localize.htl.as_ref()), run, resume, show_progress)
+        }
     }
 }

@@ -1,0 +1,138 @@
+//! `method = "localize"`: one box per image (lesion localization). The model's four outputs are
+//! decoded into a normalized box ([`medkd_losses::decode_boxes`]) and trained with the config's
+//! box terms (`box_l1`, `giou`); runs are scored and selected by box IoU. With `[method.htl]`,
+//! hard-to-learn samples weigh `1 + beta` in those terms (Jaiswal et al., WACV 2023): a fixed set
+//! from `medkd prune`, or one refreshed every few epochs by pruning the model being trained.
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use medkd_data::{Batch, Loader};
+use medkd_losses::{LossContext, Targets, box_l1, giou_loss};
+use medkd_models::Model;
+use serde_json::{Value, json};
+
+use crate::TrainError;
+use crate::checkpoint::MethodState;
+use crate::config::RunConfig;
+use crate::evaluate::{Evaluation, batch_tensor, evaluate_box_predictions, predict_boxes};
+use crate::htl::find_htl;
+use crate::method::{Method, StepAt, StepLoss};
+use crate::methods::classify::{initial_model, train_loader};
+use crate::methods::config::HtlConfig;
+use crate::setup::{Prepared, RunSetup};
+
+pub struct Localize<'a> {
+    config: &'a RunConfig,
+    prepared: &'a Prepared,
+    htl_config: Option<&'a HtlConfig>,
+    device: Option<Device>,
+    /// Per training sample: hard to learn now.
+    htl: Vec<bool>,
+    /// `(epoch, HTL samples)` after each adaptive refresh, for summary.json.
+    refreshes: Vec<(usize, usize)>,
+}
+
+impl<'a> Localize<'a> {
+    pub fn new(config: &'a RunConfig, prepared: &'a Prepared, htl_config: Option<&'a HtlConfig>) -> Localize<'a> {
+        let n = prepared.setup.splits.train.len();
+        let htl = prepared.htl.clone().unwrap_or_else(|| vec![false; n]);
+        Localize { config, prepared, htl_config, device: None, htl, refreshes: Vec::new() }
+    }
+
+    /// Every `refresh_epochs` epochs, at the end of the epoch: the training images on which the
+    /// model and its pruned copy disagree become the HTL set (eval transforms, so the set does
+    /// not depend on the epoch's augmentation).
+    fn refresh(&mut self, model: &Model, at: StepAt) -> Result<(), TrainError> {
+        let Some(HtlConfig { refresh_epochs: Some(every), sparsity, agreement, .. }) = self.htl_config else { return Ok(()) };
+        if at.step + 1 != at.steps || (at.epoch + 1) % every != 0 {
+            return Ok(());
+        }
+        let setup = &self.prepared.setup;
+        let loader = setup.eval_loader(self.config, setup.splits.train.clone())?;
+        self.htl = find_htl(model, *sparsity, *agreement, &loader, &setup.device)?;
+        let count = self.htl.iter().filter(|h| **h).count();
+        self.refreshes.push((at.epoch, count));
+        eprintln!("hard-to-learn samples after epoch {}: {count} of {}", at.epoch + 1, self.htl.len());
+        Ok(())
+    }
+}
+
+impl Method for Localize<'_> {
+    type Trainable = Model;
+
+    fn init(&mut self, device: &Device) -> Result<Model, TrainError> {
+        self.device = Some(device.clone());
+        initial_model(self.config, &self.prepared.setup.spec, device)
+    }
+
+    fn model<'m>(&self, model: &'m Model) -> &'m Model {
+        model
+    }
+
+    fn train_loader(&self) -> Result<Loader, TrainError> {
+        train_loader(self.config, self.prepared)
+    }
+
+    fn step(&mut self, model: &Model, batch: Batch, at: StepAt) -> Result<StepLoss, TrainError> {
+        let device = self.device.as_ref().expect("init runs before the first step");
+        let boxes = batch.boxes().ok_or_else(|| TrainError::Input("the localize method needs a box for every training image".into()))?;
+        let outputs = model.forward(batch_tensor(&batch.images, batch.shape, device));
+        let weights: Option<Vec<f32>> = self
+            .htl_config
+            .map(|h| batch.indices.iter().map(|&i| if self.htl[i] { 1.0 + h.beta as f32 } else { 1.0 }).collect());
+        let targets = Targets::Boxes(boxes);
+        let context = LossContext {
+            step: at.global(),
+            sample_weights: weights.as_deref(),
+            ..LossContext::student_only(&outputs, &targets, at.epoch as u64)
+        };
+        let (total, terms) = self.prepared.objective.compute(&context)?;
+        Ok(StepLoss { total, terms })
+    }
+
+    fn after_step(&mut self, model: Model, at: StepAt) -> Result<Model, TrainError> {
+        self.refresh(&model, at)?;
+        Ok(model)
+    }
+
+    /// Box metrics; the loss is the mean per-box L1 + GIoU loss, unweighted.
+    fn evaluate(&self, model: &Model, loader: &Loader, setup: &RunSetup) -> Result<Evaluation, TrainError> {
+        let boxes = predict_boxes(model, loader, &setup.device)?;
+        let device = setup.device.clone().without_autodiff();
+        let tensor = |b: &[[f32; 4]]| Tensor::<2>::from_data(TensorData::new(b.concat(), [b.len(), 4]), &device);
+        let (predicted, truth) = (tensor(&boxes.predicted), tensor(&boxes.truth()?));
+        let loss = (box_l1(predicted.clone(), truth.clone()) + giou_loss(predicted, truth)).mean().into_scalar::<f32>();
+        evaluate_box_predictions(boxes, f64::from(loss))
+    }
+
+    fn save_state(&self, state: &mut MethodState) -> Result<(), TrainError> {
+        if self.htl_config.is_some() {
+            state.put("htl", &self.htl);
+            state.put("htl_refreshes", &self.refreshes);
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, state: &MethodState) -> Result<(), TrainError> {
+        if self.htl_config.is_some() {
+            self.htl = state.get("htl")?;
+            self.refreshes = state.get("htl_refreshes")?;
+        }
+        Ok(())
+    }
+
+    fn summary(&self) -> BTreeMap<String, Value> {
+        let Some(htl) = self.htl_config else { return BTreeMap::new() };
+        let source = match &htl.file {
+            Some(file) => json!({ "file": file }),
+            None => json!({ "refresh_epochs": htl.refresh_epochs, "sparsity": htl.sparsity, "agreement": htl.agreement }),
+        };
+        let refreshes: Vec<Value> = self.refreshes.iter().map(|(epoch, count)| json!({ "epoch": epoch + 1, "htl": count })).collect();
+        let count = self.htl.iter().filter(|h| **h).count();
+        BTreeMap::from([(
+            "htl".into(),
+            json!({ "beta": htl.beta, "source": source, "htl_at_end": count, "train_samples": self.htl.len(), "refreshes": refreshes }),
+        )])
+    }
+}

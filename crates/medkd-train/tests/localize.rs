@@ -1,0 +1,126 @@
+//! The localize method on real ISIC 2018 images: boxes moved by augmentation, the box terms,
+//! selection by mean IoU, box predictions in the run folder, hard-to-learn samples refreshed by
+//! pruning, and the errors for bad input, all before a run folder exists.
+
+use std::path::{Path, PathBuf};
+
+use medkd_eval::Metric;
+use medkd_train::{Prepared, RunConfig, RunDir, Summary, train};
+
+fn isic() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/isic2018_seg")
+}
+
+/// A small ISIC run: 5% of the training split at 32 px, flips and crops moving the boxes.
+fn config_text(method: &str, losses: &str) -> String {
+    format!(
+        "seed = 3\n[data]\nformat = \"csv\"\npath = \"{}\"\nimage_dir = \"images\"\nimage_column = \"image\"\nimage_ext = \"jpg\"\n\
+         box_columns = [\"bbox_x0\", \"bbox_y0\", \"bbox_x1\", \"bbox_y1\"]\nsplit = {{ seed = 0, val = 0.05, test = 0.05 }}\n\
+         train_subset = {{ ratio = 0.05, seed = 0 }}\n\
+         eval_transforms = [{{ op = \"resize\", size = [32, 32] }}]\n\
+         train_transforms = [{{ op = \"random_resized_crop\", size = 32, scale = [0.6, 1.0] }}, {{ op = \"hflip\" }}, {{ op = \"vflip\" }}]\n\
+         [model]\narch = \"resnet18\"\nsmall_input = true\n[train]\nepochs = 2\nbatch_size = 16\nworkers = 1\n\
+         select_metric = \"mean_iou\"\noptimizer = {{ kind = \"adam\", lr = 0.001 }}\n{method}\n{losses}",
+        isic().join("labels.csv").display()
+    )
+}
+
+const BOX_LOSSES: &str = "[[loss]]\nkind = \"box_l1\"\nweight = 5.0\n[[loss]]\nkind = \"giou\"\nweight = 2.0\n";
+
+fn prepare_error(text: &str) -> String {
+    match RunConfig::parse(text, &[]) {
+        Err(e) => e.to_string(),
+        Ok(config) => Prepared::new(&config).err().expect("bad input is refused").to_string(),
+    }
+}
+
+#[test]
+fn localize_trains_boxes_and_refreshes_its_hard_to_learn_set() {
+    let method = "[method]\nkind = \"localize\"\n[method.htl]\nrefresh_epochs = 1\nsparsity = 0.6\nagreement = 0.9\nbeta = 2.0\n";
+    let config = RunConfig::parse(&config_text(method, BOX_LOSSES), &[]).unwrap();
+    let prepared = Prepared::new(&config).unwrap();
+    assert_eq!(prepared.setup.spec.num_classes, 4, "a box head");
+    let tmp = tempfile::tempdir().unwrap();
+    let outcome = train(&config, &prepared, &RunDir::create(tmp.path()).unwrap(), false, false).unwrap();
+
+    let summary = &outcome.summary;
+    assert_eq!(summary.select_metric, Metric::MeanIou);
+    for split in [&summary.val, &summary.test] {
+        let iou = split.mean_iou.expect("box metrics in summary.json");
+        assert!(iou > 0.0 && iou < 1.0, "{iou}");
+        assert!(split.acc_at_50.is_some() && split.acc.is_none() && split.auc.is_none());
+    }
+    assert_eq!(&Summary::read(&tmp.path().join("summary.json")).unwrap(), summary, "summary.json reads back as written");
+
+    // predictions/test.csv: one row per test image, whose IoUs average to the summary's.
+    let mut reader = csv::Reader::from_path(tmp.path().join("predictions/test.csv")).unwrap();
+    let headers: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(headers, ["image", "x0", "y0", "x1", "y1", "true_x0", "true_y0", "true_x1", "true_y1", "iou"]);
+    let ious: Vec<f64> = reader.records().map(|r| r.unwrap()[9].parse().unwrap()).collect();
+    assert_eq!(ious.len(), prepared.setup.splits.test.len());
+    let mean = ious.iter().sum::<f64>() / ious.len() as f64;
+    assert!((mean - summary.test.mean_iou.unwrap()).abs() < 1e-9, "{mean} vs {:?}", summary.test.mean_iou);
+
+    // Both terms logged; one HTL refresh per epoch, its size reported.
+    let metrics = std::fs::read_to_string(tmp.path().join("metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert!(first["train_terms"]["box_l1"].as_f64().unwrap() > 0.0 && first["train_terms"]["giou"].as_f64().unwrap() > 0.0, "{first}");
+    let htl = &summary.method["htl"];
+    let refreshes = htl["refreshes"].as_array().unwrap();
+    assert_eq!(refreshes.iter().map(|r| r["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2], "{htl}");
+    assert_eq!(htl["train_samples"].as_u64().unwrap() as usize, prepared.setup.splits.train.len());
+    assert_eq!(htl["htl_at_end"], refreshes[1]["htl"], "{htl}");
+}
+
+#[test]
+fn a_fixed_hard_to_learn_file_must_list_every_training_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("htl.csv");
+    let method = format!("[method]\nkind = \"localize\"\n[method.htl]\nfile = \"{}\"\n", file.display());
+    let text = config_text(&method, BOX_LOSSES);
+    let config = RunConfig::parse(&text, &[]).unwrap();
+    let train = medkd_train::RunSetup::new(&config).unwrap().splits.train;
+    let ids: Vec<String> = (0..train.len()).map(|i| train.id(i).trim_end_matches(".jpg").to_string()).collect();
+
+    let rows = |ids: &[String], flag: &str| ids.iter().map(|id| format!("{id},{flag}\n")).collect::<String>();
+    std::fs::write(&file, format!("image,htl\n{}", rows(&ids[1..], "1"))).unwrap();
+    let error = prepare_error(&text);
+    assert!(error.contains("htl.csv") && error.contains(&format!("`{}.jpg`", ids[0])), "{error}");
+
+    std::fs::write(&file, format!("image,htl\n{}{},yes\n", rows(&ids[1..], "0"), ids[0])).unwrap();
+    let error = prepare_error(&text);
+    assert!(error.contains(&format!("row {}", ids.len() + 1)) && error.contains("expected 1 or 0"), "{error}");
+
+    std::fs::write(&file, format!("image,htl\n{}{},1\n", rows(&ids[1..], "0"), ids[0])).unwrap();
+    let prepared = Prepared::new(&config).unwrap();
+    let htl = prepared.htl.as_ref().unwrap();
+    let first = (0..train.len()).position(|i| train.id(i).starts_with(&ids[0])).unwrap();
+    assert!(htl[first] && htl.iter().filter(|h| **h).count() == 1);
+}
+
+#[test]
+fn localization_input_errors_name_the_key() {
+    let localize = "[method]\nkind = \"localize\"\n";
+    let cases = [
+        (config_text("", "[[loss]]\nkind = \"cross_entropy\"\n"), "kind = \"localize\""),
+        (config_text(localize, "[[loss]]\nkind = \"cross_entropy\"\n"), "'cross_entropy'"),
+        (config_text(&format!("{localize}[method.htl]\nrefresh_epochs = 2\nbeta = -1.0\n"), BOX_LOSSES), "`method.htl.beta`"),
+        (config_text(&format!("{localize}[method.htl]\nrefresh_epochs = 2\nsparsity = 1.0\n"), BOX_LOSSES), "`method.htl.sparsity`"),
+        (config_text(&format!("{localize}[method.htl]\nbeta = 1.0\n"), BOX_LOSSES), "either `file`"),
+        (config_text(&format!("{localize}[method.htl]\nrefresh_epochs = 1\nfile = \"x.csv\"\n"), BOX_LOSSES), "either `file`"),
+    ];
+    for (text, expected) in cases {
+        let error = prepare_error(&text);
+        assert!(error.contains(expected), "expected {expected}: {error}");
+    }
+    // The localize method on class labels.
+    let breast = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/medmnist/breastmnist.npz");
+    let text = format!(
+        "[data]\nformat = \"medmnist\"\npath = \"{}\"\n[model]\narch = \"resnet18\"\nsmall_input = true\n[train]\nepochs = 1\n\
+         optimizer = {{ kind = \"adam\", lr = 0.001 }}\n{localize}{BOX_LOSSES}",
+        breast.display()
+    );
+    let error = prepare_error(&text);
+    assert!(error.contains("`method`") && error.contains("box_columns"), "{error}");
+}
+

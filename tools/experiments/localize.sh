@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The localization table (BENCHMARKS.md, "Lesion localization and hard-to-learn samples", issue
+# #29) on ISIC 2018 with configs/localize/isic2018_resnet18.toml:
+#   1. base: the plain box regressor, seeds 0-4 (seeds 0-2 are the table's baseline; all five
+#      are the population that `medkd prune` mines);
+#   2. prune: the population pruned at 0.3/0.5/0.7/0.9 on the training split, HTL = most models
+#      disagree with their pruned selves at sparsity 0.5 (box IoU < 0.5);
+#   3. htl: seeds 0-2 trained again with that fixed HTL set weighted 1 + beta = 3;
+#   4. htl_adaptive: seeds 0-2 with the HTL set refreshed from the model being trained every 3
+#      epochs (pruned at 0.5, IoU < 0.5), weighted 3.
+# Run folders go to runs/localize (OUT=DIR for another root); a started run is resumed, a finished
+# one skipped. Finished runs' small files are copied to results/localize (RESULTS=DIR) by
+# keep_run.py, with prune's htl.csv, scores.csv and prune.json.
+#
+#   tools/experiments/localize.sh [STEP...]     (steps: base prune htl htl_adaptive; default all)
+set -euo pipefail
+medkd=${MEDKD:-target/debug/medkd}
+config=configs/localize/isic2018_resnet18.toml
+out=${OUT:-runs/localize}
+kept=${RESULTS:-results/localize}
+steps=("$@")
+[[ ${#steps[@]} -gt 0 ]] || steps=(base prune htl htl_adaptive)
+mkdir -p "$out" "$kept"
+
+# train ROW SEED [--set ...]: one run, resumed if started, kept when finished.
+train() {
+    local row=$1 seed=$2
+    shift 2
+    local folder=$out/${row}_s$seed
+    [[ -d $kept/${row}_s$seed ]] && { echo "kept: $kept/${row}_s$seed"; return; }
+    if [[ ! -f $folder/summary.json ]]; then
+        if [[ -f $folder/checkpoints/last.json ]]; then
+            "$medkd" train --quiet --resume "$folder"
+        else
+            rm -rf "$folder"
+            "$medkd" train --quiet --config "$config" --set "seed=$seed" "$@" --out "$folder"
+        fi
+    fi
+    python3 "$(dirname "$0")/keep_run.py" "$folder" "$kept/${row}_s$seed"
+}
+
+for step in "${steps[@]}"; do
+    case $step in
+        base) for seed in 0 1 2 3 4; do train base "$seed"; done ;;
+        prune)
+            "$medkd" prune "$out"/base_s{0,1,2,3,4} --sparsity 0.3,0.5,0.7,0.9 --htl-sparsity 0.5 --agreement 0.5 --out "$out/prune"
+            mkdir -p "$kept/prune"
+            cp "$out"/prune/{htl.csv,scores.csv,prune.json} "$kept/prune/"
+            ;;
+        htl)
+            for seed in 0 1 2; do
+                train htl "$seed" --set "method={ kind = \"localize\", htl = { file = \"$PWD/$kept/prune/htl.csv\", beta = 2.0 } }"
+            done
+            ;;
+        htl_adaptive)
+            for seed in 0 1 2; do
+                train htl_adaptive "$seed" --set 'method={ kind = "localize", htl = { refresh_epochs = 3, sparsity = 0.5, agreement = 0.5, beta = 2.0 } }'
+            done
+            ;;
+        *) echo "unknown step '$step'" >&2; exit 2 ;;
+    esac
+done
