@@ -268,14 +268,7 @@ fn load_batch(
     let mut stacked = (0..views.len()).map(|v| stack(dataset, &indices, &samples, v));
     let (images, shape) = stacked.next().expect("a loader has at least one view")?;
     let extra_views = stacked.map(|view| view.map(|(images, shape)| View { images, shape })).collect::<Result<_, _>>()?;
-    Ok(Batch {
-        images,
-        shape,
-        extra_views,
-        targets,
-        num_classes: dataset.info().num_classes(),
-        indices,
-    })
+    Ok(Batch { images, shape, extra_views, targets, num_classes: dataset.info().num_classes(), indices })
 }
 
 /// View `view` of every sample as one N*C*H*W block; every sample must have the same shape.

@@ -3,9 +3,21 @@ use serde::{Deserialize, Serialize};
 use crate::LossError;
 use crate::term::TermSpec;
 use crate::terms::{
-    attention::AttentionSpec, balanced_softmax::BalancedSoftmaxSpec, bce::BceSpec, boxes::{BoxL1Spec, GiouSpec}, channel_gram::ChannelGramSpec,
-    class_balanced::ClassBalancedSpec, cross_entropy::CrossEntropySpec, focal::FocalSpec, hint::HintSpec, kd::KdSpec,
-    kd_rotated::KdRotatedSpec, ldam::LdamSpec, rkd_angle::RkdAngleSpec, rkd_distance::RkdDistanceSpec, sskd::SskdSpec,
+    attention::AttentionSpec,
+    balanced_softmax::BalancedSoftmaxSpec,
+    bce::BceSpec,
+    boxes::{BoxL1Spec, GiouSpec},
+    channel_gram::ChannelGramSpec,
+    class_balanced::ClassBalancedSpec,
+    cross_entropy::CrossEntropySpec,
+    focal::FocalSpec,
+    hint::HintSpec,
+    kd::KdSpec,
+    kd_rotated::KdRotatedSpec,
+    ldam::LdamSpec,
+    rkd_angle::RkdAngleSpec,
+    rkd_distance::RkdDistanceSpec,
+    sskd::SskdSpec,
     subset_kd::SubsetKdSpec,
 };
 

@@ -3,7 +3,7 @@
 //! objective's `box_l1` and `giou` terms give, and their gradient.
 
 use burn::prelude::*;
-use medkd_losses::{Features, LossContext, LossSpec, Objective, TaskFacts, Targets, box_l1, decode_boxes, giou_loss};
+use medkd_losses::{Features, LossContext, LossSpec, Objective, Targets, TaskFacts, box_l1, decode_boxes, giou_loss};
 use medkd_models::{Arch, Model, ModelSpec};
 use serde_json::Value;
 
@@ -34,7 +34,8 @@ fn specs(json: &str) -> Vec<LossSpec> {
 fn box_terms_match_torchvision() {
     let golden: Value = serde_json::from_str(include_str!("golden/boxes.json")).unwrap();
     let device = medkd_models::test_device().autodiff();
-    let layout = Model::new(&ModelSpec { arch: Arch::ResNet18, num_classes: 4, in_channels: 3, small_input: true }, &device).unwrap().layout();
+    let layout =
+        Model::new(&ModelSpec { arch: Arch::ResNet18, num_classes: 4, in_channels: 3, small_input: true }, &device).unwrap().layout();
     let objective = Objective::new(&specs(r#"[{"kind": "box_l1"}, {"kind": "giou"}]"#), &box_facts(&layout, true)).unwrap();
     for case in golden["cases"].as_array().unwrap() {
         let n = case["n"].as_u64().unwrap() as usize;
@@ -64,7 +65,8 @@ fn box_terms_match_torchvision() {
 #[test]
 fn box_and_class_terms_refuse_the_other_task() {
     let device = medkd_models::test_device();
-    let layout = Model::new(&ModelSpec { arch: Arch::ResNet18, num_classes: 4, in_channels: 3, small_input: true }, &device).unwrap().layout();
+    let layout =
+        Model::new(&ModelSpec { arch: Arch::ResNet18, num_classes: 4, in_channels: 3, small_input: true }, &device).unwrap().layout();
     let error = Objective::new(&specs(r#"[{"kind": "cross_entropy"}]"#), &box_facts(&layout, true)).err().unwrap().to_string();
     assert!(error.contains("'cross_entropy'") && error.contains("localization") && error.contains("box_l1"), "{error}");
     let error = Objective::new(&specs(r#"[{"kind": "giou"}]"#), &box_facts(&layout, false)).err().unwrap().to_string();

@@ -88,7 +88,9 @@ impl RunFiles {
         let config = read_text(&config_path)?;
         let epochs = read_epochs(&root.join("metrics.jsonl"))?;
         let predictions = root.join("predictions").join("test.csv");
-        let test = predictions.is_file().then(|| read_scores(&predictions, &summary.class_names)).transpose()?;
+        // A localization run's predictions are boxes (image, x0 .. y1, true box, IoU), not class scores.
+        let boxes = summary.test.report.get("mean_iou").is_some();
+        let test = (predictions.is_file() && !boxes).then(|| read_scores(&predictions, &summary.class_names)).transpose()?;
         let mut attacks = Vec::new();
         let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
             .map_err(|e| ReportError::Io { path: root.to_path_buf(), source: e })?

@@ -206,6 +206,12 @@ fn test_plots(run: &RunFiles, data: &mut serde_json::Map<String, Value>) -> Resu
     if let Some(per_class) = s.test.report["per_class"].as_array().or(s.test.report["per_label"].as_array()) {
         html.push_str(&per_class_table(per_class));
     }
+    if s.test.report.get("mean_iou").is_some() {
+        html.push_str(
+            "<p class=\"note\">A localization run: each test image's predicted and true box and their IoU are in predictions/test.csv.</p>",
+        );
+        return Ok(html);
+    }
     let Some(scores) = &run.test else {
         html.push_str("<p class=\"note\">No predictions/test.csv in this run folder (runs of medkd before it kept one): no ROC, precision-recall or reliability plots. <code>medkd report</code> writes it from the best checkpoint.</p>");
         return Ok(html);

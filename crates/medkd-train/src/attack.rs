@@ -118,6 +118,9 @@ impl AttackReport {
 
 pub fn attack_run(run: &RunDir, config: &RunConfig, split: SplitName, options: &AttackOptions) -> Result<AttackReport, TrainError> {
     let setup = RunSetup::new(config)?;
+    if setup.info.task == medkd_data::Task::Localization {
+        return Err(TrainError::Input("attacks measure classifiers (accuracy, AUC); this is a localization run".into()));
+    }
     let dataset = setup.split(split);
     let normalization = setup.eval_pipeline.normalization().clone();
     let channels = setup.eval_pipeline.channels();

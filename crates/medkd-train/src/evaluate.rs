@@ -21,7 +21,7 @@ impl Predictions {
     /// The probabilities at temperature `t` (single-label rows; multi-label ones are left as
     /// they are, each label being its own sigmoid).
     pub fn with_temperature(mut self, info: &DatasetInfo, t: f64) -> Predictions {
-        if info.task != Task::MultiLabel {
+        if !matches!(info.task, Task::MultiLabel | Task::Localization) {
             self.probs = medkd_eval::scale_temperature(&self.probs, self.num_classes, t);
         }
         self
@@ -139,7 +139,8 @@ pub fn predict_files(
 
 impl Predictions {
     pub fn empty(info: &DatasetInfo) -> Self {
-        Predictions { probs: Vec::new(), num_classes: info.class_names.len(), targets: Vec::new(), ids: Vec::new() }
+        let num_classes = if info.task == Task::Localization { 4 } else { info.class_names.len() };
+        Predictions { probs: Vec::new(), num_classes, targets: Vec::new(), ids: Vec::new() }
     }
 }
 
@@ -155,10 +156,13 @@ fn probabilities(model: &Model, images: Tensor<4>, info: &DatasetInfo, tta: Tta)
     probabilities_of(if views.len() == 1 { logits } else { logits / views.len() as f32 }, info)
 }
 
-/// Softmax over classes, or a sigmoid per label for multi-label tasks.
+/// Softmax over classes, or a sigmoid per label for multi-label tasks; for localization, the
+/// decoded box (`x0, y0, x1, y1`, [`medkd_losses::decode_boxes`]).
 pub fn probabilities_of(logits: Tensor<2>, info: &DatasetInfo) -> Vec<f32> {
+    let logits = if info.task == Task::Localization { medkd_losses::decode_boxes(logits) } else { logits };
     let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().expect("logits are f32");
     match info.task {
+        Task::Localization => logits,
         Task::MultiLabel => medkd_eval::sigmoid(&logits),
         _ => medkd_eval::softmax_rows(&logits, info.class_names.len()),
     }
@@ -236,20 +240,18 @@ impl BoxPredictions {
 }
 
 /// The boxes `model` (in eval mode; four outputs decoded by [`medkd_losses::decode_boxes`])
-/// predicts for every sample of `loader`, in order.
+/// predicts for every sample of `loader` (a localization dataset), in order.
 pub fn predict_boxes(model: &Model, loader: &Loader, device: &Device) -> Result<BoxPredictions, TrainError> {
-    let (model, device) = (model.valid(), &device.clone().without_autodiff());
-    let dataset = loader.dataset();
-    let mut out = BoxPredictions { ids: Vec::new(), predicted: Vec::new(), targets: Vec::new() };
-    for batch in loader.epoch(0) {
-        let batch = batch?;
-        let boxes = medkd_losses::decode_boxes(model.logits(batch_tensor(&batch.images, batch.shape, device)));
-        let values: Vec<f32> = boxes.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| TrainError::Input(format!("{e:?}")))?;
-        out.predicted.extend(values.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]));
-        out.ids.extend(batch.indices.iter().map(|&i| dataset.id(i)));
-        out.targets.extend(batch.targets);
+    let predictions = predict(model, loader, loader.dataset().info(), device)?;
+    Ok(BoxPredictions::from(predictions))
+}
+
+impl From<Predictions> for BoxPredictions {
+    /// A localization model's predictions: four values per sample, a box.
+    fn from(predictions: Predictions) -> BoxPredictions {
+        let predicted = predictions.probs.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
+        BoxPredictions { ids: predictions.ids, predicted, targets: predictions.targets }
     }
-    Ok(out)
 }
 
 /// The probabilities (rows of one per class) and true classes of a single-label evaluation.
@@ -333,7 +335,13 @@ pub fn evaluate(predictions: &Predictions, info: &DatasetInfo, shots: &ShotGroup
                 .sum::<f64>()
                 / (n * k).max(1) as f64;
             let report = medkd_eval::evaluate_multi_label(&predictions.probs, k, &multi_hot, &info.class_names)?;
-            Ok(Evaluation { shots: Some(shots.report(&report.per_label)), report: Report::MultiLabel(report), loss, scored: None, boxes: None })
+            Ok(Evaluation {
+                shots: Some(shots.report(&report.per_label)),
+                report: Report::MultiLabel(report),
+                loss,
+                scored: None,
+                boxes: None,
+            })
         }
         _ => {
             let labels = (predictions.targets.iter().enumerate())

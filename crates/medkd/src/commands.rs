@@ -242,6 +242,9 @@ pub fn calibrate(run_path: &Path) -> Result<()> {
 /// before the eval transforms), for images of another size.
 pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathBuf], resize: bool, tta: Tta) -> Result<()> {
     let (config, run, setup) = open_run(run_path)?;
+    let localization = setup.info.task == Task::Localization;
+    // Flipping an image moves its box, so averaging boxes over flipped copies would be wrong.
+    ensure!(!(localization && tta != Tta::None), "--tta applies to classifiers; {} is a localization run", run_path.display());
     let predictions = match split {
         Some(split) => split_predictions(&config, &run, &setup, split, tta)?,
         None => {
@@ -268,8 +271,20 @@ pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathB
             calibrated(predictions, &run, &setup)
         }
     };
-    write_predictions(&predictions, &setup.info.class_names, out)?;
-    eprintln!("wrote {} predictions to {}", predictions.ids.len(), out.display());
+    let count = predictions.ids.len();
+    if localization {
+        // Boxes as fractions of the model's input; a split's rows add the true box and the IoU.
+        let boxes = evaluate::BoxPredictions::from(predictions);
+        let iou = split
+            .map(|_| {
+                boxes.truth().map(|truth| boxes.predicted.iter().zip(&truth).map(|(p, t)| medkd_eval::box_iou(*p, *t)).collect::<Vec<_>>())
+            })
+            .transpose()?;
+        boxes.write_csv(out, iou.as_deref())?;
+    } else {
+        write_predictions(&predictions, &setup.info.class_names, out)?;
+    }
+    eprintln!("wrote {count} predictions to {}", out.display());
     Ok(())
 }
 

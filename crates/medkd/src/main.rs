@@ -402,14 +402,9 @@ fn main() {
             let inputs = inputs.as_deref().map(|split| (split, inputs_max.map(|n| n as usize)));
             export::export(&run, format, weights, out.as_deref(), inputs)
         }
-        Command::Prune { runs, sparsity, htl_sparsity, agreement, split, out } => prune::prune(&prune::PruneArgs {
-            runs: &runs,
-            sparsities: &sparsity,
-            split: &split,
-            agreement,
-            htl_sparsity,
-            out: &out,
-        }),
+        Command::Prune { runs, sparsity, htl_sparsity, agreement, split, out } => {
+            prune::prune(&prune::PruneArgs { runs: &runs, sparsities: &sparsity, split: &split, agreement, htl_sparsity, out: &out })
+        }
         Command::Data { command: DataCommand::Download { name, size, dir, base_url } } => {
             commands::download(&name, size, &dir, base_url.as_deref())
         }

@@ -71,7 +71,11 @@ pub fn prune(args: &PruneArgs) -> Result<()> {
     let reference = ids(&opened[0].3);
     for (path, _, _, setup) in &opened[1..] {
         if ids(setup) != reference {
-            bail!("{}: its {split} split holds other images than {}'s: a population shares one data split", path.display(), runs[0].display());
+            bail!(
+                "{}: its {split} split holds other images than {}'s: a population shares one data split",
+                path.display(),
+                runs[0].display()
+            );
         }
     }
 
@@ -106,7 +110,8 @@ pub fn prune(args: &PruneArgs) -> Result<()> {
         &run.pruned.iter().find(|(sp, _)| *sp == s).expect("every sparsity was scored").1
     }
     // Per model, per sample: HTL at the chosen sparsity.
-    let flags: Vec<Vec<bool>> = scored.iter().map(|r| agreement(&r.dense, at(r, htl_sparsity)).iter().map(|a| *a < threshold).collect()).collect();
+    let flags: Vec<Vec<bool>> =
+        scored.iter().map(|r| agreement(&r.dense, at(r, htl_sparsity)).iter().map(|a| *a < threshold).collect()).collect();
     let votes: Vec<usize> = (0..reference.len()).map(|i| flags.iter().filter(|f| f[i]).count()).collect();
     let htl: Vec<bool> = votes.iter().map(|&v| 2 * v > k).collect();
 
@@ -156,7 +161,11 @@ pub fn prune(args: &PruneArgs) -> Result<()> {
     for (name, text) in [("htl.csv", htl_csv), ("scores.csv", scores_csv), ("prune.json", serde_json::to_string_pretty(&report)? + "\n")] {
         std::fs::write(out.join(name), text).with_context(|| format!("writing {}", out.join(name).display()))?;
     }
-    println!("{} of {} {split} images are hard to learn (most of {k} models disagree with their pruned selves at sparsity {htl_sparsity}, box IoU < {threshold})", report["htl"], reference.len());
+    println!(
+        "{} of {} {split} images are hard to learn (most of {k} models disagree with their pruned selves at sparsity {htl_sparsity}, box IoU < {threshold})",
+        report["htl"],
+        reference.len()
+    );
     println!("files: {}", out.display());
     Ok(())
 }

@@ -920,3 +920,137 @@ fn export_reproduces_predict_outside_medkd() {
     let output = medkd(&["export", tmp.path().to_str().unwrap(), "--format", "onnx", "--out", &path(&tmp.path().join("nothing"))]);
     assert!(!output.status.success() && !tmp.path().join("nothing").exists(), "{}", stderr(&output));
 }
+
+/// A small localization run: 5% of ISIC 2018's training split at 32 px, boxes moved by flips,
+/// the hard-to-learn set refreshed by pruning after every epoch (an agreement of 0.9 flags
+/// samples even in a barely trained model, so their weights take part).
+const TINY_BOXES: &str = r#"
+seed = 3
+[data]
+format = "csv"
+path = "../shared/data/isic2018_seg/labels.csv"
+image_dir = "images"
+image_column = "image"
+image_ext = "jpg"
+box_columns = ["bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"]
+split = { seed = 0, val = 0.05, test = 0.05 }
+train_subset = { ratio = 0.05, seed = 0 }
+train_transforms = [{ op = "resize", size = [32, 32] }, { op = "hflip" }]
+eval_transforms = [{ op = "resize", size = [32, 32] }]
+[model]
+arch = "resnet18"
+small_input = true
+[train]
+epochs = 3
+batch_size = 16
+workers = 2
+select_metric = "mean_iou"
+optimizer = { kind = "adam", lr = 0.001 }
+[method]
+kind = "localize"
+htl = { refresh_epochs = 1, sparsity = 0.6, agreement = 0.9, beta = 2.0 }
+[[loss]]
+kind = "box_l1"
+weight = 5.0
+[[loss]]
+kind = "giou"
+weight = 2.0
+"#;
+
+/// The hard-to-learn set is part of the resume set: a killed localization run resumes to the
+/// uninterrupted result.
+#[test]
+fn a_localization_run_resumes_to_the_uninterrupted_result() {
+    let (_tmp, reference) = kill_and_resume(TINY_BOXES);
+    let htl = &read_json(&reference.join("summary.json"))["htl"];
+    assert_eq!(htl["refreshes"].as_array().unwrap().len(), 3, "{htl}");
+}
+
+/// The mean of a predictions CSV's `iou` column.
+fn mean_iou_of(csv_path: &Path) -> (Vec<String>, f64) {
+    let mut reader = csv::Reader::from_path(csv_path).unwrap();
+    let headers: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let ious: Vec<f64> = reader.records().map(|r| r.unwrap()[9].parse().unwrap()).collect();
+    (headers, ious.iter().sum::<f64>() / ious.len() as f64)
+}
+
+/// Localization runs through `predict` (a split and image files), `eval` and `prune`, each
+/// agreeing with the summary the run wrote; refusals name what is wrong.
+#[test]
+fn localization_runs_predict_evaluate_and_prune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), &TINY_BOXES.replace("epochs = 3", "epochs = 2").replace("htl = {", "# htl = {"));
+    let runs: Vec<PathBuf> = ["a", "b"].iter().map(|name| tmp.path().join(name)).collect();
+    for (seed, run) in runs.iter().enumerate() {
+        let output = train(&config, run, &["--set", &format!("seed={seed}")]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let summary = read_json(&runs[0].join("summary.json"));
+    let test_iou = summary["test"]["mean_iou"].as_f64().unwrap();
+
+    let predicted = tmp.path().join("test_boxes.csv");
+    let output = medkd(&["predict", "--run", &path(&runs[0]), "--split", "test", "--out", &path(&predicted)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (headers, mean) = mean_iou_of(&predicted);
+    assert_eq!(headers, ["image", "x0", "y0", "x1", "y1", "true_x0", "true_y0", "true_x1", "true_y1", "iou"]);
+    assert!((mean - test_iou).abs() < 1e-9, "predict {mean} vs summary {test_iou}");
+    assert_eq!(std::fs::read(&predicted).unwrap(), std::fs::read(runs[0].join("predictions/test.csv")).unwrap());
+
+    let output = medkd(&["eval", "--run", &path(&runs[0]), "--split", "test"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && stdout.contains(&format!("mean IoU    {test_iou:.4}")), "{stdout}{}", stderr(&output));
+
+    let images = ["ISIC_0000001.jpg", "ISIC_0000004.jpg"].map(|f| repo_root().join("../shared/data/isic2018_seg/images").join(f));
+    let files = tmp.path().join("file_boxes.csv");
+    let output = medkd(&["predict", "--run", &path(&runs[0]), "--out", &path(&files), "--resize", &path(&images[0]), &path(&images[1])]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&files).unwrap();
+    let rows: Vec<Vec<f64>> = text.lines().skip(1).map(|l| l.split(',').skip(1).map(|v| v.parse().unwrap()).collect()).collect();
+    assert!(text.starts_with("image,x0,y0,x1,y1\nISIC_0000001,") && rows.len() == 2, "{text}");
+    assert!(rows.iter().all(|b| b[2] > b[0] && b[3] > b[1]), "{text}");
+
+    // prune on the test split: its dense rows are the runs' own test IoUs.
+    let pruned = tmp.path().join("prune");
+    let mut args = vec!["prune".to_string()];
+    args.extend(runs.iter().map(|r| path(r)));
+    args.extend(["--split", "test", "--sparsity", "0.5,0.9", "--out", &path(&pruned)].map(String::from));
+    let output = medkd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = read_json(&pruned.join("prune.json"));
+    for row in report["curve"].as_array().unwrap() {
+        let sparsity = row["sparsity"].as_f64().unwrap();
+        assert!((row["reached"].as_f64().unwrap() - sparsity).abs() < 1e-4, "{row}");
+        if sparsity == 0.0 {
+            let run = PathBuf::from(row["run"].as_str().unwrap());
+            let expected = read_json(&run.join("summary.json"))["test"]["mean_iou"].as_f64().unwrap();
+            assert!((row["mean_iou"].as_f64().unwrap() - expected).abs() < 1e-9, "{row}");
+        }
+    }
+    let htl = std::fs::read_to_string(pruned.join("htl.csv")).unwrap();
+    assert!(htl.starts_with("image,htl,votes,models,agreement,dense_iou,pruned_iou\n"), "{htl}");
+    let test_count = summary["test"]["report"]["n"].as_u64().unwrap() as usize;
+    assert_eq!(htl.lines().count(), test_count + 1);
+    for line in htl.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let votes: usize = fields[2].parse().unwrap();
+        assert_eq!(fields[1] == "1", votes == 2, "HTL is the modal vote of 2 models: {line}");
+    }
+    assert_eq!(report["htl"].as_u64().unwrap() as usize, htl.lines().filter(|l| l.split(',').nth(1) == Some("1")).count());
+
+    // A file of test images cannot weigh training images; nothing is created.
+    let out = tmp.path().join("with_htl");
+    let htl_file = format!("method={{ kind = \"localize\", htl = {{ file = \"{}\" }} }}", path(&pruned.join("htl.csv")));
+    let output = train(&config, &out, &["--set", &htl_file]);
+    assert!(!output.status.success() && stderr(&output).contains("does not list training image"), "{}", stderr(&output));
+    assert!(!out.exists(), "refused before the run folder is made");
+
+    for (args, expected) in [
+        (vec!["prune", &path(&runs[0]), "--sparsity", "1.0", "--out", &path(&pruned)], "outside [0, 1)"),
+        (vec!["attack", "--run", &path(&runs[0]), "--attack", "fgsm"], "localization run"),
+        (vec!["eval", "--run", &path(&runs[0]), "--tta", "flips"], "--tta applies to classifiers"),
+    ] {
+        let output = medkd(&args);
+        assert!(!output.status.success() && stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+    }
+}

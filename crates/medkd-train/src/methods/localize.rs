@@ -78,9 +78,8 @@ impl Method for Localize<'_> {
         let device = self.device.as_ref().expect("init runs before the first step");
         let boxes = batch.boxes().ok_or_else(|| TrainError::Input("the localize method needs a box for every training image".into()))?;
         let outputs = model.forward(batch_tensor(&batch.images, batch.shape, device));
-        let weights: Option<Vec<f32>> = self
-            .htl_config
-            .map(|h| batch.indices.iter().map(|&i| if self.htl[i] { 1.0 + h.beta as f32 } else { 1.0 }).collect());
+        let weights: Option<Vec<f32>> =
+            self.htl_config.map(|h| batch.indices.iter().map(|&i| if self.htl[i] { 1.0 + h.beta as f32 } else { 1.0 }).collect());
         let targets = Targets::Boxes(boxes);
         let context = LossContext {
             step: at.global(),
