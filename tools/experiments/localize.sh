@@ -7,19 +7,22 @@
 #      disagree with their pruned selves at sparsity 0.5 (box IoU < 0.5);
 #   3. htl: seeds 0-2 trained again with that fixed HTL set weighted 1 + beta = 3;
 #   4. htl_adaptive: seeds 0-2 with the HTL set refreshed from the model being trained every 3
-#      epochs (pruned at 0.5, IoU < 0.5), weighted 3.
+#      epochs (pruned at 0.5, IoU < 0.5), weighted 3;
+#   5. ham_base, ham_prune: the same box regressor on HAM10000 (configs/localize/ham10000_resnet18.toml,
+#      seeds 0-2) and its HTL set, for the demographic analysis (tools/experiments/htl_groups.py).
 # Run folders go to runs/localize (OUT=DIR for another root); a started run is resumed, a finished
 # one skipped. Finished runs' small files are copied to results/localize (RESULTS=DIR) by
 # keep_run.py, with prune's htl.csv, scores.csv and prune.json.
 #
-#   tools/experiments/localize.sh [STEP...]     (steps: base prune htl htl_adaptive; default all)
+#   tools/experiments/localize.sh [STEP...]     (steps: base prune htl htl_adaptive ham_base ham_prune;
+#                                                default all)
 set -euo pipefail
 medkd=${MEDKD:-target/debug/medkd}
 config=configs/localize/isic2018_resnet18.toml
 out=${OUT:-runs/localize}
 kept=${RESULTS:-results/localize}
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(base prune htl htl_adaptive)
+[[ ${#steps[@]} -gt 0 ]] || steps=(base prune htl htl_adaptive ham_base ham_prune)
 mkdir -p "$out" "$kept"
 
 # train ROW SEED [--set ...]: one run, resumed if started, kept when finished.
@@ -56,6 +59,12 @@ for step in "${steps[@]}"; do
             for seed in 0 1 2; do
                 train htl_adaptive "$seed" --set 'method={ kind = "localize", htl = { refresh_epochs = 3, sparsity = 0.5, agreement = 0.5, beta = 2.0 } }'
             done
+            ;;
+        ham_base) for seed in 0 1 2; do config=configs/localize/ham10000_resnet18.toml train ham_base "$seed"; done ;;
+        ham_prune)
+            "$medkd" prune "$out"/ham_base_s{0,1,2} --sparsity 0.3,0.5,0.7,0.9 --htl-sparsity 0.5 --agreement 0.5 --out "$out/ham_prune"
+            mkdir -p "$kept/ham_prune"
+            cp "$out"/ham_prune/{htl.csv,scores.csv,prune.json} "$kept/ham_prune/"
             ;;
         *) echo "unknown step '$step'" >&2; exit 2 ;;
     esac
