@@ -22,9 +22,11 @@ from scipy.stats import chi2_contingency
 
 
 def quartile_labels(values):
-    edges = np.quantile(values, [0.25, 0.5, 0.75])
+    """Quartile names of numeric strings; an empty value is "unknown"."""
+    known = [float(v) for v in values if v != ""]
+    edges = np.quantile(known, [0.25, 0.5, 0.75])
     names = [f"Q1 (<= {edges[0]:.3g})", f"Q2 (<= {edges[1]:.3g})", f"Q3 (<= {edges[2]:.3g})", f"Q4 (> {edges[2]:.3g})"]
-    return [names[int(np.searchsorted(edges, v, side="left"))] for v in values]
+    return [names[int(np.searchsorted(edges, float(v), side="left"))] if v != "" else "unknown" for v in values]
 
 
 def analyse(groups, htl):
@@ -65,7 +67,7 @@ def main():
     for column in args.column:
         results[column] = analyse([row[column] or "unknown" for row, _ in scored], htl)
     for column in args.quartiles:
-        results[f"{column} (quartiles)"] = analyse(quartile_labels([float(row[column]) for row, _ in scored]), htl)
+        results[f"{column} (quartiles)"] = analyse(quartile_labels([row[column] for row, _ in scored]), htl)
     for name, r in results.items():
         print(f"\n**{name}** ({r['htl']} HTL of {r['images']}; chi-square {r['chi2']:.2f}, dof {r['dof']}, p = {r['p']:.3g})\n")
         print("| group | images | HTL | share of all | share of HTL | HTL rate |\n|---|---|---|---|---|---|")

@@ -5,7 +5,7 @@
 #      are the population that `medkd prune` mines);
 #   2. prune: the population pruned at 0.3/0.5/0.7/0.9 on the training split, HTL = most models
 #      disagree with their pruned selves at sparsity 0.7 (box IoU < 0.5). 0.7 was chosen from this
-#      curve on the training split: at 0.5 each model flags 0-7 of 1,407 images, at 0.7 123-259;
+#      curve on the training split: at 0.5 each model flags 0-7 of 1,406 images, at 0.7 123-259;
 #   3. htl: seeds 0-2 trained again with that fixed HTL set weighted 1 + beta = 3;
 #   4. htl_adaptive: seeds 0-2 with the HTL set refreshed from the model being trained every 3
 #      epochs (pruned at 0.7, IoU < 0.5), weighted 3;
