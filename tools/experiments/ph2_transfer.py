@@ -77,7 +77,10 @@ def main():
         rows.setdefault(re.sub(r"_s\d+$", "", Path(run).name), []).append(metrics)
     table = ["| row | runs | mean IoU | IoU ≥ 0.5 | IoU ≥ 0.75 |", "|---|---|---|---|---|"]
     for row, runs in rows.items():
-        cell = lambda k: f"{statistics.mean(r[k] for r in runs):.4f} ± {statistics.stdev(r[k] for r in runs) if len(runs) > 1 else 0.0:.4f}"
+        def cell(k):
+            mean = statistics.mean(r[k] for r in runs)
+            return f"{mean:.3f} ± {statistics.stdev(r[k] for r in runs):.3f}" if len(runs) > 1 else f"{mean:.3f} (1 run)"
+
         table.append(f"| {row} | {len(runs)} | {cell('mean_iou')} | {cell('acc_at_50')} | {cell('acc_at_75')} |")
     print("\n".join(table))
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -225,3 +225,24 @@ fn bad_input_is_refused_naming_the_file() {
     assert!(message.contains(&empty.path().display().to_string()) && message.contains("no summary.json"), "{message}");
     assert_eq!(header("balanced_acc"), "balanced acc");
 }
+
+#[test]
+fn localization_table_comes_out_of_the_kept_runs() {
+    let folder = repo().join("results/localize");
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| ["base_s", "htl_s", "htl_adaptive_s"].iter().any(|row| p.file_name().unwrap().to_str().unwrap().starts_with(row)))
+        .collect();
+    runs.sort();
+    let options = CompareOptions {
+        metrics: ["mean_iou", "acc_at_50", "acc_at_75"].map(String::from).to_vec(),
+        baseline: Some("base".into()),
+        ..options(&[])
+    };
+    let (table, paired) = compare(&runs, &options).unwrap().tables();
+    let heading = "### HTL attention, ISIC 2018";
+    // 3 rows and 2 pairs: seeds and 3 metrics each.
+    assert_eq!(assert_same_numbers(&page_table(heading, false), &table), 3 * 4);
+    assert_eq!(assert_same_numbers(&page_table(heading, true), &paired), 2 * 4);
+}
