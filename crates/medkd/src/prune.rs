@@ -54,6 +54,7 @@ pub fn prune(args: &PruneArgs) -> Result<()> {
         sparsities.push(htl_sparsity);
     }
     sparsities.sort_by(f64::total_cmp);
+    sparsities.dedup();
     let split_name = parse_split(split)?;
     // Every run is opened and checked before any is scored or anything is written.
     let mut opened = Vec::new();
