@@ -81,6 +81,7 @@ pub fn predict(model: &Model, loader: &Loader, info: &DatasetInfo, device: &Devi
 
 /// [`predict`] with test-time augmentation.
 pub fn predict_tta(model: &Model, loader: &Loader, info: &DatasetInfo, device: &Device, tta: Tta) -> Result<Predictions, TrainError> {
+    check_tta(info, tta)?;
     let model = model.valid();
     let device = device.clone().without_autodiff();
     let mut predictions = Predictions::empty(info);
@@ -92,6 +93,17 @@ pub fn predict_tta(model: &Model, loader: &Loader, info: &DatasetInfo, device: &
         predictions.targets.extend(batch.targets);
     }
     Ok(predictions)
+}
+
+/// Flipping an image moves its box, so a localization model's boxes are not averaged over
+/// flipped copies.
+fn check_tta(info: &DatasetInfo, tta: Tta) -> Result<(), TrainError> {
+    if info.task == Task::Localization && tta != Tta::None {
+        return Err(TrainError::Input(
+            "--tta applies to classifiers: flipped copies of an image have moved boxes, so a localization run predicts without it".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Classifies image files (no targets); ids are the file stems, as ISIC submissions expect. Every
@@ -110,6 +122,7 @@ pub fn predict_files(
     tta: Tta,
     dicom_window: Option<medkd_data::DicomWindow>,
 ) -> Result<Predictions, TrainError> {
+    check_tta(info, tta)?;
     let model = model.valid();
     let device = device.clone().without_autodiff();
     let mut predictions = Predictions::empty(info);
@@ -211,6 +224,11 @@ impl BoxPredictions {
                 ))),
             })
             .collect()
+    }
+
+    /// Each sample's IoU between its predicted and true box.
+    pub fn iou(&self) -> Result<Vec<f64>, TrainError> {
+        Ok(self.predicted.iter().zip(self.truth()?).map(|(p, t)| medkd_eval::box_iou(*p, t)).collect())
     }
 
     /// `image,x0,y0,x1,y1[,true_x0,true_y0,true_x1,true_y1,iou]`: each sample's predicted box

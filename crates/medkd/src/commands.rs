@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use medkd_data::{Size, Task, TransformSpec, build_pipelines};
 use medkd_eval::Metric;
 use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
@@ -201,13 +201,12 @@ fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: 
 
 pub fn eval(run_path: &Path, split: &str, tta: Tta) -> Result<()> {
     let (config, run, setup) = open_run(run_path)?;
+    let predictions = split_predictions(&config, &run, &setup, split, tta)?;
     let evaluation = if setup.info.task == Task::Localization {
-        ensure!(tta == Tta::None, "--tta applies to classifiers; {} is a localization run", run_path.display());
-        let loader = setup.eval_loader(&config, setup.split(parse_split(split)?))?;
-        let boxes = evaluate::predict_boxes(&setup.load_best(&run)?, &loader, &setup.device)?;
-        evaluate::evaluate_box_predictions(boxes, f64::NAN)?
+        // No loss: the box terms' weights belong to training.
+        evaluate::evaluate_box_predictions(predictions.into(), f64::NAN)?
     } else {
-        evaluate(&split_predictions(&config, &run, &setup, split, tta)?, &setup.info, &setup.shot_groups)?
+        evaluate(&predictions, &setup.info, &setup.shot_groups)?
     };
     println!("{split} split, best checkpoint of {}:", run_path.display());
     println!("{}", evaluation.table());
@@ -242,9 +241,6 @@ pub fn calibrate(run_path: &Path) -> Result<()> {
 /// before the eval transforms), for images of another size.
 pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathBuf], resize: bool, tta: Tta) -> Result<()> {
     let (config, run, setup) = open_run(run_path)?;
-    let localization = setup.info.task == Task::Localization;
-    // Flipping an image moves its box, so averaging boxes over flipped copies would be wrong.
-    ensure!(!(localization && tta != Tta::None), "--tta applies to classifiers; {} is a localization run", run_path.display());
     let predictions = match split {
         Some(split) => split_predictions(&config, &run, &setup, split, tta)?,
         None => {
@@ -272,14 +268,10 @@ pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathB
         }
     };
     let count = predictions.ids.len();
-    if localization {
+    if setup.info.task == Task::Localization {
         // Boxes as fractions of the model's input; a split's rows add the true box and the IoU.
         let boxes = evaluate::BoxPredictions::from(predictions);
-        let iou = split
-            .map(|_| {
-                boxes.truth().map(|truth| boxes.predicted.iter().zip(&truth).map(|(p, t)| medkd_eval::box_iou(*p, *t)).collect::<Vec<_>>())
-            })
-            .transpose()?;
+        let iou = split.map(|_| boxes.iou()).transpose()?;
         boxes.write_csv(out, iou.as_deref())?;
     } else {
         write_predictions(&predictions, &setup.info.class_names, out)?;

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use medkd_data::Task;
-use medkd_eval::box_iou;
-use medkd_train::evaluate::{BoxPredictions, predict_boxes, submission_id};
+use medkd_train::evaluate::{predict_boxes, submission_id};
 use medkd_train::htl::{agreement, pruned_boxes};
 use medkd_train::parse_split;
 use serde_json::json;
@@ -27,20 +26,17 @@ pub struct PruneArgs<'a> {
     pub out: &'a Path,
 }
 
-/// One run's boxes on the split: dense, then at each sparsity (with the sparsity reached).
-struct Scored {
-    truth: Vec<[f32; 4]>,
-    dense: BoxPredictions,
-    pruned: Vec<(f64, BoxPredictions)>,
+/// One run's per-image scores on the split: its dense box's IoU with the true box, and at each
+/// sparsity (in the order scored) the pruned box's IoU with the true box and with the dense box.
+struct Scores {
+    dense_iou: Vec<f64>,
+    pruned_iou: Vec<Vec<f64>>,
+    agreement: Vec<Vec<f64>>,
 }
 
 fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
     let (sum, n) = values.into_iter().fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     sum / n.max(1) as f64
-}
-
-fn ious(predicted: &BoxPredictions, truth: &[[f32; 4]]) -> Vec<f64> {
-    predicted.predicted.iter().zip(truth).map(|(p, t)| box_iou(*p, *t)).collect()
 }
 
 pub fn prune(args: &PruneArgs) -> Result<()> {
@@ -86,33 +82,30 @@ pub fn prune(args: &PruneArgs) -> Result<()> {
         let model = setup.load_best(run)?;
         let loader = setup.eval_loader(config, setup.split(split_name))?;
         let dense = predict_boxes(&model, &loader, &setup.device)?;
-        let truth = dense.truth()?;
-        let dense_iou = mean(ious(&dense, &truth));
-        curve.push(json!({ "run": path, "sparsity": 0.0, "reached": 0.0, "mean_iou": dense_iou, "mean_agreement": 1.0, "htl": 0 }));
-        let mut pruned = Vec::new();
+        let dense_iou = dense.iou()?;
+        curve.push(json!({ "run": path, "sparsity": 0.0, "reached": 0.0, "mean_iou": mean(dense_iou.iter().copied()), "mean_agreement": 1.0, "htl": 0 }));
+        let mut run_scores = Scores { dense_iou, pruned_iou: Vec::new(), agreement: Vec::new() };
         for &s in &sparsities {
             let (report, boxes) = pruned_boxes(&model, s, &loader, &setup.device)?;
-            let agree = agreement(&dense, &boxes);
+            let (iou, agree) = (boxes.iou()?, agreement(&dense, &boxes));
             let htl = agree.iter().filter(|a| **a < threshold).count();
             let row = json!({
-                "run": path, "sparsity": s, "reached": report.sparsity(), "mean_iou": mean(ious(&boxes, &truth)),
+                "run": path, "sparsity": s, "reached": report.sparsity(), "mean_iou": mean(iou.iter().copied()),
                 "mean_agreement": mean(agree.iter().copied()), "htl": htl,
             });
             eprintln!("{}: sparsity {s} (reached {:.4}): mean IoU {:.4}, {htl} HTL", path.display(), report.sparsity(), row["mean_iou"]);
             curve.push(row);
-            pruned.push((s, boxes));
+            run_scores.pruned_iou.push(iou);
+            run_scores.agreement.push(agree);
         }
-        scored.push(Scored { truth, dense, pruned });
+        scored.push(run_scores);
     }
 
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let k = scored.len();
-    fn at(run: &Scored, s: f64) -> &BoxPredictions {
-        &run.pruned.iter().find(|(sp, _)| *sp == s).expect("every sparsity was scored").1
-    }
+    let at = sparsities.iter().position(|&s| s == htl_sparsity).expect("the HTL sparsity is scored");
     // Per model, per sample: HTL at the chosen sparsity.
-    let flags: Vec<Vec<bool>> =
-        scored.iter().map(|r| agreement(&r.dense, at(r, htl_sparsity)).iter().map(|a| *a < threshold).collect()).collect();
+    let flags: Vec<Vec<bool>> = scored.iter().map(|r| r.agreement[at].iter().map(|a| *a < threshold).collect()).collect();
     let votes: Vec<usize> = (0..reference.len()).map(|i| flags.iter().filter(|f| f[i]).count()).collect();
     let htl: Vec<bool> = votes.iter().map(|&v| 2 * v > k).collect();
 
@@ -124,22 +117,15 @@ pub fn prune(args: &PruneArgs) -> Result<()> {
     }
     scores_csv.push('\n');
     for (i, id) in reference.iter().enumerate() {
-        let per_run = |f: &dyn Fn(&Scored) -> f64| mean(scored.iter().map(f));
-        let dense_iou = per_run(&|r| box_iou(r.dense.predicted[i], r.truth[i]));
-        let agree = |s: f64| per_run(&|r| box_iou(r.dense.predicted[i], at(r, s).predicted[i]));
-        let pruned_iou = |s: f64| per_run(&|r| box_iou(at(r, s).predicted[i], r.truth[i]));
+        // Means over the population.
+        let dense_iou = mean(scored.iter().map(|r| r.dense_iou[i]));
+        let agree = |s: usize| mean(scored.iter().map(|r| r.agreement[s][i]));
+        let pruned_iou = |s: usize| mean(scored.iter().map(|r| r.pruned_iou[s][i]));
         let id = submission_id(id);
-        let _ = writeln!(
-            htl_csv,
-            "{id},{},{},{k},{},{dense_iou},{}",
-            u8::from(htl[i]),
-            votes[i],
-            agree(htl_sparsity),
-            pruned_iou(htl_sparsity)
-        );
+        let _ = writeln!(htl_csv, "{id},{},{},{k},{},{dense_iou},{}", u8::from(htl[i]), votes[i], agree(at), pruned_iou(at));
         let _ = write!(scores_csv, "{id},{dense_iou}");
-        for &s in &sparsities {
-            let v = scored.iter().filter(|r| box_iou(r.dense.predicted[i], at(r, s).predicted[i]) < threshold).count();
+        for s in 0..sparsities.len() {
+            let v = scored.iter().filter(|r| r.agreement[s][i] < threshold).count();
             let _ = write!(scores_csv, ",{},{v},{}", agree(s), pruned_iou(s));
         }
         scores_csv.push('\n');

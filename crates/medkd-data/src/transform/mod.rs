@@ -182,7 +182,7 @@ impl TransformSpec {
 
     /// The op on the image's planes, moving `bbox` (normalized, if the sample has a box) with the
     /// pixels.
-    fn apply<R: Rng>(&self, planes: Vec<Plane>, bbox: &mut Option<[f32; 4]>, rng: &mut R) -> Vec<Plane> {
+    fn apply<R: Rng>(&self, mut planes: Vec<Plane>, bbox: &mut Option<[f32; 4]>, rng: &mut R) -> Vec<Plane> {
         let (w, h) = planes[0].dimensions();
         let mut move_box = |f: &dyn Fn([f32; 4]) -> [f32; 4]| *bbox = bbox.map(f);
         match *self {
@@ -207,19 +207,16 @@ impl TransformSpec {
                 let cropped = geometry::crop(&planes, top.into(), left.into(), ch, cw);
                 geometry::resize(&cropped, oh, ow)
             }
-            TransformSpec::Hflip { p } => {
-                let flipped = rng.random_bool(p);
-                if flipped {
-                    move_box(&boxes::hflip);
+            TransformSpec::Hflip { p } | TransformSpec::Vflip { p } => {
+                if rng.random_bool(p) {
+                    let (flip_box, flip_plane): (fn([f32; 4]) -> [f32; 4], fn(&mut Plane)) = match self {
+                        TransformSpec::Hflip { .. } => (boxes::hflip, image::imageops::flip_horizontal_in_place),
+                        _ => (boxes::vflip, image::imageops::flip_vertical_in_place),
+                    };
+                    move_box(&flip_box);
+                    planes.iter_mut().for_each(flip_plane);
                 }
-                when(flipped, planes, image::imageops::flip_horizontal_in_place)
-            }
-            TransformSpec::Vflip { p } => {
-                let flipped = rng.random_bool(p);
-                if flipped {
-                    move_box(&boxes::vflip);
-                }
-                when(flipped, planes, image::imageops::flip_vertical_in_place)
+                planes
             }
             TransformSpec::Rotation { degrees, p } => {
                 if rng.random_bool(p) {
@@ -235,14 +232,6 @@ impl TransformSpec {
             }
         }
     }
-}
-
-/// `op` on every plane if `apply`.
-fn when(apply: bool, mut planes: Vec<Plane>, op: impl Fn(&mut Plane)) -> Vec<Plane> {
-    if apply {
-        planes.iter_mut().for_each(op);
-    }
-    planes
 }
 
 /// A validated list of transforms, then conversion to the output channel count, then
