@@ -9,21 +9,30 @@
 #   3. htl: seeds 0-2 trained again with that fixed HTL set weighted 1 + beta = 3;
 #   4. htl_adaptive: seeds 0-2 with the HTL set refreshed from the model being trained every 3
 #      epochs (pruned at 0.7, IoU < 0.5), weighted 3;
-#   5. ham_base, ham_prune: the same box regressor on HAM10000 (configs/localize/ham10000_resnet18.toml,
+#   5. semi, semi_htl, semi_labelled_only: semi-supervised, 30% of the training images keep their
+#      box ([method.semi], one labelled set for all seeds; 20 epochs): the mean teacher's
+#      confidence-filtered pseudo-boxes for the rest, seeds 0-2, with adaptive HTL attention as in
+#      step 4, and the 30% alone (weight = 0: the same steps without pseudo-boxes); SEEDS="0"
+#      runs one seed of these steps;
+#   6. ham_base, ham_prune: the same box regressor on HAM10000 (configs/localize/ham10000_resnet18.toml,
 #      seeds 0-2) and its HTL set, for the demographic analysis (tools/experiments/htl_groups.py).
 # Run folders go to runs/localize (OUT=DIR for another root); a started run is resumed, a finished
 # one skipped. Finished runs' small files are copied to results/localize (RESULTS=DIR) by
 # keep_run.py, with prune's htl.csv, scores.csv and prune.json.
 #
-#   tools/experiments/localize.sh [STEP...]     (steps: base prune htl htl_adaptive ham_base ham_prune;
-#                                                default all)
+#   tools/experiments/localize.sh [STEP...]     (steps: base prune htl htl_adaptive semi semi_htl
+#                                                semi_labelled_only ham_base ham_prune; default all)
 set -euo pipefail
 medkd=${MEDKD:-target/debug/medkd}
 config=configs/localize/isic2018_resnet18.toml
 out=${OUT:-runs/localize}
 kept=${RESULTS:-results/localize}
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(base prune htl htl_adaptive ham_base ham_prune)
+[[ ${#steps[@]} -gt 0 ]] || steps=(base prune htl htl_adaptive semi semi_htl semi_labelled_only ham_base ham_prune)
+semi_seeds=${SEEDS:-0 1 2}
+semi='semi = { labelled = 0.3, confidence = 0.8, burn_in_epochs = 3 }'
+labelled_only='semi = { labelled = 0.3, weight = 0.0 }'
+adaptive='htl = { refresh_epochs = 3, sparsity = 0.7, agreement = 0.5, beta = 2.0 }'
 mkdir -p "$out" "$kept"
 
 # train ROW SEED [--set ...]: one run, resumed if started, kept when finished.
@@ -58,7 +67,18 @@ for step in "${steps[@]}"; do
             ;;
         htl_adaptive)
             for seed in 0 1 2; do
-                train htl_adaptive "$seed" --set 'method={ kind = "localize", htl = { refresh_epochs = 3, sparsity = 0.7, agreement = 0.5, beta = 2.0 } }'
+                train htl_adaptive "$seed" --set "method={ kind = \"localize\", $adaptive }"
+            done
+            ;;
+        semi) for seed in $semi_seeds; do train semi "$seed" --set train.epochs=20 --set "method={ kind = \"localize\", $semi }"; done ;;
+        semi_htl)
+            for seed in $semi_seeds; do
+                train semi_htl "$seed" --set train.epochs=20 --set "method={ kind = \"localize\", $semi, $adaptive }"
+            done
+            ;;
+        semi_labelled_only)
+            for seed in $semi_seeds; do
+                train semi_labelled_only "$seed" --set train.epochs=20 --set "method={ kind = \"localize\", $labelled_only }"
             done
             ;;
         ham_base) for seed in 0 1 2; do config=configs/localize/ham10000_resnet18.toml train ham_base "$seed"; done ;;

@@ -398,7 +398,7 @@ impl RunConfig {
                 }
             }
         }
-        self.method.validate().map_err(TrainError::Config)?;
+        self.method.validate(train.epochs).map_err(TrainError::Config)?;
         self.data.validate().map_err(|e| TrainError::Config(format!("`data`: {e}")))
     }
 
@@ -413,7 +413,7 @@ impl RunConfig {
             teacher.run = teacher.run.as_deref().map(absolute);
             teacher.weights = teacher.weights.as_deref().map(absolute);
         }
-        if let MethodConfig::Localize(LocalizeConfig { htl: Some(HtlConfig { file: Some(file), .. }) }) = &mut self.method {
+        if let MethodConfig::Localize(LocalizeConfig { htl: Some(HtlConfig { file: Some(file), .. }), .. }) = &mut self.method {
             *file = absolute(file);
         }
         for loss in &mut self.losses {

@@ -134,7 +134,7 @@ impl Prepared {
             }));
         }
         let htl = match &config.method {
-            MethodConfig::Localize(LocalizeConfig { htl: Some(HtlConfig { file: Some(file), .. }) }) => {
+            MethodConfig::Localize(LocalizeConfig { htl: Some(HtlConfig { file: Some(file), .. }), .. }) => {
                 Some(read_htl_file(file, setup.splits.train.as_ref())?)
             }
             _ => None,

@@ -29,11 +29,15 @@ impl MethodConfig {
         *self == MethodConfig::default()
     }
 
-    /// Checks the keys that do not depend on the data, naming the key at fault.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the keys that do not depend on the data, naming the key at fault; `epochs` is the
+    /// run's `train.epochs`.
+    pub fn validate(&self, epochs: usize) -> Result<(), String> {
         match self {
             MethodConfig::Classify(_) => Ok(()),
-            MethodConfig::Localize(localize) => localize.htl.as_ref().map_or(Ok(()), HtlConfig::validate),
+            MethodConfig::Localize(localize) => {
+                localize.htl.as_ref().map_or(Ok(()), HtlConfig::validate)?;
+                localize.semi.as_ref().map_or(Ok(()), |semi| semi.validate(epochs))
+            }
         }
     }
 }
@@ -45,11 +49,72 @@ impl MethodConfig {
 pub struct ClassifyConfig {}
 
 /// `[method] kind = "localize"`: a box regressor trained with the config's box terms (`box_l1`,
-/// `giou`); `[method.htl]` weighs hard-to-learn samples up (Jaiswal et al., WACV 2023).
+/// `giou`); `[method.htl]` weighs hard-to-learn samples up (Jaiswal et al., WACV 2023);
+/// `[method.semi]` keeps the boxes of only part of the training images.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalizeConfig {
     pub htl: Option<HtlConfig>,
+    pub semi: Option<SemiConfig>,
+}
+
+/// `[method.semi]`: semi-supervised localization (mean teacher, Tarvainen & Valpola 2017, with
+/// the confidence filter of pseudo-label detectors). A seeded `labelled` fraction of the training
+/// images keeps its boxes; the others are trained on pseudo-boxes from an exponential moving
+/// average (`ema_decay`, per step) of the model, on the same augmented view, from epoch
+/// `burn_in_epochs + 1` on. A pseudo-box counts only where the teacher is consistent: its box on
+/// the image and its box on the mirrored image, mirrored back, overlap with IoU >= `confidence`
+/// (the box is their mean); it then weighs `weight` in the box terms, a labelled box 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemiConfig {
+    pub labelled: f64,
+    /// Seeds the choice of labelled images (not the run seed, so that runs of several seeds
+    /// share one labelled set).
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_ema_decay")]
+    pub ema_decay: f64,
+    #[serde(default = "default_semi_weight")]
+    pub weight: f64,
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    #[serde(default = "default_burn_in")]
+    pub burn_in_epochs: usize,
+}
+
+fn default_ema_decay() -> f64 {
+    0.99
+}
+fn default_semi_weight() -> f64 {
+    1.0
+}
+fn default_confidence() -> f64 {
+    0.8
+}
+fn default_burn_in() -> usize {
+    3
+}
+
+impl SemiConfig {
+    fn validate(&self, epochs: usize) -> Result<(), String> {
+        if !(self.labelled > 0.0 && self.labelled < 1.0) {
+            return Err(format!("`method.semi.labelled`: must be in (0, 1) (the fraction of training images that keep their box), got {}", self.labelled));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(format!("`method.semi.ema_decay`: must be in [0, 1), got {}", self.ema_decay));
+        }
+        if !(self.weight.is_finite() && self.weight >= 0.0) {
+            return Err(format!("`method.semi.weight`: must be a finite number >= 0, got {}", self.weight));
+        }
+        if !(0.0..=1.0).contains(&self.confidence) {
+            return Err(format!("`method.semi.confidence`: must be in [0, 1] (an IoU), got {}", self.confidence));
+        }
+        if self.burn_in_epochs >= epochs {
+            return Err(format!("`method.semi.burn_in_epochs`: must be below train.epochs = {epochs}, got {}", self.burn_in_epochs));
+        }
+        Ok(())
+    }
 }
 
 /// `[method.htl]`: every hard-to-learn (HTL) training sample weighs `1 + beta` in the box terms,

@@ -3,6 +3,8 @@
 //! box terms (`box_l1`, `giou`); runs are scored and selected by box IoU. With `[method.htl]`,
 //! hard-to-learn samples weigh `1 + beta` in those terms (Jaiswal et al., WACV 2023): a fixed set
 //! from `medkd prune`, or one refreshed every few epochs by pruning the model being trained.
+//! With `[method.semi]`, only part of the training images keep their boxes and the others learn
+//! from an EMA teacher's pseudo-boxes ([`PseudoBoxes`]).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +21,9 @@ use crate::evaluate::{Evaluation, batch_tensor, evaluate_box_predictions, predic
 use crate::htl::find_htl;
 use crate::method::{Method, StepAt, StepLoss};
 use crate::methods::classify::{initial_model, train_loader};
-use crate::methods::config::HtlConfig;
+use crate::methods::config::{HtlConfig, LocalizeConfig};
+use crate::methods::pseudo_boxes::PseudoBoxes;
+use crate::run_dir::RunDir;
 use crate::setup::{Prepared, RunSetup};
 
 pub struct Localize<'a> {
@@ -31,13 +35,15 @@ pub struct Localize<'a> {
     htl: Vec<bool>,
     /// `(epoch, HTL samples)` after each adaptive refresh, for summary.json.
     refreshes: Vec<(usize, usize)>,
+    semi: Option<PseudoBoxes<'a>>,
 }
 
 impl<'a> Localize<'a> {
-    pub fn new(config: &'a RunConfig, prepared: &'a Prepared, htl_config: Option<&'a HtlConfig>) -> Localize<'a> {
+    pub fn new(config: &'a RunConfig, prepared: &'a Prepared, method: &'a LocalizeConfig) -> Localize<'a> {
         let n = prepared.setup.splits.train.len();
         let htl = prepared.htl.clone().unwrap_or_else(|| vec![false; n]);
-        Localize { config, prepared, htl_config, device: None, htl, refreshes: Vec::new() }
+        let semi = method.semi.as_ref().map(|semi| PseudoBoxes::new(semi, n));
+        Localize { config, prepared, htl_config: method.htl.as_ref(), device: None, htl, refreshes: Vec::new(), semi }
     }
 
     /// Every `refresh_epochs` epochs, at the end of the epoch: the training images on which the
@@ -74,12 +80,29 @@ impl Method for Localize<'_> {
         train_loader(self.config, self.prepared)
     }
 
+    fn prepare(&mut self, run: &RunDir) -> Result<(), TrainError> {
+        match &self.semi {
+            Some(semi) => semi.write_labelled(run, self.prepared.setup.splits.train.as_ref()),
+            None => Ok(()),
+        }
+    }
+
+    /// Box terms on the true boxes (or, with `[method.semi]`, pseudo-boxes for the unlabelled
+    /// images), each sample weighted by its HTL factor times its semi-supervised weight.
     fn step(&mut self, model: &Model, batch: Batch, at: StepAt) -> Result<StepLoss, TrainError> {
         let device = self.device.as_ref().expect("init runs before the first step");
-        let boxes = batch.boxes().ok_or_else(|| TrainError::Input("the localize method needs a box for every training image".into()))?;
-        let outputs = model.forward(batch_tensor(&batch.images, batch.shape, device));
-        let weights: Option<Vec<f32>> =
+        let mut boxes = batch.boxes().ok_or_else(|| TrainError::Input("the localize method needs a box for every training image".into()))?;
+        let mut weights: Option<Vec<f32>> =
             self.htl_config.map(|h| batch.indices.iter().map(|&i| if self.htl[i] { 1.0 + h.beta as f32 } else { 1.0 }).collect());
+        if let Some(semi) = &mut self.semi {
+            let (targets, semi_weights) = semi.targets(&batch, &boxes, at.epoch, device)?;
+            boxes = targets;
+            weights = Some(match weights {
+                Some(htl) => htl.iter().zip(&semi_weights).map(|(h, s)| h * s).collect(),
+                None => semi_weights,
+            });
+        }
+        let outputs = model.forward(batch_tensor(&batch.images, batch.shape, device));
         let targets = Targets::Boxes(boxes);
         let context = LossContext {
             step: at.global(),
@@ -91,6 +114,9 @@ impl Method for Localize<'_> {
     }
 
     fn after_step(&mut self, model: Model, at: StepAt) -> Result<Model, TrainError> {
+        if let Some(semi) = &mut self.semi {
+            semi.after_step(&model);
+        }
         self.refresh(&model, at)?;
         Ok(model)
     }
@@ -110,7 +136,7 @@ impl Method for Localize<'_> {
             state.put("htl", &self.htl);
             state.put("htl_refreshes", &self.refreshes);
         }
-        Ok(())
+        self.semi.as_ref().map_or(Ok(()), |semi| semi.save_state(state))
     }
 
     fn load_state(&mut self, state: &MethodState) -> Result<(), TrainError> {
@@ -118,20 +144,26 @@ impl Method for Localize<'_> {
             self.htl = state.get("htl")?;
             self.refreshes = state.get("htl_refreshes")?;
         }
+        if let Some(semi) = &mut self.semi {
+            let setup = &self.prepared.setup;
+            semi.load_state(state, Model::new(&setup.spec, &setup.device.clone().without_autodiff())?)?;
+        }
         Ok(())
     }
 
     fn summary(&self) -> BTreeMap<String, Value> {
-        let Some(htl) = self.htl_config else { return BTreeMap::new() };
+        let mut summary = self.semi.as_ref().map(PseudoBoxes::summary).unwrap_or_default();
+        let Some(htl) = self.htl_config else { return summary };
         let source = match &htl.file {
             Some(file) => json!({ "file": file }),
             None => json!({ "refresh_epochs": htl.refresh_epochs, "sparsity": htl.sparsity, "agreement": htl.agreement }),
         };
         let refreshes: Vec<Value> = self.refreshes.iter().map(|(epoch, count)| json!({ "epoch": epoch + 1, "htl": count })).collect();
         let count = self.htl.iter().filter(|h| **h).count();
-        BTreeMap::from([(
+        summary.insert(
             "htl".into(),
             json!({ "beta": htl.beta, "source": source, "htl_at_end": count, "train_samples": self.htl.len(), "refreshes": refreshes }),
-        )])
+        );
+        summary
     }
 }

@@ -6,9 +6,10 @@
 mod classify;
 pub mod config;
 mod localize;
+mod pseudo_boxes;
 
 pub use classify::{Classify, Student};
-pub use config::{ClassifyConfig, HtlConfig, LocalizeConfig, MethodConfig};
+pub use config::{ClassifyConfig, HtlConfig, LocalizeConfig, MethodConfig, SemiConfig};
 pub use localize::Localize;
 
 use crate::TrainError;
@@ -23,7 +24,7 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
     match &config.method {
         MethodConfig::Classify(_) => fit(config, &prepared.setup, &mut Classify::new(config, prepared), run, resume, show_progress),
         MethodConfig::Localize(localize) => {
-            fit(config, &prepared.setup, &mut Localize::new(config, prepared, localize.htl.as_ref()), run, resume, show_progress)
+            fit(config, &prepared.setup, &mut Localize::new(config, prepared, localize), run, resume, show_progress)
         }
     }
 }
