@@ -10,7 +10,7 @@
 #   4. htl_adaptive: seeds 0-2 with the HTL set refreshed from the model being trained every 3
 #      epochs (pruned at 0.7, IoU < 0.5), weighted 3;
 #   5. semi, semi_htl, semi_labelled_only: semi-supervised, 30% of the training images keep their
-#      box ([method.semi], one labelled set for all seeds; 20 epochs): the mean teacher's
+#      box ([method.semi] with its defaults, one labelled set for all seeds; 20 epochs): the mean teacher's
 #      confidence-filtered pseudo-boxes for the rest, seeds 0-2, with adaptive HTL attention as in
 #      step 4, and the 30% alone (weight = 0: the same steps without pseudo-boxes); SEEDS="0"
 #      runs one seed of these steps;
@@ -30,7 +30,7 @@ kept=${RESULTS:-results/localize}
 steps=("$@")
 [[ ${#steps[@]} -gt 0 ]] || steps=(base prune htl htl_adaptive semi semi_htl semi_labelled_only ham_base ham_prune)
 semi_seeds=${SEEDS:-0 1 2}
-semi='semi = { labelled = 0.3, confidence = 0.8, burn_in_epochs = 3 }'
+semi='semi = { labelled = 0.3 }'
 labelled_only='semi = { labelled = 0.3, weight = 0.0 }'
 adaptive='htl = { refresh_epochs = 3, sparsity = 0.7, agreement = 0.5, beta = 2.0 }'
 mkdir -p "$out" "$kept"

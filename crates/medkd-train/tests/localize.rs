@@ -1,6 +1,7 @@
 //! The localize method on real ISIC 2018 images: boxes moved by augmentation, the box terms,
 //! selection by mean IoU, box predictions in the run folder, hard-to-learn samples refreshed by
-//! pruning, and the errors for bad input, all before a run folder exists.
+//! pruning, semi-supervised training on pseudo-boxes, and the errors for bad input, all before a
+//! run folder exists.
 
 use std::path::{Path, PathBuf};
 
@@ -13,15 +14,20 @@ fn isic() -> PathBuf {
 
 /// A small ISIC run: 5% of the training split at 32 px, flips and crops moving the boxes.
 fn config_text(method: &str, losses: &str) -> String {
+    config_text_for(&isic().join("labels.csv"), method, losses)
+}
+
+fn config_text_for(labels: &Path, method: &str, losses: &str) -> String {
     format!(
-        "seed = 3\n[data]\nformat = \"csv\"\npath = \"{}\"\nimage_dir = \"images\"\nimage_column = \"image\"\nimage_ext = \"jpg\"\n\
+        "seed = 3\n[data]\nformat = \"csv\"\npath = \"{}\"\nimage_dir = \"{}\"\nimage_column = \"image\"\nimage_ext = \"jpg\"\n\
          box_columns = [\"bbox_x0\", \"bbox_y0\", \"bbox_x1\", \"bbox_y1\"]\nsplit = {{ seed = 0, val = 0.05, test = 0.05 }}\n\
          train_subset = {{ ratio = 0.05, seed = 0 }}\n\
          eval_transforms = [{{ op = \"resize\", size = [32, 32] }}]\n\
          train_transforms = [{{ op = \"random_resized_crop\", size = 32, scale = [0.6, 1.0] }}, {{ op = \"hflip\" }}, {{ op = \"vflip\" }}]\n\
          [model]\narch = \"resnet18\"\nsmall_input = true\n[train]\nepochs = 2\nbatch_size = 16\nworkers = 1\n\
          select_metric = \"mean_iou\"\noptimizer = {{ kind = \"adam\", lr = 0.001 }}\n{method}\n{losses}",
-        isic().join("labels.csv").display()
+        labels.display(),
+        isic().join("images").display()
     )
 }
 
@@ -110,6 +116,9 @@ fn localization_input_errors_name_the_key() {
         (config_text(&format!("{localize}[method.htl]\nrefresh_epochs = 2\nsparsity = 1.0\n"), BOX_LOSSES), "`method.htl.sparsity`"),
         (config_text(&format!("{localize}[method.htl]\nbeta = 1.0\n"), BOX_LOSSES), "either `file`"),
         (config_text(&format!("{localize}[method.htl]\nrefresh_epochs = 1\nfile = \"x.csv\"\n"), BOX_LOSSES), "either `file`"),
+        (config_text(&format!("{localize}[method.semi]\nlabelled = 1.0\n"), BOX_LOSSES), "`method.semi.labelled`"),
+        (config_text(&format!("{localize}[method.semi]\nlabelled = 0.3\nconfidence = 1.5\n"), BOX_LOSSES), "`method.semi.confidence`"),
+        (config_text(&format!("{localize}[method.semi]\nlabelled = 0.3\nburn_in_epochs = 2\n"), BOX_LOSSES), "`method.semi.burn_in_epochs`"),
     ];
     for (text, expected) in cases {
         let error = prepare_error(&text);
@@ -124,4 +133,57 @@ fn localization_input_errors_name_the_key() {
     );
     let error = prepare_error(&text);
     assert!(error.contains("`method`") && error.contains("box_columns"), "{error}");
+}
+
+/// `labelled.csv` of a semi-supervised run: image id → keeps its box.
+fn labelled_set(run: &Path) -> std::collections::BTreeMap<String, bool> {
+    let mut reader = csv::Reader::from_path(run.join("labelled.csv")).unwrap();
+    reader.records().map(|r| r.unwrap()).map(|r| (r[0].to_string(), &r[1] == "1")).collect()
+}
+
+/// A semi-supervised run trains on the boxes of its labelled images and the teacher's pseudo-boxes
+/// of the others: moving every hidden box elsewhere in the CSV changes nothing, to the bit.
+#[test]
+fn semi_supervised_runs_never_see_the_boxes_they_hide() {
+    let tmp = tempfile::tempdir().unwrap();
+    let semi = |extra: &str| format!("[method]\nkind = \"localize\"\n[method.semi]\nlabelled = 0.4\nburn_in_epochs = 1\nconfidence = 0.0\n{extra}");
+    let run = |labels: &Path, method: &str, name: &str| {
+        let config = RunConfig::parse(&config_text_for(labels, method, BOX_LOSSES), &[]).unwrap();
+        let prepared = Prepared::new(&config).unwrap();
+        let folder = tmp.path().join(name);
+        let summary = train(&config, &prepared, &RunDir::create(&folder).unwrap(), false, false).unwrap().summary;
+        (folder, summary, prepared.setup.splits.train.len())
+    };
+    let (first, summary, train_len) = run(&isic().join("labels.csv"), &semi(""), "first");
+    let labelled = labelled_set(&first);
+    assert_eq!(labelled.len(), train_len);
+    assert_eq!(labelled.values().filter(|l| **l).count(), (0.4 * train_len as f64).round() as usize);
+    let counts = &summary.method["semi"];
+    let offered = counts["pseudo_boxes_offered"].as_u64().unwrap();
+    assert!(offered > 0 && counts["pseudo_boxes_kept"].as_u64() == Some(offered), "confidence 0 keeps every pseudo-box: {counts}");
+
+    // The hidden boxes all become the whole image.
+    let original = std::fs::read_to_string(isic().join("labels.csv")).unwrap();
+    let mut moved = String::new();
+    for (row, line) in original.lines().enumerate() {
+        let fields: Vec<&str> = line.split(',').collect();
+        if row > 0 && labelled.get(fields[0]) == Some(&false) {
+            moved.push_str(&format!("{},{},{},0,0,{},{},{}\n", fields[0], fields[1], fields[2], fields[1], fields[2], fields[7..].join(",")));
+        } else {
+            moved.push_str(&format!("{line}\n"));
+        }
+    }
+    assert_ne!(moved.trim_end(), original.trim_end());
+    let moved_path = tmp.path().join("labels.csv");
+    std::fs::write(&moved_path, moved).unwrap();
+    let (second, again, _) = run(&moved_path, &semi(""), "second");
+    assert_eq!(labelled_set(&second), labelled);
+    assert_eq!((again.val.mean_iou, again.test.mean_iou), (summary.val.mean_iou, summary.test.mean_iou));
+    let boxes = |run: &Path| std::fs::read_to_string(run.join("predictions/val.csv")).unwrap();
+    assert!(boxes(&first) == boxes(&second), "the hidden boxes changed the predicted boxes");
+
+    // weight = 0: the labelled images alone, no teacher consulted, another result.
+    let (_, alone, _) = run(&isic().join("labels.csv"), &semi("weight = 0.0\n"), "alone");
+    assert_eq!(alone.method["semi"]["pseudo_boxes_offered"].as_u64(), Some(0));
+    assert_ne!(alone.val.mean_iou, summary.val.mean_iou, "pseudo-boxes took part");
 }

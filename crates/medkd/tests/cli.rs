@@ -949,6 +949,7 @@ optimizer = { kind = "adam", lr = 0.001 }
 [method]
 kind = "localize"
 htl = { refresh_epochs = 1, sparsity = 0.6, agreement = 0.9, beta = 2.0 }
+semi = { labelled = 0.5, burn_in_epochs = 1, confidence = 0.0 }
 [[loss]]
 kind = "box_l1"
 weight = 5.0
@@ -957,13 +958,16 @@ kind = "giou"
 weight = 2.0
 "#;
 
-/// The hard-to-learn set is part of the resume set: a killed localization run resumes to the
-/// uninterrupted result.
+/// The hard-to-learn set and the semi-supervised teacher are part of the resume set: a killed
+/// localization run resumes to the uninterrupted result.
 #[test]
 fn a_localization_run_resumes_to_the_uninterrupted_result() {
     let (_tmp, reference) = kill_and_resume(TINY_BOXES);
-    let htl = &read_json(&reference.join("summary.json"))["htl"];
+    let summary = read_json(&reference.join("summary.json"));
+    let htl = &summary["htl"];
     assert_eq!(htl["refreshes"].as_array().unwrap().len(), 3, "{htl}");
+    let semi = &summary["semi"];
+    assert!(semi["pseudo_boxes_kept"].as_u64().unwrap() > 0, "{semi}");
 }
 
 /// The mean of a predictions CSV's `iou` column.

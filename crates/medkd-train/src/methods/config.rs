@@ -63,8 +63,10 @@ pub struct LocalizeConfig {
 /// images keeps its boxes; the others are trained on pseudo-boxes from an exponential moving
 /// average (`ema_decay`, per step) of the model, on the same augmented view, from epoch
 /// `burn_in_epochs + 1` on. A pseudo-box counts only where the teacher is consistent: its box on
-/// the image and its box on the mirrored image, mirrored back, overlap with IoU >= `confidence`
-/// (the box is their mean); it then weighs `weight` in the box terms, a labelled box 1.
+/// the image overlaps with IoU >= `confidence` both its box on the mirrored image and its box on
+/// the central 80% crop, each mapped back (the pseudo-box is the mean of the first two); it then
+/// weighs `weight` in the box terms (a labelled box 1), reached along a sigmoid-shaped ramp over
+/// `ramp_epochs` after burn-in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SemiConfig {
@@ -81,6 +83,8 @@ pub struct SemiConfig {
     pub confidence: f64,
     #[serde(default = "default_burn_in")]
     pub burn_in_epochs: usize,
+    #[serde(default = "default_ramp")]
+    pub ramp_epochs: usize,
 }
 
 fn default_ema_decay() -> f64 {
@@ -93,7 +97,10 @@ fn default_confidence() -> f64 {
     0.8
 }
 fn default_burn_in() -> usize {
-    3
+    5
+}
+fn default_ramp() -> usize {
+    5
 }
 
 impl SemiConfig {

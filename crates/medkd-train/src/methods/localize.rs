@@ -95,7 +95,7 @@ impl Method for Localize<'_> {
         let mut weights: Option<Vec<f32>> =
             self.htl_config.map(|h| batch.indices.iter().map(|&i| if self.htl[i] { 1.0 + h.beta as f32 } else { 1.0 }).collect());
         if let Some(semi) = &mut self.semi {
-            let (targets, semi_weights) = semi.targets(&batch, &boxes, at.epoch, device)?;
+            let (targets, semi_weights) = semi.targets(&batch, &boxes, at, device)?;
             boxes = targets;
             weights = Some(match weights {
                 Some(htl) => htl.iter().zip(&semi_weights).map(|(h, s)| h * s).collect(),

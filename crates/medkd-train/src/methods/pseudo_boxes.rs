@@ -1,10 +1,12 @@
 //! Semi-supervised localization (`[method.semi]`, see [`SemiConfig`]): which training images keep
 //! their boxes, and pseudo-boxes for the others from an EMA teacher of the model (mean teacher),
-//! kept where the teacher agrees with itself on the mirrored image.
+//! kept where the teacher agrees with itself on the mirrored and on the zoomed image.
 
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use medkd_data::{Batch, ImageDataset};
 use medkd_eval::box_iou;
 use medkd_losses::decode_boxes;
@@ -18,6 +20,7 @@ use crate::TrainError;
 use crate::averaging::{AveragingConfig, WeightAverage};
 use crate::checkpoint::MethodState;
 use crate::evaluate::{batch_tensor, submission_id};
+use crate::method::StepAt;
 use crate::methods::config::SemiConfig;
 use crate::run_dir::RunDir;
 
@@ -35,9 +38,29 @@ pub struct PseudoBoxes<'a> {
     kept: u64,
 }
 
+/// The zoomed view is the central crop of this fraction of each side, resized back.
+const ZOOM: f64 = 0.8;
+
 /// A box mirrored left-right (of a normalized image).
 fn mirrored([x0, y0, x1, y1]: [f32; 4]) -> [f32; 4] {
     [1.0 - x1, y0, 1.0 - x0, y1]
+}
+
+/// `[n, c, h, w]` images cropped to their central `ZOOM` part and resized back to `h x w`, and the
+/// crop's offset and size as fractions of the image (`[x, y, w, h]`), to map boxes back.
+fn zoomed(images: Tensor<4>) -> (Tensor<4>, [f32; 4]) {
+    let [n, c, h, w] = images.dims();
+    let margin = |side: usize| ((side as f64 * (1.0 - ZOOM)) / 2.0).round() as usize;
+    let (my, mx) = (margin(h), margin(w));
+    let crop = images.slice([0..n, 0..c, my..h - my, mx..w - mx]);
+    let resized = interpolate(crop, InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]));
+    let frame = [mx as f32 / w as f32, my as f32 / h as f32, (w - 2 * mx) as f32 / w as f32, (h - 2 * my) as f32 / h as f32];
+    (resized, frame)
+}
+
+/// A box of a crop's view in the coordinates of the whole image.
+fn unzoomed([x0, y0, x1, y1]: [f32; 4], [fx, fy, fw, fh]: [f32; 4]) -> [f32; 4] {
+    [fx + x0 * fw, fy + y0 * fh, fx + x1 * fw, fy + y1 * fh]
 }
 
 impl<'a> PseudoBoxes<'a> {
@@ -67,16 +90,29 @@ impl<'a> PseudoBoxes<'a> {
         run.write_text(&run.root().join("labelled.csv"), &text)
     }
 
+    /// The pseudo-boxes' weight at `at`: `weight` after a sigmoid-shaped ramp over `ramp_epochs`
+    /// from the end of burn-in (Laine & Aila's exp(-5 (1 - t)^2)); 0 during burn-in.
+    fn pseudo_weight(&self, at: StepAt) -> f32 {
+        let SemiConfig { burn_in_epochs, ramp_epochs, weight, .. } = *self.config;
+        if at.epoch < burn_in_epochs {
+            return 0.0;
+        }
+        let steps_in = (at.global() - (burn_in_epochs * at.steps) as u64) as f64;
+        let t = if ramp_epochs == 0 { 1.0 } else { (steps_in / (ramp_epochs * at.steps) as f64).min(1.0) };
+        (weight * (-5.0 * (1.0 - t).powi(2)).exp()) as f32
+    }
+
     /// The batch's box targets and their weights in the box terms: a labelled image's true box
-    /// at weight 1; from epoch `burn_in_epochs + 1` on, an unlabelled image's pseudo-box at
-    /// `weight` where the teacher is confident, else a placeholder at weight 0.
-    pub fn targets(&mut self, batch: &Batch, truth: &[[f32; 4]], epoch: usize, device: &Device) -> Result<(Vec<[f32; 4]>, Vec<f32>), TrainError> {
+    /// at weight 1; after burn-in, an unlabelled image's pseudo-box at the ramped weight where
+    /// the teacher is confident, else a placeholder at weight 0.
+    pub fn targets(&mut self, batch: &Batch, truth: &[[f32; 4]], at: StepAt, device: &Device) -> Result<(Vec<[f32; 4]>, Vec<f32>), TrainError> {
+        let pseudo_weight = self.pseudo_weight(at);
         let mut targets = Vec::with_capacity(truth.len());
         let mut weights = Vec::with_capacity(truth.len());
         let unlabelled: Vec<usize> = (0..truth.len()).filter(|&j| !self.labelled[batch.indices[j]]).collect();
         let pseudo = match &self.teacher.model {
             // weight = 0 trains on the labelled images alone (the same steps, no teacher).
-            Some(teacher) if epoch >= self.config.burn_in_epochs && self.config.weight > 0.0 && !unlabelled.is_empty() => {
+            Some(teacher) if pseudo_weight > 0.0 && !unlabelled.is_empty() => {
                 self.offered += unlabelled.len() as u64;
                 self.teacher_boxes(teacher, batch, &unlabelled, device)?
             }
@@ -92,7 +128,7 @@ impl<'a> PseudoBoxes<'a> {
                 Some((_, Some(pseudo_box))) => {
                     self.kept += 1;
                     targets.push(pseudo_box);
-                    weights.push(self.config.weight as f32);
+                    weights.push(pseudo_weight);
                 }
                 Some((_, None)) => {
                     targets.push(PLACEHOLDER);
@@ -104,23 +140,27 @@ impl<'a> PseudoBoxes<'a> {
     }
 
     /// The teacher's box for each of `rows` of the batch (in eval mode, on the batch's augmented
-    /// view), where it agrees with its box on the mirrored image: their mean.
+    /// view), where it agrees with its box on the mirrored image and with its box on the zoomed
+    /// image, both mapped back (IoU >= `confidence`): the mean of the first two. The zoomed view
+    /// rejects what mirroring cannot: a box that does not follow the image (a collapsed, nearly
+    /// constant predictor is mirror-symmetric but keeps its box when the lesion grows).
     fn teacher_boxes(&self, teacher: &Model, batch: &Batch, rows: &[usize], device: &Device) -> Result<Vec<Option<[f32; 4]>>, TrainError> {
         let [_, c, h, w] = batch.shape;
         let size = c * h * w;
         let images: Vec<f32> = rows.iter().flat_map(|&j| batch.images[j * size..(j + 1) * size].iter().copied()).collect();
         let plain = device.clone().without_autodiff();
         let images = batch_tensor(&images, [rows.len(), c, h, w], &plain);
-        let both = Tensor::cat(vec![images.clone(), images.flip([3])], 0);
-        let boxes = decode_boxes(teacher.logits(both)).into_data().try_to_vec::<f32>().map_err(|e| TrainError::Input(format!("teacher boxes: {e:?}")))?;
+        let (zoom, frame) = zoomed(images.clone());
+        let views = Tensor::cat(vec![images.clone(), images.flip([3]), zoom], 0);
+        let boxes = decode_boxes(teacher.logits(views)).into_data().try_to_vec::<f32>().map_err(|e| TrainError::Input(format!("teacher boxes: {e:?}")))?;
         let boxes: Vec<[f32; 4]> = boxes.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
-        let (direct, flipped) = boxes.split_at(rows.len());
-        Ok(direct
-            .iter()
-            .zip(flipped)
-            .map(|(a, f)| {
-                let b = mirrored(*f);
-                (box_iou(*a, b) >= self.config.confidence).then(|| std::array::from_fn(|k| (a[k] + b[k]) / 2.0))
+        let n = rows.len();
+        let (direct, flipped, zoom) = (&boxes[..n], &boxes[n..2 * n], &boxes[2 * n..]);
+        Ok((0..n)
+            .map(|i| {
+                let (a, b) = (direct[i], mirrored(flipped[i]));
+                let agreement = box_iou(a, b).min(box_iou(a, unzoomed(zoom[i], frame)));
+                (agreement >= self.config.confidence).then(|| std::array::from_fn(|k| (a[k] + b[k]) / 2.0))
             })
             .collect())
     }
