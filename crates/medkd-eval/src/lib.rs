@@ -9,6 +9,7 @@
 mod activation;
 mod auc;
 mod boxes;
+mod cam_box;
 mod calibration;
 mod confusion;
 mod curves;
@@ -23,6 +24,7 @@ mod table;
 
 pub use activation::{sigmoid, softmax_rows};
 pub use boxes::{BoxReport, box_iou, evaluate_boxes};
+pub use cam_box::cam_box;
 pub use calibration::{
     ECE_BINS, ReliabilityBin, TEMPERATURE_RANGE, expected_calibration_error, fit_temperature, reliability_bins, scale_temperature,
     temperature_nll,

@@ -40,3 +40,31 @@ fn boxes_without_area_overlap_nothing_and_bad_input_is_named() {
     let error = evaluate_boxes(&[[0.1, f32::NAN, 0.5, 0.5]], &one).unwrap_err().to_string();
     assert!(error.contains("predicted box of sample 0"), "{error}");
 }
+
+#[derive(Deserialize)]
+struct CamCase {
+    height: usize,
+    width: usize,
+    threshold: f64,
+    map: Vec<f32>,
+    #[serde(rename = "box")]
+    bbox: [f64; 4],
+}
+
+#[derive(Deserialize)]
+struct CamGolden {
+    maps: Vec<CamCase>,
+}
+
+/// Boxes from activation maps agree with scipy.ndimage.label's largest component
+/// (`tools/golden/cam_box_golden.py`), ties and an empty map included.
+#[test]
+fn cam_boxes_match_scipy_connected_components() {
+    let golden: CamGolden = serde_json::from_str(include_str!("golden/cam_box.json")).expect("regenerate with tools/golden/cam_box_golden.py");
+    for (i, case) in golden.maps.iter().enumerate() {
+        let got = medkd_eval::cam_box(&case.map, case.height, case.width, case.threshold);
+        for (g, e) in got.iter().zip(&case.bbox) {
+            assert!((f64::from(*g) - e).abs() < 1e-6, "case {i}: {got:?} vs {:?}", case.bbox);
+        }
+    }
+}

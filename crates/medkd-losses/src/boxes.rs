@@ -50,6 +50,10 @@ pub(crate) struct BoxTerm {
 }
 
 impl LossTerm for BoxTerm {
+    fn weighs_samples(&self) -> bool {
+        true
+    }
+
     fn value(&self, ctx: &LossContext, _at: &TermAt) -> Result<Tensor<1>, LossError> {
         let Targets::Boxes(boxes) = ctx.targets else {
             unreachable!("Objective::new checked that box terms train box targets, and the loader yields targets of that kind")

@@ -10,17 +10,30 @@ use crate::LossError;
 /// The target distribution is built on the host as one `N x K` coefficient matrix, so the
 /// device work is a single log-softmax, product and sum.
 pub fn cross_entropy(logits: Tensor<2>, classes: &[usize], class_weights: Option<&[f32]>, label_smoothing: f32) -> Tensor<1> {
+    weighted_cross_entropy(logits, classes, class_weights, label_smoothing, None)
+}
+
+/// [`cross_entropy`] with sample `i`'s loss multiplied by `sample_weights[i]`; the divisor stays
+/// `sum_i w[y_i]` (`n` without class weights), as the box terms' weighted mean.
+pub fn weighted_cross_entropy(
+    logits: Tensor<2>,
+    classes: &[usize],
+    class_weights: Option<&[f32]>,
+    label_smoothing: f32,
+    sample_weights: Option<&[f32]>,
+) -> Tensor<1> {
     let [n, k] = logits.dims();
     assert_eq!(classes.len(), n, "one target per logit row");
     let weight = |c: usize| class_weights.map_or(1.0, |w| w[c]);
     let normalizer: f32 = classes.iter().map(|&c| weight(c)).sum();
     let mut coefficients = vec![0.0f32; n * k];
-    for (row, &target) in coefficients.chunks_mut(k).zip(classes) {
+    for (i, (row, &target)) in coefficients.chunks_mut(k).zip(classes).enumerate() {
         for (class, coefficient) in row.iter_mut().enumerate() {
             *coefficient = label_smoothing / k as f32 * weight(class);
         }
         row[target] += (1.0 - label_smoothing) * weight(target);
-        row.iter_mut().for_each(|c| *c /= normalizer);
+        let sample = sample_weights.map_or(1.0, |w| w[i]);
+        row.iter_mut().for_each(|c| *c *= sample / normalizer);
     }
     let coefficients = Tensor::<2>::from_data(TensorData::new(coefficients, [n, k]), &logits.device());
     -(log_softmax(logits, 1) * coefficients).sum()

@@ -18,6 +18,7 @@ pub mod terms;
 pub use boxes::{box_l1, decode_boxes, giou_loss};
 pub use classification::{
     bce_with_logits, class_balanced_weights, cross_entropy, focal, inverse_frequency_weights, ldam, logit_adjusted_cross_entropy,
+    weighted_cross_entropy,
 };
 pub use error::LossError;
 pub use feature::{ConvRegressor, attention_transfer, channel_gram_rmse, hint_mse};

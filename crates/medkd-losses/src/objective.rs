@@ -21,8 +21,9 @@ pub struct LossContext<'a> {
     /// teacher choices, so a resumed run draws the same ones.
     pub step: u64,
     pub epoch: u64,
-    /// Per-sample weights of the batch, in batch order, for terms that weight samples (the box
-    /// terms: a weighted mean over the batch); `None` weighs every sample 1.
+    /// Per-sample weights of the batch, in batch order, for terms that weigh samples (the box
+    /// terms and `cross_entropy`: sum of weight x loss over the batch, divided as without
+    /// weights); `None` weighs every sample 1.
     pub sample_weights: Option<&'a [f32]>,
 }
 
@@ -152,6 +153,11 @@ impl Objective {
     /// in [`LossContext::adapters`].
     pub fn adapter_shapes(&self) -> &[(usize, usize)] {
         &self.needs.adapters
+    }
+
+    /// Names of the terms that ignore per-sample weights ([`LossTerm::weighs_samples`]).
+    pub fn unweighted_terms(&self) -> Vec<String> {
+        self.terms.iter().filter(|(_, _, term)| !term.weighs_samples()).map(|(name, _, _)| name.clone()).collect()
     }
 
     /// Names of the terms, in config order.

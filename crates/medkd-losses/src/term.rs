@@ -41,6 +41,11 @@ pub trait LossTerm: Send + Sync {
     fn rotated_views(&self) -> bool {
         false
     }
+    /// Whether it weighs samples by [`crate::LossContext::sample_weights`] (a term that does not
+    /// is refused where a method weighs samples, rather than silently weighing them alike).
+    fn weighs_samples(&self) -> bool {
+        false
+    }
 }
 
 /// The trainable modules resolved terms need beside the student: the trainer creates them from

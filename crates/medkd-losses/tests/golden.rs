@@ -1,7 +1,7 @@
 //! Loss values against PyTorch (tools/golden/losses_golden.py made tests/golden/losses.json).
 
 use burn::prelude::*;
-use medkd_losses::{bce_with_logits, cross_entropy};
+use medkd_losses::{bce_with_logits, cross_entropy, weighted_cross_entropy};
 use serde_json::Value;
 
 fn tensor(values: &Value, n: usize, k: usize) -> Tensor<2> {
@@ -23,7 +23,12 @@ fn losses_match_pytorch() {
                 let weights: Option<Vec<f32>> =
                     case["class_weights"].as_array().map(|w| w.iter().map(|v| v.as_f64().unwrap() as f32).collect());
                 let smoothing = case["label_smoothing"].as_f64().unwrap() as f32;
-                cross_entropy(logits, &labels, weights.as_deref(), smoothing)
+                let samples: Option<Vec<f32>> =
+                    case["sample_weights"].as_array().map(|w| w.iter().map(|v| v.as_f64().unwrap() as f32).collect());
+                match samples {
+                    Some(samples) => weighted_cross_entropy(logits, &labels, weights.as_deref(), smoothing, Some(&samples)),
+                    None => cross_entropy(logits, &labels, weights.as_deref(), smoothing),
+                }
             }
             "bce" => bce_with_logits(logits, tensor(&case["targets"], n, k)),
             other => panic!("unknown golden kind {other}"),

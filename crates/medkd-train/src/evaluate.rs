@@ -1,6 +1,8 @@
 //! Inference over a split and the metrics report built from it.
 
 use burn::prelude::*;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use std::path::{Path, PathBuf};
 
 use crate::TrainError;
@@ -97,7 +99,7 @@ pub fn predict_tta(model: &Model, loader: &Loader, info: &DatasetInfo, device: &
 
 /// Flipping an image moves its box, so a localization model's boxes are not averaged over
 /// flipped copies.
-fn check_tta(info: &DatasetInfo, tta: Tta) -> Result<(), TrainError> {
+pub fn check_tta(info: &DatasetInfo, tta: Tta) -> Result<(), TrainError> {
     if info.task == Task::Localization && tta != Tta::None {
         return Err(TrainError::Input(
             "--tta applies to classifiers: flipped copies of an image have moved boxes, so a localization run predicts without it".into(),
@@ -210,6 +212,19 @@ pub struct BoxPredictions {
     pub ids: Vec<String>,
     pub predicted: Vec<[f32; 4]>,
     pub targets: Vec<Target>,
+    /// For boxes from class activation maps: the classifier's mean cross-entropy on the samples'
+    /// classes (what a weakly supervised run is selected by, its boxes being unseen).
+    pub class_loss: Option<f64>,
+}
+
+/// Where a localization run's boxes come from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BoxSource {
+    /// A box head: four outputs decoded by [`medkd_losses::decode_boxes`].
+    Regression,
+    /// A classifier's class activation map for its predicted class (weakly supervised,
+    /// [`cam_boxes`]).
+    Cam { threshold: f64 },
 }
 
 impl BoxPredictions {
@@ -257,18 +272,51 @@ impl BoxPredictions {
     }
 }
 
-/// The boxes `model` (in eval mode; four outputs decoded by [`medkd_losses::decode_boxes`])
-/// predicts for every sample of `loader` (a localization dataset), in order.
-pub fn predict_boxes(model: &Model, loader: &Loader, device: &Device) -> Result<BoxPredictions, TrainError> {
-    let predictions = predict(model, loader, loader.dataset().info(), device)?;
-    Ok(BoxPredictions::from(predictions))
+/// The boxes `model` (in eval mode) predicts for every sample of `loader` (a localization
+/// dataset), in order, from its box head or its class activation maps.
+pub fn predict_boxes(model: &Model, loader: &Loader, source: BoxSource, device: &Device) -> Result<BoxPredictions, TrainError> {
+    let BoxSource::Cam { threshold } = source else {
+        return Ok(BoxPredictions::from(predict(model, loader, loader.dataset().info(), device)?));
+    };
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let (mut predicted, mut ids, mut targets, mut nll) = (Vec::new(), Vec::new(), Vec::new(), 0.0);
+    for batch in loader.epoch(0) {
+        let batch = batch?;
+        let (boxes, logits) = cam_boxes(&model, batch_tensor(&batch.images, batch.shape, &device), threshold);
+        nll += f64::from(medkd_losses::cross_entropy(logits, &batch.class_labels(), None, 0.0).into_scalar::<f32>()) * boxes.len() as f64;
+        predicted.extend(boxes);
+        ids.extend(batch.indices.iter().map(|&i| loader.dataset().id(i)));
+        targets.extend(batch.targets);
+    }
+    let class_loss = Some(nll / predicted.len().max(1) as f64);
+    Ok(BoxPredictions { ids, predicted, targets, class_loss })
+}
+
+/// Weakly supervised boxes (Zhou et al. 2016): each image's Grad-CAM for the class the model
+/// predicts, upsampled bilinearly to the input size (as torch's `interpolate`,
+/// `align_corners=False`), and the box of its largest region at or above `threshold` x its
+/// maximum ([`medkd_eval::cam_box`]); with the model's logits.
+pub fn cam_boxes(model: &Model, images: Tensor<4>, threshold: f64) -> (Vec<[f32; 4]>, Tensor<2>) {
+    let [_, _, height, width] = images.dims();
+    let logits = model.logits(images.clone());
+    let classes: Vec<usize> = logits.clone().argmax(1).into_data().iter::<i64>().map(|c| c as usize).collect();
+    (boxes_of_maps(model.grad_cam(images, &classes), [height, width], threshold), logits)
+}
+
+/// `[N, h, w]` activation maps upsampled to `size` and each map's box ([`cam_boxes`]).
+pub fn boxes_of_maps(maps: Tensor<3>, [height, width]: [usize; 2], threshold: f64) -> Vec<[f32; 4]> {
+    let [n, h, w] = maps.dims();
+    let options = InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([height, width]);
+    let maps: Vec<f32> = interpolate(maps.reshape([n, 1, h, w]), options).into_data().iter::<f32>().collect();
+    maps.chunks_exact(height * width).map(|map| medkd_eval::cam_box(map, height, width, threshold)).collect()
 }
 
 impl From<Predictions> for BoxPredictions {
     /// A localization model's predictions: four values per sample, a box.
     fn from(predictions: Predictions) -> BoxPredictions {
         let predicted = predictions.probs.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
-        BoxPredictions { ids: predictions.ids, predicted, targets: predictions.targets }
+        BoxPredictions { ids: predictions.ids, predicted, targets: predictions.targets, class_loss: None }
     }
 }
 

@@ -18,6 +18,7 @@ use crate::checkpoint::best_weights;
 use crate::config::RunConfig;
 use crate::device::make_device;
 use crate::htl::read_htl_file;
+use crate::evaluate::BoxSource;
 use crate::methods::config::{HtlConfig, LocalizeConfig, MethodConfig};
 use crate::pretrained;
 use crate::run_dir::RunDir;
@@ -38,17 +39,30 @@ pub struct RunSetup {
     pub train_hw: [usize; 2],
     /// Many / medium / few-shot classes by training counts (`[shots]`).
     pub shot_groups: ShotGroups,
+    /// Where a localization run's boxes come from (`[method.weak]`: class activation maps).
+    pub box_source: BoxSource,
 }
 
 impl RunSetup {
     pub fn new(config: &RunConfig) -> Result<RunSetup, TrainError> {
         let splits = open_splits(&config.data, Path::new("."))?;
         let info = splits.train.info().clone();
+        let box_source = match &config.method {
+            MethodConfig::Localize(LocalizeConfig { weak: Some(weak), .. }) => {
+                if info.class_names.is_empty() {
+                    return Err(TrainError::Config(
+                        "`method.weak`: weakly supervised localization trains on class labels; give the data `label_column` beside `box_columns`".into(),
+                    ));
+                }
+                BoxSource::Cam { threshold: weak.cam_threshold }
+            }
+            _ => BoxSource::Regression,
+        };
         let spec = ModelSpec {
             arch: config.model.arch,
             // A box regressor's four outputs: centre and size (medkd_losses::decode_boxes).
-            num_classes: match config.method {
-                MethodConfig::Localize(_) => 4,
+            num_classes: match (&config.method, box_source) {
+                (MethodConfig::Localize(_), BoxSource::Regression) => 4,
                 _ => info.class_names.len(),
             },
             in_channels: config.data.output_channels(info.channels),
@@ -64,7 +78,7 @@ impl RunSetup {
         spec.check_input([height.min(train_height), width.min(train_width)]).map_err(|e| TrainError::Config(format!("`model`: {e}")))?;
         let (input_hw, train_hw) = ([height, width], [train_height, train_width]);
         let shot_groups = ShotGroups::new(config.shots, medkd_data::class_counts(splits.train.as_ref()));
-        Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device, input_hw, train_hw, shot_groups })
+        Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device, input_hw, train_hw, shot_groups, box_source })
     }
 
     pub fn eval_loader(&self, config: &RunConfig, dataset: Arc<dyn ImageDataset>) -> Result<Loader, TrainError> {
@@ -153,6 +167,16 @@ impl Prepared {
         }
         let teacher_facts: Vec<TeacherFacts> = teachers.iter().map(Teacher::facts).collect();
         let objective = build_objective(config, &setup, &teacher_facts)?;
+        if let MethodConfig::Localize(localize @ LocalizeConfig { htl, semi, .. }) = &config.method
+            && (htl.is_some() || semi.is_some())
+        {
+            let key = if localize.htl.is_some() { "method.htl" } else { "method.semi" };
+            if let Some(term) = objective.unweighted_terms().first() {
+                return Err(TrainError::Config(format!(
+                    "`{key}` weighs training samples, but the loss term '{term}' weighs every sample alike; use terms that weigh samples (box_l1, giou, cross_entropy)"
+                )));
+            }
+        }
         let [height, width] = setup.train_hw;
         if objective.rotated_views() && height != width {
             return Err(TrainError::Config(format!(
@@ -176,7 +200,8 @@ pub fn build_objective(config: &RunConfig, setup: &RunSetup, teachers: &[Teacher
         &TaskFacts {
             num_classes: setup.spec.num_classes,
             multi_label: setup.info.task == Task::MultiLabel,
-            boxes: setup.info.task == Task::Localization,
+            // A weakly supervised localizer trains on the classes of its box data.
+            boxes: setup.info.task == Task::Localization && setup.box_source == BoxSource::Regression,
             class_names: &setup.info.class_names,
             class_counts: &setup.shot_groups.train_counts,
             student: &Model::new(&setup.spec, &setup.device)?.layout(),

@@ -119,6 +119,12 @@ fn localization_input_errors_name_the_key() {
         (config_text(&format!("{localize}[method.semi]\nlabelled = 1.0\n"), BOX_LOSSES), "`method.semi.labelled`"),
         (config_text(&format!("{localize}[method.semi]\nlabelled = 0.3\nconfidence = 1.5\n"), BOX_LOSSES), "`method.semi.confidence`"),
         (config_text(&format!("{localize}[method.semi]\nlabelled = 0.3\nburn_in_epochs = 2\n"), BOX_LOSSES), "`method.semi.burn_in_epochs`"),
+        // Weak localization needs classes, and class terms; it cannot be semi-supervised too.
+        (config_text(&format!("{localize}[method.weak]\n"), "[[loss]]\nkind = \"cross_entropy\"\n"), "`label_column`"),
+        (weak_config(&ham().join("labels.csv"), "").replace("kind = \"cross_entropy\"", "kind = \"box_l1\""), "'box_l1'"),
+        (weak_config(&ham().join("labels.csv"), "semi = { labelled = 0.5, burn_in_epochs = 1 }\n"), "`method.semi`: give one"),
+        (weak_config(&ham().join("labels.csv"), "").replace("cam_threshold = 0.2", "cam_threshold = 1.0"), "`method.weak.cam_threshold`"),
+        (weak_config(&ham().join("labels.csv"), "htl = { refresh_epochs = 1 }\n").replace("\"cross_entropy\"", "\"focal\""), "'focal' weighs every sample alike"),
     ];
     for (text, expected) in cases {
         let error = prepare_error(&text);
@@ -186,4 +192,70 @@ fn semi_supervised_runs_never_see_the_boxes_they_hide() {
     let (_, alone, _) = run(&isic().join("labels.csv"), &semi("weight = 0.0\n"), "alone");
     assert_eq!(alone.method["semi"]["pseudo_boxes_offered"].as_u64(), Some(0));
     assert_ne!(alone.val.mean_iou, summary.val.mean_iou, "pseudo-boxes took part");
+}
+
+fn ham() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/ham10000_seg")
+}
+
+/// A small weakly supervised HAM10000 run: 3% of the training split at 32 px, classes from `dx`,
+/// boxes only scored.
+fn weak_config(labels: &Path, method: &str) -> String {
+    format!(
+        "seed = 5\n[data]\nformat = \"csv\"\npath = \"{}\"\nimage_dir = \"{}\"\nimage_column = \"image_id\"\nlabel_column = \"dx\"\n\
+         image_ext = \"jpg\"\nbox_columns = [\"bbox_x0\", \"bbox_y0\", \"bbox_x1\", \"bbox_y1\"]\nsplit = {{ seed = 0, val = 0.02, test = 0.02 }}\n\
+         train_subset = {{ ratio = 0.03, seed = 0 }}\neval_transforms = [{{ op = \"resize\", size = [32, 32] }}]\n\
+         train_transforms = [{{ op = \"resize\", size = [32, 32] }}, {{ op = \"hflip\" }}]\n\
+         [model]\narch = \"resnet18\"\nsmall_input = true\n[train]\nepochs = 2\nbatch_size = 16\nworkers = 1\nselect_metric = \"loss\"\n\
+         optimizer = {{ kind = \"adam\", lr = 0.001 }}\n[method]\nkind = \"localize\"\nweak = {{ cam_threshold = 0.2 }}\n{method}\n\
+         [[loss]]\nkind = \"cross_entropy\"\n",
+        labels.display(),
+        ham().join("images").display()
+    )
+}
+
+/// A weakly supervised run trains a classifier on the classes (its hard-to-learn set refreshed by
+/// pruning) and is scored by its activation maps' boxes; the training boxes play no part.
+#[test]
+fn weak_localization_trains_on_classes_and_scores_activation_map_boxes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let htl = "htl = { refresh_epochs = 1, sparsity = 0.6, agreement = 0.9, beta = 2.0 }\n";
+    let run = |labels: &Path, name: &str| {
+        let config = RunConfig::parse(&weak_config(labels, htl), &[]).unwrap();
+        let prepared = Prepared::new(&config).unwrap();
+        assert_eq!(prepared.setup.spec.num_classes, 7, "a classifier over the seven diagnoses");
+        let folder = tmp.path().join(name);
+        (train(&config, &prepared, &RunDir::create(&folder).unwrap(), false, false).unwrap().summary, folder)
+    };
+    let (summary, first) = run(&ham().join("labels.csv"), "first");
+    assert_eq!(summary.select_metric, Metric::Loss);
+    let iou = summary.test.mean_iou.expect("box metrics");
+    assert!(iou > 0.0 && iou < 1.0 && summary.test.loss.is_some_and(f64::is_finite), "{:?}", summary.test);
+    let mut reader = csv::Reader::from_path(first.join("predictions/test.csv")).unwrap();
+    let ious: Vec<f64> = reader.records().map(|r| r.unwrap()[9].parse().unwrap()).collect();
+    assert!((ious.iter().sum::<f64>() / ious.len() as f64 - iou).abs() < 1e-9);
+    let refreshes = summary.method["htl"]["refreshes"].as_array().unwrap();
+    assert_eq!(refreshes.len(), 2, "{:?}", summary.method);
+
+    // Every training image's box moved to the whole image: the same run, to the bit.
+    let mut split = csv::Reader::from_path(first.join("split.csv")).unwrap();
+    let train_ids: std::collections::HashSet<String> =
+        split.records().map(|r| r.unwrap()).filter(|r| &r[2] == "train").map(|r| r[0].trim_end_matches(".jpg").to_string()).collect();
+    let original = std::fs::read_to_string(ham().join("labels.csv")).unwrap();
+    let mut moved = String::new();
+    for (row, line) in original.lines().enumerate() {
+        let mut fields: Vec<String> = line.split(',').map(String::from).collect();
+        if row > 0 && train_ids.contains(&fields[0]) {
+            let (width, height) = (fields[8].clone(), fields[9].clone());
+            fields.splice(10..14, ["0".into(), "0".into(), width, height]);
+        }
+        moved.push_str(&(fields.join(",") + "\n"));
+    }
+    assert_ne!(moved.trim_end(), original.trim_end());
+    let moved_path = tmp.path().join("labels.csv");
+    std::fs::write(&moved_path, moved).unwrap();
+    let (again, second) = run(&moved_path, "second");
+    assert_eq!(again.test.mean_iou, summary.test.mean_iou);
+    let boxes = |run: &Path| std::fs::read_to_string(run.join("predictions/val.csv")).unwrap();
+    assert!(boxes(&first) == boxes(&second), "training boxes reached a weakly supervised run");
 }

@@ -199,14 +199,21 @@ fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: 
     Ok(calibrated(predictions, run, setup))
 }
 
+/// A localization run's boxes on a split (from its box head or its activation maps).
+fn split_boxes(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str, tta: Tta) -> Result<evaluate::BoxPredictions> {
+    evaluate::check_tta(&setup.info, tta)?;
+    let model = setup.load_best(run)?;
+    let loader = setup.eval_loader(config, setup.split(parse_split(split)?))?;
+    Ok(evaluate::predict_boxes(&model, &loader, setup.box_source, &setup.device)?)
+}
+
 pub fn eval(run_path: &Path, split: &str, tta: Tta) -> Result<()> {
     let (config, run, setup) = open_run(run_path)?;
-    let predictions = split_predictions(&config, &run, &setup, split, tta)?;
     let evaluation = if setup.info.task == Task::Localization {
         // No loss: the box terms' weights belong to training.
-        evaluate::evaluate_box_predictions(predictions.into(), f64::NAN)?
+        evaluate::evaluate_box_predictions(split_boxes(&config, &run, &setup, split, tta)?, f64::NAN)?
     } else {
-        evaluate(&predictions, &setup.info, &setup.shot_groups)?
+        evaluate(&split_predictions(&config, &run, &setup, split, tta)?, &setup.info, &setup.shot_groups)?
     };
     println!("{split} split, best checkpoint of {}:", run_path.display());
     println!("{}", evaluation.table());
@@ -241,6 +248,18 @@ pub fn calibrate(run_path: &Path) -> Result<()> {
 /// before the eval transforms), for images of another size.
 pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathBuf], resize: bool, tta: Tta) -> Result<()> {
     let (config, run, setup) = open_run(run_path)?;
+    if setup.info.task == Task::Localization {
+        if let Some(split) = split {
+            // Boxes as fractions of the model's input, with the true box and the IoU.
+            let boxes = split_boxes(&config, &run, &setup, split, tta)?;
+            boxes.write_csv(out, Some(&boxes.iou()?))?;
+            eprintln!("wrote {} predictions to {}", boxes.ids.len(), out.display());
+            return Ok(());
+        }
+        if let evaluate::BoxSource::Cam { .. } = setup.box_source {
+            bail!("{}: a weakly supervised run predicts boxes for a split (--split); boxes of image files come from box-head runs", run_path.display());
+        }
+    }
     let predictions = match split {
         Some(split) => split_predictions(&config, &run, &setup, split, tta)?,
         None => {
@@ -269,10 +288,8 @@ pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathB
     };
     let count = predictions.ids.len();
     if setup.info.task == Task::Localization {
-        // Boxes as fractions of the model's input; a split's rows add the true box and the IoU.
-        let boxes = evaluate::BoxPredictions::from(predictions);
-        let iou = split.map(|_| boxes.iou()).transpose()?;
-        boxes.write_csv(out, iou.as_deref())?;
+        // Boxes of image files, as fractions of the model's input.
+        evaluate::BoxPredictions::from(predictions).write_csv(out, None)?;
     } else {
         write_predictions(&predictions, &setup.info.class_names, out)?;
     }

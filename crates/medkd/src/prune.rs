@@ -81,12 +81,12 @@ pub fn prune(args: &PruneArgs) -> Result<()> {
     for (path, config, run, setup) in &opened {
         let model = setup.load_best(run)?;
         let loader = setup.eval_loader(config, setup.split(split_name))?;
-        let dense = predict_boxes(&model, &loader, &setup.device)?;
+        let dense = predict_boxes(&model, &loader, setup.box_source, &setup.device)?;
         let dense_iou = dense.iou()?;
         curve.push(json!({ "run": path, "sparsity": 0.0, "reached": 0.0, "mean_iou": mean(dense_iou.iter().copied()), "mean_agreement": 1.0, "htl": 0 }));
         let mut run_scores = Scores { dense_iou, pruned_iou: Vec::new(), agreement: Vec::new() };
         for &s in &sparsities {
-            let (report, boxes) = pruned_boxes(&model, s, &loader, &setup.device)?;
+            let (report, boxes) = pruned_boxes(&model, s, &loader, setup.box_source, &setup.device)?;
             let (iou, agree) = (boxes.iou()?, agreement(&dense, &boxes));
             let htl = agree.iter().filter(|a| **a < threshold).count();
             let row = json!({

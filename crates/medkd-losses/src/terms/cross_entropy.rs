@@ -5,7 +5,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::term::{LossTerm, Needs, TermAt, TermSpec, batch_classes, check_class_weight_list, class_weight_list, single_label};
-use crate::{LossContext, LossError, TaskFacts, cross_entropy, inverse_frequency_weights};
+use crate::{LossContext, LossError, TaskFacts, inverse_frequency_weights, weighted_cross_entropy};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +81,11 @@ struct CrossEntropy {
 
 impl LossTerm for CrossEntropy {
     fn value(&self, ctx: &LossContext, at: &TermAt) -> Result<Tensor<1>, LossError> {
-        Ok(cross_entropy(at.per_image(&ctx.student.logits), batch_classes(ctx), self.class_weights.as_deref(), self.label_smoothing))
+        let logits = at.per_image(&ctx.student.logits);
+        Ok(weighted_cross_entropy(logits, batch_classes(ctx), self.class_weights.as_deref(), self.label_smoothing, ctx.sample_weights))
+    }
+
+    fn weighs_samples(&self) -> bool {
+        true
     }
 }

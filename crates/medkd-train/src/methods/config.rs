@@ -36,7 +36,16 @@ impl MethodConfig {
             MethodConfig::Classify(_) => Ok(()),
             MethodConfig::Localize(localize) => {
                 localize.htl.as_ref().map_or(Ok(()), HtlConfig::validate)?;
-                localize.semi.as_ref().map_or(Ok(()), |semi| semi.validate(epochs))
+                localize.semi.as_ref().map_or(Ok(()), |semi| semi.validate(epochs))?;
+                match &localize.weak {
+                    Some(_) if localize.semi.is_some() => {
+                        Err("`method.weak` and `method.semi`: give one (weak trains on class labels and no box at all)".into())
+                    }
+                    Some(WeakConfig { cam_threshold }) if !(*cam_threshold > 0.0 && *cam_threshold < 1.0) => {
+                        Err(format!("`method.weak.cam_threshold`: must be in (0, 1) (a fraction of the map's maximum), got {cam_threshold}"))
+                    }
+                    _ => Ok(()),
+                }
             }
         }
     }
@@ -56,6 +65,23 @@ pub struct ClassifyConfig {}
 pub struct LocalizeConfig {
     pub htl: Option<HtlConfig>,
     pub semi: Option<SemiConfig>,
+    pub weak: Option<WeakConfig>,
+}
+
+/// `[method.weak]`: weakly supervised localization. The model is a classifier trained on the
+/// class labels alone (`data.label_column`; class terms such as `cross_entropy`); its box for an
+/// image is that of its class activation map (Grad-CAM of the predicted class, upsampled to the
+/// input) at `cam_threshold` x the map's maximum, largest connected region (Zhou et al. 2016).
+/// The true boxes only score it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeakConfig {
+    #[serde(default = "default_cam_threshold")]
+    pub cam_threshold: f64,
+}
+
+fn default_cam_threshold() -> f64 {
+    0.2
 }
 
 /// `[method.semi]`: semi-supervised localization (mean teacher, Tarvainen & Valpola 2017, with

@@ -4,7 +4,9 @@
 //! hard-to-learn samples weigh `1 + beta` in those terms (Jaiswal et al., WACV 2023): a fixed set
 //! from `medkd prune`, or one refreshed every few epochs by pruning the model being trained.
 //! With `[method.semi]`, only part of the training images keep their boxes and the others learn
-//! from an EMA teacher's pseudo-boxes ([`PseudoBoxes`]).
+//! from an EMA teacher's pseudo-boxes ([`PseudoBoxes`]). With `[method.weak]`, the model is a
+//! classifier trained on the images' classes and its boxes come from its class activation maps
+//! ([`crate::evaluate::cam_boxes`]); HTL samples then weigh up its class terms.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +19,7 @@ use serde_json::{Value, json};
 use crate::TrainError;
 use crate::checkpoint::MethodState;
 use crate::config::RunConfig;
-use crate::evaluate::{Evaluation, batch_tensor, evaluate_box_predictions, predict_boxes};
+use crate::evaluate::{BoxSource, Evaluation, batch_tensor, evaluate_box_predictions, predict_boxes};
 use crate::htl::find_htl;
 use crate::method::{Method, StepAt, StepLoss};
 use crate::methods::classify::{initial_model, train_loader};
@@ -56,7 +58,7 @@ impl<'a> Localize<'a> {
         }
         let setup = &self.prepared.setup;
         let loader = setup.eval_loader(self.config, setup.splits.train.clone())?;
-        self.htl = find_htl(model, *sparsity, *agreement, &loader, &setup.device)?;
+        self.htl = find_htl(model, *sparsity, *agreement, &loader, setup.box_source, &setup.device)?;
         let count = self.htl.iter().filter(|h| **h).count();
         self.refreshes.push((at.epoch, count));
         eprintln!("hard-to-learn samples after epoch {}: {count} of {}", at.epoch + 1, self.htl.len());
@@ -103,7 +105,10 @@ impl Method for Localize<'_> {
             });
         }
         let outputs = model.forward(batch_tensor(&batch.images, batch.shape, device));
-        let targets = Targets::Boxes(boxes);
+        let targets = match self.prepared.setup.box_source {
+            BoxSource::Regression => Targets::Boxes(boxes),
+            BoxSource::Cam { .. } => Targets::Classes(batch.class_labels()),
+        };
         let context = LossContext {
             step: at.global(),
             sample_weights: weights.as_deref(),
@@ -121,9 +126,13 @@ impl Method for Localize<'_> {
         Ok(model)
     }
 
-    /// Box metrics; the loss is the mean per-box L1 + GIoU loss, unweighted.
+    /// Box metrics; the loss is the mean per-box L1 + GIoU loss, unweighted, or for boxes from
+    /// activation maps the classifier's cross-entropy.
     fn evaluate(&self, model: &Model, loader: &Loader, setup: &RunSetup) -> Result<Evaluation, TrainError> {
-        let boxes = predict_boxes(model, loader, &setup.device)?;
+        let boxes = predict_boxes(model, loader, setup.box_source, &setup.device)?;
+        if let Some(loss) = boxes.class_loss {
+            return evaluate_box_predictions(boxes, loss);
+        }
         let device = setup.device.clone().without_autodiff();
         let tensor = |b: &[[f32; 4]]| Tensor::<2>::from_data(TensorData::new(b.concat(), [b.len(), 4]), &device);
         let (predicted, truth) = (tensor(&boxes.predicted), tensor(&boxes.truth()?));

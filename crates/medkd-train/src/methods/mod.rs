@@ -9,7 +9,7 @@ mod localize;
 mod pseudo_boxes;
 
 pub use classify::{Classify, Student};
-pub use config::{ClassifyConfig, HtlConfig, LocalizeConfig, MethodConfig, SemiConfig};
+pub use config::{ClassifyConfig, HtlConfig, LocalizeConfig, MethodConfig, SemiConfig, WeakConfig};
 pub use localize::Localize;
 
 use crate::TrainError;
