@@ -15,21 +15,26 @@
 #      step 4, and the 30% alone (weight = 0: the same steps without pseudo-boxes); SEEDS="0"
 #      runs one seed of these steps;
 #   6. ham_base, ham_prune: the same box regressor on HAM10000 (configs/localize/ham10000_resnet18.toml,
-#      seeds 0-2) and its HTL set, for the demographic analysis (tools/experiments/htl_groups.py).
+#      seeds 0-2) and its HTL set, for the demographic analysis (tools/experiments/htl_groups.py);
+#   7. weak, weak_htl: weakly supervised, on HAM10000's diagnoses alone
+#      (configs/localize/ham10000_weak_efficientnet_lite0.toml: Grad-CAM boxes), and with adaptive
+#      HTL attention (the pruned classifier's CAM box moves: IoU < 0.5 at sparsity 0.5, every 2
+#      epochs, weighted 3); SEEDS as in step 5.
 # Run folders go to runs/localize (OUT=DIR for another root); a started run is resumed, a finished
 # one skipped. Finished runs' small files are copied to results/localize (RESULTS=DIR) by
 # keep_run.py, with prune's htl.csv, scores.csv and prune.json.
 #
 #   tools/experiments/localize.sh [STEP...]     (steps: base prune htl htl_adaptive semi semi_htl
-#                                                semi_labelled_only ham_base ham_prune; default all)
+#                                                semi_labelled_only ham_base ham_prune weak weak_htl;
+#                                                default all)
 set -euo pipefail
 medkd=${MEDKD:-target/debug/medkd}
 config=configs/localize/isic2018_resnet18.toml
 out=${OUT:-runs/localize}
 kept=${RESULTS:-results/localize}
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(base prune htl htl_adaptive semi semi_htl semi_labelled_only ham_base ham_prune)
-semi_seeds=${SEEDS:-0 1 2}
+[[ ${#steps[@]} -gt 0 ]] || steps=(base prune htl htl_adaptive semi semi_htl semi_labelled_only ham_base ham_prune weak weak_htl)
+seeds=${SEEDS:-0 1 2}
 semi='semi = { labelled = 0.3 }'
 labelled_only='semi = { labelled = 0.3, weight = 0.0 }'
 adaptive='htl = { refresh_epochs = 3, sparsity = 0.7, agreement = 0.5, beta = 2.0 }'
@@ -70,14 +75,14 @@ for step in "${steps[@]}"; do
                 train htl_adaptive "$seed" --set "method={ kind = \"localize\", $adaptive }"
             done
             ;;
-        semi) for seed in $semi_seeds; do train semi "$seed" --set train.epochs=20 --set "method={ kind = \"localize\", $semi }"; done ;;
+        semi) for seed in $seeds; do train semi "$seed" --set train.epochs=20 --set "method={ kind = \"localize\", $semi }"; done ;;
         semi_htl)
-            for seed in $semi_seeds; do
+            for seed in $seeds; do
                 train semi_htl "$seed" --set train.epochs=20 --set "method={ kind = \"localize\", $semi, $adaptive }"
             done
             ;;
         semi_labelled_only)
-            for seed in $semi_seeds; do
+            for seed in $seeds; do
                 train semi_labelled_only "$seed" --set train.epochs=20 --set "method={ kind = \"localize\", $labelled_only }"
             done
             ;;
@@ -86,6 +91,13 @@ for step in "${steps[@]}"; do
             "$medkd" prune "$out"/ham_base_s{0,1,2} --sparsity 0.3,0.5,0.7,0.9 --htl-sparsity 0.7 --agreement 0.5 --out "$out/ham_prune"
             mkdir -p "$kept/ham_prune"
             cp "$out"/ham_prune/{htl.csv,scores.csv,prune.json} "$kept/ham_prune/"
+            ;;
+        weak) for seed in $seeds; do config=configs/localize/ham10000_weak_efficientnet_lite0.toml train weak "$seed"; done ;;
+        weak_htl)
+            for seed in $seeds; do
+                config=configs/localize/ham10000_weak_efficientnet_lite0.toml train weak_htl "$seed" --set \
+                    'method={ kind = "localize", weak = { cam_threshold = 0.2 }, htl = { refresh_epochs = 2, sparsity = 0.5, agreement = 0.5, beta = 2.0 } }'
+            done
             ;;
         *) echo "unknown step '$step'" >&2; exit 2 ;;
     esac
