@@ -32,7 +32,7 @@ pub use medkd_onnx::{Activation, Io as OnnxIo, OPSET as ONNX_OPSET, WeightPrecis
 pub use mobilenetv2::MobileNetV2;
 pub use model::{Arch, Model, ModelSpec, count_params};
 pub use norm::batch_norm;
-pub use prune::{Pruned, prune_global};
+pub use prune::{Masks, Pruned, prune_global, sparsity_of};
 pub use resnet::ResNet;
 pub use weights::{load_weights, load_weights_partial, save_weights, save_weights_with_metadata, state_dict};
 

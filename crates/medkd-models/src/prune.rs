@@ -56,7 +56,7 @@ impl ModuleMapper for Zero {
             return param;
         }
         param.map(|tensor| {
-            let (shape, device) = (tensor.shape(), tensor.device());
+            let (shape, device, trainable) = (tensor.shape(), tensor.device(), tensor.is_require_grad());
             let mut values = tensor.into_data().convert::<f32>().try_into_vec::<f32>().expect("float weights");
             for v in &mut values {
                 let magnitude = v.abs();
@@ -67,9 +67,67 @@ impl ModuleMapper for Zero {
                     *v = 0.0;
                 }
             }
-            Tensor::from_data(TensorData::new(values, shape), &device)
+            let pruned = Tensor::from_data(TensorData::new(values, shape), &device);
+            if trainable { pruned.require_grad() } else { pruned }
         })
     }
+}
+
+/// The zero pattern of a pruned model's conv and linear weights (1 kept, 0 pruned), in visit
+/// order: put back after every optimizer step, it keeps a fine-tuned model as sparse as it was
+/// pruned (as `torch.nn.utils.prune` keeps `weight_orig * weight_mask`).
+#[derive(Clone, Debug)]
+pub struct Masks(Vec<Tensor<1>>);
+
+struct CollectMasks(Vec<Tensor<1>>);
+
+impl ModuleVisitor for CollectMasks {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if prunable(D) {
+            self.0.push(param.val().detach().flatten::<1>(0, D - 1).not_equal_elem(0.0).float());
+        }
+    }
+}
+
+struct ApplyMasks<'a> {
+    masks: &'a [Tensor<1>],
+    next: usize,
+}
+
+impl ModuleMapper for ApplyMasks<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if !prunable(D) {
+            return param;
+        }
+        let mask = self.masks[self.next].clone();
+        self.next += 1;
+        param.map(|tensor| {
+            let trainable = tensor.is_require_grad();
+            let masked = (tensor.clone() * mask.reshape(tensor.shape())).detach();
+            if trainable { masked.require_grad() } else { masked }
+        })
+    }
+}
+
+impl Masks {
+    /// The masks of `model`'s zero weights.
+    pub fn of(model: &Model) -> Masks {
+        let mut collect = CollectMasks(Vec::new());
+        model.visit(&mut collect);
+        Masks(collect.0)
+    }
+
+    /// `model` (of the architecture the masks were taken from) with its masked weights zeroed.
+    pub fn apply(&self, model: Model) -> Model {
+        model.map(&mut ApplyMasks { masks: &self.0, next: 0 })
+    }
+}
+
+/// The count of conv and linear weights and of those that are zero.
+pub fn sparsity_of(model: &Model) -> Pruned {
+    let mut magnitudes = Magnitudes(Vec::new());
+    model.visit(&mut magnitudes);
+    Pruned { weights: magnitudes.0.len(), zeros: magnitudes.0.iter().filter(|v| **v == 0.0).count() }
 }
 
 /// The model with the `sparsity` share (in [0, 1)) of its conv and linear weights of smallest
@@ -90,10 +148,8 @@ pub fn prune_global(model: Model, sparsity: f64) -> Result<(Model, Pruned), Mode
         let below = sorted.iter().filter(|v| **v < threshold).count();
         model.map(&mut Zero { threshold, ties: count - below })
     };
-    let mut after = Magnitudes(Vec::new());
-    model.visit(&mut after);
-    let zeros = after.0.iter().filter(|v| **v == 0.0).count();
-    Ok((model, Pruned { weights, zeros }))
+    let report = sparsity_of(&model);
+    Ok((model, report))
 }
 
 #[cfg(test)]
@@ -121,5 +177,49 @@ mod tests {
         }
         let (_, none) = prune_global(pruned, 0.0).unwrap();
         assert_eq!(none.zeros, expected, "sparsity 0 prunes nothing");
+    }
+
+    /// Whether every conv and linear weight still takes gradients.
+    struct AllTrainable(bool);
+
+    impl ModuleVisitor for AllTrainable {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0 &= !prunable(D) || param.val().is_require_grad();
+        }
+    }
+
+    /// Masks put the pruned zeros back into weights that training moved, exactly there, and a
+    /// pruned or masked trainable model still trains.
+    #[test]
+    fn masks_keep_the_pruned_weights_zero_and_the_model_trainable() {
+        let spec = ModelSpec { arch: Arch::MobileNetV2, num_classes: 3, in_channels: 3, small_input: true };
+        let model = Model::new(&spec, &test_device().autodiff()).unwrap();
+        let (pruned, report) = prune_global(model, 0.5).unwrap();
+        let masks = Masks::of(&pruned);
+        let mut trainable = AllTrainable(true);
+        pruned.visit(&mut trainable);
+        assert!(trainable.0, "pruning keeps the weights trainable");
+        let mut zero_before = Magnitudes(Vec::new());
+        pruned.visit(&mut zero_before);
+
+        // As an optimizer step would: every weight moves off zero.
+        struct Shift;
+        impl ModuleMapper for Shift {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                param.map(|t| (t.add_scalar(0.5)).detach().require_grad())
+            }
+        }
+        let moved = pruned.map(&mut Shift);
+        assert_eq!(sparsity_of(&moved).zeros, 0);
+        let masked = masks.apply(moved);
+        let mut after = Magnitudes(Vec::new());
+        masked.visit(&mut after);
+        for (b, a) in zero_before.0.iter().zip(&after.0) {
+            assert_eq!(*b == 0.0, *a == 0.0, "zero exactly where pruned");
+        }
+        assert_eq!(sparsity_of(&masked), report);
+        let mut trainable = AllTrainable(true);
+        masked.visit(&mut trainable);
+        assert!(trainable.0, "masking keeps the weights trainable");
     }
 }

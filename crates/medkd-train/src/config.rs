@@ -101,6 +101,11 @@ pub struct ModelConfig {
     /// to put ImageNet weights under a new ResNet head.
     #[serde(default)]
     pub pretrained_skip: Vec<String>,
+    /// Prunes the initial (usually `pretrained`) weights by global magnitude to this share of
+    /// zero conv and linear weights, and keeps them zero through training (fine-tuning a pruned
+    /// model).
+    #[serde(default)]
+    pub prune_sparsity: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -376,6 +381,9 @@ impl RunConfig {
         }
         if let Some(averaging) = &train.weight_averaging {
             averaging.validate(train.epochs)?;
+        }
+        if let Some(sparsity) = self.model.prune_sparsity.filter(|s| !(0.0..1.0).contains(s)) {
+            return bad("model.prune_sparsity", format!("must be in [0, 1), got {sparsity}"));
         }
         if train.workers == 0 {
             return bad("train.workers", "must be at least 1".into());

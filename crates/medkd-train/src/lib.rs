@@ -20,6 +20,7 @@ pub mod roskd;
 pub mod rskd;
 pub mod run_dir;
 pub mod schedule;
+pub mod sparse;
 pub mod setup;
 pub mod stages;
 pub mod summary;

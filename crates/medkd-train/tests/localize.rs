@@ -259,3 +259,30 @@ fn weak_localization_trains_on_classes_and_scores_activation_map_boxes() {
     let boxes = |run: &Path| std::fs::read_to_string(run.join("predictions/val.csv")).unwrap();
     assert!(boxes(&first) == boxes(&second), "training boxes reached a weakly supervised run");
 }
+
+/// A pruned localizer fine-tuned from a run's weights stays as sparse as it was pruned: the
+/// kept checkpoint has the zeros, and summary.json records the sparsity at start and end.
+#[test]
+fn a_pruned_model_fine_tunes_with_its_masks_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let localize = "[method]\nkind = \"localize\"\n";
+    let dense_config = RunConfig::parse(&config_text(localize, BOX_LOSSES), &[]).unwrap();
+    let dense = tmp.path().join("dense");
+    train(&dense_config, &Prepared::new(&dense_config).unwrap(), &RunDir::create(&dense).unwrap(), false, false).unwrap();
+
+    let weights = dense.join("checkpoints/best.safetensors");
+    let overrides = [format!("model.pretrained=\"{}\"", weights.display()), "model.prune_sparsity=0.7".to_string()];
+    let config = RunConfig::parse(&config_text(localize, BOX_LOSSES), &overrides).unwrap();
+    let prepared = Prepared::new(&config).unwrap();
+    let folder = tmp.path().join("pruned");
+    let summary = train(&config, &prepared, &RunDir::create(&folder).unwrap(), false, false).unwrap().summary;
+    let pruned = &summary.method["pruned"];
+    let sparsity = |at: &str| pruned[at]["sparsity"].as_f64().unwrap();
+    assert!((sparsity("start") - 0.7).abs() < 1e-4 && sparsity("end") >= sparsity("start"), "{pruned}");
+    let best = medkd_models::load_weights(medkd_models::Model::new(&prepared.setup.spec, &prepared.setup.device).unwrap(), &folder.join("checkpoints/best.safetensors")).unwrap();
+    assert!(medkd_models::sparsity_of(&best).sparsity() >= sparsity("start"), "the kept weights are as sparse");
+    assert_ne!(std::fs::read(&weights).unwrap(), std::fs::read(folder.join("checkpoints/best.safetensors")).unwrap());
+
+    let error = prepare_error(&config_text(localize, BOX_LOSSES).replace("small_input = true", "small_input = true\nprune_sparsity = 1.0"));
+    assert!(error.contains("`model.prune_sparsity`"), "{error}");
+}

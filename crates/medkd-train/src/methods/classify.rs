@@ -18,6 +18,7 @@ use crate::method::{Method, StepAt, StepLoss};
 use crate::pretrained;
 use crate::run_dir::RunDir;
 use crate::setup::Prepared;
+use crate::sparse::KeptSparse;
 use crate::teacher_head::teacher_head;
 use crate::teachers::TeacherCache;
 
@@ -40,11 +41,13 @@ pub struct Classify<'a> {
     /// SSKD's trained, frozen teacher heads (set by `prepare`).
     teacher_heads: Vec<ProjectionHead>,
     teacher_cache: Option<TeacherCache>,
+    /// A pruned student's masks (`model.prune_sparsity`, set by `init`).
+    sparse: Option<KeptSparse>,
 }
 
 impl<'a> Classify<'a> {
     pub fn new(config: &'a RunConfig, prepared: &'a Prepared) -> Classify<'a> {
-        Classify { config, prepared, device: None, teacher_heads: Vec::new(), teacher_cache: None }
+        Classify { config, prepared, device: None, teacher_heads: Vec::new(), teacher_cache: None, sparse: None }
     }
 
     /// Teacher outputs are cached when they cannot change between epochs: no random train
@@ -64,7 +67,8 @@ impl Method for Classify<'_> {
 
     fn init(&mut self, device: &Device) -> Result<Student, TrainError> {
         let objective = &self.prepared.objective;
-        let model = initial_model(self.config, &self.prepared.setup.spec, device)?;
+        let (model, sparse) = initial_model(self.config, &self.prepared.setup.spec, device)?;
+        self.sparse = sparse;
         let adapters = objective.adapter_shapes().iter().map(|&(from, to)| ConvRegressor::new(from, to, device)).collect();
         let heads = objective.projection_heads().iter().map(|h| ProjectionHead::new(h.student_dim, device)).collect();
         self.device = Some(device.clone());
@@ -124,15 +128,24 @@ impl Method for Classify<'_> {
         Ok(StepLoss { total, terms })
     }
 
+    fn after_step(&mut self, student: Student, at: StepAt) -> Result<Student, TrainError> {
+        Ok(match &mut self.sparse {
+            Some(sparse) => Student { model: sparse.after_step(student.model, at), ..student },
+            None => student,
+        })
+    }
+
     fn summary(&self) -> BTreeMap<String, Value> {
         let teachers: Vec<&str> = self.prepared.teachers.iter().map(|t| t.source.as_str()).collect();
-        BTreeMap::from([("teachers".into(), json!(teachers)), ("teacher_cache".into(), json!(self.teacher_cache.is_some()))])
+        let mut summary = BTreeMap::from([("teachers".into(), json!(teachers)), ("teacher_cache".into(), json!(self.teacher_cache.is_some()))]);
+        summary.extend(self.sparse.as_ref().map(KeptSparse::summary));
+        summary
     }
 }
 
-/// The model a run starts from: freshly initialized, with `model.pretrained` weights loaded and
-/// BatchNorm frozen when the config asks.
-pub(crate) fn initial_model(config: &RunConfig, spec: &ModelSpec, device: &Device) -> Result<Model, TrainError> {
+/// The model a run starts from: freshly initialized, with `model.pretrained` weights loaded,
+/// BatchNorm frozen and the weights pruned (what keeps them pruned beside it) when the config asks.
+pub(crate) fn initial_model(config: &RunConfig, spec: &ModelSpec, device: &Device) -> Result<(Model, Option<KeptSparse>), TrainError> {
     let mut model = Model::new(spec, device)?;
     if let Some(weights) = &config.model.pretrained {
         let skip: Vec<&str> = config.model.pretrained_skip.iter().map(String::as_str).collect();
@@ -142,7 +155,7 @@ pub(crate) fn initial_model(config: &RunConfig, spec: &ModelSpec, device: &Devic
         // Flags are not in checkpoints: a resumed run gets this from init too.
         model = model.freeze_batch_norm();
     }
-    Ok(model)
+    KeptSparse::start(config, model)
 }
 
 /// The shuffled training loader (re-sampled by `train.sampling`).

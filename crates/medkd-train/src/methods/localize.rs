@@ -26,6 +26,7 @@ use crate::methods::classify::{initial_model, train_loader};
 use crate::methods::config::{HtlConfig, LocalizeConfig};
 use crate::methods::pseudo_boxes::PseudoBoxes;
 use crate::run_dir::RunDir;
+use crate::sparse::KeptSparse;
 use crate::setup::{Prepared, RunSetup};
 
 pub struct Localize<'a> {
@@ -38,6 +39,8 @@ pub struct Localize<'a> {
     /// `(epoch, HTL samples)` after each adaptive refresh, for summary.json.
     refreshes: Vec<(usize, usize)>,
     semi: Option<PseudoBoxes<'a>>,
+    /// A pruned model's masks (`model.prune_sparsity`, set by `init`).
+    sparse: Option<KeptSparse>,
 }
 
 impl<'a> Localize<'a> {
@@ -45,7 +48,7 @@ impl<'a> Localize<'a> {
         let n = prepared.setup.splits.train.len();
         let htl = prepared.htl.clone().unwrap_or_else(|| vec![false; n]);
         let semi = method.semi.as_ref().map(|semi| PseudoBoxes::new(semi, n));
-        Localize { config, prepared, htl_config: method.htl.as_ref(), device: None, htl, refreshes: Vec::new(), semi }
+        Localize { config, prepared, htl_config: method.htl.as_ref(), device: None, htl, refreshes: Vec::new(), semi, sparse: None }
     }
 
     /// Every `refresh_epochs` epochs, at the end of the epoch: the training images on which the
@@ -71,7 +74,9 @@ impl Method for Localize<'_> {
 
     fn init(&mut self, device: &Device) -> Result<Model, TrainError> {
         self.device = Some(device.clone());
-        initial_model(self.config, &self.prepared.setup.spec, device)
+        let (model, sparse) = initial_model(self.config, &self.prepared.setup.spec, device)?;
+        self.sparse = sparse;
+        Ok(model)
     }
 
     fn model<'m>(&self, model: &'m Model) -> &'m Model {
@@ -119,6 +124,10 @@ impl Method for Localize<'_> {
     }
 
     fn after_step(&mut self, model: Model, at: StepAt) -> Result<Model, TrainError> {
+        let model = match &mut self.sparse {
+            Some(sparse) => sparse.after_step(model, at),
+            None => model,
+        };
         if let Some(semi) = &mut self.semi {
             semi.after_step(&model);
         }
@@ -162,6 +171,7 @@ impl Method for Localize<'_> {
 
     fn summary(&self) -> BTreeMap<String, Value> {
         let mut summary = self.semi.as_ref().map(PseudoBoxes::summary).unwrap_or_default();
+        summary.extend(self.sparse.as_ref().map(KeptSparse::summary));
         let Some(htl) = self.htl_config else { return summary };
         let source = match &htl.file {
             Some(file) => json!({ "file": file }),
