@@ -10,7 +10,7 @@
 #   4. htl_adaptive: seeds 0-2 with the HTL set refreshed from the model being trained every 3
 #      epochs (pruned at 0.7, IoU < 0.5), weighted 3;
 #   5. semi, semi_htl, semi_labelled_only: semi-supervised, 30% of the training images keep their
-#      box ([method.semi] with its defaults, one labelled set for all seeds; 20 epochs): the mean teacher's
+#      box ([method.semi] with its defaults, one labelled set for all seeds; 20 epochs): the EMA teacher's
 #      confidence-filtered pseudo-boxes for the rest, seeds 0-2, with adaptive HTL attention as in
 #      step 4, and the 30% alone (weight = 0: the same steps without pseudo-boxes); SEEDS="0"
 #      runs one seed of these steps;

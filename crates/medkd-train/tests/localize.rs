@@ -148,11 +148,12 @@ fn labelled_set(run: &Path) -> std::collections::BTreeMap<String, bool> {
 }
 
 /// A semi-supervised run trains on the boxes of its labelled images and the teacher's pseudo-boxes
-/// of the others: moving every hidden box elsewhere in the CSV changes nothing, to the bit.
+/// of the others: moving every hidden box elsewhere in the CSV changes nothing, to the bit (the
+/// pseudo-boxes reach the loader in place of the hidden boxes).
 #[test]
 fn semi_supervised_runs_never_see_the_boxes_they_hide() {
     let tmp = tempfile::tempdir().unwrap();
-    let semi = |extra: &str| format!("[method]\nkind = \"localize\"\n[method.semi]\nlabelled = 0.4\nburn_in_epochs = 1\nconfidence = 0.0\n{extra}");
+    let semi = |extra: &str| format!("[method]\nkind = \"localize\"\n[method.semi]\nlabelled = 0.4\nburn_in_epochs = 1\nramp_epochs = 0\nconfidence = 0.0\n{extra}");
     let run = |labels: &Path, method: &str, name: &str| {
         let config = RunConfig::parse(&config_text_for(labels, method, BOX_LOSSES), &[]).unwrap();
         let prepared = Prepared::new(&config).unwrap();
@@ -164,9 +165,11 @@ fn semi_supervised_runs_never_see_the_boxes_they_hide() {
     let labelled = labelled_set(&first);
     assert_eq!(labelled.len(), train_len);
     assert_eq!(labelled.values().filter(|l| **l).count(), (0.4 * train_len as f64).round() as usize);
-    let counts = &summary.method["semi"];
-    let offered = counts["pseudo_boxes_offered"].as_u64().unwrap();
-    assert!(offered > 0 && counts["pseudo_boxes_kept"].as_u64() == Some(offered), "confidence 0 keeps every pseudo-box: {counts}");
+    // One refresh, after the burn-in epoch; confidence 0 keeps a pseudo-box for every hidden image.
+    let facts = &summary.method["semi"];
+    let unlabelled = facts["unlabelled"].as_u64().unwrap();
+    assert_eq!(unlabelled as usize, train_len - (0.4 * train_len as f64).round() as usize);
+    assert_eq!(facts["refreshes"], serde_json::json!([{ "epoch": 1, "pseudo_boxes": unlabelled }]), "{facts}");
 
     // The hidden boxes all become the whole image.
     let original = std::fs::read_to_string(isic().join("labels.csv")).unwrap();
@@ -189,9 +192,12 @@ fn semi_supervised_runs_never_see_the_boxes_they_hide() {
     assert!(boxes(&first) == boxes(&second), "the hidden boxes changed the predicted boxes");
 
     // weight = 0: the labelled images alone, no teacher consulted, another result.
-    let (_, alone, _) = run(&isic().join("labels.csv"), &semi("weight = 0.0\n"), "alone");
-    assert_eq!(alone.method["semi"]["pseudo_boxes_offered"].as_u64(), Some(0));
-    assert_ne!(alone.val.mean_iou, summary.val.mean_iou, "pseudo-boxes took part");
+    let (third, alone, _) = run(&isic().join("labels.csv"), &semi("weight = 0.0\n"), "alone");
+    assert_eq!(alone.method["semi"]["refreshes"], serde_json::json!([]));
+    // The second epoch, the first with pseudo-boxes, differs.
+    let last_epoch = |run: &Path| std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().nth(1).unwrap().to_string();
+    let val_iou = |run: &Path| serde_json::from_str::<serde_json::Value>(&last_epoch(run)).unwrap()["val"]["mean_iou"].as_f64();
+    assert_ne!(val_iou(&third), val_iou(&first), "pseudo-boxes took part");
 }
 
 fn ham() -> PathBuf {

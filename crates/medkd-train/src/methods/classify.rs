@@ -4,9 +4,10 @@
 //! views and teacher heads, the teacher cache and trainable regressors all live here.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use burn::prelude::*;
-use medkd_data::{Batch, Loader, LoaderOptions, Task};
+use medkd_data::{Batch, ImageDataset, Loader, LoaderOptions, Task};
 use medkd_losses::{ConvRegressor, Features, LossContext, ProjectionHead, Targets, with_rotations};
 use medkd_models::{Model, ModelSpec, load_weights_partial};
 use serde_json::{Value, json};
@@ -80,7 +81,7 @@ impl Method for Classify<'_> {
     }
 
     fn train_loader(&self) -> Result<Loader, TrainError> {
-        train_loader(self.config, self.prepared)
+        train_loader(self.config, self.prepared, self.prepared.setup.splits.train.clone())
     }
 
     /// SSKD stage 1, before the student's first epoch (kept in the run folder for --resume).
@@ -158,8 +159,9 @@ pub(crate) fn initial_model(config: &RunConfig, spec: &ModelSpec, device: &Devic
     KeptSparse::start(config, model)
 }
 
-/// The shuffled training loader (re-sampled by `train.sampling`).
-pub(crate) fn train_loader(config: &RunConfig, prepared: &Prepared) -> Result<Loader, TrainError> {
+/// The shuffled training loader over `train` (the training split, or a view of it with other
+/// targets), re-sampled by `train.sampling`.
+pub(crate) fn train_loader(config: &RunConfig, prepared: &Prepared, train: Arc<dyn ImageDataset>) -> Result<Loader, TrainError> {
     let setup = &prepared.setup;
     let options = LoaderOptions {
         batch_size: config.train.batch_size,
@@ -170,7 +172,7 @@ pub(crate) fn train_loader(config: &RunConfig, prepared: &Prepared) -> Result<Lo
         workers: config.train.workers,
         prefetch: config.train.prefetch,
     };
-    let loader = Loader::new(setup.splits.train.clone(), setup.train_pipeline.clone(), options)?;
+    let loader = Loader::new(train, setup.train_pipeline.clone(), options)?;
     Ok(match &prepared.sampling_weights {
         Some(weights) => loader.resampled(weights)?,
         None => loader,

@@ -84,15 +84,15 @@ fn default_cam_threshold() -> f64 {
     0.2
 }
 
-/// `[method.semi]`: semi-supervised localization (mean teacher, Tarvainen & Valpola 2017, with
-/// the confidence filter of pseudo-label detectors). A seeded `labelled` fraction of the training
-/// images keeps its boxes; the others are trained on pseudo-boxes from an exponential moving
-/// average (`ema_decay`, per step) of the model, on the same augmented view, from epoch
-/// `burn_in_epochs + 1` on. A pseudo-box counts only where the teacher is consistent: its box on
-/// the image overlaps with IoU >= `confidence` both its box on the mirrored image and its box on
-/// the central 80% crop, each mapped back (the pseudo-box is the mean of the first two); it then
-/// weighs `weight` in the box terms (a labelled box 1), reached along a sigmoid-shaped ramp over
-/// `ramp_epochs` after burn-in.
+/// `[method.semi]`: semi-supervised localization (self-training with an EMA teacher, as STAC and
+/// the mean teacher). A seeded `labelled` fraction of the training images keeps its boxes; the
+/// others are trained on pseudo-boxes that an exponential moving average (`ema_decay`, per step)
+/// of the model predicts on the un-augmented images after epoch `burn_in_epochs` and every
+/// `refresh_epochs` epochs after it, moved by the loader with each image's augmentation. A
+/// pseudo-box counts only where the teacher is consistent: its box on the image overlaps with
+/// IoU >= `confidence` both its box on the mirrored image and its box on the central 80% crop,
+/// each mapped back (the pseudo-box is the mean of the first two); it then weighs `weight` in the
+/// box terms (a labelled box 1), reached along a sigmoid-shaped ramp over `ramp_epochs`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SemiConfig {
@@ -111,6 +111,8 @@ pub struct SemiConfig {
     pub burn_in_epochs: usize,
     #[serde(default = "default_ramp")]
     pub ramp_epochs: usize,
+    #[serde(default = "default_refresh")]
+    pub refresh_epochs: usize,
 }
 
 fn default_ema_decay() -> f64 {
@@ -128,6 +130,9 @@ fn default_burn_in() -> usize {
 fn default_ramp() -> usize {
     5
 }
+fn default_refresh() -> usize {
+    2
+}
 
 impl SemiConfig {
     fn validate(&self, epochs: usize) -> Result<(), String> {
@@ -142,6 +147,9 @@ impl SemiConfig {
         }
         if !(0.0..=1.0).contains(&self.confidence) {
             return Err(format!("`method.semi.confidence`: must be in [0, 1] (an IoU), got {}", self.confidence));
+        }
+        if self.refresh_epochs == 0 {
+            return Err("`method.semi.refresh_epochs`: must be at least 1".into());
         }
         if self.burn_in_epochs >= epochs {
             return Err(format!("`method.semi.burn_in_epochs`: must be below train.epochs = {epochs}, got {}", self.burn_in_epochs));

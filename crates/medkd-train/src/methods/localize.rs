@@ -84,7 +84,8 @@ impl Method for Localize<'_> {
     }
 
     fn train_loader(&self) -> Result<Loader, TrainError> {
-        train_loader(self.config, self.prepared)
+        let train = self.prepared.setup.splits.train.clone();
+        train_loader(self.config, self.prepared, self.semi.as_ref().map_or(train.clone(), |semi| semi.dataset(train)))
     }
 
     fn prepare(&mut self, run: &RunDir) -> Result<(), TrainError> {
@@ -98,12 +99,11 @@ impl Method for Localize<'_> {
     /// images), each sample weighted by its HTL factor times its semi-supervised weight.
     fn step(&mut self, model: &Model, batch: Batch, at: StepAt) -> Result<StepLoss, TrainError> {
         let device = self.device.as_ref().expect("init runs before the first step");
-        let mut boxes = batch.boxes().ok_or_else(|| TrainError::Input("the localize method needs a box for every training image".into()))?;
+        let boxes = batch.boxes().ok_or_else(|| TrainError::Input("the localize method needs a box for every training image".into()))?;
         let mut weights: Option<Vec<f32>> =
             self.htl_config.map(|h| batch.indices.iter().map(|&i| if self.htl[i] { 1.0 + h.beta as f32 } else { 1.0 }).collect());
-        if let Some(semi) = &mut self.semi {
-            let (targets, semi_weights) = semi.targets(&batch, &boxes, at, device)?;
-            boxes = targets;
+        if let Some(semi) = &self.semi {
+            let semi_weights = semi.weights(&batch, at);
             weights = Some(match weights {
                 Some(htl) => htl.iter().zip(&semi_weights).map(|(h, s)| h * s).collect(),
                 None => semi_weights,
@@ -129,7 +129,7 @@ impl Method for Localize<'_> {
             None => model,
         };
         if let Some(semi) = &mut self.semi {
-            semi.after_step(&model);
+            semi.after_step(&model, at, self.config, &self.prepared.setup)?;
         }
         self.refresh(&model, at)?;
         Ok(model)

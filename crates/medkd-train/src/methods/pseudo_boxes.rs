@@ -1,13 +1,18 @@
 //! Semi-supervised localization (`[method.semi]`, see [`SemiConfig`]): which training images keep
-//! their boxes, and pseudo-boxes for the others from an EMA teacher of the model (mean teacher),
-//! kept where the teacher agrees with itself on the mirrored and on the zoomed image.
+//! their boxes, and pseudo-boxes for the others. An EMA teacher of the model labels the
+//! unlabelled images un-augmented (eval transforms) every few epochs, keeping a box only where
+//! the teacher agrees with itself on the mirrored and on the zoomed image; the training loader
+//! then moves each pseudo-box with its image's random crop and flips, so the model learns it
+//! under augmentation the teacher never saw (self-training as in Noisy Student and STAC).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use burn::prelude::*;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use medkd_data::{Batch, ImageDataset};
+use image::DynamicImage;
+use medkd_data::{Batch, DataError, DatasetInfo, ImageDataset, Subset, Target};
 use medkd_eval::box_iou;
 use medkd_losses::decode_boxes;
 use medkd_models::Model;
@@ -19,27 +24,63 @@ use serde_json::{Value, json};
 use crate::TrainError;
 use crate::averaging::{AveragingConfig, WeightAverage};
 use crate::checkpoint::MethodState;
+use crate::config::RunConfig;
 use crate::evaluate::{batch_tensor, submission_id};
 use crate::method::StepAt;
 use crate::methods::config::SemiConfig;
 use crate::run_dir::RunDir;
+use crate::setup::RunSetup;
 
-/// Where an unlabelled image has no usable pseudo-box, its target is this placeholder at weight 0
-/// (never its true box, which the run must not see).
+/// An unlabelled image without a pseudo-box trains on this placeholder at weight 0 (never on its
+/// true box, which the run must not see).
 const PLACEHOLDER: [f32; 4] = [0.25, 0.25, 0.75, 0.75];
+
+/// The zoomed view is the central crop of this fraction of each side, resized back.
+const ZOOM: f64 = 0.8;
+
+/// Per training image: its pseudo-box, if any (labelled images have none).
+type PseudoTable = Arc<RwLock<Vec<Option<[f32; 4]>>>>;
 
 pub struct PseudoBoxes<'a> {
     config: &'a SemiConfig,
     /// Per training sample: keeps its true box.
-    labelled: Vec<bool>,
+    labelled: Arc<Vec<bool>>,
+    pseudo: PseudoTable,
     teacher: WeightAverage,
-    /// Unlabelled samples seen after burn-in, and those that got a pseudo-box.
-    offered: u64,
-    kept: u64,
+    /// `(epoch, pseudo-boxes kept)` after each refresh, for summary.json.
+    refreshes: Vec<(usize, usize)>,
 }
 
-/// The zoomed view is the central crop of this fraction of each side, resized back.
-const ZOOM: f64 = 0.8;
+/// The training split as the model sees it: labelled images with their boxes, the others with
+/// their current pseudo-box or [`PLACEHOLDER`]. Read by the loader's workers as each epoch starts,
+/// after the previous epoch's refresh.
+pub struct PseudoBoxed {
+    base: Arc<dyn ImageDataset>,
+    labelled: Arc<Vec<bool>>,
+    pseudo: PseudoTable,
+}
+
+impl ImageDataset for PseudoBoxed {
+    fn info(&self) -> &DatasetInfo {
+        self.base.info()
+    }
+    fn len(&self) -> usize {
+        self.base.len()
+    }
+    fn image(&self, index: usize) -> Result<DynamicImage, DataError> {
+        self.base.image(index)
+    }
+    fn target(&self, index: usize) -> Target {
+        if self.labelled[index] {
+            return self.base.target(index);
+        }
+        let pseudo = self.pseudo.read().unwrap_or_else(|poisoned| poisoned.into_inner())[index];
+        Target::Box { bbox: pseudo.unwrap_or(PLACEHOLDER), class: None }
+    }
+    fn id(&self, index: usize) -> String {
+        self.base.id(index)
+    }
+}
 
 /// A box mirrored left-right (of a normalized image).
 fn mirrored([x0, y0, x1, y1]: [f32; 4]) -> [f32; 4] {
@@ -53,9 +94,9 @@ fn zoomed(images: Tensor<4>) -> (Tensor<4>, [f32; 4]) {
     let margin = |side: usize| ((side as f64 * (1.0 - ZOOM)) / 2.0).round() as usize;
     let (my, mx) = (margin(h), margin(w));
     let crop = images.slice([0..n, 0..c, my..h - my, mx..w - mx]);
-    let resized = interpolate(crop, InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]));
+    let options = InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([h, w]);
     let frame = [mx as f32 / w as f32, my as f32 / h as f32, (w - 2 * mx) as f32 / w as f32, (h - 2 * my) as f32 / h as f32];
-    (resized, frame)
+    (interpolate(crop, options), frame)
 }
 
 /// A box of a crop's view in the coordinates of the whole image.
@@ -74,11 +115,13 @@ impl<'a> PseudoBoxes<'a> {
             labelled[i] = true;
         }
         let teacher = WeightAverage::new(AveragingConfig::Ema { decay: config.ema_decay });
-        PseudoBoxes { config, labelled, teacher, offered: 0, kept: 0 }
+        let pseudo = Arc::new(RwLock::new(vec![None; train_samples]));
+        PseudoBoxes { config, labelled: Arc::new(labelled), pseudo, teacher, refreshes: Vec::new() }
     }
 
-    fn averaging(&self) -> AveragingConfig {
-        AveragingConfig::Ema { decay: self.config.ema_decay }
+    /// The training split with its hidden boxes replaced ([`PseudoBoxed`]).
+    pub fn dataset(&self, train: Arc<dyn ImageDataset>) -> Arc<dyn ImageDataset> {
+        Arc::new(PseudoBoxed { base: train, labelled: self.labelled.clone(), pseudo: self.pseudo.clone() })
     }
 
     /// `labelled.csv` in the run folder: `image,labelled` (1 or 0) for every training image.
@@ -102,59 +145,65 @@ impl<'a> PseudoBoxes<'a> {
         (weight * (-5.0 * (1.0 - t).powi(2)).exp()) as f32
     }
 
-    /// The batch's box targets and their weights in the box terms: a labelled image's true box
-    /// at weight 1; after burn-in, an unlabelled image's pseudo-box at the ramped weight where
-    /// the teacher is confident, else a placeholder at weight 0.
-    pub fn targets(&mut self, batch: &Batch, truth: &[[f32; 4]], at: StepAt, device: &Device) -> Result<(Vec<[f32; 4]>, Vec<f32>), TrainError> {
+    /// Each sample's weight in the box terms: a labelled image 1, an unlabelled one the ramped
+    /// pseudo-box weight where it has a pseudo-box, else 0.
+    pub fn weights(&self, batch: &Batch, at: StepAt) -> Vec<f32> {
         let pseudo_weight = self.pseudo_weight(at);
-        let mut targets = Vec::with_capacity(truth.len());
-        let mut weights = Vec::with_capacity(truth.len());
-        let unlabelled: Vec<usize> = (0..truth.len()).filter(|&j| !self.labelled[batch.indices[j]]).collect();
-        let pseudo = match &self.teacher.model {
-            // weight = 0 trains on the labelled images alone (the same steps, no teacher).
-            Some(teacher) if pseudo_weight > 0.0 && !unlabelled.is_empty() => {
-                self.offered += unlabelled.len() as u64;
-                self.teacher_boxes(teacher, batch, &unlabelled, device)?
-            }
-            _ => vec![None; unlabelled.len()],
-        };
-        let mut pseudo = unlabelled.iter().zip(pseudo).peekable();
-        for (j, true_box) in truth.iter().enumerate() {
-            match pseudo.next_if(|(u, _)| **u == j) {
-                None => {
-                    targets.push(*true_box);
-                    weights.push(1.0);
-                }
-                Some((_, Some(pseudo_box))) => {
-                    self.kept += 1;
-                    targets.push(pseudo_box);
-                    weights.push(pseudo_weight);
-                }
-                Some((_, None)) => {
-                    targets.push(PLACEHOLDER);
-                    weights.push(0.0);
-                }
-            }
-        }
-        Ok((targets, weights))
+        let pseudo = self.pseudo.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (batch.indices.iter())
+            .map(|&i| match (self.labelled[i], pseudo[i]) {
+                (true, _) => 1.0,
+                (false, Some(_)) => pseudo_weight,
+                (false, None) => 0.0,
+            })
+            .collect()
     }
 
-    /// The teacher's box for each of `rows` of the batch (in eval mode, on the batch's augmented
-    /// view), where it agrees with its box on the mirrored image and with its box on the zoomed
-    /// image, both mapped back (IoU >= `confidence`): the mean of the first two. The zoomed view
-    /// rejects what mirroring cannot: a box that does not follow the image (a collapsed, nearly
-    /// constant predictor is mirror-symmetric but keeps its box when the lesion grows).
-    fn teacher_boxes(&self, teacher: &Model, batch: &Batch, rows: &[usize], device: &Device) -> Result<Vec<Option<[f32; 4]>>, TrainError> {
-        let [_, c, h, w] = batch.shape;
-        let size = c * h * w;
-        let images: Vec<f32> = rows.iter().flat_map(|&j| batch.images[j * size..(j + 1) * size].iter().copied()).collect();
-        let plain = device.clone().without_autodiff();
-        let images = batch_tensor(&images, [rows.len(), c, h, w], &plain);
+    /// After each optimizer step: the teacher follows the model, and at the end of the last
+    /// burn-in epoch and every `refresh_epochs` epochs after it, it labels the unlabelled images.
+    pub fn after_step(&mut self, model: &Model, at: StepAt, config: &RunConfig, setup: &RunSetup) -> Result<(), TrainError> {
+        self.teacher.after_step(model);
+        let SemiConfig { burn_in_epochs, refresh_epochs, weight, .. } = *self.config;
+        let done = at.epoch + 1;
+        if at.step + 1 != at.steps || done < burn_in_epochs || (done - burn_in_epochs) % refresh_epochs != 0 || weight == 0.0 {
+            return Ok(());
+        }
+        let Some(teacher) = &self.teacher.model else { return Ok(()) };
+        let unlabelled: Vec<usize> = (0..self.labelled.len()).filter(|&i| !self.labelled[i]).collect();
+        // Images only: the loader's targets of these images are their true boxes, never read here.
+        let loader = setup.eval_loader(config, Arc::new(Subset::new(setup.splits.train.clone(), unlabelled.clone())))?;
+        let device = setup.device.clone().without_autodiff();
+        let mut boxes = Vec::with_capacity(unlabelled.len());
+        for batch in loader.epoch(0) {
+            let batch = batch?;
+            boxes.extend(self.teacher_boxes(teacher, batch_tensor(&batch.images, batch.shape, &device))?);
+        }
+        let kept = boxes.iter().filter(|b| b.is_some()).count();
+        let mut table = self.pseudo.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (i, pseudo) in unlabelled.into_iter().zip(boxes) {
+            table[i] = pseudo;
+        }
+        self.refreshes.push((at.epoch, kept));
+        eprintln!("pseudo-boxes after epoch {done}: {kept} of {} unlabelled images", self.labelled.len() - self.labelled_count());
+        Ok(())
+    }
+
+    fn labelled_count(&self) -> usize {
+        self.labelled.iter().filter(|l| **l).count()
+    }
+
+    /// The teacher's box for each image (eval mode), where it agrees with its box on the mirrored
+    /// image and with its box on the zoomed image, both mapped back (IoU >= `confidence`): the
+    /// mean of the first two. The zoomed view rejects what mirroring cannot: a box that does not
+    /// follow the image (a collapsed, nearly constant predictor is mirror-symmetric but keeps its
+    /// box when the lesion grows).
+    fn teacher_boxes(&self, teacher: &Model, images: Tensor<4>) -> Result<Vec<Option<[f32; 4]>>, TrainError> {
+        let n = images.dims()[0];
         let (zoom, frame) = zoomed(images.clone());
         let views = Tensor::cat(vec![images.clone(), images.flip([3]), zoom], 0);
-        let boxes = decode_boxes(teacher.logits(views)).into_data().try_to_vec::<f32>().map_err(|e| TrainError::Input(format!("teacher boxes: {e:?}")))?;
+        let boxes =
+            decode_boxes(teacher.logits(views)).into_data().try_to_vec::<f32>().map_err(|e| TrainError::Input(format!("teacher boxes: {e:?}")))?;
         let boxes: Vec<[f32; 4]> = boxes.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
-        let n = rows.len();
         let (direct, flipped, zoom) = (&boxes[..n], &boxes[n..2 * n], &boxes[2 * n..]);
         Ok((0..n)
             .map(|i| {
@@ -165,14 +214,10 @@ impl<'a> PseudoBoxes<'a> {
             .collect())
     }
 
-    /// After each optimizer step: the teacher follows the model.
-    pub fn after_step(&mut self, model: &Model) {
-        self.teacher.after_step(model);
-    }
-
     pub fn save_state(&self, state: &mut MethodState) -> Result<(), TrainError> {
         state.put("semi_teacher_updates", &self.teacher.count);
-        state.put("semi_pseudo_boxes", &(self.offered, self.kept));
+        state.put("semi_pseudo_boxes", &*self.pseudo.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        state.put("semi_refreshes", &self.refreshes);
         if let Some(teacher) = &self.teacher.model {
             state.put_module("semi_teacher", teacher)?;
         }
@@ -182,22 +227,23 @@ impl<'a> PseudoBoxes<'a> {
     /// `fresh` is a model of the run's shape for the saved teacher's weights to load into.
     pub fn load_state(&mut self, state: &MethodState, fresh: Model) -> Result<(), TrainError> {
         let count: u64 = state.get("semi_teacher_updates")?;
-        (self.offered, self.kept) = state.get("semi_pseudo_boxes")?;
+        *self.pseudo.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = state.get("semi_pseudo_boxes")?;
+        self.refreshes = state.get("semi_refreshes")?;
         let teacher = if count > 0 { Some(state.get_module("semi_teacher", fresh)?) } else { None };
-        self.teacher = WeightAverage::resumed(self.averaging(), teacher, count);
+        self.teacher = WeightAverage::resumed(AveragingConfig::Ema { decay: self.config.ema_decay }, teacher, count);
         Ok(())
     }
 
     pub fn summary(&self) -> BTreeMap<String, Value> {
-        let labelled = self.labelled.iter().filter(|l| **l).count();
+        let labelled = self.labelled_count();
+        let refreshes: Vec<Value> = self.refreshes.iter().map(|(epoch, kept)| json!({ "epoch": epoch + 1, "pseudo_boxes": kept })).collect();
         BTreeMap::from([(
             "semi".into(),
             json!({
                 "labelled": labelled,
                 "unlabelled": self.labelled.len() - labelled,
                 "labelled_seed": self.config.seed,
-                "pseudo_boxes_offered": self.offered,
-                "pseudo_boxes_kept": self.kept,
+                "refreshes": refreshes,
             }),
         )])
     }
