@@ -27,6 +27,7 @@ import time
 
 try:
     import torch
+    import torch.nn.utils.prune
     import torchvision
     from PIL import Image
     from torchvision import transforms
@@ -42,6 +43,7 @@ except ImportError as error:
 
 NUM_CLASSES = 10
 LEARNING_RATE = 0.01
+MASKED_SPARSITY = 0.5  # MASKED_SPARSITY in bench.rs
 
 def efficientnet_lite0(num_classes):
     """The model code of the ImageNet checkpoints medkd loads (efficientnet-lite-pytorch), with
@@ -63,6 +65,9 @@ ARCHS = {
 # names and shapes (a unit test there checks the names). ResNet-18 names carry no prefix.
 MODEL_WORKLOADS = {
     "train_64": ("resnet18", "train", 32, 64),
+    # 50% of conv and linear weights pruned by global magnitude, masks kept (torch.nn.utils.prune's
+    # forward pre-hook multiplies weight_orig by the mask every forward).
+    "train_64_masked": ("resnet18", "masked_train", 32, 64),
     "train_224": ("resnet18", "train", 8, 224),
     "infer_224": ("resnet18", "infer", 32, 224),
     "infer_224_b1": ("resnet18", "infer", 1, 224),
@@ -130,7 +135,10 @@ def time_model(name, iters, warmup, device):
     images = torch.randn(batch, 3, side, side).to(device)
     labels = (torch.arange(batch) % NUM_CLASSES).to(device)  # i % 10, as bench.rs
 
-    if mode == "train":
+    if mode == "masked_train":
+        layers = [(m, "weight") for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        torch.nn.utils.prune.global_unstructured(layers, pruning_method=torch.nn.utils.prune.L1Unstructured, amount=MASKED_SPARSITY)
+    if mode in ("train", "masked_train"):
         model.train()  # BatchNorm on batch statistics
         loss_fn = torch.nn.CrossEntropyLoss()
         optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=0.9, dampening=0.0)

@@ -22,7 +22,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use medkd_data::{DataConfig, Loader, LoaderOptions, build_pipelines, open_splits};
 use medkd_losses::{Features, LossContext, LossSpec, Objective, Targets, TaskFacts, TeacherFacts};
-use medkd_models::{Arch, FeatureLayout, Model, ModelSpec};
+use medkd_models::{Arch, FeatureLayout, Masks, Model, ModelSpec, prune_global};
 use medkd_train::build_info;
 use medkd_train::config::DeviceChoice;
 use medkd_train::device::make_device;
@@ -37,6 +37,8 @@ const PYTORCH_SCRIPT: &str = include_str!("../../../bench/pytorch_reference.py")
 const PYTORCH_THREADS: usize = 2;
 const NUM_CLASSES: usize = 10;
 const LEARNING_RATE: f64 = 0.01;
+/// The share of conv and linear weights the masked train workload prunes (bench/pytorch_reference.py too).
+const MASKED_SPARSITY: f64 = 0.5;
 const LOADER_BATCH: usize = 32;
 const LOADER_WORKERS: usize = 2;
 
@@ -44,6 +46,9 @@ const LOADER_WORKERS: usize = 2;
 enum Mode {
     /// forward (BatchNorm in training mode), cross-entropy, backward, SGD step, loss read back.
     Train,
+    /// The train step of a model pruned by global magnitude at [`MASKED_SPARSITY`], its masks put
+    /// back after the step (fine-tuning a pruned model, `model.prune_sparsity`).
+    MaskedTrain,
     /// forward (BatchNorm on running statistics) without autodiff, logits read back.
     Infer,
 }
@@ -77,6 +82,8 @@ const fn model(name: &'static str, arch: Arch, mode: Mode, batch: usize, side: u
 /// `script_knows_every_workload` test checks the names). ResNet-18 names carry no prefix.
 const WORKLOADS: &[Workload] = &[
     model("train_64", Arch::ResNet18, Mode::Train, 32, 64),
+    // Fine-tuning a pruned model: compare with train_64 for the masks' cost.
+    model("train_64_masked", Arch::ResNet18, Mode::MaskedTrain, 32, 64),
     model("train_224", Arch::ResNet18, Mode::Train, 8, 224),
     model("infer_224", Arch::ResNet18, Mode::Infer, 32, 224),
     model("infer_224_b1", Arch::ResNet18, Mode::Infer, 1, 224),
@@ -110,7 +117,11 @@ impl Workload {
     fn describe(&self) -> String {
         match self.kind {
             Kind::Model { arch, mode, batch, side } => {
-                let mode = if mode == Mode::Train { "train step" } else { "inference" };
+                let mode = match mode {
+                    Mode::Train => "train step",
+                    Mode::MaskedTrain => "train step, 50% pruned, masks kept",
+                    Mode::Infer => "inference",
+                };
                 format!("{arch} {mode}, batch {batch}, {side} px")
             }
             Kind::Loader { side, images } => {
@@ -341,17 +352,29 @@ fn time_model(arch: Arch, mode: Mode, batch: usize, side: usize, options: &Bench
     let spec = ModelSpec::new(arch, NUM_CLASSES);
     let labels: Vec<usize> = (0..batch).map(|i| i % NUM_CLASSES).collect();
     match mode {
-        Mode::Train => {
+        Mode::Train | Mode::MaskedTrain => {
             // On an autodiff device BatchNorm uses batch statistics, as torch's model.train().
             let device = make_device(options.device)?.autodiff();
             let images = Tensor::<4>::random([batch, 3, side, side], Distribution::Normal(0.0, 1.0), &device);
-            let mut model = Some(Model::new(&spec, &device)?);
+            let (initial, masks) = match mode {
+                Mode::MaskedTrain => {
+                    let (pruned, _) = prune_global(Model::new(&spec, &device)?, MASKED_SPARSITY)?;
+                    let masks = Masks::of(&pruned);
+                    (pruned, Some(masks))
+                }
+                _ => (Model::new(&spec, &device)?, None),
+            };
+            let mut model = Some(initial);
             let mut optimizer = sgd();
             time_iters(options.iters, options.warmup, || {
                 let current = model.take().expect("the model is put back after every step");
                 let loss = medkd_losses::cross_entropy(current.logits(images.clone()), &labels, None, 0.0);
                 let grads = GradientsParams::from_grads(loss.backward(), &current);
-                model = Some(optimizer.step(LEARNING_RATE, current, grads));
+                let stepped = optimizer.step(LEARNING_RATE, current, grads);
+                model = Some(match &masks {
+                    Some(masks) => masks.apply(stepped),
+                    None => stepped,
+                });
                 // Reading the loss back is what the training loop does every step (for logging),
                 // and it forces the step's work to finish before the clock stops.
                 black_box(loss.into_scalar::<f32>());
@@ -716,7 +739,11 @@ fn report_json(
         match workload.kind {
             Kind::Model { arch, mode, batch, side } => {
                 entry["model"] = json!(arch.name());
-                entry["mode"] = json!(if mode == Mode::Train { "train" } else { "infer" });
+                entry["mode"] = json!(match mode {
+                    Mode::Train => "train",
+                    Mode::MaskedTrain => "masked_train",
+                    Mode::Infer => "infer",
+                });
                 entry["input_shape"] = json!([batch, 3, side, side]);
             }
             Kind::RkdAngle { batch, student_dim, teacher_dim } => {
