@@ -5,12 +5,14 @@
 //!
 //! The numbers behind every plot are embedded in the page as JSON (`#medkd-data`), so tests
 //! check plots by their data: the curves against scikit-learn, the confusion counts against
-//! summary.json. `compare` ([`compare`]) tables runs grouped over seeds.
+//! summary.json. `compare` ([`compare`]) tables runs grouped over seeds; [`prune_page`] draws
+//! `medkd prune`'s sparsity curves.
 
 mod charts;
 pub mod compare;
 mod error;
 mod html;
+mod prune;
 mod run_files;
 mod section;
 
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 pub use error::ReportError;
+pub use prune::prune_page;
 pub use run_files::RunFiles;
 
 use crate::html::escape;

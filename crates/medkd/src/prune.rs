@@ -145,7 +145,9 @@ pub fn prune(args: &PruneArgs) -> Result<()> {
         "htl_per_run": flags.iter().map(|f| f.iter().filter(|h| **h).count()).collect::<Vec<_>>(),
         "overlap": overlaps, "curve": curve, "medkd": medkd_train::build_info::json(),
     });
-    for (name, text) in [("htl.csv", htl_csv), ("scores.csv", scores_csv), ("prune.json", serde_json::to_string_pretty(&report)? + "\n")] {
+    let page = medkd_report::prune_page(&report).map_err(anyhow::Error::msg)?;
+    let files = [("htl.csv", htl_csv), ("scores.csv", scores_csv), ("prune.json", serde_json::to_string_pretty(&report)? + "\n"), ("report.html", page)];
+    for (name, text) in files {
         std::fs::write(out.join(name), text).with_context(|| format!("writing {}", out.join(name).display()))?;
     }
     println!(

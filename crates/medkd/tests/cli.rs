@@ -1041,6 +1041,12 @@ fn localization_runs_predict_evaluate_and_prune() {
         assert_eq!(fields[1] == "1", votes == 2, "HTL is the modal vote of 2 models: {line}");
     }
     assert_eq!(report["htl"].as_u64().unwrap() as usize, htl.lines().filter(|l| l.split(',').nth(1) == Some("1")).count());
+    // report.html: the two sparsity plots, drawn from prune.json's numbers.
+    let page = std::fs::read_to_string(pruned.join("report.html")).unwrap();
+    assert!(page.contains("data-plot=\"prune_iou\"") && page.contains("data-plot=\"prune_agreement\""));
+    let start = page.find("id=\"medkd-data\">").unwrap() + "id=\"medkd-data\">".len();
+    let embedded: serde_json::Value = serde_json::from_str(&page[start..page[start..].find("</script>").unwrap() + start].replace("<\\/", "</")).unwrap();
+    assert_eq!(embedded, report, "the page embeds prune.json");
 
     // A file of test images cannot weigh training images; nothing is created.
     let out = tmp.path().join("with_htl");
