@@ -139,11 +139,17 @@ pub struct SplitConfig {
     /// Fraction of each class that goes to validation.
     #[serde(default = "default_fraction")]
     pub val: f64,
-    /// Fraction of each class that goes to test.
+    /// Fraction of each class that goes to test (unused with `folds`).
     #[serde(default = "default_fraction")]
     pub test: f64,
     #[serde(default)]
     pub seed: u64,
+    /// K-fold cross-validation: each class dealt into `folds` folds (seeded); the test split is
+    /// fold `fold` (0-based), validation `val` of each class from the other folds.
+    #[serde(default)]
+    pub folds: Option<usize>,
+    #[serde(default)]
+    pub fold: Option<usize>,
 }
 
 fn default_fraction() -> f64 {
@@ -152,7 +158,7 @@ fn default_fraction() -> f64 {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig { val: default_fraction(), test: default_fraction(), seed: 0 }
+        SplitConfig { val: default_fraction(), test: default_fraction(), seed: 0, folds: None, fold: None }
     }
 }
 
@@ -162,6 +168,19 @@ impl SplitConfig {
             if !(0.0..1.0).contains(&f) {
                 return Err(DataError::config(format!("split.{name} = {f}: fractions must be in [0, 1)")));
             }
+        }
+        match (self.folds, self.fold) {
+            (None, None) => {}
+            (Some(k), Some(fold)) if k >= 2 && fold < k => {
+                if self.val >= (k - 1) as f64 / k as f64 {
+                    return Err(DataError::config(format!("split.val = {}: must leave training images outside the test fold", self.val)));
+                }
+                return Ok(());
+            }
+            (Some(k), Some(fold)) => {
+                return Err(DataError::config(format!("split.folds = {k}, split.fold = {fold}: need folds >= 2 and fold in [0, folds)")));
+            }
+            _ => return Err(DataError::config("split.folds and split.fold: give both (k-fold cross-validation) or neither")),
         }
         if self.val + self.test >= 1.0 {
             return Err(DataError::config(format!(

@@ -43,6 +43,9 @@ pub struct SplitIndices {
 /// its class (a box's class too); of a multi-label sample its rarest positive label (so rare
 /// findings reach every split); a sample with no positive label (no finding, a box without a
 /// class, an unlabelled sample) goes to one separate stratum, so a box-only set is one group.
+/// With `folds`, each stratum's shuffled samples are dealt in turn into the folds (continuing
+/// from stratum to stratum, so the folds differ in size by at most one) and fold `fold` is the
+/// test split.
 pub fn stratified_split(ds: &dyn ImageDataset, cfg: &SplitConfig) -> Result<SplitIndices, DataError> {
     cfg.validate()?;
     let counts = class_counts(ds);
@@ -57,14 +60,25 @@ pub fn stratified_split(ds: &dyn ImageDataset, cfg: &SplitConfig) -> Result<Spli
     }
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut split = SplitIndices { train: Vec::new(), val: Vec::new(), test: Vec::new() };
+    let mut dealt = 0;
     for mut members in strata {
         members.shuffle(&mut rng);
         let n = members.len();
-        let n_test = (n as f64 * cfg.test).round() as usize;
-        let n_val = ((n as f64 * cfg.val).round() as usize).min(n - n_test);
-        split.test.extend_from_slice(&members[..n_test]);
-        split.val.extend_from_slice(&members[n_test..n_test + n_val]);
-        split.train.extend_from_slice(&members[n_test + n_val..]);
+        let (test, rest): (Vec<usize>, Vec<usize>) = match (cfg.folds, cfg.fold) {
+            (Some(k), Some(fold)) => {
+                let (test, rest): (Vec<_>, Vec<_>) = members.iter().enumerate().partition(|(j, _)| (dealt + j) % k == fold);
+                dealt += n;
+                (test.into_iter().map(|(_, &i)| i).collect(), rest.into_iter().map(|(_, &i)| i).collect())
+            }
+            _ => {
+                let n_test = (n as f64 * cfg.test).round() as usize;
+                (members[..n_test].to_vec(), members[n_test..].to_vec())
+            }
+        };
+        let n_val = ((n as f64 * cfg.val).round() as usize).min(rest.len());
+        split.test.extend(test);
+        split.val.extend_from_slice(&rest[..n_val]);
+        split.train.extend_from_slice(&rest[n_val..]);
     }
     for part in [&mut split.train, &mut split.val, &mut split.test] {
         part.sort_unstable();

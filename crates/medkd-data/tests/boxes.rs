@@ -53,7 +53,7 @@ fn isic() -> PathBuf {
 fn isic2018_boxes_are_normalized_split_as_one_group_and_batched_in_order() {
     let csv = isic().join("labels.csv");
     let mut cfg = box_config(&csv, Path::new("images"));
-    cfg.split = Some(SplitConfig { val: 0.15, test: 0.15, seed: 4 });
+    cfg.split = Some(SplitConfig { val: 0.15, test: 0.15, seed: 4, ..Default::default() });
     let s = open_splits(&cfg, Path::new("/")).unwrap();
     let info = s.train.info();
     assert_eq!((info.task, info.num_classes(), info.channels), (Task::Localization, 0, 3));
@@ -93,7 +93,7 @@ fn ph2_boxes_carry_the_diagnosis_and_follow_each_image_size() {
     let csv = data_dir().join("ph2/labels.csv");
     let mut cfg = box_config(&csv, Path::new("images"));
     cfg.label_column = Some("diagnosis".into());
-    cfg.split = Some(SplitConfig { val: 0.25, test: 0.0, seed: 0 });
+    cfg.split = Some(SplitConfig { val: 0.25, test: 0.0, seed: 0, ..Default::default() });
     let s = open_splits(&cfg, Path::new("/")).unwrap();
     let names = ["atypical_nevus", "common_nevus", "melanoma"];
     assert_eq!(s.train.info().class_names, names);
@@ -151,7 +151,7 @@ fn bad_boxes_name_the_file_row_and_column() {
     // Columns: image,width,height,bbox_x0,bbox_y0,bbox_x1,bbox_y1,...
     let csv = isic_csv(dir.path(), 5, |_, _| {});
     let mut cfg = box_config(&csv, &images);
-    cfg.split = Some(SplitConfig { val: 0.0, test: 0.0, seed: 0 });
+    cfg.split = Some(SplitConfig { val: 0.0, test: 0.0, seed: 0, ..Default::default() });
     assert_eq!(open_splits(&cfg, Path::new("/")).unwrap().train.len(), 5);
 
     isic_csv(dir.path(), 5, |i, f| {
@@ -210,7 +210,7 @@ fn normalized_box_units_are_taken_as_given() {
     });
     let mut cfg = box_config(&csv, &isic().join("images"));
     cfg.box_units = Some(BoxUnits::Normalized);
-    cfg.split = Some(SplitConfig { val: 0.0, test: 0.0, seed: 0 });
+    cfg.split = Some(SplitConfig { val: 0.0, test: 0.0, seed: 0, ..Default::default() });
     let s = open_splits(&cfg, Path::new("/")).unwrap();
     let expected = expected_boxes(&isic().join("labels.csv"));
     assert_eq!(s.train.len(), 6);

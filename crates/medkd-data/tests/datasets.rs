@@ -20,7 +20,7 @@ fn ham_config(seed: u64) -> DataConfig {
     cfg.image_ext = Some("jpg".into());
     cfg.label_column = Some("dx".into());
     cfg.classes = Some(HAM_CLASSES.iter().map(|s| s.to_string()).collect());
-    cfg.split = Some(SplitConfig { val: 0.15, test: 0.15, seed });
+    cfg.split = Some(SplitConfig { val: 0.15, test: 0.15, seed, ..Default::default() });
     cfg
 }
 
@@ -91,7 +91,7 @@ fn image_folder_classes_are_sorted_sub_folders() {
     let root = dir.path().join("derm");
     let rows = make_folder(&root, &["nv", "mel", "bcc"]);
     let mut cfg = config(DataFormat::Folder, Path::new("derm"));
-    cfg.split = Some(SplitConfig { val: 0.25, test: 0.25, seed: 3 });
+    cfg.split = Some(SplitConfig { val: 0.25, test: 0.25, seed: 3, ..Default::default() });
     let s = open_splits(&cfg, dir.path()).unwrap();
     assert_eq!(s.train.info().class_names, ["bcc", "mel", "nv"]);
     assert_eq!(s.train.info().name, "derm");
@@ -133,7 +133,7 @@ fn csv_config(path: &Path, image_column: &str) -> DataConfig {
     cfg.image_dir = Some("images".into());
     cfg.image_column = Some(image_column.into());
     cfg.image_ext = Some("jpg".into());
-    cfg.split = Some(SplitConfig { val: 0.0, test: 0.0, seed: 0 });
+    cfg.split = Some(SplitConfig { val: 0.0, test: 0.0, seed: 0, ..Default::default() });
     cfg
 }
 
@@ -184,7 +184,7 @@ fn nih_style_multi_label_column() {
     let mut cfg = csv_config(&dir.path().join("Data_Entry.csv"), "Image Index");
     cfg.image_ext = None;
     cfg.multilabel_column = Some("Finding Labels".into());
-    cfg.split = Some(SplitConfig { val: 0.34, test: 0.0, seed: 0 });
+    cfg.split = Some(SplitConfig { val: 0.34, test: 0.0, seed: 0, ..Default::default() });
     let s = open_splits(&cfg, dir.path()).unwrap();
     let info = s.train.info();
     assert_eq!(info.class_names, ["Effusion", "Mass", "Nodule"]);
@@ -271,8 +271,44 @@ fn csv_errors_name_row_column_and_file() {
 fn split_fractions_are_validated() {
     let mut cfg = ham_config(0);
     for (val, test, needle) in [(1.0, 0.1, "split.val = 1"), (0.2, -0.1, "split.test = -0.1"), (0.6, 0.4, "below 1")] {
-        cfg.split = Some(SplitConfig { val, test, seed: 0 });
+        cfg.split = Some(SplitConfig { val, test, seed: 0, ..Default::default() });
         let msg = open_splits(&cfg, Path::new("/")).unwrap_err().to_string();
         assert!(msg.contains(needle), "{msg}");
+    }
+}
+
+/// K-fold cross-validation splits: the five test folds partition the set, each class spread over
+/// them within one sample, the folds within one sample of each other; validation comes from the
+/// other folds. Bad fold keys are refused by name.
+#[test]
+fn k_fold_test_splits_partition_the_set_by_class() {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut fold_sizes = Vec::new();
+    for fold in 0..5 {
+        let mut cfg = ham_config(3);
+        cfg.split = Some(SplitConfig { val: 0.1, seed: 3, folds: Some(5), fold: Some(fold), ..Default::default() });
+        let table = open_splits(&cfg, Path::new("/")).unwrap().split_table.unwrap();
+        let test: Vec<&SplitRow> = table.iter().filter(|r| r.split == SplitName::Test).collect();
+        fold_sizes.push(test.len());
+        for row in &test {
+            *seen.entry(row.image.clone()).or_default() += 1;
+        }
+        for name in HAM_CLASSES {
+            let total = table.iter().filter(|r| r.label == name).count() as f64;
+            let in_fold = test.iter().filter(|r| r.label == name).count() as f64;
+            let in_val = table.iter().filter(|r| r.label == name && r.split == SplitName::Val).count() as f64;
+            assert!((in_fold - total / 5.0).abs() <= 1.0, "fold {fold} {name}: {in_fold} of {total}");
+            assert!((in_val - 0.1 * total).abs() <= 1.0, "fold {fold} {name} val: {in_val}");
+        }
+    }
+    assert_eq!(seen.len(), 5984, "every image is in a test fold");
+    assert!(seen.values().all(|&n| n == 1), "in exactly one");
+    assert!(fold_sizes.iter().max().unwrap() - fold_sizes.iter().min().unwrap() <= 1, "{fold_sizes:?}");
+
+    for (folds, fold, expected) in [(Some(5), None, "give both"), (Some(5), Some(5), "fold in [0, folds)"), (Some(1), Some(0), "folds >= 2")] {
+        let mut cfg = ham_config(3);
+        cfg.split = Some(SplitConfig { folds, fold, ..Default::default() });
+        let error = open_splits(&cfg, Path::new("/")).err().expect("refused").to_string();
+        assert!(error.contains(expected), "{error}");
     }
 }

@@ -135,7 +135,7 @@ fn ham_subset() -> Arc<dyn ImageDataset> {
     cfg.image_column = Some("image_id".into());
     cfg.image_ext = Some("jpg".into());
     cfg.label_column = Some("dx".into());
-    cfg.split = Some(medkd_data::SplitConfig { val: 0.0, test: 0.0, seed: 0 });
+    cfg.split = Some(medkd_data::SplitConfig { val: 0.0, test: 0.0, seed: 0, ..Default::default() });
     let full = open_splits(&cfg, "/".as_ref()).unwrap().train;
     Arc::new(Subset::new(full, (0..10).map(|i| i * 37).collect()))
 }

@@ -146,7 +146,7 @@ fn sixteen_bit_png_is_scaled_by_65535() {
         }
     }
     let mut cfg = config(DataFormat::Folder, dir.path());
-    cfg.split = Some(SplitConfig { val: 0.0, test: 0.0, seed: 0 });
+    cfg.split = Some(SplitConfig { val: 0.0, test: 0.0, seed: 0, ..Default::default() });
     let s = open_splits(&cfg, "/".as_ref()).unwrap();
     assert_eq!(s.train.len(), 4);
     assert_eq!(s.train.info().channels, 1);
