@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use medkd_data::{Size, Task, TransformSpec, build_pipelines};
 use medkd_eval::Metric;
 use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
@@ -199,6 +199,20 @@ fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: 
     Ok(calibrated(predictions, run, setup))
 }
 
+/// The run opened for `eval`/`predict`, its CAM threshold replaced by `cam_threshold` (weakly
+/// supervised runs only).
+fn open_run_at(run_path: &Path, cam_threshold: Option<f64>) -> Result<(RunConfig, RunDir, RunSetup)> {
+    let (config, run, mut setup) = open_run(run_path)?;
+    if let Some(threshold) = cam_threshold {
+        ensure!(threshold > 0.0 && threshold < 1.0, "--cam-threshold {threshold}: must be in (0, 1)");
+        let evaluate::BoxSource::Cam { .. } = setup.box_source else {
+            bail!("{}: --cam-threshold applies to weakly supervised localization runs ([method.weak])", run_path.display());
+        };
+        setup.box_source = evaluate::BoxSource::Cam { threshold };
+    }
+    Ok((config, run, setup))
+}
+
 /// A localization run's boxes on a split (from its box head or its activation maps).
 fn split_boxes(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str, tta: Tta) -> Result<evaluate::BoxPredictions> {
     evaluate::check_tta(&setup.info, tta)?;
@@ -207,8 +221,8 @@ fn split_boxes(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str, 
     Ok(evaluate::predict_boxes(&model, &loader, setup.box_source, &setup.device)?)
 }
 
-pub fn eval(run_path: &Path, split: &str, tta: Tta) -> Result<()> {
-    let (config, run, setup) = open_run(run_path)?;
+pub fn eval(run_path: &Path, split: &str, tta: Tta, cam_threshold: Option<f64>) -> Result<()> {
+    let (config, run, setup) = open_run_at(run_path, cam_threshold)?;
     let evaluation = if setup.info.task == Task::Localization {
         // No loss: the box terms' weights belong to training.
         evaluate::evaluate_box_predictions(split_boxes(&config, &run, &setup, split, tta)?, f64::NAN)?
@@ -246,8 +260,16 @@ pub fn calibrate(run_path: &Path) -> Result<()> {
 
 /// `resize`: image files are first resized to the training input size (as a `resize` op put
 /// before the eval transforms), for images of another size.
-pub fn predict(run_path: &Path, out: &Path, split: Option<&str>, images: &[PathBuf], resize: bool, tta: Tta) -> Result<()> {
-    let (config, run, setup) = open_run(run_path)?;
+pub fn predict(
+    run_path: &Path,
+    out: &Path,
+    split: Option<&str>,
+    images: &[PathBuf],
+    resize: bool,
+    tta: Tta,
+    cam_threshold: Option<f64>,
+) -> Result<()> {
+    let (config, run, setup) = open_run_at(run_path, cam_threshold)?;
     if setup.info.task == Task::Localization {
         if let Some(split) = split {
             // Boxes as fractions of the model's input, with the true box and the IoU.

@@ -46,6 +46,10 @@ enum Command {
         /// dermoscopy).
         #[arg(long, default_value = "none", value_parser = parse_tta)]
         tta: Tta,
+        /// A weakly supervised run's boxes at this fraction of each activation map's maximum
+        /// instead of its `method.weak.cam_threshold` (to choose one on the val split).
+        #[arg(long)]
+        cam_threshold: Option<f64>,
     },
     /// Write RUN/report.html: training curves, ROC and precision-recall curves, confusion
     /// matrix, reliability diagram, attack curves and a model card in one self-contained page
@@ -109,6 +113,10 @@ enum Command {
         /// dermoscopy).
         #[arg(long, default_value = "none", value_parser = parse_tta)]
         tta: Tta,
+        /// A weakly supervised run's boxes at this fraction of each activation map's maximum
+        /// instead of its `method.weak.cam_threshold` (to choose one on the val split).
+        #[arg(long)]
+        cam_threshold: Option<f64>,
     },
     /// Export a run's kept weights for other runtimes, with a model.json that describes the
     /// input (size, channels, values, normalization), classes, task, temperature and outputs.
@@ -391,13 +399,15 @@ fn main() {
         Command::Distill(args) => args.run(Mode::Distill),
         Command::Roskd(args) => args.plan(PlanKind::RosKd),
         Command::Rskd(args) => args.plan(PlanKind::Rskd),
-        Command::Eval { run, split, tta } => commands::eval(&run, &split, tta),
+        Command::Eval { run, split, tta, cam_threshold } => commands::eval(&run, &split, tta, cam_threshold),
         Command::Report { run } => commands::html_report(&run),
         Command::Compare { runs, by, metrics, split, pairs, baseline, csv, html } => {
             commands::compare(&runs, by, metrics, split, pairs, baseline.as_deref(), csv.as_deref(), html.as_deref())
         }
         Command::Calibrate { run } => commands::calibrate(&run),
-        Command::Predict { run, out, split, images, resize, tta } => commands::predict(&run, &out, split.as_deref(), &images, resize, tta),
+        Command::Predict { run, out, split, images, resize, tta, cam_threshold } => {
+            commands::predict(&run, &out, split.as_deref(), &images, resize, tta, cam_threshold)
+        }
         Command::Export { run, format, weights, out, inputs, inputs_max } => {
             let inputs = inputs.as_deref().map(|split| (split, inputs_max.map(|n| n as usize)));
             export::export(&run, format, weights, out.as_deref(), inputs)

@@ -1064,3 +1064,81 @@ fn localization_runs_predict_evaluate_and_prune() {
         assert!(!output.status.success() && stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
     }
 }
+
+/// A weakly supervised run: 3% of HAM10000's training split at 32 px, classes from `dx`.
+const TINY_WEAK: &str = r#"
+seed = 5
+[data]
+format = "csv"
+path = "../shared/data/ham10000_seg/labels.csv"
+image_dir = "images"
+image_column = "image_id"
+label_column = "dx"
+image_ext = "jpg"
+box_columns = ["bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"]
+split = { seed = 0, val = 0.02, test = 0.02 }
+train_subset = { ratio = 0.03, seed = 0 }
+train_transforms = [{ op = "resize", size = [32, 32] }]
+eval_transforms = [{ op = "resize", size = [32, 32] }]
+[model]
+arch = "resnet18"
+small_input = true
+[train]
+epochs = 1
+batch_size = 16
+workers = 2
+select_metric = "loss"
+optimizer = { kind = "adam", lr = 0.001 }
+[method]
+kind = "localize"
+weak = { cam_threshold = 0.2 }
+[[loss]]
+kind = "cross_entropy"
+"#;
+
+/// `eval` and `predict` of a weakly supervised run at another CAM threshold agree with each other
+/// and differ from the run's own; the option is refused where it cannot apply.
+#[test]
+fn weak_runs_evaluate_at_another_cam_threshold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), TINY_WEAK);
+    let run = tmp.path().join("weak");
+    let output = train(&config, &run, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let run_arg = path(&run);
+    let eval_iou = |extra: &[&str]| {
+        let mut args = vec!["eval", "--run", run_arg.as_str(), "--split", "test"];
+        args.extend_from_slice(extra);
+        let output = medkd(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let line = stdout.lines().find(|l| l.starts_with("mean IoU")).unwrap().to_string();
+        line.split_whitespace().last().unwrap().parse::<f64>().unwrap()
+    };
+    let own = eval_iou(&[]);
+    let summary = read_json(&run.join("summary.json"));
+    assert!((own - summary["test"]["mean_iou"].as_f64().unwrap()).abs() < 5e-5, "{own} vs {summary}");
+    let at_other = eval_iou(&["--cam-threshold", "0.9"]);
+    assert_ne!(own, at_other);
+    let boxes = tmp.path().join("boxes.csv");
+    let output = medkd(&["predict", "--run", &path(&run), "--split", "test", "--cam-threshold", "0.9", "--out", &path(&boxes)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (_, mean) = mean_iou_of(&boxes);
+    assert!((mean - at_other).abs() < 5e-5, "predict {mean} vs eval {at_other}");
+
+    let image = repo_root().join("../shared/data/ham10000_seg/images/ISIC_0024306.jpg");
+    for (args, expected) in [
+        (vec!["eval", "--run", &path(&run), "--cam-threshold", "1.5"], "must be in (0, 1)"),
+        (vec!["predict", "--run", &path(&run), "--out", &path(&boxes), "--resize", &path(&image)], "for a split"),
+    ] {
+        let output = medkd(&args);
+        assert!(!output.status.success() && stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+    }
+    let boxes_config = write_config(tmp.path(), TINY_BOXES);
+    let box_run = tmp.path().join("boxes");
+    let output = train(&boxes_config, &box_run, &["--set", "train.epochs=2"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = medkd(&["eval", "--run", &path(&box_run), "--cam-threshold", "0.5"]);
+    assert!(!output.status.success() && stderr(&output).contains("[method.weak]"), "{}", stderr(&output));
+}
