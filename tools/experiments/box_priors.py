@@ -12,15 +12,9 @@ import csv
 import json
 from pathlib import Path
 
+from boxes import iou
+
 BOX = ["bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"]
-
-
-def iou(a, b):
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def main():

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from boxes import iou
+
 PH2 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ph2"
 
 
@@ -41,14 +43,6 @@ def square_crops(folder):
             clip = lambda v: min(max(v, 0.0), 1.0)
             boxes[row["image"]] = (clip((x0 - left) / side), clip((y0 - top) / side), clip((x1 - left) / side), clip((y1 - top) / side))
     return boxes
-
-
-def iou(a, b):
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def score(run, folder, truth, medkd):

@@ -175,7 +175,12 @@ impl Model {
     /// globally into one linear layer, so ∂logit_c/∂A_k(h, w) = W[c, k] / (H·W) everywhere and
     /// α needs no backward pass (tests compare with PyTorch autograd on two architectures).
     pub fn grad_cam(&self, x: Tensor<4>, classes: &[usize]) -> Tensor<3> {
-        let features = self.valid().forward(x);
+        self.grad_cam_of(&self.valid().forward(x), classes)
+    }
+
+    /// [`Model::grad_cam`] from this model's features of a forward pass already made (eval
+    /// mode), so a caller that needs the logits too runs the network once.
+    pub fn grad_cam_of(&self, features: &Features, classes: &[usize]) -> Tensor<3> {
         let map = features.spatial(features.maps.len() - 1).clone();
         let [batch, channels, height, width] = map.dims();
         assert_eq!(classes.len(), batch, "one class per image");

@@ -299,9 +299,9 @@ pub fn predict_boxes(model: &Model, loader: &Loader, source: BoxSource, device: 
 /// maximum ([`medkd_eval::cam_box`]); with the model's logits.
 pub fn cam_boxes(model: &Model, images: Tensor<4>, threshold: f64) -> (Vec<[f32; 4]>, Tensor<2>) {
     let [_, _, height, width] = images.dims();
-    let logits = model.logits(images.clone());
-    let classes: Vec<usize> = logits.clone().argmax(1).into_data().iter::<i64>().map(|c| c as usize).collect();
-    (boxes_of_maps(model.grad_cam(images, &classes), [height, width], threshold), logits)
+    let features = model.forward(images);
+    let classes: Vec<usize> = features.logits.clone().argmax(1).into_data().iter::<i64>().map(|c| c as usize).collect();
+    (boxes_of_maps(model.grad_cam_of(&features, &classes), [height, width], threshold), features.logits)
 }
 
 /// `[N, h, w]` activation maps upsampled to `size` and each map's box ([`cam_boxes`]).
