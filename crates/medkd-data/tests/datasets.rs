@@ -305,7 +305,9 @@ fn k_fold_test_splits_partition_the_set_by_class() {
     assert!(seen.values().all(|&n| n == 1), "in exactly one");
     assert!(fold_sizes.iter().max().unwrap() - fold_sizes.iter().min().unwrap() <= 1, "{fold_sizes:?}");
 
-    for (folds, fold, expected) in [(Some(5), None, "give both"), (Some(5), Some(5), "fold in [0, folds)"), (Some(1), Some(0), "folds >= 2")] {
+    for (folds, fold, expected) in
+        [(Some(5), None, "give both"), (Some(5), Some(5), "fold in [0, folds)"), (Some(1), Some(0), "folds >= 2")]
+    {
         let mut cfg = ham_config(3);
         cfg.split = Some(SplitConfig { folds, fold, ..Default::default() });
         let error = open_splits(&cfg, Path::new("/")).err().expect("refused").to_string();

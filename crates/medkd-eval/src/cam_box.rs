@@ -32,7 +32,8 @@ pub fn cam_box(map: &[f32], height: usize, width: usize, threshold: f64) -> [f32
             let (y, x) = (i / width, i % width);
             size += 1;
             bounds = [bounds[0].min(x), bounds[1].min(y), bounds[2].max(x), bounds[3].max(y)];
-            let neighbours = [(y > 0).then(|| i - width), (y + 1 < height).then(|| i + width), (x > 0).then(|| i - 1), (x + 1 < width).then(|| i + 1)];
+            let neighbours =
+                [(y > 0).then(|| i - width), (y + 1 < height).then(|| i + width), (x > 0).then(|| i - 1), (x + 1 < width).then(|| i + 1)];
             for j in neighbours.into_iter().flatten() {
                 if !seen[j] && map[j] >= cut {
                     seen[j] = true;

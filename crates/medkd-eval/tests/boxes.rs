@@ -60,7 +60,8 @@ struct CamGolden {
 /// (`tools/golden/cam_box_golden.py`), ties and an empty map included.
 #[test]
 fn cam_boxes_match_scipy_connected_components() {
-    let golden: CamGolden = serde_json::from_str(include_str!("golden/cam_box.json")).expect("regenerate with tools/golden/cam_box_golden.py");
+    let golden: CamGolden =
+        serde_json::from_str(include_str!("golden/cam_box.json")).expect("regenerate with tools/golden/cam_box_golden.py");
     for (i, case) in golden.maps.iter().enumerate() {
         let got = medkd_eval::cam_box(&case.map, case.height, case.width, case.threshold);
         for (g, e) in got.iter().zip(&case.bbox) {

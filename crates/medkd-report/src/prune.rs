@@ -28,8 +28,18 @@ pub fn prune_page(report: &Value) -> Result<String, String> {
     };
     let chart = |title: &str, y_label: &str, series: Vec<Series>| {
         let y = fitted_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).chain([0.0, 1.0]));
-        LineChart { title, x_label: "sparsity (share of conv and linear weights zero)", y_label, x: 0.0..1.0, y, series, marker: None, diagonal: false, integer_x: false }
-            .svg()
+        LineChart {
+            title,
+            x_label: "sparsity (share of conv and linear weights zero)",
+            y_label,
+            x: 0.0..1.0,
+            y,
+            series,
+            marker: None,
+            diagonal: false,
+            integer_x: false,
+        }
+        .svg()
     };
     let iou = chart("Box IoU against sparsity", "mean IoU with the true box", series(|r| r.mean_iou))?;
     let agreement = chart("Dense and pruned boxes agree", "mean IoU, dense vs pruned box", series(|r| r.mean_agreement))?;

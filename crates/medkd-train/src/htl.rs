@@ -16,7 +16,13 @@ use crate::TrainError;
 use crate::evaluate::{BoxPredictions, BoxSource, predict_boxes, submission_id};
 
 /// `model` pruned at `sparsity` ([`prune_global`]) and the boxes it predicts on `loader`.
-pub fn pruned_boxes(model: &Model, sparsity: f64, loader: &Loader, source: BoxSource, device: &Device) -> Result<(Pruned, BoxPredictions), TrainError> {
+pub fn pruned_boxes(
+    model: &Model,
+    sparsity: f64,
+    loader: &Loader,
+    source: BoxSource,
+    device: &Device,
+) -> Result<(Pruned, BoxPredictions), TrainError> {
     let (pruned, report) = prune_global(model.valid(), sparsity)?;
     Ok((report, predict_boxes(&pruned, loader, source, device)?))
 }
@@ -29,7 +35,14 @@ pub fn agreement(dense: &BoxPredictions, pruned: &BoxPredictions) -> Vec<f64> {
 /// The samples of `loader` on which `model` and `model` pruned at `sparsity` disagree: box IoU
 /// below `threshold` (boxes from `source`: a weakly supervised classifier's pruned copy
 /// disagrees when its activation map moves).
-pub fn find_htl(model: &Model, sparsity: f64, threshold: f64, loader: &Loader, source: BoxSource, device: &Device) -> Result<Vec<bool>, TrainError> {
+pub fn find_htl(
+    model: &Model,
+    sparsity: f64,
+    threshold: f64,
+    loader: &Loader,
+    source: BoxSource,
+    device: &Device,
+) -> Result<Vec<bool>, TrainError> {
     let dense = predict_boxes(model, loader, source, device)?;
     let (_, pruned) = pruned_boxes(model, sparsity, loader, source, device)?;
     Ok(agreement(&dense, &pruned).iter().map(|&iou| iou < threshold).collect())

@@ -44,6 +44,9 @@ impl KeptSparse {
     /// weights at the start and after the last step.
     pub fn summary(&self) -> (String, Value) {
         let reached = |p: &Pruned| json!({ "sparsity": p.sparsity(), "zeros": p.zeros, "weights": p.weights });
-        ("pruned".into(), json!({ "requested": self.requested, "start": reached(&self.at_start), "end": self.at_end.as_ref().map(reached) }))
+        (
+            "pruned".into(),
+            json!({ "requested": self.requested, "start": reached(&self.at_start), "end": self.at_end.as_ref().map(reached) }),
+        )
     }
 }

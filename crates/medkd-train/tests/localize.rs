@@ -118,13 +118,19 @@ fn localization_input_errors_name_the_key() {
         (config_text(&format!("{localize}[method.htl]\nrefresh_epochs = 1\nfile = \"x.csv\"\n"), BOX_LOSSES), "either `file`"),
         (config_text(&format!("{localize}[method.semi]\nlabelled = 1.0\n"), BOX_LOSSES), "`method.semi.labelled`"),
         (config_text(&format!("{localize}[method.semi]\nlabelled = 0.3\nconfidence = 1.5\n"), BOX_LOSSES), "`method.semi.confidence`"),
-        (config_text(&format!("{localize}[method.semi]\nlabelled = 0.3\nburn_in_epochs = 2\n"), BOX_LOSSES), "`method.semi.burn_in_epochs`"),
+        (
+            config_text(&format!("{localize}[method.semi]\nlabelled = 0.3\nburn_in_epochs = 2\n"), BOX_LOSSES),
+            "`method.semi.burn_in_epochs`",
+        ),
         // Weak localization needs classes, and class terms; it cannot be semi-supervised too.
         (config_text(&format!("{localize}[method.weak]\n"), "[[loss]]\nkind = \"cross_entropy\"\n"), "`label_column`"),
         (weak_config(&ham().join("labels.csv"), "").replace("kind = \"cross_entropy\"", "kind = \"box_l1\""), "'box_l1'"),
         (weak_config(&ham().join("labels.csv"), "semi = { labelled = 0.5, burn_in_epochs = 1 }\n"), "`method.semi`: give one"),
         (weak_config(&ham().join("labels.csv"), "").replace("cam_threshold = 0.2", "cam_threshold = 1.0"), "`method.weak.cam_threshold`"),
-        (weak_config(&ham().join("labels.csv"), "htl = { refresh_epochs = 1 }\n").replace("\"cross_entropy\"", "\"focal\""), "'focal' weighs every sample alike"),
+        (
+            weak_config(&ham().join("labels.csv"), "htl = { refresh_epochs = 1 }\n").replace("\"cross_entropy\"", "\"focal\""),
+            "'focal' weighs every sample alike",
+        ),
     ];
     for (text, expected) in cases {
         let error = prepare_error(&text);
@@ -153,7 +159,11 @@ fn labelled_set(run: &Path) -> std::collections::BTreeMap<String, bool> {
 #[test]
 fn semi_supervised_runs_never_see_the_boxes_they_hide() {
     let tmp = tempfile::tempdir().unwrap();
-    let semi = |extra: &str| format!("[method]\nkind = \"localize\"\n[method.semi]\nlabelled = 0.4\nburn_in_epochs = 1\nramp_epochs = 0\nconfidence = 0.0\n{extra}");
+    let semi = |extra: &str| {
+        format!(
+            "[method]\nkind = \"localize\"\n[method.semi]\nlabelled = 0.4\nburn_in_epochs = 1\nramp_epochs = 0\nconfidence = 0.0\n{extra}"
+        )
+    };
     let run = |labels: &Path, method: &str, name: &str| {
         let config = RunConfig::parse(&config_text_for(labels, method, BOX_LOSSES), &[]).unwrap();
         let prepared = Prepared::new(&config).unwrap();
@@ -177,7 +187,15 @@ fn semi_supervised_runs_never_see_the_boxes_they_hide() {
     for (row, line) in original.lines().enumerate() {
         let fields: Vec<&str> = line.split(',').collect();
         if row > 0 && labelled.get(fields[0]) == Some(&false) {
-            moved.push_str(&format!("{},{},{},0,0,{},{},{}\n", fields[0], fields[1], fields[2], fields[1], fields[2], fields[7..].join(",")));
+            moved.push_str(&format!(
+                "{},{},{},0,0,{},{},{}\n",
+                fields[0],
+                fields[1],
+                fields[2],
+                fields[1],
+                fields[2],
+                fields[7..].join(",")
+            ));
         } else {
             moved.push_str(&format!("{line}\n"));
         }
@@ -285,7 +303,11 @@ fn a_pruned_model_fine_tunes_with_its_masks_kept() {
     let pruned = &summary.method["pruned"];
     let sparsity = |at: &str| pruned[at]["sparsity"].as_f64().unwrap();
     assert!((sparsity("start") - 0.7).abs() < 1e-4 && sparsity("end") >= sparsity("start"), "{pruned}");
-    let best = medkd_models::load_weights(medkd_models::Model::new(&prepared.setup.spec, &prepared.setup.device).unwrap(), &folder.join("checkpoints/best.safetensors")).unwrap();
+    let best = medkd_models::load_weights(
+        medkd_models::Model::new(&prepared.setup.spec, &prepared.setup.device).unwrap(),
+        &folder.join("checkpoints/best.safetensors"),
+    )
+    .unwrap();
     assert!(medkd_models::sparsity_of(&best).sparsity() >= sparsity("start"), "the kept weights are as sparse");
     assert_ne!(std::fs::read(&weights).unwrap(), std::fs::read(folder.join("checkpoints/best.safetensors")).unwrap());
 

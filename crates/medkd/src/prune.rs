@@ -146,7 +146,12 @@ pub fn prune(args: &PruneArgs) -> Result<()> {
         "overlap": overlaps, "curve": curve, "medkd": medkd_train::build_info::json(),
     });
     let page = medkd_report::prune_page(&report).map_err(anyhow::Error::msg)?;
-    let files = [("htl.csv", htl_csv), ("scores.csv", scores_csv), ("prune.json", serde_json::to_string_pretty(&report)? + "\n"), ("report.html", page)];
+    let files = [
+        ("htl.csv", htl_csv),
+        ("scores.csv", scores_csv),
+        ("prune.json", serde_json::to_string_pretty(&report)? + "\n"),
+        ("report.html", page),
+    ];
     for (name, text) in files {
         std::fs::write(out.join(name), text).with_context(|| format!("writing {}", out.join(name).display()))?;
     }

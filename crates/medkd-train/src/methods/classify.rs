@@ -138,7 +138,8 @@ impl Method for Classify<'_> {
 
     fn summary(&self) -> BTreeMap<String, Value> {
         let teachers: Vec<&str> = self.prepared.teachers.iter().map(|t| t.source.as_str()).collect();
-        let mut summary = BTreeMap::from([("teachers".into(), json!(teachers)), ("teacher_cache".into(), json!(self.teacher_cache.is_some()))]);
+        let mut summary =
+            BTreeMap::from([("teachers".into(), json!(teachers)), ("teacher_cache".into(), json!(self.teacher_cache.is_some()))]);
         summary.extend(self.sparse.as_ref().map(KeptSparse::summary));
         summary
     }

@@ -41,9 +41,9 @@ impl MethodConfig {
                     Some(_) if localize.semi.is_some() => {
                         Err("`method.weak` and `method.semi`: give one (weak trains on class labels and no box at all)".into())
                     }
-                    Some(WeakConfig { cam_threshold }) if !(*cam_threshold > 0.0 && *cam_threshold < 1.0) => {
-                        Err(format!("`method.weak.cam_threshold`: must be in (0, 1) (a fraction of the map's maximum), got {cam_threshold}"))
-                    }
+                    Some(WeakConfig { cam_threshold }) if !(*cam_threshold > 0.0 && *cam_threshold < 1.0) => Err(format!(
+                        "`method.weak.cam_threshold`: must be in (0, 1) (a fraction of the map's maximum), got {cam_threshold}"
+                    )),
                     _ => Ok(()),
                 }
             }
@@ -137,7 +137,10 @@ fn default_refresh() -> usize {
 impl SemiConfig {
     fn validate(&self, epochs: usize) -> Result<(), String> {
         if !(self.labelled > 0.0 && self.labelled < 1.0) {
-            return Err(format!("`method.semi.labelled`: must be in (0, 1) (the fraction of training images that keep their box), got {}", self.labelled));
+            return Err(format!(
+                "`method.semi.labelled`: must be in (0, 1) (the fraction of training images that keep their box), got {}",
+                self.labelled
+            ));
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return Err(format!("`method.semi.ema_decay`: must be in [0, 1), got {}", self.ema_decay));

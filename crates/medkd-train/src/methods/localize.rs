@@ -26,8 +26,8 @@ use crate::methods::classify::{initial_model, train_loader};
 use crate::methods::config::{HtlConfig, LocalizeConfig};
 use crate::methods::pseudo_boxes::PseudoBoxes;
 use crate::run_dir::RunDir;
-use crate::sparse::KeptSparse;
 use crate::setup::{Prepared, RunSetup};
+use crate::sparse::KeptSparse;
 
 pub struct Localize<'a> {
     config: &'a RunConfig,

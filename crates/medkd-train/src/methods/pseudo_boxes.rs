@@ -201,8 +201,10 @@ impl<'a> PseudoBoxes<'a> {
         let n = images.dims()[0];
         let (zoom, frame) = zoomed(images.clone());
         let views = Tensor::cat(vec![images.clone(), images.flip([3]), zoom], 0);
-        let boxes =
-            decode_boxes(teacher.logits(views)).into_data().try_to_vec::<f32>().map_err(|e| TrainError::Input(format!("teacher boxes: {e:?}")))?;
+        let boxes = decode_boxes(teacher.logits(views))
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| TrainError::Input(format!("teacher boxes: {e:?}")))?;
         let boxes: Vec<[f32; 4]> = boxes.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
         let (direct, flipped, zoom) = (&boxes[..n], &boxes[n..2 * n], &boxes[2 * n..]);
         Ok((0..n)
@@ -236,7 +238,8 @@ impl<'a> PseudoBoxes<'a> {
 
     pub fn summary(&self) -> BTreeMap<String, Value> {
         let labelled = self.labelled_count();
-        let refreshes: Vec<Value> = self.refreshes.iter().map(|(epoch, kept)| json!({ "epoch": epoch + 1, "pseudo_boxes": kept })).collect();
+        let refreshes: Vec<Value> =
+            self.refreshes.iter().map(|(epoch, kept)| json!({ "epoch": epoch + 1, "pseudo_boxes": kept })).collect();
         BTreeMap::from([(
             "semi".into(),
             json!({
