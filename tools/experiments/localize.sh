@@ -19,13 +19,18 @@
 #   7. weak, weak_htl: weakly supervised, on HAM10000's diagnoses alone
 #      (configs/localize/ham10000_weak_efficientnet_lite0.toml: Grad-CAM boxes), and with adaptive
 #      HTL attention (the pruned classifier's CAM box moves: IoU < 0.5 at sparsity 0.5, every 2
-#      epochs, weighted 3); SEEDS as in step 5.
+#      epochs, weighted 3); SEEDS as in step 5;
+#   8. ph2_scratch, ph2_scratch_htl, ph2_ft, ph2_ft_htl: PH2 by seeded 5-fold cross-validation
+#      (configs/localize/ph2_resnet18.toml), fold k run with seed k so that `medkd compare` pairs the
+#      rows fold by fold: from scratch, and fine-tuned from the ISIC model base_s<k> (step 1) at a
+#      tenth of the learning rate; each without and with adaptive HTL attention as in step 4.
 # Run folders go to runs/localize (OUT=DIR for another root); a started run is resumed, a finished
 # one skipped. Finished runs' small files are copied to results/localize (RESULTS=DIR) by
 # keep_run.py, with prune's htl.csv, scores.csv and prune.json.
 #
 #   tools/experiments/localize.sh [STEP...]     (steps: base prune htl htl_adaptive semi semi_htl
-#                                                semi_labelled_only ham_base ham_prune weak weak_htl;
+#                                                semi_labelled_only ham_base ham_prune weak weak_htl
+#                                                ph2_scratch ph2_scratch_htl ph2_ft ph2_ft_htl;
 #                                                default all)
 set -euo pipefail
 medkd=${MEDKD:-target/debug/medkd}
@@ -33,7 +38,7 @@ config=configs/localize/isic2018_resnet18.toml
 out=${OUT:-runs/localize}
 kept=${RESULTS:-results/localize}
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(base prune htl htl_adaptive semi semi_htl semi_labelled_only ham_base ham_prune weak weak_htl)
+[[ ${#steps[@]} -gt 0 ]] || steps=(base prune htl htl_adaptive semi semi_htl semi_labelled_only ham_base ham_prune weak weak_htl ph2_scratch ph2_scratch_htl ph2_ft ph2_ft_htl)
 seeds=${SEEDS:-0 1 2}
 semi='semi = { labelled = 0.3 }'
 labelled_only='semi = { labelled = 0.3, weight = 0.0 }'
@@ -55,6 +60,17 @@ train() {
         fi
     fi
     python3 "$(dirname "$0")/keep_run.py" "$folder" "$kept/${row}_s$seed"
+}
+
+# ph2 ROW: the five folds of a PH2 row (step 8).
+ph2() {
+    local row=$1 fold
+    for fold in 0 1 2 3 4; do
+        local set=(--set "data.split.fold=$fold")
+        [[ $row == ph2_ft* ]] && set+=(--set "model.pretrained=\"$(realpath "$out")/base_s$fold/checkpoints/best.safetensors\"" --set train.optimizer.lr=0.0001)
+        [[ $row == *_htl ]] && set+=(--set "method={ kind = \"localize\", $adaptive }")
+        config=configs/localize/ph2_resnet18.toml train "$row" "$fold" "${set[@]}"
+    done
 }
 
 for step in "${steps[@]}"; do
@@ -99,6 +115,7 @@ for step in "${steps[@]}"; do
                     'method={ kind = "localize", weak = { cam_threshold = 0.2 }, htl = { refresh_epochs = 2, sparsity = 0.5, agreement = 0.5, beta = 2.0 } }'
             done
             ;;
+        ph2_scratch | ph2_scratch_htl | ph2_ft | ph2_ft_htl) ph2 "$step" ;;
         *) echo "unknown step '$step'" >&2; exit 2 ;;
     esac
 done

@@ -6,9 +6,12 @@ IoU >= 0.5 and >= 0.75). PH2 images are landscape (about 765x574); the ISIC 2018
 trained on were centre-cropped to squares by their source, so PH2 is given the same treatment:
 the central height x height square, with each box re-expressed in it and clipped to it.
 
-    .venv/bin/python tools/experiments/ph2_transfer.py RUN... --json OUT.json
+    .venv/bin/python tools/experiments/ph2_transfer.py RUN... --json OUT.json [--folds PREFIX]
 
-MEDKD=binary (default target/debug/medkd). Prints a Markdown table (mean ± std over the runs of
+With --folds PREFIX (a PH2 cross-validation row, e.g. runs/localize/ph2_scratch), a run named
+NAME_s<k> scores only the test images of fold k, read from PREFIX_s<k>/split.csv: the zero-shot
+models fold by fold, beside the models trained on PH2's other folds (tools/experiments/localize.sh,
+step 8). MEDKD=binary (default target/debug/medkd). Prints a Markdown table (mean ± std over the runs of
 each row, a row being a run folder's name without its _s<seed> suffix)."""
 
 import argparse
@@ -45,13 +48,20 @@ def square_crops(folder):
     return boxes
 
 
-def score(run, folder, truth, medkd):
+def fold_images(prefix, run):
+    """The test images of the fold of `run` (NAME_s<k>) in the cross-validation row `prefix`."""
+    k = re.search(r"_s(\d+)$", run.name).group(1)
+    with open(f"{prefix}_s{k}/split.csv", newline="") as f:
+        return {Path(r["image"]).stem for r in csv.DictReader(f) if r["split"] == "test"}
+
+
+def score(run, folder, truth, medkd, only=None):
     out = folder / f"{run.name}.csv"
-    images = sorted(str(p) for p in folder.glob("*.png"))
+    images = sorted(str(p) for p in folder.glob("*.png") if only is None or p.stem in only)
     subprocess.run([medkd, "predict", "--run", str(run), "--resize", "--out", str(out), *images], check=True, capture_output=True)
     with open(out, newline="") as f:
         ious = [iou(tuple(float(r[k]) for k in ("x0", "y0", "x1", "y1")), truth[r["image"]]) for r in csv.DictReader(f)]
-    assert len(ious) == len(truth) == 200, (len(ious), len(truth))
+    assert len(ious) == len(images) == (200 if only is None else len(only)), (len(ious), len(images))
     n = len(ious)
     return {"mean_iou": sum(ious) / n, "acc_at_50": sum(v >= 0.5 for v in ious) / n, "acc_at_75": sum(v >= 0.75 for v in ious) / n}
 
@@ -60,12 +70,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--folds", help="score each run NAME_s<k> on fold k's test images of this cross-validation row")
     args = parser.parse_args()
     medkd = os.environ.get("MEDKD", "target/debug/medkd")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         truth = square_crops(folder)
-        results = {str(run): score(run, folder, truth, medkd) for run in args.runs}
+        only = (lambda run: fold_images(args.folds, run)) if args.folds else (lambda run: None)
+        results = {str(run): score(run, folder, truth, medkd, only(run)) for run in args.runs}
     rows = {}
     for run, metrics in results.items():
         rows.setdefault(re.sub(r"_s\d+$", "", Path(run).name), []).append(metrics)
@@ -78,7 +90,8 @@ def main():
         table.append(f"| {row} | {len(runs)} | {cell('mean_iou')} | {cell('acc_at_50')} | {cell('acc_at_75')} |")
     print("\n".join(table))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"images": 200, "runs": results}, indent=1) + "\n")
+    images = "fold k's 40 test images for run _s<k>" if args.folds else 200
+    args.json.write_text(json.dumps({"images": images, "runs": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
