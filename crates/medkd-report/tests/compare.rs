@@ -226,23 +226,46 @@ fn bad_input_is_refused_naming_the_file() {
     assert_eq!(header("balanced_acc"), "balanced acc");
 }
 
-#[test]
-fn localization_table_comes_out_of_the_kept_runs() {
+/// The kept localization runs whose folder names start with one of `rows` (`base_s` is row
+/// `base`), compared as the page's tables are.
+fn localization_tables(rows: &[&str], options: CompareOptions) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
     let folder = repo().join("results/localize");
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&folder)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| ["base_s", "htl_s", "htl_adaptive_s"].iter().any(|row| p.file_name().unwrap().to_str().unwrap().starts_with(row)))
+        .filter(|p| rows.iter().any(|row| p.file_name().unwrap().to_str().unwrap().starts_with(&format!("{row}_s"))))
         .collect();
     runs.sort();
-    let options = CompareOptions {
-        metrics: ["mean_iou", "acc_at_50", "acc_at_75"].map(String::from).to_vec(),
-        baseline: Some("base".into()),
-        ..options(&[])
-    };
-    let (table, paired) = compare(&runs, &options).unwrap().tables();
-    let heading = "### HTL attention, ISIC 2018";
-    // 3 rows and 2 pairs: seeds and 3 metrics each.
-    assert_eq!(assert_same_numbers(&page_table(heading, false), &table), 3 * 4);
-    assert_eq!(assert_same_numbers(&page_table(heading, true), &paired), 2 * 4);
+    let metrics = ["mean_iou", "acc_at_50", "acc_at_75"].map(String::from).to_vec();
+    compare(&runs, &CompareOptions { metrics, ..options }).unwrap().tables()
+}
+
+#[test]
+fn localization_tables_come_out_of_the_kept_runs() {
+    let baseline = |row: &str| CompareOptions { baseline: Some(row.into()), ..options(&[]) };
+    // Supervised and semi-supervised: 3 rows and 2 pairs each, seeds and 3 metrics per row.
+    for (rows, base, heading) in [
+        (["base", "htl", "htl_adaptive"], "base", "### HTL attention, ISIC 2018"),
+        (["semi", "semi_labelled_only", "semi_htl"], "semi", "### Semi-supervised: 30% of the boxes"),
+    ] {
+        let (table, paired) = localization_tables(&rows, baseline(base));
+        assert_eq!(assert_same_numbers(&page_table(heading, false), &table), 3 * 4, "{heading}");
+        assert_eq!(assert_same_numbers(&page_table(heading, true), &paired), 2 * 4, "{heading}");
+    }
+
+    // Weakly supervised: the page's table also holds rows without runs (the box priors).
+    let (table, _) = localization_tables(&["weak", "weak_htl"], baseline("weak"));
+    let runs_only = |label: &str| label.starts_with("weak").then(|| label.to_string());
+    let page = page_table("### Weakly supervised: diagnoses only", false);
+    assert_eq!(assert_same_numbers_as(&page, &table, 0, &|h| h.to_string(), &runs_only), 2 * 4);
+
+    // PH2 by cross-validation: folds are compare's seeds; the zero-shot rows come from
+    // ph2_transfer.py, not from run folders.
+    let pairs = [("ph2_ft", "ph2_scratch"), ("ph2_scratch_htl", "ph2_scratch"), ("ph2_ft_htl", "ph2_ft")];
+    let (table, paired) = localization_tables(&["ph2_scratch", "ph2_scratch_htl", "ph2_ft", "ph2_ft_htl"], options(&pairs));
+    let heading = "### PH2 by cross-validation";
+    let folds_are_seeds = |h: &str| if h == "folds" { "seeds".to_string() } else { h.to_string() };
+    let trained = |label: &str| (!label.contains("zero-shot")).then(|| label.to_string());
+    assert_eq!(assert_same_numbers_as(&page_table(heading, false), &table, 0, &folds_are_seeds, &trained), 4 * 4);
+    assert_eq!(assert_same_numbers_as(&page_table(heading, true), &paired, 0, &|h| h.to_string(), &trained), 3 * 3);
 }
