@@ -53,6 +53,23 @@ def efficientnet_lite0(num_classes):
     return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes, image_size=None)
 
 
+def vit_tiny(patch):
+    """timm's ViT-Tiny (DeiT-Tiny widths) with `patch`-pixel patches, built for the workload's side."""
+
+    def build(num_classes, side):
+        from timm.models.vision_transformer import VisionTransformer
+
+        return VisionTransformer(img_size=side, patch_size=patch, embed_dim=192, depth=12, num_heads=3, num_classes=num_classes)
+
+    return build
+
+
+# Models whose constructor takes the input side (position embeddings are learned per grid).
+SIZED_ARCHS = {
+    "vit_tiny_patch4": vit_tiny(4),
+    "vit_tiny_patch8": vit_tiny(8),
+}
+
 ARCHS = {
     "resnet18": torchvision.models.resnet18,
     "resnet50": torchvision.models.resnet50,
@@ -81,6 +98,9 @@ MODEL_WORKLOADS = {
     "efficientnet_lite0_train_96": ("efficientnet_lite0", "train", 32, 96),
     "efficientnet_lite0_train_224": ("efficientnet_lite0", "train", 8, 224),
     "efficientnet_lite0_infer_224": ("efficientnet_lite0", "infer", 32, 224),
+    "vit_tiny_patch4_train_28": ("vit_tiny_patch4", "train", 64, 28),
+    "vit_tiny_patch8_train_64": ("vit_tiny_patch8", "train", 32, 64),
+    "vit_tiny_patch8_infer_64": ("vit_tiny_patch8", "infer", 32, 64),
 }
 
 # name -> (crop side, images): one pass of the HAM10000 training pipeline over the first images
@@ -131,7 +151,10 @@ def time_iters(step, iters, warmup):
 def time_model(name, iters, warmup, device):
     arch, mode, batch, side = MODEL_WORKLOADS[name]
     torch.manual_seed(0)
-    model = ARCHS[arch](num_classes=NUM_CLASSES).to(device)  # the ImageNet stem, random weights
+    if arch in SIZED_ARCHS:
+        model = SIZED_ARCHS[arch](NUM_CLASSES, side).to(device)
+    else:
+        model = ARCHS[arch](num_classes=NUM_CLASSES).to(device)  # the ImageNet stem, random weights
     images = torch.randn(batch, 3, side, side).to(device)
     labels = (torch.arange(batch) % NUM_CLASSES).to(device)  # i % 10, as bench.rs
 

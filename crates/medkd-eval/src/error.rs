@@ -24,6 +24,9 @@ pub enum EvalError {
     #[error("probability at index {index} (sample {sample}, class {class}) is not finite: {value}")]
     NonFiniteProbability { index: usize, sample: usize, class: usize, value: f32 },
 
+    #[error("{what}[{index}] is {value}, expected a finite score")]
+    NonFiniteScore { what: &'static str, index: usize, value: f32 },
+
     #[error("target at index {index} (sample {sample}, label {label}) is {value}, expected 0 or 1")]
     InvalidTarget { index: usize, sample: usize, label: usize, value: u8 },
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::auc::roc_auc;
 use crate::calibration::expected_calibration_error;
 use crate::confusion::{argmax, class_counts, confusion_matrix};
+use crate::delong::{AucCi, delong_auc};
 use crate::report::mean;
 use crate::{ClassMetrics, EvalError, Metric, input, table};
 
@@ -24,6 +25,10 @@ pub struct ClassificationReport {
     /// K = 2: ROC-AUC of the class-1 probability. K > 2: mean of the defined one-vs-rest AUCs.
     /// `None` when no AUC is defined.
     pub auc: Option<f64>,
+    /// K = 2: DeLong's standard error and 95% confidence interval of `auc` (`None` with fewer
+    /// than two samples of either class). Not computed for K > 2, whose macro mean has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auc_ci: Option<AucCi>,
     /// Expected calibration error of the max probability over [`crate::ECE_BINS`] bins.
     pub ece: f64,
     pub per_class: Vec<ClassMetrics>,
@@ -61,11 +66,17 @@ pub fn evaluate_single_label(
         mean(per_class.iter().filter(|c| c.support > 0).map(|c| c.recall)).expect("validated input has a sample, so some class occurs");
     let macro_f1 = mean(per_class.iter().map(|c| c.f1)).expect("validated input has K >= 2");
     let auc = if k == 2 { per_class[1].auc } else { mean(per_class.iter().filter_map(|c| c.auc)) };
+    let auc_ci = if k == 2 {
+        let positive: Vec<bool> = labels.iter().map(|&label| label == 1).collect();
+        delong_auc(&probs.iter().skip(1).step_by(2).copied().collect::<Vec<f32>>(), &positive)?
+    } else {
+        None
+    };
     let ece = expected_calibration_error(
         probs.chunks_exact(k).zip(predicted.iter().zip(labels)).map(|(row, (&pred, &label))| (row[pred], pred == label)),
     );
 
-    Ok(ClassificationReport { n, accuracy: correct as f64 / n as f64, balanced_accuracy, macro_f1, auc, ece, per_class, confusion })
+    Ok(ClassificationReport { n, accuracy: correct as f64 / n as f64, balanced_accuracy, macro_f1, auc, auc_ci, ece, per_class, confusion })
 }
 
 impl ClassificationReport {
@@ -106,6 +117,9 @@ impl fmt::Display for ClassificationReport {
                 ("ECE", Some(self.ece)),
             ],
         )?;
+        if let Some(ci) = &self.auc_ci {
+            writeln!(f, "AUC 95% CI (DeLong): {:.4} to {:.4}", ci.lower, ci.upper)?;
+        }
         writeln!(f)?;
         table::write_classes(f, "class", &self.per_class)?;
         writeln!(f)?;

@@ -5,6 +5,7 @@
 
 mod boxes;
 mod classification;
+mod dino;
 mod error;
 mod feature;
 mod kd;
@@ -20,6 +21,7 @@ pub use classification::{
     bce_with_logits, class_balanced_weights, cross_entropy, focal, inverse_frequency_weights, ldam, logit_adjusted_cross_entropy,
     weighted_cross_entropy,
 };
+pub use dino::{DinoHead, DinoHeadShape, cosine_schedule, dino_loss, teacher_temperature, updated_center};
 pub use error::LossError;
 pub use feature::{ConvRegressor, attention_transfer, channel_gram_rmse, hint_mse};
 pub use kd::{kd_bce, kd_kl};

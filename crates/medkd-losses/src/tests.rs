@@ -28,7 +28,7 @@ fn facts<'a>(names: &'a [String], counts: &'a [usize], multi_label: bool) -> Tas
 }
 
 fn layout(arch: Arch) -> FeatureLayout {
-    let spec = ModelSpec { arch, num_classes: 3, in_channels: 3, small_input: true };
+    let spec = ModelSpec { small_input: true, ..ModelSpec::new(arch, 3) };
     Model::new(&spec, &medkd_models::test_device()).unwrap().layout()
 }
 
@@ -155,7 +155,7 @@ fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> T {
 #[test]
 fn objective_total_is_the_weighted_sum_of_terms() {
     let device = medkd_models::test_device();
-    let model = Model::new(&ModelSpec { arch: Arch::ResNet18, num_classes: 3, in_channels: 3, small_input: true }, &device).unwrap();
+    let model = Model::new(&ModelSpec { small_input: true, ..ModelSpec::new(Arch::ResNet18, 3) }, &device).unwrap();
     let images = burn::prelude::Tensor::<4>::zeros([2, 3, 8, 8], &device);
     let student = model.valid().forward(images);
     let names = names(3);
@@ -200,7 +200,7 @@ fn kd_value(objective: &Objective, student: &Features, teachers: &[Features], st
 #[test]
 fn kd_mixes_teachers_by_mean_weights_or_seeded_random_choice() {
     let device = medkd_models::test_device();
-    let model = Model::new(&ModelSpec { arch: Arch::ResNet18, num_classes: 3, in_channels: 3, small_input: true }, &device).unwrap();
+    let model = Model::new(&ModelSpec { small_input: true, ..ModelSpec::new(Arch::ResNet18, 3) }, &device).unwrap();
     let (student, a, b) = (features(&model, 1), features(&model, 2), features(&model, 3));
     let teachers = [a.clone(), b.clone()];
     // The student as its own teacher: zero KD.
@@ -265,7 +265,7 @@ fn repeated_kinds_are_logged_under_distinct_names() {
 #[test]
 fn hint_and_channel_gram_regress_the_student_only_when_channels_differ() {
     let device = medkd_models::test_device();
-    let spec = |arch| ModelSpec { arch, num_classes: 3, in_channels: 3, small_input: true };
+    let spec = |arch| ModelSpec { small_input: true, ..ModelSpec::new(arch, 3) };
     let (resnet18, resnet50) = (Model::new(&spec(Arch::ResNet18), &device).unwrap(), Model::new(&spec(Arch::ResNet50), &device).unwrap());
     let names = names(3);
     let teacher_layouts = vec![teacher(&resnet50.layout()), teacher(&resnet18.layout())];

@@ -34,8 +34,7 @@ fn specs(json: &str) -> Vec<LossSpec> {
 fn box_terms_match_torchvision() {
     let golden: Value = serde_json::from_str(include_str!("golden/boxes.json")).unwrap();
     let device = medkd_models::test_device().autodiff();
-    let layout =
-        Model::new(&ModelSpec { arch: Arch::ResNet18, num_classes: 4, in_channels: 3, small_input: true }, &device).unwrap().layout();
+    let layout = Model::new(&ModelSpec { small_input: true, ..ModelSpec::new(Arch::ResNet18, 4) }, &device).unwrap().layout();
     let objective = Objective::new(&specs(r#"[{"kind": "box_l1"}, {"kind": "giou"}]"#), &box_facts(&layout, true)).unwrap();
     for case in golden["cases"].as_array().unwrap() {
         let n = case["n"].as_u64().unwrap() as usize;
@@ -65,8 +64,7 @@ fn box_terms_match_torchvision() {
 #[test]
 fn box_and_class_terms_refuse_the_other_task() {
     let device = medkd_models::test_device();
-    let layout =
-        Model::new(&ModelSpec { arch: Arch::ResNet18, num_classes: 4, in_channels: 3, small_input: true }, &device).unwrap().layout();
+    let layout = Model::new(&ModelSpec { small_input: true, ..ModelSpec::new(Arch::ResNet18, 4) }, &device).unwrap().layout();
     let error = Objective::new(&specs(r#"[{"kind": "cross_entropy"}]"#), &box_facts(&layout, true)).err().unwrap().to_string();
     assert!(error.contains("'cross_entropy'") && error.contains("localization") && error.contains("box_l1"), "{error}");
     let error = Objective::new(&specs(r#"[{"kind": "giou"}]"#), &box_facts(&layout, false)).err().unwrap().to_string();

@@ -91,6 +91,12 @@ impl Stages {
         }
     }
 
+    pub fn record_tokens(&mut self, x: &Tensor<3>) {
+        if let Some(stages) = &mut self.0 {
+            stages.push(FeatureMap::Tokens(x.clone()));
+        }
+    }
+
     pub fn into_vec(self) -> Vec<FeatureMap> {
         self.0.unwrap_or_default()
     }

@@ -1,7 +1,7 @@
 //! Compact image classifiers for knowledge distillation: ResNet-18/34/50, MobileNetV2 and
 //! DenseNet-121 with torchvision's layout, initialization and state-dict names, and
 //! EfficientNet-Lite0/1/2 with the names of its ImageNet checkpoints, so those weights load as
-//! they are and saved weights load back into PyTorch.
+//! they are and saved weights load back into PyTorch, and ViT-Tiny/Small with timm's names.
 //!
 //! Every model returns [`Features`] (stage maps, pooled embedding, logits) for distillation
 //! losses. `ModelSpec::small_input` swaps the ImageNet stem for one suited to 28-64 px images.
@@ -20,6 +20,7 @@ mod norm;
 mod onnx;
 mod prune;
 mod resnet;
+mod vit;
 mod weights;
 
 pub use conv::conv2d;
@@ -34,6 +35,7 @@ pub use model::{Arch, Model, ModelSpec, count_params};
 pub use norm::batch_norm;
 pub use prune::{Masks, Pruned, prune_global, sparsity_of};
 pub use resnet::ResNet;
+pub use vit::Vit;
 pub use weights::{load_weights, load_weights_partial, save_weights, save_weights_with_metadata, state_dict};
 
 use burn::prelude::Device;

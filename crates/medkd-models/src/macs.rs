@@ -3,12 +3,12 @@
 use crate::layers::ConvSpec;
 use crate::model::{Arch, ModelSpec};
 use crate::resnet::Layout;
-use crate::{densenet, efficientnet_lite, mobilenetv2, resnet};
+use crate::{densenet, efficientnet_lite, mobilenetv2, resnet, vit};
 
 /// Conv + linear multiply-accumulates for one image of `input_hw` (height, width), exact.
 ///
 /// BatchNorm, activations, pooling and residual additions are not counted (the usual
-/// convention, e.g. fvcore's). Reference: ResNet-18 with a 10-class head, 1.8136 GMAC at 224 px,
+/// convention, e.g. fvcore's); a ViT's attention products are (see `vit::macs`). Reference: ResNet-18 with a 10-class head, 1.8136 GMAC at 224 px,
 /// 0.1481 GMAC at 64 px (a 1000-class fc adds 0.0005 GMAC).
 pub fn count_macs(spec: &ModelSpec, input_hw: [usize; 2]) -> u64 {
     match spec.arch {
@@ -20,6 +20,15 @@ pub fn count_macs(spec: &ModelSpec, input_hw: [usize; 2]) -> u64 {
         Arch::EfficientNetLite0 => efficientnet_lite::macs(efficientnet_lite::LITE0, spec, input_hw),
         Arch::EfficientNetLite1 => efficientnet_lite::macs(efficientnet_lite::LITE1, spec, input_hw),
         Arch::EfficientNetLite2 => efficientnet_lite::macs(efficientnet_lite::LITE2, spec, input_hw),
+        Arch::VitTinyPatch4
+        | Arch::VitTinyPatch8
+        | Arch::VitTinyPatch16
+        | Arch::VitSmallPatch4
+        | Arch::VitSmallPatch8
+        | Arch::VitSmallPatch16 => {
+            let (size, patch) = spec.arch.vit().expect("a ViT arch");
+            vit::macs(size, patch, spec, input_hw)
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::error::ModelError;
 use crate::features::{FeatureLayout, Features, MapInfo, MapKind, Stages};
 use crate::mobilenetv2::{self, MobileNetV2};
 use crate::resnet::{self, Layout, ResNet};
+use crate::vit::{self, Vit, VitSize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -26,10 +27,22 @@ pub enum Arch {
     EfficientNetLite1,
     #[serde(rename = "efficientnet_lite2")]
     EfficientNetLite2,
+    #[serde(rename = "vit_tiny_patch4")]
+    VitTinyPatch4,
+    #[serde(rename = "vit_tiny_patch8")]
+    VitTinyPatch8,
+    #[serde(rename = "vit_tiny_patch16")]
+    VitTinyPatch16,
+    #[serde(rename = "vit_small_patch4")]
+    VitSmallPatch4,
+    #[serde(rename = "vit_small_patch8")]
+    VitSmallPatch8,
+    #[serde(rename = "vit_small_patch16")]
+    VitSmallPatch16,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 8] = [
+    pub const ALL: [Arch; 14] = [
         Arch::ResNet18,
         Arch::ResNet34,
         Arch::ResNet50,
@@ -38,6 +51,12 @@ impl Arch {
         Arch::EfficientNetLite0,
         Arch::EfficientNetLite1,
         Arch::EfficientNetLite2,
+        Arch::VitTinyPatch4,
+        Arch::VitTinyPatch8,
+        Arch::VitTinyPatch16,
+        Arch::VitSmallPatch4,
+        Arch::VitSmallPatch8,
+        Arch::VitSmallPatch16,
     ];
 
     /// The config / CLI name, as serde writes it.
@@ -51,7 +70,31 @@ impl Arch {
             Arch::EfficientNetLite0 => "efficientnet_lite0",
             Arch::EfficientNetLite1 => "efficientnet_lite1",
             Arch::EfficientNetLite2 => "efficientnet_lite2",
+            Arch::VitTinyPatch4 => "vit_tiny_patch4",
+            Arch::VitTinyPatch8 => "vit_tiny_patch8",
+            Arch::VitTinyPatch16 => "vit_tiny_patch16",
+            Arch::VitSmallPatch4 => "vit_small_patch4",
+            Arch::VitSmallPatch8 => "vit_small_patch8",
+            Arch::VitSmallPatch16 => "vit_small_patch16",
         }
+    }
+
+    /// A vision transformer's size and patch side; `None` for the CNNs.
+    pub(crate) fn vit(self) -> Option<(VitSize, usize)> {
+        match self {
+            Arch::VitTinyPatch4 => Some((vit::TINY, 4)),
+            Arch::VitTinyPatch8 => Some((vit::TINY, 8)),
+            Arch::VitTinyPatch16 => Some((vit::TINY, 16)),
+            Arch::VitSmallPatch4 => Some((vit::SMALL, 4)),
+            Arch::VitSmallPatch8 => Some((vit::SMALL, 8)),
+            Arch::VitSmallPatch16 => Some((vit::SMALL, 16)),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a vision transformer (tokens, not C x H x W maps; no BatchNorm).
+    pub fn is_vit(self) -> bool {
+        self.vit().is_some()
     }
 }
 
@@ -82,6 +125,19 @@ pub struct ModelSpec {
     /// 1 in the stem and in the first stride-2 stage). Stage strides become 1/2/4/8.
     #[serde(default)]
     pub small_input: bool,
+    /// `[height, width]` of the input the network is built for. A ViT needs it: its position
+    /// embeddings are learned for that patch grid (other sizes get them resampled). The CNNs
+    /// take any size and ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<[usize; 2]>,
+    /// Stochastic depth of a ViT's last block (linear from 0 at the first), in [0, 1); timm's
+    /// default 0. Not used by the CNNs (EfficientNet-Lite's drop-connect is fixed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drop_path_rate: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 fn default_in_channels() -> usize {
@@ -91,7 +147,7 @@ fn default_in_channels() -> usize {
 impl ModelSpec {
     /// RGB input, ImageNet stem.
     pub fn new(arch: Arch, num_classes: usize) -> Self {
-        Self { arch, num_classes, in_channels: default_in_channels(), small_input: false }
+        Self { arch, num_classes, in_channels: default_in_channels(), small_input: false, image_size: None, drop_path_rate: 0.0 }
     }
 
     /// The smallest input side the network can take. Convolutions and max-pools are padded, so
@@ -107,7 +163,11 @@ impl ModelSpec {
     }
 
     /// Checks that `[height, width]` inputs fit the network (see [`ModelSpec::min_input_side`]).
+    /// A ViT's input must be a whole number of patches.
     pub fn check_input(&self, [height, width]: [usize; 2]) -> Result<(), ModelError> {
+        if let Some((_, patch)) = self.arch.vit() {
+            return vit::grid([height, width], patch).map(|_| ());
+        }
         let min = self.min_input_side();
         if height.min(width) >= min {
             return Ok(());
@@ -127,6 +187,18 @@ impl ModelSpec {
         if self.in_channels == 0 {
             return Err(ModelError::InvalidSpec("in_channels must be at least 1".into()));
         }
+        if !(0.0..1.0).contains(&self.drop_path_rate) {
+            return Err(ModelError::InvalidSpec(format!("drop_path_rate must be in [0, 1), got {}", self.drop_path_rate)));
+        }
+        if self.drop_path_rate > 0.0 && !self.arch.is_vit() {
+            return Err(ModelError::InvalidSpec(format!("drop_path_rate is a ViT setting; {} has none", self.arch)));
+        }
+        if self.small_input && self.arch.is_vit() {
+            return Err(ModelError::InvalidSpec(format!(
+                "{} has no small-input stem: choose the patch size for the input instead",
+                self.arch
+            )));
+        }
         Ok(())
     }
 }
@@ -138,6 +210,7 @@ pub enum Model {
     MobileNetV2(MobileNetV2),
     DenseNet(DenseNet),
     EfficientNetLite(EfficientNetLite),
+    Vit(Vit),
 }
 
 impl Model {
@@ -154,6 +227,15 @@ impl Model {
             Arch::EfficientNetLite0 => Model::EfficientNetLite(EfficientNetLite::new(efficientnet_lite::LITE0, spec, device)),
             Arch::EfficientNetLite1 => Model::EfficientNetLite(EfficientNetLite::new(efficientnet_lite::LITE1, spec, device)),
             Arch::EfficientNetLite2 => Model::EfficientNetLite(EfficientNetLite::new(efficientnet_lite::LITE2, spec, device)),
+            Arch::VitTinyPatch4
+            | Arch::VitTinyPatch8
+            | Arch::VitTinyPatch16
+            | Arch::VitSmallPatch4
+            | Arch::VitSmallPatch8
+            | Arch::VitSmallPatch16 => {
+                let (size, patch) = spec.arch.vit().expect("a ViT arch");
+                Model::Vit(Vit::new(size, patch, spec, device)?)
+            }
         })
     }
 
@@ -174,8 +256,26 @@ impl Model {
     /// α_k is the spatial mean of ∂logit/∂A_k. Every architecture here averages that map
     /// globally into one linear layer, so ∂logit_c/∂A_k(h, w) = W[c, k] / (H·W) everywhere and
     /// α needs no backward pass (tests compare with PyTorch autograd on two architectures).
+    /// CNNs only: a ViT's maps are tokens (see [`Model::saliency`]).
     pub fn grad_cam(&self, x: Tensor<4>, classes: &[usize]) -> Tensor<3> {
         self.grad_cam_of(&self.valid().forward(x), classes)
+    }
+
+    /// Where the model looks in each image, `[B, H, W]` at the network's own resolution:
+    /// [`Model::grad_cam`] of `classes` for the CNNs; for a ViT, whose head reads the CLS token
+    /// rather than a pooled map, the last block's attention from the CLS token to each patch
+    /// averaged over the heads (DINO's attention maps), the same for every class.
+    /// [`Model::saliency_kind`] names which.
+    pub fn saliency(&self, x: Tensor<4>, classes: &[usize]) -> Tensor<3> {
+        match self.valid() {
+            Model::Vit(vit) => vit.cls_attention(x),
+            _ => self.grad_cam(x, classes),
+        }
+    }
+
+    /// `"grad_cam"` or `"cls_attention"`: what [`Model::saliency`] computes for this model.
+    pub fn saliency_kind(&self) -> &'static str {
+        if let Model::Vit(_) = self { "cls_attention" } else { "grad_cam" }
     }
 
     /// [`Model::grad_cam`] from this model's features of a forward pass already made (eval
@@ -199,6 +299,7 @@ impl Model {
             Model::MobileNetV2(m) => m.classifier.weight.val(),
             Model::DenseNet(m) => m.classifier.weight.val(),
             Model::EfficientNetLite(m) => m._fc.weight.val(),
+            Model::Vit(m) => m.head.weight.val(),
         }
     }
 
@@ -208,10 +309,15 @@ impl Model {
     }
 
     /// Size of the pooled embedding: 512 (ResNet-18/34), 2048 (ResNet-50), 1280 (MobileNetV2),
-    /// 1024 (DenseNet-121), 1280 (EfficientNet-Lite).
+    /// 1024 (DenseNet-121), 1280 (EfficientNet-Lite), 192 (ViT-Tiny), 384 (ViT-Small).
     pub fn feature_dim(&self) -> usize {
-        let stages = self.stage_channels_ref();
-        stages[stages.len() - 1]
+        match self {
+            Model::Vit(m) => m.dim(),
+            _ => {
+                let stages = self.stage_channels_ref();
+                stages[stages.len() - 1]
+            }
+        }
     }
 
     /// The names and kinds of [`Features::maps`] and the pooled width.
@@ -223,18 +329,24 @@ impl Model {
                 ["features.denseblock1", "features.denseblock2", "features.denseblock3", "features.norm5"].map(String::from)
             }
             Model::EfficientNetLite(m) => m.map_names(),
+            Model::Vit(m) => {
+                let maps = m.map_names().into_iter().map(|name| MapInfo { name, kind: MapKind::Tokens { dim: m.dim() } });
+                return FeatureLayout { maps: maps.collect(), pooled_dim: m.dim() };
+            }
         };
         let maps =
             names.into_iter().zip(self.stage_channels_ref()).map(|(name, &channels)| MapInfo { name, kind: MapKind::Spatial { channels } });
         FeatureLayout { maps: maps.collect(), pooled_dim: self.feature_dim() }
     }
 
+    /// The CNNs' stage widths (a ViT has one width, [`Model::feature_dim`]).
     fn stage_channels_ref(&self) -> &[usize] {
         match self {
             Model::ResNet(m) => m.stage_channels(),
             Model::MobileNetV2(m) => m.stage_channels(),
             Model::DenseNet(m) => m.stage_channels(),
             Model::EfficientNetLite(m) => m.stage_channels(),
+            Model::Vit(_) => &[],
         }
     }
 
@@ -244,6 +356,7 @@ impl Model {
             Model::MobileNetV2(m) => m.forward(x, stages),
             Model::DenseNet(m) => m.forward(x, stages),
             Model::EfficientNetLite(m) => m.forward(x, stages),
+            Model::Vit(m) => m.forward(x, stages),
         }
     }
 
@@ -272,6 +385,7 @@ impl Model {
             Model::ResNet(_) => "fc",
             Model::MobileNetV2(_) | Model::DenseNet(_) => "classifier",
             Model::EfficientNetLite(_) => "_fc",
+            Model::Vit(_) => "head",
         };
         let mut collect = Collect { classifier, path: Vec::new(), ids: Vec::new() };
         self.visit(&mut collect);
@@ -308,6 +422,7 @@ impl Model {
             Model::MobileNetV2(_) => "features.0.0.weight",
             Model::DenseNet(_) => "features.conv0.weight",
             Model::EfficientNetLite(_) => "_conv_stem.weight",
+            Model::Vit(_) => "patch_embed.proj.weight",
         }
     }
 
@@ -318,8 +433,8 @@ impl Model {
             Model::ResNet(_) => resnet::torchvision_keys(),
             Model::MobileNetV2(_) => mobilenetv2::torchvision_keys(),
             Model::DenseNet(_) => densenet::torchvision_keys(),
-            // Its fields carry the checkpoint's names.
-            Model::EfficientNetLite(_) => Vec::new(),
+            // Their fields carry the checkpoint's names.
+            Model::EfficientNetLite(_) | Model::Vit(_) => Vec::new(),
         }
     }
 }

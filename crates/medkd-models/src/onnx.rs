@@ -1,7 +1,7 @@
 //! The model as an ONNX graph: each architecture's `onnx` function mirrors its eval forward,
 //! naming the weights as its state dict does.
 
-use medkd_onnx::{Graph, Io};
+use medkd_onnx::{Graph, Io, OnnxError};
 
 use crate::efficientnet_lite::{LITE0, LITE1, LITE2};
 use crate::error::ModelError;
@@ -29,6 +29,14 @@ impl Model {
             Arch::EfficientNetLite0 => efficientnet_lite::onnx(LITE0, spec, [height, width], graph, x),
             Arch::EfficientNetLite1 => efficientnet_lite::onnx(LITE1, spec, [height, width], graph, x),
             Arch::EfficientNetLite2 => efficientnet_lite::onnx(LITE2, spec, [height, width], graph, x),
+            Arch::VitTinyPatch4
+            | Arch::VitTinyPatch8
+            | Arch::VitTinyPatch16
+            | Arch::VitSmallPatch4
+            | Arch::VitSmallPatch8
+            | Arch::VitSmallPatch16 => Err(OnnxError::Invalid(
+                "ViTs cannot be exported to ONNX yet: medkd's ONNX writer has no attention or LayerNorm nodes".into(),
+            )),
         })
         .map_err(onnx)
     }

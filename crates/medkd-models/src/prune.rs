@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn prunes_the_smallest_weights_across_layers_exactly() {
-        let spec = ModelSpec { arch: Arch::ResNet18, num_classes: 4, in_channels: 3, small_input: true };
+        let spec = ModelSpec { small_input: true, ..ModelSpec::new(Arch::ResNet18, 4) };
         let model = Model::new(&spec, &test_device()).unwrap();
         let mut before = Magnitudes(Vec::new());
         model.visit(&mut before);
@@ -192,7 +192,7 @@ mod tests {
     /// pruned or masked trainable model still trains.
     #[test]
     fn masks_keep_the_pruned_weights_zero_and_the_model_trainable() {
-        let spec = ModelSpec { arch: Arch::MobileNetV2, num_classes: 3, in_channels: 3, small_input: true };
+        let spec = ModelSpec { small_input: true, ..ModelSpec::new(Arch::MobileNetV2, 3) };
         let model = Model::new(&spec, &test_device().autodiff()).unwrap();
         let (pruned, report) = prune_global(model, 0.5).unwrap();
         let masks = Masks::of(&pruned);

@@ -22,6 +22,7 @@ use medkd_onnx::Weight;
 
 use crate::error::{ModelError, ShapeMismatch};
 use crate::model::Model;
+use crate::vit;
 
 /// BatchNorm's step counter: in every torchvision state dict, unused here.
 const NUM_BATCHES_TRACKED: &str = ".num_batches_tracked";
@@ -48,7 +49,8 @@ impl Format {
 /// code), bare or nested under `"state_dict"`/`"model"`. Strict: missing, unexpected and
 /// mis-shaped tensors are all reported in one [`ModelError::Mismatch`]; `num_batches_tracked`
 /// is ignored. An RGB checkpoint loads into a one-channel model with its first conv summed over
-/// the colour channels (see `adapt_input_conv`).
+/// the colour channels (see `adapt_input_conv`), and a ViT checkpoint made for another patch grid
+/// gets its position embeddings resampled to the model's (see `adapt_pos_embed`).
 pub fn load_weights(model: Model, path: &Path) -> Result<Model, ModelError> {
     load_weights_partial(model, path, &[])
 }
@@ -72,8 +74,12 @@ pub fn load_weights_partial(mut model: Model, path: &Path, skip_prefixes: &[&str
             continue;
         };
         seen.insert(tensor.name.clone());
+        let adapt_error = |message| ModelError::Read { path: path.to_owned(), message };
         if tensor.name == model.input_conv() {
-            tensor = adapt_input_conv(tensor, &want.shape).map_err(|message| ModelError::Read { path: path.to_owned(), message })?;
+            tensor = adapt_input_conv(tensor, &want.shape).map_err(adapt_error)?;
+        }
+        if let (Model::Vit(vit), vit::POS_EMBED) = (&model, tensor.name.as_str()) {
+            tensor = adapt_pos_embed(tensor, &want.shape, vit.grid()).map_err(adapt_error)?;
         }
         if tensor.shape.as_slice() != want.shape {
             mismatched.push(ShapeMismatch { name: tensor.name, expected: want.shape.clone(), found: tensor.shape.to_vec() });
@@ -126,6 +132,30 @@ fn adapt_input_conv(tensor: PackTensor, expected: &[usize]) -> Result<PackTensor
         .flat_map(f32::to_le_bytes)
         .collect();
     Ok(PackTensor::new(name, DType::F32, expected.to_vec(), None, Bytes::from_bytes_vec(summed)))
+}
+
+/// A ViT checkpoint's `pos_embed` for a model with another patch `grid` (timm's checkpoint
+/// filter: a model at 64 px loads weights trained at 224): the grid resampled as timm does, the
+/// CLS entry kept. A tensor of the model's shape, or one whose grid is not a square (which timm
+/// cannot infer either), is returned as it is and any mismatch reported as usual.
+fn adapt_pos_embed(tensor: PackTensor, expected: &[usize], grid: [usize; 2]) -> Result<PackTensor, String> {
+    let shape = tensor.shape.to_vec();
+    if shape == expected || shape.len() != 3 || expected.len() != 3 || shape[0] != 1 || shape[2] != expected[2] || shape[1] < 2 {
+        return Ok(tensor);
+    }
+    if tensor.dtype != DType::F32 {
+        return Err(format!("`{}` is {:?}; only float32 position embeddings are resampled", tensor.name, tensor.dtype));
+    }
+    let (tokens, dim) = (shape[1], shape[2]);
+    let (name, _, _, _, bytes) = tensor.into_parts().map_err(|e| e.to_string())?;
+    let values = f32_values(&bytes);
+    match vit::resample_pos_embed(&values, tokens, dim, grid) {
+        Some(resampled) => {
+            let bytes: Vec<u8> = resampled.into_iter().flat_map(f32::to_le_bytes).collect();
+            Ok(PackTensor::new(name, DType::F32, expected.to_vec(), None, Bytes::from_bytes_vec(bytes)))
+        }
+        None => Ok(PackTensor::new(name, DType::F32, shape, None, bytes)),
+    }
 }
 
 /// Writes the model as a .safetensors file with torchvision names and shapes (no

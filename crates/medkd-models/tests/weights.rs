@@ -195,7 +195,9 @@ fn rejects_unsupported_and_corrupt_files() {
 fn feature_map_names_are_module_paths_of_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     for arch in Arch::ALL {
-        let model = Model::new(&ModelSpec::new(arch, 3), &medkd_models::test_device()).unwrap();
+        // A ViT's position embeddings need its input size; the CNNs ignore it.
+        let spec = ModelSpec { image_size: Some([32, 32]), ..ModelSpec::new(arch, 3) };
+        let model = Model::new(&spec, &medkd_models::test_device()).unwrap();
         let path = dir.path().join(format!("{arch}.safetensors"));
         save_weights(&model, &path).unwrap();
         let names: Vec<String> = read_safetensors(&path).into_iter().map(|e| e.name).collect();

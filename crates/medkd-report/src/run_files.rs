@@ -33,6 +33,13 @@ pub struct GalleryTile {
     pub predicted: String,
     pub confidence: f32,
     pub map: [usize; 2],
+    /// `grad_cam` (galleries from before ViTs have no such key) or `cls_attention`.
+    #[serde(default = "grad_cam")]
+    pub saliency: String,
+}
+
+fn grad_cam() -> String {
+    "grad_cam".into()
 }
 
 /// One line of metrics.jsonl: the epoch's training loss, each named term, the learning rate

@@ -388,12 +388,19 @@ fn gallery(run: &RunFiles, data: &mut serde_json::Map<String, Value>) -> String 
     if run.gallery.is_empty() {
         return String::new();
     }
-    let mut html = String::from(
-        "<h3>Test images and where the model looks</h3><p class=\"note\">Grad-CAM of the predicted class on the last feature map, red where it raises that class's score; confidence is the model's own probability (before temperature scaling).</p><figure data-plot=\"gallery\">",
+    let attention = run.gallery.first().is_some_and(|(tile, _)| tile.saliency == "cls_attention");
+    let what = if attention {
+        "The last block's attention from the CLS token (which the head reads) to each patch, averaged over the heads, red where it is high; the same map for every class"
+    } else {
+        "Grad-CAM of the predicted class on the last feature map, red where it raises that class's score"
+    };
+    let mut html = format!(
+        "<h3>Test images and where the model looks</h3><p class=\"note\">{what}; confidence is the model's own probability (before temperature scaling).</p><figure data-plot=\"gallery\">",
     );
     if let Some((tile, _)) = run.gallery.first() {
         let [h, w] = tile.map;
-        let _ = write!(html, "<figcaption>The last feature map is {h}×{w} at this input size");
+        let map = if attention { "The patch grid" } else { "The last feature map" };
+        let _ = write!(html, "<figcaption>{map} is {h}×{w} at this input size");
         html.push_str(if h * w == 1 {
             ": one cell, so the map cannot point anywhere (a larger input or the small-input stem gives one that can).</figcaption>"
         } else {

@@ -243,7 +243,7 @@ mod tests {
     use super::*;
 
     fn spec() -> ModelSpec {
-        ModelSpec { arch: Arch::ResNet18, num_classes: 2, in_channels: 1, small_input: true }
+        ModelSpec { in_channels: 1, small_input: true, ..ModelSpec::new(Arch::ResNet18, 2) }
     }
 
     fn model(seed: u64) -> Model {

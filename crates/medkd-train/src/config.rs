@@ -106,6 +106,9 @@ pub struct ModelConfig {
     /// model).
     #[serde(default)]
     pub prune_sparsity: Option<f64>,
+    /// Stochastic depth of a ViT's last block (linear from 0 at the first block).
+    #[serde(default)]
+    pub drop_path_rate: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -384,6 +387,18 @@ impl RunConfig {
         }
         if let Some(sparsity) = self.model.prune_sparsity.filter(|s| !(0.0..1.0).contains(s)) {
             return bad("model.prune_sparsity", format!("must be in [0, 1), got {sparsity}"));
+        }
+        if !(0.0..1.0).contains(&self.model.drop_path_rate) {
+            return bad("model.drop_path_rate", format!("must be in [0, 1), got {}", self.model.drop_path_rate));
+        }
+        if self.model.drop_path_rate > 0.0 && !self.model.arch.is_vit() {
+            return bad("model.drop_path_rate", format!("is a ViT setting; {} has no stochastic depth to set", self.model.arch));
+        }
+        if self.model.small_input && self.model.arch.is_vit() {
+            return bad(
+                "model.small_input",
+                format!("{} has no small-input stem: choose the patch size for the input instead", self.model.arch),
+            );
         }
         if train.workers == 0 {
             return bad("train.workers", "must be at least 1".into());

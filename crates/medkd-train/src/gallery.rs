@@ -27,8 +27,11 @@ pub struct Tile {
     pub predicted: String,
     /// The predicted class's probability (the model's own, before temperature scaling).
     pub confidence: f32,
-    /// `[height, width]` of the feature map the Grad-CAM is computed on.
+    /// `[height, width]` of the map: the feature map the Grad-CAM is computed on, or a ViT's
+    /// patch grid.
     pub map: [usize; 2],
+    /// What the map shows ([`Model::saliency_kind`]): `grad_cam` or `cls_attention`.
+    pub saliency: &'static str,
 }
 
 /// The groups' sample indices into `scored`: most confident right, most confident wrong, least
@@ -76,7 +79,7 @@ pub fn write_gallery(run: &RunDir, setup: &RunSetup, model: &Model, scored: &Sco
         let row = &scored.probs[i * k..(i + 1) * k];
         let predicted = (0..k).fold(0, |best, c| if row[c] > row[best] { c } else { best });
         let (values, [c, h, w]) = setup.eval_pipeline.apply_seeded(&image, 0)?;
-        let cam = model.grad_cam(batch_tensor(&values, [1, c, h, w], &setup.device), &[predicted]);
+        let cam = model.saliency(batch_tensor(&values, [1, c, h, w], &setup.device), &[predicted]);
         let [_, cam_h, cam_w] = cam.dims();
         let cam: Vec<f32> = cam.into_data().try_to_vec::<f32>().expect("Grad-CAM is f32");
         let file = format!("{n:02}.png");
@@ -91,6 +94,7 @@ pub fn write_gallery(run: &RunDir, setup: &RunSetup, model: &Model, scored: &Sco
             predicted: names[predicted].clone(),
             confidence: row[predicted],
             map: [cam_h, cam_w],
+            saliency: model.saliency_kind(),
         });
     }
     run.write_json(&folder.join("gallery.json"), &tiles)

@@ -17,8 +17,8 @@ use crate::TrainError;
 use crate::checkpoint::best_weights;
 use crate::config::RunConfig;
 use crate::device::make_device;
-use crate::htl::read_htl_file;
 use crate::evaluate::BoxSource;
+use crate::htl::read_htl_file;
 use crate::methods::config::{HtlConfig, LocalizeConfig, MethodConfig};
 use crate::pretrained;
 use crate::run_dir::RunDir;
@@ -54,11 +54,17 @@ impl RunSetup {
                         "`method.weak`: weakly supervised localization trains on class labels; give the data `label_column` beside `box_columns`".into(),
                     ));
                 }
+                if config.model.arch.is_vit() {
+                    return Err(TrainError::Config(format!(
+                        "`method.weak`: Grad-CAM boxes need a CNN's last C x H x W map; {} gives tokens",
+                        config.model.arch
+                    )));
+                }
                 BoxSource::Cam { threshold: weak.cam_threshold }
             }
             _ => BoxSource::Regression,
         };
-        let spec = ModelSpec {
+        let mut spec = ModelSpec {
             arch: config.model.arch,
             // A box regressor's four outputs: centre and size (medkd_losses::decode_boxes).
             num_classes: match (&config.method, box_source) {
@@ -67,6 +73,8 @@ impl RunSetup {
             },
             in_channels: config.data.output_channels(info.channels),
             small_input: config.model.small_input,
+            image_size: None,
+            drop_path_rate: config.model.drop_path_rate,
         };
         let pipelines = build_pipelines(&config.data, splits.train.as_ref())?;
         let (train_pipeline, eval_pipeline) = (pipelines.train, pipelines.eval);
@@ -75,7 +83,11 @@ impl RunSetup {
         let first = splits.train.image(0)?;
         let [_, height, width] = eval_pipeline.apply_seeded(&first, 0)?.1;
         let [_, train_height, train_width] = train_pipeline.apply_seeded(&first, 0)?.1;
-        spec.check_input([height.min(train_height), width.min(train_width)]).map_err(|e| TrainError::Config(format!("`model`: {e}")))?;
+        // A ViT's position embeddings are learned for the eval size's patch grid.
+        spec.image_size = Some([height, width]);
+        for hw in [[height, width], [train_height, train_width]] {
+            spec.check_input(hw).map_err(|e| TrainError::Config(format!("`model`: {e}")))?;
+        }
         let (input_hw, train_hw) = ([height, width], [train_height, train_width]);
         let shot_groups = ShotGroups::new(config.shots, medkd_data::class_counts(splits.train.as_ref()));
         Ok(RunSetup { splits, info, spec, train_pipeline, eval_pipeline, device, input_hw, train_hw, shot_groups, box_source })
@@ -161,7 +173,7 @@ impl Prepared {
             load_weights_partial(Model::new(&setup.spec, &setup.device)?, &weights, &skip)
                 .map_err(|e| TrainError::Config(format!("`model.pretrained`: {e}")))?;
         }
-        let teachers = load_teachers(&config.teachers, &setup.info, setup.spec.in_channels, &setup.device)?;
+        let teachers = load_teachers(&config.teachers, &setup.info, &setup.spec, &setup.device)?;
         for (index, teacher) in teachers.iter().enumerate() {
             teacher.spec.check_input(setup.input_hw).map_err(|e| TrainError::Config(format!("`teacher[{index}]`: {e}")))?;
         }

@@ -201,7 +201,7 @@ mod tests {
         );
         let config = RunConfig::parse(&text, &[]).unwrap();
         let setup = RunSetup::new(&config).unwrap();
-        let spec = ModelSpec { arch: Arch::ResNet18, num_classes: 2, in_channels: 3, small_input: false };
+        let spec = ModelSpec::new(Arch::ResNet18, 2);
         let teacher = Teacher::new(spec.clone(), Model::new(&spec, &setup.device).unwrap(), setup.info.class_names.clone());
         let head_spec = HeadSpec { teacher: 0, student_dim: 512, teacher_dim: 512, epochs: 2, lr: 0.05, trained: None };
         let tmp = tempfile::tempdir().unwrap();

@@ -99,22 +99,26 @@ fn to_rows(tensor: &Tensor<2>) -> Vec<Vec<f32>> {
 }
 
 /// Loads every `[[teacher]]` on `device` (a device without autodiff, so BatchNorm uses running
-/// statistics) and checks that each predicts the dataset's classes from inputs of its channels.
+/// statistics) and checks that each predicts the dataset's classes from inputs of the
+/// `student`'s channels. The teachers see the student's input size (a ViT teacher's position
+/// embeddings are resampled to it).
 pub fn load_teachers(
     configs: &[TeacherConfig],
     info: &DatasetInfo,
-    in_channels: usize,
+    student: &ModelSpec,
     device: &Device,
 ) -> Result<Vec<Teacher>, TrainError> {
+    let (in_channels, image_size) = (student.in_channels, student.image_size);
     configs
         .iter()
         .enumerate()
         .map(|(index, config)| {
             let error = |message: String| TrainError::Config(format!("`teacher[{index}]`: {message}"));
             match config {
-                TeacherConfig { run: Some(run), .. } => from_run(run, info, in_channels, device).map_err(error),
+                TeacherConfig { run: Some(run), .. } => from_run(run, info, in_channels, image_size, device).map_err(error),
                 TeacherConfig { arch: Some(arch), weights: Some(weights), small_input, .. } => {
-                    let spec = ModelSpec { arch: *arch, num_classes: info.num_classes(), in_channels, small_input: *small_input };
+                    let spec =
+                        ModelSpec { in_channels, small_input: *small_input, image_size, ..ModelSpec::new(*arch, info.num_classes()) };
                     let model = load_weights(Model::new(&spec, device)?, weights).map_err(|e| error(e.to_string()))?;
                     Ok(Teacher { model, source: format!("{arch} from {}", weights.display()), spec, class_names: info.class_names.clone() })
                 }
@@ -127,7 +131,13 @@ pub fn load_teachers(
 /// A finished run: its config gives the architecture, its summary.json the class names and
 /// input channels, its best checkpoint the weights. Its classes must be the dataset's or some of
 /// them (and "other"): the loss terms check which they accept.
-fn from_run(path: &Path, info: &DatasetInfo, in_channels: usize, device: &Device) -> Result<Teacher, String> {
+fn from_run(
+    path: &Path,
+    info: &DatasetInfo,
+    in_channels: usize,
+    image_size: Option<[usize; 2]>,
+    device: &Device,
+) -> Result<Teacher, String> {
     let run = RunDir::open(path).map_err(|e| e.to_string())?;
     let config = RunConfig::load(&run.config_path(), &[]).map_err(|e| e.to_string())?;
     let summary_path = run.summary_path();
@@ -150,7 +160,12 @@ fn from_run(path: &Path, info: &DatasetInfo, in_channels: usize, device: &Device
             summary.input_channels
         ));
     }
-    let spec = ModelSpec { arch: config.model.arch, num_classes: class_names.len(), in_channels, small_input: config.model.small_input };
+    let spec = ModelSpec {
+        in_channels,
+        small_input: config.model.small_input,
+        image_size,
+        ..ModelSpec::new(config.model.arch, class_names.len())
+    };
     let model = Model::new(&spec, device).map_err(|e| e.to_string())?;
     let model = load_weights(model, &best_weights(&run).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     Ok(Teacher { model, source: format!("{} from run {}", spec.arch, path.display()), spec, class_names })
@@ -166,7 +181,7 @@ mod tests {
     #[test]
     fn cached_outputs_equal_computed_ones_and_partial_batches_are_recomputed() {
         let device = medkd_models::test_device();
-        let spec = ModelSpec { arch: Arch::ResNet18, num_classes: 3, in_channels: 3, small_input: true };
+        let spec = ModelSpec { small_input: true, ..ModelSpec::new(Arch::ResNet18, 3) };
         let teacher = |seed: u64| {
             device.seed(seed);
             Teacher::new(spec.clone(), Model::new(&spec, &device).unwrap(), vec!["a".into(), "b".into(), "c".into()])

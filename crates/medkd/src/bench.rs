@@ -102,6 +102,10 @@ const WORKLOADS: &[Workload] = &[
     model("efficientnet_lite0_train_96", Arch::EfficientNetLite0, Mode::Train, 32, 96),
     model("efficientnet_lite0_train_224", Arch::EfficientNetLite0, Mode::Train, 8, 224),
     model("efficientnet_lite0_infer_224", Arch::EfficientNetLite0, Mode::Infer, 32, 224),
+    // DISTL's ViT-Tiny (issue #28): patch 4 on MedMNIST's 28 px, patch 8 at 64 px.
+    model("vit_tiny_patch4_train_28", Arch::VitTinyPatch4, Mode::Train, 64, 28),
+    model("vit_tiny_patch8_train_64", Arch::VitTinyPatch8, Mode::Train, 32, 64),
+    model("vit_tiny_patch8_infer_64", Arch::VitTinyPatch8, Mode::Infer, 32, 64),
     Workload { name: "loader_224", kind: Kind::Loader { side: 224, images: 512 } },
     // The whole set (5,984 images in ../shared/data/ham10000): run alone under a memory sampler for
     // the peak RSS of streaming it (issue #5).
@@ -348,8 +352,9 @@ fn summarize(mut times: Vec<f64>) -> Timing {
 }
 
 fn time_model(arch: Arch, mode: Mode, batch: usize, side: usize, options: &BenchOptions) -> Result<Timing> {
-    // RGB input and the ImageNet stem (small_input = false), as torchvision's models.
-    let spec = ModelSpec::new(arch, NUM_CLASSES);
+    // RGB input and the ImageNet stem (small_input = false), as torchvision's models; a ViT's
+    // position embeddings for the workload's side.
+    let spec = ModelSpec { image_size: Some([side, side]), ..ModelSpec::new(arch, NUM_CLASSES) };
     let labels: Vec<usize> = (0..batch).map(|i| i % NUM_CLASSES).collect();
     match mode {
         Mode::Train | Mode::MaskedTrain => {

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use medkd_data::{Size, Task, TransformSpec, build_pipelines};
+use medkd_data::{DatasetInfo, Size, Target, Task, TransformSpec, build_pipelines};
 use medkd_eval::Metric;
 use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
@@ -221,17 +221,60 @@ fn split_boxes(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str, 
     Ok(evaluate::predict_boxes(&model, &loader, setup.box_source, &setup.device)?)
 }
 
-pub fn eval(run_path: &Path, split: &str, tta: Tta, cam_threshold: Option<f64>) -> Result<()> {
+pub fn eval(run_path: &Path, split: &str, tta: Tta, cam_threshold: Option<f64>, against: Option<&Path>) -> Result<()> {
     let (config, run, setup) = open_run_at(run_path, cam_threshold)?;
-    let evaluation = if setup.info.task == Task::Localization {
+    if setup.info.task == Task::Localization {
+        ensure!(against.is_none(), "{}: --against compares classifiers' ROC-AUCs; this run localizes", run_path.display());
         // No loss: the box terms' weights belong to training.
-        evaluate::evaluate_box_predictions(split_boxes(&config, &run, &setup, split, tta)?, f64::NAN)?
-    } else {
-        evaluate(&split_predictions(&config, &run, &setup, split, tta)?, &setup.info, &setup.shot_groups)?
-    };
+        let evaluation = evaluate::evaluate_box_predictions(split_boxes(&config, &run, &setup, split, tta)?, f64::NAN)?;
+        println!("{split} split, best checkpoint of {}:\n{}", run_path.display(), evaluation.table());
+        return Ok(());
+    }
+    let predictions = split_predictions(&config, &run, &setup, split, tta)?;
+    let evaluation = evaluate(&predictions, &setup.info, &setup.shot_groups)?;
     println!("{split} split, best checkpoint of {}:", run_path.display());
     println!("{}", evaluation.table());
+    if let Some(other_path) = against {
+        let (other_config, other_run, other_setup) = open_run(other_path)?;
+        let other = split_predictions(&other_config, &other_run, &other_setup, split, tta)?;
+        println!("{}", paired_delong_table(&predictions, &other, &setup.info, [run_path, other_path])?);
+    }
     Ok(())
+}
+
+/// DeLong's paired test of two runs' predictions on the same samples: the positive class of a
+/// binary task, or every class one-vs-rest.
+fn paired_delong_table(a: &Predictions, b: &Predictions, info: &DatasetInfo, runs: [&Path; 2]) -> Result<String> {
+    let [run_a, run_b] = runs.map(|path| path.display().to_string());
+    ensure!(info.task != Task::MultiLabel, "{run_a}: --against is for single-label classifiers");
+    ensure!(
+        a.ids == b.ids && a.num_classes == b.num_classes,
+        "{run_b} predicts other samples or classes than {run_a} on this split ({} vs {} samples, {} vs {} classes): \
+         the paired test needs the same images in the same order",
+        b.ids.len(),
+        a.ids.len(),
+        b.num_classes,
+        a.num_classes
+    );
+    let k = a.num_classes;
+    let labels: Vec<usize> = a.targets.iter().map(|target| if let Target::Class(c) = target { *c } else { usize::MAX }).collect();
+    let classes: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
+    let column = |probs: &[f32], c: usize| -> Vec<f32> { probs.iter().skip(c).step_by(k).copied().collect() };
+    let mut out = format!("DeLong's paired test, {run_a} (A) against {run_b} (B), {} samples:\n", labels.len());
+    out += &format!("{:<16}  {:>6}  {:>6}  {:>8}  {:>19}  {:>6}  {:>8}\n", "class", "AUC A", "AUC B", "A - B", "95% CI", "z", "p");
+    for c in classes {
+        let positive: Vec<bool> = labels.iter().map(|&label| label == c).collect();
+        let name = &info.class_names[c];
+        match medkd_eval::delong_paired(&column(&a.probs, c), &column(&b.probs, c), &positive)? {
+            Some(t) => {
+                let ci = format!("{:+.4} to {:+.4}", t.lower, t.upper);
+                let p = if t.p_value >= 1e-4 { format!("{:.4}", t.p_value) } else { format!("{:.1e}", t.p_value) };
+                out += &format!("{name:<16}  {:>6.4}  {:>6.4}  {:>+8.4}  {ci:>19}  {:>6.2}  {p:>8}\n", t.auc_a, t.auc_b, t.difference, t.z);
+            }
+            None => out += &format!("{name:<16}  (fewer than two samples of the class or of the rest)\n"),
+        }
+    }
+    Ok(out)
 }
 
 /// Fits (or refits) the temperature of a finished run's best checkpoint on its val split and
@@ -279,7 +322,10 @@ pub fn predict(
             return Ok(());
         }
         if let evaluate::BoxSource::Cam { .. } = setup.box_source {
-            bail!("{}: a weakly supervised run predicts boxes for a split (--split); boxes of image files come from box-head runs", run_path.display());
+            bail!(
+                "{}: a weakly supervised run predicts boxes for a split (--split); boxes of image files come from box-head runs",
+                run_path.display()
+            );
         }
     }
     let predictions = match split {

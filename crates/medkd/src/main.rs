@@ -50,6 +50,11 @@ enum Command {
         /// instead of its `method.weak.cam_threshold` (to choose one on the val split).
         #[arg(long)]
         cam_threshold: Option<f64>,
+        /// DeLong's paired test of this run's ROC-AUC against another run's on the same split
+        /// (the same images, in the same order): the difference, its 95% CI and the p-value, for
+        /// the positive class of a binary task or each class one-vs-rest.
+        #[arg(long)]
+        against: Option<PathBuf>,
     },
     /// Write RUN/report.html: training curves, ROC and precision-recall curves, confusion
     /// matrix, reliability diagram, attack curves and a model card in one self-contained page
@@ -399,7 +404,7 @@ fn main() {
         Command::Distill(args) => args.run(Mode::Distill),
         Command::Roskd(args) => args.plan(PlanKind::RosKd),
         Command::Rskd(args) => args.plan(PlanKind::Rskd),
-        Command::Eval { run, split, tta, cam_threshold } => commands::eval(&run, &split, tta, cam_threshold),
+        Command::Eval { run, split, tta, cam_threshold, against } => commands::eval(&run, &split, tta, cam_threshold, against.as_deref()),
         Command::Report { run } => commands::html_report(&run),
         Command::Compare { runs, by, metrics, split, pairs, baseline, csv, html } => {
             commands::compare(&runs, by, metrics, split, pairs, baseline.as_deref(), csv.as_deref(), html.as_deref())
@@ -427,9 +432,10 @@ fn main() {
             let options = AttackOptions { kind, eps: eps.0, steps, alpha, random_start, seed: 0 };
             commands::attack(&run, &split, &options)
         }
-        Command::Info { arch, input: [channels, height, width], num_classes, small_input } => {
-            commands::info(&ModelSpec { arch, num_classes, in_channels: channels, small_input }, [height, width])
-        }
+        Command::Info { arch, input: [channels, height, width], num_classes, small_input } => commands::info(
+            &ModelSpec { in_channels: channels, small_input, image_size: Some([height, width]), ..ModelSpec::new(arch, num_classes) },
+            [height, width],
+        ),
         Command::Bench { list: true, .. } => {
             bench::workload_names().iter().for_each(|name| println!("{name}"));
             Ok(())

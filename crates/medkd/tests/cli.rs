@@ -569,6 +569,52 @@ fn info_prints_torchvision_parameter_and_mac_counts() {
     assert!(text.contains("parameters  2232839") && text.contains("MACs        299503232"), "{text}");
     let output = medkd(&["info", "resnet18", "--input", "3x28"]);
     assert!(!output.status.success() && stderr(&output).contains("CxHxW"), "{}", stderr(&output));
+    // timm's VisionTransformer(img_size=28, patch_size=4, embed_dim=192, depth=12, num_heads=3,
+    // in_chans=1): 5,544,808 parameters (tools/golden/vit_logits.py counts the RGB ones).
+    let output = medkd(&["info", "vit_tiny_patch4", "--input", "1x28x28"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("parameters  5544808") && text.contains("MACs        277283328"), "{text}");
+    let output = medkd(&["info", "vit_tiny_patch16", "--input", "3x100x100"]);
+    assert!(!output.status.success() && stderr(&output).contains("multiples of 16, got 100x100"), "{}", stderr(&output));
+}
+
+/// A ViT trains through the same engine: its gallery draws the CLS attention, `eval --against`
+/// runs DeLong's paired test (a run against itself: difference 0, p 1), and ViT-only or CNN-only
+/// settings crossed, or a patch that does not divide the input, are refused before a run folder
+/// is made, naming the key.
+#[test]
+fn a_vit_trains_and_eval_compares_runs_by_delong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), TINY);
+    let run = tmp.path().join("vit");
+    let vit = ["--set", "model.arch=\"vit_tiny_patch4\"", "--set", "train.epochs=1", "--set", "model.drop_path_rate=0.1"];
+    let output = train(&config, &run, &vit);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = read_json(&run.join("summary.json"));
+    assert_eq!(summary["params"], 5_358_338, "timm's ViT-Tiny/4 at 28 px with 2 classes");
+    let ci = &summary["test"]["report"]["auc_ci"];
+    let auc = summary["test"]["auc"].as_f64().unwrap();
+    assert!(ci["lower"].as_f64().unwrap() <= auc && auc <= ci["upper"].as_f64().unwrap(), "{ci}");
+    let gallery = read_json(&run.join("gallery/gallery.json"));
+    assert_eq!(gallery[0]["saliency"], "cls_attention");
+    assert_eq!(gallery[0]["map"], json!([7, 7]));
+
+    let output = medkd(&["eval", "--run", run.to_str().unwrap(), "--against", run.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let row = stdout.lines().rev().find(|line| line.starts_with("normal, benign")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.contains("+0.0000") && row.ends_with("1.0000"), "{row}");
+
+    for (set, message) in
+        [("model.arch=\"vit_tiny_patch8\"", "multiples of 8, got 28x28"), ("model.small_input=true", "`model.small_input`")]
+    {
+        let out = tmp.path().join("refused");
+        let output = train(&config, &out, &["--set", "model.arch=\"vit_tiny_patch4\"", "--set", set]);
+        assert!(!output.status.success() && stderr(&output).contains(message), "{set}: {}", stderr(&output));
+        assert!(!out.exists(), "{set}: no run folder");
+    }
+    let output = train(&config, &tmp.path().join("refused"), &["--set", "model.drop_path_rate=0.1"]);
+    assert!(stderr(&output).contains("`model.drop_path_rate`"), "{}", stderr(&output));
 }
 
 /// Every image is decoded before training: a corrupt file is named (with its CSV row) before a
@@ -1045,7 +1091,8 @@ fn localization_runs_predict_evaluate_and_prune() {
     let page = std::fs::read_to_string(pruned.join("report.html")).unwrap();
     assert!(page.contains("data-plot=\"prune_iou\"") && page.contains("data-plot=\"prune_agreement\""));
     let start = page.find("id=\"medkd-data\">").unwrap() + "id=\"medkd-data\">".len();
-    let embedded: serde_json::Value = serde_json::from_str(&page[start..page[start..].find("</script>").unwrap() + start].replace("<\\/", "</")).unwrap();
+    let embedded: serde_json::Value =
+        serde_json::from_str(&page[start..page[start..].find("</script>").unwrap() + start].replace("<\\/", "</")).unwrap();
     assert_eq!(embedded, report, "the page embeds prune.json");
 
     // A file of test images cannot weigh training images; nothing is created.

@@ -55,7 +55,7 @@ pub fn state_dict_entries(list: &Value) -> Vec<(String, Vec<usize>)> {
 }
 
 /// u in [-1, 1) from splitmix64((k << 32) + i).
-fn splitmix_uniform(k: u64, i: u64) -> f64 {
+pub fn splitmix_uniform(k: u64, i: u64) -> f64 {
     let mut z = ((k << 32) + i).wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
