@@ -184,7 +184,8 @@ mod tests {
         for (i, (layer, (from, to))) in head.mlp.iter_mut().zip(widths).enumerate() {
             // PyTorch's [out, in] weight; burn keeps [in, out].
             layer.weight = Param::from_tensor(tensor(&params[format!("mlp.{i}.weight")], [to, from], &device).transpose());
-            layer.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(floats(&params[format!("mlp.{i}.bias")]), [to]), &device)));
+            layer.bias =
+                Some(Param::from_tensor(Tensor::from_data(TensorData::new(floats(&params[format!("mlp.{i}.bias")]), [to]), &device)));
         }
         head.last_layer.weight_v = Param::from_tensor(tensor(&params["last_layer.weight_v"], [shape.out_dim, shape.bottleneck], &device));
         let output = head.forward(tensor(&case["input"], [5, shape.in_dim], &device));
@@ -236,7 +237,14 @@ mod tests {
         let values = c["values"].as_array().unwrap();
         assert_eq!(values.len(), total);
         for (step, expected) in values.iter().enumerate() {
-            let got = cosine_schedule(c["base"].as_f64().unwrap(), c["final"].as_f64().unwrap(), step, total, warmup, c["warmup_start"].as_f64().unwrap());
+            let got = cosine_schedule(
+                c["base"].as_f64().unwrap(),
+                c["final"].as_f64().unwrap(),
+                step,
+                total,
+                warmup,
+                c["warmup_start"].as_f64().unwrap(),
+            );
             assert!((got - expected.as_f64().unwrap()).abs() < 1e-15, "step {step}: {got} vs {expected}");
         }
     }

@@ -1,7 +1,7 @@
 //! Multiply-accumulate counts, derived from the same conv plans the models are built from.
 
 use crate::layers::ConvSpec;
-use crate::model::{Arch, ModelSpec};
+use crate::model::{Arch, ModelSpec, vit_archs};
 use crate::resnet::Layout;
 use crate::{densenet, efficientnet_lite, mobilenetv2, resnet, vit};
 
@@ -20,12 +20,7 @@ pub fn count_macs(spec: &ModelSpec, input_hw: [usize; 2]) -> u64 {
         Arch::EfficientNetLite0 => efficientnet_lite::macs(efficientnet_lite::LITE0, spec, input_hw),
         Arch::EfficientNetLite1 => efficientnet_lite::macs(efficientnet_lite::LITE1, spec, input_hw),
         Arch::EfficientNetLite2 => efficientnet_lite::macs(efficientnet_lite::LITE2, spec, input_hw),
-        Arch::VitTinyPatch4
-        | Arch::VitTinyPatch8
-        | Arch::VitTinyPatch16
-        | Arch::VitSmallPatch4
-        | Arch::VitSmallPatch8
-        | Arch::VitSmallPatch16 => {
+        vit_archs!() => {
             let (size, patch) = spec.arch.vit().expect("a ViT arch");
             vit::macs(size, patch, spec, input_hw)
         }

@@ -13,6 +13,20 @@ use crate::mobilenetv2::{self, MobileNetV2};
 use crate::resnet::{self, Layout, ResNet};
 use crate::vit::{self, Vit, VitSize};
 
+/// The ViT variants of [`Arch`] as one pattern, for the matches that treat them alike (each then
+/// reads its size and patch from [`Arch::vit`]).
+macro_rules! vit_archs {
+    () => {
+        Arch::VitTinyPatch4
+            | Arch::VitTinyPatch8
+            | Arch::VitTinyPatch16
+            | Arch::VitSmallPatch4
+            | Arch::VitSmallPatch8
+            | Arch::VitSmallPatch16
+    };
+}
+pub(crate) use vit_archs;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
@@ -227,12 +241,7 @@ impl Model {
             Arch::EfficientNetLite0 => Model::EfficientNetLite(EfficientNetLite::new(efficientnet_lite::LITE0, spec, device)),
             Arch::EfficientNetLite1 => Model::EfficientNetLite(EfficientNetLite::new(efficientnet_lite::LITE1, spec, device)),
             Arch::EfficientNetLite2 => Model::EfficientNetLite(EfficientNetLite::new(efficientnet_lite::LITE2, spec, device)),
-            Arch::VitTinyPatch4
-            | Arch::VitTinyPatch8
-            | Arch::VitTinyPatch16
-            | Arch::VitSmallPatch4
-            | Arch::VitSmallPatch8
-            | Arch::VitSmallPatch16 => {
+            vit_archs!() => {
                 let (size, patch) = spec.arch.vit().expect("a ViT arch");
                 Model::Vit(Vit::new(size, patch, spec, device)?)
             }

@@ -5,7 +5,7 @@ use medkd_onnx::{Graph, Io, OnnxError};
 
 use crate::efficientnet_lite::{LITE0, LITE1, LITE2};
 use crate::error::ModelError;
-use crate::model::{Arch, Model, ModelSpec};
+use crate::model::{Arch, Model, ModelSpec, vit_archs};
 use crate::resnet::Layout;
 use crate::weights::state_dict;
 use crate::{densenet, efficientnet_lite, mobilenetv2, resnet};
@@ -29,12 +29,7 @@ impl Model {
             Arch::EfficientNetLite0 => efficientnet_lite::onnx(LITE0, spec, [height, width], graph, x),
             Arch::EfficientNetLite1 => efficientnet_lite::onnx(LITE1, spec, [height, width], graph, x),
             Arch::EfficientNetLite2 => efficientnet_lite::onnx(LITE2, spec, [height, width], graph, x),
-            Arch::VitTinyPatch4
-            | Arch::VitTinyPatch8
-            | Arch::VitTinyPatch16
-            | Arch::VitSmallPatch4
-            | Arch::VitSmallPatch8
-            | Arch::VitSmallPatch16 => Err(OnnxError::Invalid(
+            vit_archs!() => Err(OnnxError::Invalid(
                 "ViTs cannot be exported to ONNX yet: medkd's ONNX writer has no attention or LayerNorm nodes".into(),
             )),
         })
