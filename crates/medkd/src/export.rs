@@ -21,7 +21,7 @@ use crate::commands::open_run;
 pub enum ExportFormat {
     /// An ONNX graph (opset 17) with the normalization and the temperature inside.
     Onnx,
-    /// The weights under torchvision's (or the EfficientNet-Lite checkpoint's) names.
+    /// The weights under torchvision's (the EfficientNet-Lite checkpoint's, a ViT's timm) names.
     Torchvision,
 }
 

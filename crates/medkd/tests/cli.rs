@@ -604,6 +604,11 @@ fn a_vit_trains_and_eval_compares_runs_by_delong() {
     assert!(output.status.success(), "{}", stderr(&output));
     let row = stdout.lines().rev().find(|line| line.starts_with("normal, benign")).unwrap_or_else(|| panic!("{stdout}"));
     assert!(row.contains("+0.0000") && row.ends_with("1.0000"), "{row}");
+    // No ONNX graph for a ViT yet: said, not a broken file.
+    let out = tmp.path().join("vit.onnx");
+    let output = medkd(&["export", run.to_str().unwrap(), "--format", "onnx", "--out", out.to_str().unwrap()]);
+    assert!(!output.status.success() && stderr(&output).contains("ViTs cannot be exported to ONNX yet"), "{}", stderr(&output));
+    assert!(!out.exists());
 
     for (set, message) in
         [("model.arch=\"vit_tiny_patch8\"", "multiples of 8, got 28x28"), ("model.small_input=true", "`model.small_input`")]
