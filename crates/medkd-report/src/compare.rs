@@ -18,6 +18,8 @@ const METRICS: &[(&str, &str)] = &[
     ("balanced_acc", "balanced acc"),
     ("macro_f1", "macro-F1"),
     ("auc", "macro AUC"),
+    ("auc_lower", "AUC CI low"),
+    ("auc_upper", "AUC CI high"),
     ("ece", "ECE"),
     ("ece_at_t", "ECE at T"),
     ("temperature", "T"),
@@ -89,6 +91,9 @@ fn metric_value(summary: &Summary, split: &str, metric: &str) -> Option<f64> {
         "balanced_acc" => m.balanced_acc,
         "macro_f1" => m.macro_f1,
         "auc" => m.auc,
+        // DeLong's 95% interval of a binary task's AUC (the report's `auc_ci`).
+        "auc_lower" => m.report["auc_ci"]["lower"].as_f64(),
+        "auc_upper" => m.report["auc_ci"]["upper"].as_f64(),
         "ece" => m.ece,
         "loss" => m.loss,
         "many_recall" => m.many_recall,

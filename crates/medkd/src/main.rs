@@ -70,7 +70,8 @@ enum Command {
         /// by `dataset`, instead of the folder name without its `_s<seed>` suffix.
         #[arg(long)]
         by: Option<String>,
-        /// Comma-separated metrics: acc, balanced_acc, macro_f1, auc, ece, ece_at_t,
+        /// Comma-separated metrics: acc, balanced_acc, macro_f1, auc, auc_lower and auc_upper
+        /// (DeLong's 95% interval of a binary task's AUC), ece, ece_at_t,
         /// temperature, loss, many_recall, medium_recall, few_recall, mean_iou, acc_at_50,
         /// acc_at_75, s_per_epoch, params_m, mflops; and accuracy under attack from the runs' attack reports,
         /// fgsm@EPS or pgd@EPS (e.g. fgsm@2/255).

@@ -595,6 +595,10 @@ fn a_vit_trains_and_eval_compares_runs_by_delong() {
     let ci = &summary["test"]["report"]["auc_ci"];
     let auc = summary["test"]["auc"].as_f64().unwrap();
     assert!(ci["lower"].as_f64().unwrap() <= auc && auc <= ci["upper"].as_f64().unwrap(), "{ci}");
+    let output = medkd(&["compare", run.to_str().unwrap(), "--metrics", "auc,auc_lower,auc_upper"]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    let cells = [auc, ci["lower"].as_f64().unwrap(), ci["upper"].as_f64().unwrap()].map(|v| format!("{v:.3} (1 seed)")).join(" | ");
+    assert!(table.contains(&cells), "compare's AUC and its interval: {table}");
     let gallery = read_json(&run.join("gallery/gallery.json"));
     assert_eq!(gallery[0]["saliency"], "cls_attention");
     assert_eq!(gallery[0]["map"], json!([7, 7]));
