@@ -254,10 +254,11 @@ fn localization_tables_come_out_of_the_kept_runs() {
     }
 
     // Weakly supervised: the page's table also holds rows without runs (the box priors).
-    let (table, _) = localization_tables(&["weak", "weak_htl"], baseline("weak"));
+    let (table, paired) = localization_tables(&["weak", "weak_htl"], baseline("weak"));
     let runs_only = |label: &str| label.starts_with("weak").then(|| label.to_string());
-    let page = page_table("### Weakly supervised: diagnoses only", false);
-    assert_eq!(assert_same_numbers_as(&page, &table, 0, &|h| h.to_string(), &runs_only), 2 * 4);
+    let heading = "### Weakly supervised: diagnoses only";
+    assert_eq!(assert_same_numbers_as(&page_table(heading, false), &table, 0, &|h| h.to_string(), &runs_only), 2 * 4);
+    assert_eq!(assert_same_numbers(&page_table(heading, true), &paired), 4);
 
     // PH2 by cross-validation: folds are compare's seeds; the zero-shot rows come from
     // ph2_transfer.py, not from run folders.
