@@ -51,12 +51,7 @@ fn rgb_stem_sums_for_one_channel_input() {
     let weights = dir.path().join("rgb.safetensors");
     write_formula_weights(&weights, &entry["state_dict"]);
     let rgb_spec = ModelSpec::new(Arch::EfficientNetLite0, 7);
-    let rgb = load_weights(Model::new(&rgb_spec, &device).unwrap(), &weights).unwrap().valid();
-    let gray_spec = ModelSpec { in_channels: 1, ..rgb_spec.clone() };
-    let gray = load_weights(Model::new(&gray_spec, &device).unwrap(), &weights).unwrap().valid();
-    let image = formula_input(2, 64, &device).narrow(1, 0, 1);
-    let diff = max_abs_diff(&to_vec(gray.logits(image.clone())), &to_vec(rgb.logits(image.repeat_dim(1, 3))));
-    assert!(diff < 1e-4, "gray logits differ from RGB-repeated ones by {diff}");
+    assert_gray_loads_as_rgb(&rgb_spec, &weights, 64);
 
     // Two input channels cannot come from three: the error names the stem and both shapes.
     let two = ModelSpec { in_channels: 2, ..rgb_spec };

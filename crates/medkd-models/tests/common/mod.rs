@@ -168,3 +168,17 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// `weights` (an RGB checkpoint) loaded into `rgb_spec` and into the same spec with one input
+/// channel: the gray model on an image gives the RGB model's logits on that image repeated in
+/// three channels (the stem or patch projection summed over the colours).
+pub fn assert_gray_loads_as_rgb(rgb_spec: &medkd_models::ModelSpec, weights: &Path, size: usize) {
+    use burn::module::Module;
+    use medkd_models::{Model, ModelSpec, load_weights};
+    let device = medkd_models::test_device();
+    let load = |spec: &ModelSpec| load_weights(Model::new(spec, &device).unwrap(), weights).unwrap().valid();
+    let (rgb, gray) = (load(rgb_spec), load(&ModelSpec { in_channels: 1, ..rgb_spec.clone() }));
+    let image = formula_input(2, size, &device).narrow(1, 0, 1);
+    let diff = max_abs_diff(&to_vec(gray.logits(image.clone())), &to_vec(rgb.logits(image.repeat_dim(1, 3))));
+    assert!(diff < 1e-4, "gray logits differ from RGB-repeated ones by {diff}");
+}
