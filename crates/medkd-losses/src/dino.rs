@@ -70,11 +70,6 @@ impl DinoHead {
         let weight = l2_normalize(self.last_layer.weight_v.val(), 1);
         l2_normalize(x, 1).matmul(weight.transpose())
     }
-
-    /// The last layer's parameter id: DINO freezes it (no update) during the first epoch(s).
-    pub fn last_layer_id(&self) -> burn::module::ParamId {
-        self.last_layer.weight_v.id
-    }
 }
 
 /// DINO's loss over a batch's views. `student[v]` are the student's head outputs for view `v`

@@ -11,7 +11,7 @@
 //! The position embeddings are learned for the grid of `ModelSpec::image_size`. Another input
 //! size, or a checkpoint made for another grid, gets them resampled as timm does
 //! (`resample_abs_pos_embed`: bicubic with antialiasing, PyTorch's kernel), see
-//! [`resample_grid`].
+//! [`grid_resampling`].
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};

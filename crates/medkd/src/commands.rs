@@ -1,11 +1,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use medkd_data::{DatasetInfo, Size, Target, Task, TransformSpec, build_pipelines};
+use medkd_data::{Size, Task, TransformSpec, build_pipelines};
 use medkd_eval::Metric;
 use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
-use medkd_train::evaluate::{self, Predictions, Tta, evaluate, predict_files};
+use medkd_train::evaluate::{self, Predictions, Scored, Tta, evaluate, predict_files};
 use medkd_train::stages::{Plan, PlanKind};
 use medkd_train::{Prepared, RunConfig, RunDir, RunSetup, Summary, parse_split};
 use medkd_train::{gallery, pretrained};
@@ -230,41 +230,41 @@ pub fn eval(run_path: &Path, split: &str, tta: Tta, cam_threshold: Option<f64>, 
         println!("{split} split, best checkpoint of {}:\n{}", run_path.display(), evaluation.table());
         return Ok(());
     }
-    let predictions = split_predictions(&config, &run, &setup, split, tta)?;
-    let evaluation = evaluate(&predictions, &setup.info, &setup.shot_groups)?;
+    let evaluation = evaluate(&split_predictions(&config, &run, &setup, split, tta)?, &setup.info, &setup.shot_groups)?;
     println!("{split} split, best checkpoint of {}:", run_path.display());
     println!("{}", evaluation.table());
     if let Some(other_path) = against {
+        let Some(scored) = &evaluation.scored else {
+            bail!("{}: --against is for single-label classifiers", run_path.display());
+        };
         let (other_config, other_run, other_setup) = open_run(other_path)?;
         let other = split_predictions(&other_config, &other_run, &other_setup, split, tta)?;
-        println!("{}", paired_delong_table(&predictions, &other, &setup.info, [run_path, other_path])?);
+        println!("{}", paired_delong_table(scored, &other, &setup.info.class_names, [run_path, other_path])?);
     }
     Ok(())
 }
 
-/// DeLong's paired test of two runs' predictions on the same samples: the positive class of a
-/// binary task, or every class one-vs-rest.
-fn paired_delong_table(a: &Predictions, b: &Predictions, info: &DatasetInfo, runs: [&Path; 2]) -> Result<String> {
+/// DeLong's paired test of run A's scored predictions and run B's on the same samples: the
+/// positive class of a binary task, or every class one-vs-rest.
+fn paired_delong_table(a: &Scored, b: &Predictions, class_names: &[String], runs: [&Path; 2]) -> Result<String> {
     let [run_a, run_b] = runs.map(|path| path.display().to_string());
-    ensure!(info.task != Task::MultiLabel, "{run_a}: --against is for single-label classifiers");
+    let k = class_names.len();
     ensure!(
-        a.ids == b.ids && a.num_classes == b.num_classes,
-        "{run_b} predicts other samples or classes than {run_a} on this split ({} vs {} samples, {} vs {} classes): \
+        a.ids == b.ids && k == b.num_classes,
+        "{run_b} predicts other samples or classes than {run_a} on this split ({} vs {} samples, {} vs {k} classes): \
          the paired test needs the same images in the same order",
         b.ids.len(),
         a.ids.len(),
         b.num_classes,
-        a.num_classes
     );
-    let k = a.num_classes;
-    let labels: Vec<usize> = a.targets.iter().map(|target| if let Target::Class(c) = target { *c } else { usize::MAX }).collect();
+    let labels = &a.labels;
     let classes: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
     let column = |probs: &[f32], c: usize| -> Vec<f32> { probs.iter().skip(c).step_by(k).copied().collect() };
     let mut out = format!("DeLong's paired test, {run_a} (A) against {run_b} (B), {} samples:\n", labels.len());
     out += &format!("{:<16}  {:>6}  {:>6}  {:>8}  {:>19}  {:>6}  {:>8}\n", "class", "AUC A", "AUC B", "A - B", "95% CI", "z", "p");
     for c in classes {
         let positive: Vec<bool> = labels.iter().map(|&label| label == c).collect();
-        let name = &info.class_names[c];
+        let name = &class_names[c];
         match medkd_eval::delong_paired(&column(&a.probs, c), &column(&b.probs, c), &positive)? {
             Some(t) => {
                 let ci = format!("{:+.4} to {:+.4}", t.lower, t.upper);
