@@ -161,6 +161,47 @@ impl ImageDataset for Unlabelled {
     }
 }
 
+/// Two datasets one after the other (indices `0..first.len()` are `first`'s), e.g. a labelled set
+/// followed by an [`Unlabelled`] pool. Ids and info are each part's own.
+pub struct Concat {
+    first: Arc<dyn ImageDataset>,
+    second: Arc<dyn ImageDataset>,
+}
+
+impl Concat {
+    pub fn new(first: Arc<dyn ImageDataset>, second: Arc<dyn ImageDataset>) -> Self {
+        Concat { first, second }
+    }
+
+    fn part(&self, index: usize) -> (&dyn ImageDataset, usize) {
+        match index.checked_sub(self.first.len()) {
+            Some(i) => (self.second.as_ref(), i),
+            None => (self.first.as_ref(), index),
+        }
+    }
+}
+
+impl ImageDataset for Concat {
+    fn info(&self) -> &DatasetInfo {
+        self.first.info()
+    }
+    fn len(&self) -> usize {
+        self.first.len() + self.second.len()
+    }
+    fn image(&self, index: usize) -> Result<DynamicImage, DataError> {
+        let (part, i) = self.part(index);
+        part.image(i)
+    }
+    fn target(&self, index: usize) -> Target {
+        let (part, i) = self.part(index);
+        part.target(i)
+    }
+    fn id(&self, index: usize) -> String {
+        let (part, i) = self.part(index);
+        part.id(i)
+    }
+}
+
 /// Samples per class; for multi-label data, positives per class.
 pub fn class_counts(ds: &dyn ImageDataset) -> Vec<usize> {
     let mut counts = vec![0; ds.info().num_classes()];

@@ -122,6 +122,19 @@ pub struct Loader {
     pool: Arc<rayon::ThreadPool>,
     /// Re-sampling ([`Loader::resampled`]): each epoch draws its samples from this distribution.
     draws: Option<WeightedIndex<f64>>,
+    /// Passes over part of the samples between batches of the rest ([`Loader::interleaved`]).
+    interleave: Option<Interleave>,
+}
+
+/// An epoch made of two groups of samples (DISTL's unlabelled pool and its labelled set, for the
+/// correction passes): the `main` samples shuffled into batches, with a whole shuffled pass over
+/// the `inserted` samples before main batch 0, `every`, 2·`every`, … (`every = 0`: none; no
+/// `main` samples: one pass per epoch). A batch never mixes the groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interleave {
+    pub main: Vec<usize>,
+    pub inserted: Vec<usize>,
+    pub every: usize,
 }
 
 /// Each (epoch, slot) reads its own region of one ChaCha keystream: slot 0 shuffles, slot i+1
@@ -161,7 +174,7 @@ impl Loader {
             .thread_name(|i| format!("medkd-decode-{i}"))
             .build()
             .map_err(|e| DataError::Worker(format!("cannot start decode threads: {e}")))?;
-        Ok(Loader { dataset, views: views.into(), options, pool: Arc::new(pool), draws: None })
+        Ok(Loader { dataset, views: views.into(), options, pool: Arc::new(pool), draws: None, interleave: None })
     }
 
     /// Re-sampling for long-tailed data: each epoch draws as many samples as the dataset has,
@@ -181,6 +194,45 @@ impl Loader {
         Ok(self)
     }
 
+    /// Epochs laid out by `interleave` in place of one shuffled pass over every sample.
+    pub fn interleaved(mut self, interleave: Interleave) -> Result<Loader, DataError> {
+        let len = self.dataset.len();
+        if let Some(bad) = interleave.main.iter().chain(&interleave.inserted).find(|&&i| i >= len) {
+            return Err(DataError::config(format!("interleaved loader: sample {bad} out of range for {len} samples")));
+        }
+        for (name, group) in [("the main group", &interleave.main), ("the inserted group", &interleave.inserted)] {
+            if !group.is_empty() && self.group_batches(group.len()) == 0 {
+                return Err(DataError::config(format!(
+                    "{name} has {} samples, fewer than one batch of {}: lower `train.batch_size`",
+                    group.len(),
+                    self.options.batch_size
+                )));
+            }
+        }
+        if interleave.main.is_empty() && interleave.inserted.is_empty() {
+            return Err(DataError::config("interleaved loader: both groups are empty"));
+        }
+        self.interleave = Some(interleave);
+        Ok(self)
+    }
+
+    fn group_batches(&self, n: usize) -> usize {
+        let b = self.options.batch_size;
+        if self.options.drop_last { n / b } else { n.div_ceil(b) }
+    }
+
+    /// Passes over the inserted group per epoch and the main group's batches.
+    fn interleave_counts(&self, interleave: &Interleave) -> (usize, usize) {
+        let main = self.group_batches(interleave.main.len());
+        let passes = match (main, interleave.every, interleave.inserted.is_empty()) {
+            (_, _, true) => 0,
+            (0, _, false) => 1,
+            (_, 0, false) => 0,
+            (main, every, false) => main.div_ceil(every),
+        };
+        (passes, main)
+    }
+
     /// Views per sample: 1 for [`Loader::new`].
     pub fn num_views(&self) -> usize {
         self.views.len()
@@ -191,12 +243,40 @@ impl Loader {
     }
 
     pub fn num_batches(&self) -> usize {
-        let (n, b) = (self.dataset.len(), self.options.batch_size);
-        if self.options.drop_last { n / b } else { n.div_ceil(b) }
+        match &self.interleave {
+            Some(interleave) => {
+                let (passes, main) = self.interleave_counts(interleave);
+                main + passes * self.group_batches(interleave.inserted.len())
+            }
+            None => self.group_batches(self.dataset.len()),
+        }
     }
 
-    /// The batches of epoch `epoch`. Dropping the iterator stops the background thread.
-    pub fn epoch(&self, epoch: usize) -> EpochIter {
+    /// The sample indices of each batch of epoch `epoch`.
+    fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+        let b = self.options.batch_size;
+        if let Some(interleave) = &self.interleave {
+            // Slot 0 shuffles the main group; slots past every sample's augmentation slot
+            // (1..=len) shuffle the inserted passes.
+            let shuffled = |group: &[usize], slot: usize| {
+                let mut order = group.to_vec();
+                order.shuffle(&mut rng_for(self.options.seed, epoch, slot));
+                order.truncate(self.group_batches(order.len()) * b);
+                order.chunks(b).map(<[usize]>::to_vec).collect::<Vec<_>>()
+            };
+            let (passes, _) = self.interleave_counts(interleave);
+            let main = shuffled(&interleave.main, 0);
+            let mut batches = Vec::with_capacity(self.num_batches());
+            for pass in 0..passes {
+                batches.extend(shuffled(&interleave.inserted, self.dataset.len() + 1 + pass));
+                let every = if interleave.every == 0 { main.len() } else { interleave.every };
+                batches.extend(main.iter().skip(pass * every).take(every).cloned());
+            }
+            if passes == 0 {
+                batches.extend(main);
+            }
+            return batches;
+        }
         let mut order: Vec<usize> = match &self.draws {
             Some(draws) => {
                 let mut rng = rng_for(self.options.seed, epoch, 0);
@@ -207,9 +287,13 @@ impl Loader {
         if self.options.shuffle && self.draws.is_none() {
             order.shuffle(&mut rng_for(self.options.seed, epoch, 0));
         }
-        order.truncate(self.num_batches() * self.options.batch_size);
-        let batches: Vec<Vec<usize>> = order.chunks(self.options.batch_size).map(<[usize]>::to_vec).collect();
+        order.truncate(self.num_batches() * b);
+        order.chunks(b).map(<[usize]>::to_vec).collect()
+    }
 
+    /// The batches of epoch `epoch`. Dropping the iterator stops the background thread.
+    pub fn epoch(&self, epoch: usize) -> EpochIter {
+        let batches = self.epoch_batches(epoch);
         let (tx, rx) = sync_channel(self.options.prefetch);
         let (dataset, views, pool) = (self.dataset.clone(), self.views.clone(), self.pool.clone());
         let seed = self.options.seed;

@@ -127,3 +127,42 @@ pub fn read_split_csv(path: &Path) -> Result<Vec<SplitRow>, DataError> {
         .map(|(i, row)| row.map_err(|source| DataError::Csv { path: path.to_path_buf(), row: i + 1, source }))
         .collect()
 }
+
+/// A training split cut for self-training rounds (DISTL): a labelled part and `K` unlabelled
+/// folds that arrive one per round. Indices into the training split, each part sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledFolds {
+    pub labelled: Vec<usize>,
+    pub folds: Vec<Vec<usize>>,
+}
+
+/// Shuffles `0..n` with `seed` and keeps the first `round(fraction · n)` as the labelled part,
+/// exactly the samples `data.train_subset = { ratio = fraction, seed = seed }` keeps, so a
+/// supervised run on that subset learns from the same labels; the rest is dealt, in shuffled
+/// order, into `folds` parts whose sizes differ by at most one.
+pub fn labelled_folds(n: usize, fraction: f64, folds: usize, seed: u64) -> Result<LabelledFolds, DataError> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(DataError::config(format!("the labelled fraction must be in (0, 1), got {fraction}")));
+    }
+    let labelled_len = ((fraction * n as f64).round() as usize).max(1);
+    let rest = n.saturating_sub(labelled_len);
+    if folds == 0 || rest < folds {
+        return Err(DataError::config(format!(
+            "{folds} unlabelled folds do not fit the training split: {n} samples, {labelled_len} of them labelled, leave {rest}"
+        )));
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let mut labelled = order[..labelled_len].to_vec();
+    labelled.sort_unstable();
+    let mut parts = Vec::with_capacity(folds);
+    let mut start = labelled_len;
+    for k in 0..folds {
+        let len = rest / folds + usize::from(k < rest % folds);
+        let mut part = order[start..start + len].to_vec();
+        part.sort_unstable();
+        parts.push(part);
+        start += len;
+    }
+    Ok(LabelledFolds { labelled, folds: parts })
+}

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{Synthetic, config, medmnist};
 use medkd_data::{
-    Batch, DataError, DataFormat, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Sampling, Size, Subset, Target,
-    TransformSpec, Unlabelled, build_pipelines, open_splits, sampling_weights,
+    Batch, Concat, DataError, DataFormat, ImageDataset, Interleave, Loader, LoaderOptions, Normalization, Pipeline, Sampling, Size, Subset,
+    Target, TransformSpec, Unlabelled, build_pipelines, open_splits, sampling_weights,
 };
 
 fn augmenting() -> Arc<Pipeline> {
@@ -265,4 +265,52 @@ fn resampling_needs_a_class_per_sample_and_a_weight_per_sample() {
     let loader = Loader::new(ds, augmenting(), options(1)).unwrap();
     let error = loader.resampled(&[1.0; 3]).err().unwrap().to_string();
     assert!(error.contains("got 3 for 6 samples"), "{error}");
+}
+
+/// DISTL's correction passes: a whole shuffled pass over the inserted (labelled) group before
+/// main batch 0, `every`, ...; batches never mix the groups; the layout is seeded per epoch; an
+/// [`Unlabelled`] second part of a [`Concat`] has no targets.
+#[test]
+fn interleaved_epochs_insert_whole_passes_every_n_main_batches() {
+    let labelled: Arc<dyn ImageDataset> = Arc::new(Synthetic::new(3, 10));
+    let pool: Arc<dyn ImageDataset> = Arc::new(Unlabelled::new(Arc::new(Synthetic::new(7, 10))));
+    let ds: Arc<dyn ImageDataset> = Arc::new(Concat::new(labelled, pool));
+    assert_eq!(ds.len(), 10);
+    let interleave = Interleave { main: (3..10).collect(), inserted: (0..3).collect(), every: 3 };
+    let opts = LoaderOptions { batch_size: 2, ..options(1) };
+    let loader = Loader::new(ds.clone(), augmenting(), opts.clone()).unwrap().interleaved(interleave.clone()).unwrap();
+    // 7 main samples: 4 batches; 3 inserted: 2 batches; passes before main batches 0 and 3.
+    assert_eq!(loader.num_batches(), 4 + 2 * 2);
+    let batches = collect(&loader, 0);
+    assert_eq!(batches.len(), loader.num_batches());
+    let labelled_flags: Vec<bool> = batches.iter().map(Batch::is_labelled).collect();
+    assert_eq!(labelled_flags, [true, true, false, false, false, true, true, false]);
+    for batch in &batches {
+        assert!(batch.indices.iter().all(|&i| (i < 3) == batch.is_labelled()), "groups never mix: {:?}", batch.indices);
+    }
+    let sorted = |range: std::ops::Range<usize>| {
+        let mut v: Vec<usize> = batches[range].iter().flat_map(|b| b.indices.clone()).collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(sorted(0..2), [0, 1, 2], "a pass covers the inserted group once");
+    assert_eq!(sorted(5..7), [0, 1, 2]);
+    let mut main: Vec<usize> = [2, 3, 4, 7].iter().flat_map(|&b| batches[b].indices.clone()).collect();
+    main.sort_unstable();
+    assert_eq!(main, (3..10).collect::<Vec<_>>(), "the main group once per epoch");
+    assert_eq!(batches, collect(&loader, 0), "seeded");
+    assert_ne!(
+        batches.iter().map(|b| b.indices.clone()).collect::<Vec<_>>(),
+        collect(&loader, 1).iter().map(|b| b.indices.clone()).collect::<Vec<_>>()
+    );
+    // No correction pass, or no main group (round 0: one pass per epoch).
+    let none =
+        Loader::new(ds.clone(), augmenting(), opts.clone()).unwrap().interleaved(Interleave { every: 0, ..interleave.clone() }).unwrap();
+    assert_eq!(none.num_batches(), 4);
+    let only = Loader::new(ds.clone(), augmenting(), opts.clone()).unwrap();
+    let only = only.interleaved(Interleave { main: Vec::new(), ..interleave.clone() }).unwrap();
+    assert_eq!(collect(&only, 0).len(), 2);
+    let big = LoaderOptions { batch_size: 4, drop_last: true, ..opts };
+    let error = Loader::new(ds, augmenting(), big).unwrap().interleaved(interleave).err().unwrap().to_string();
+    assert!(error.contains("the inserted group has 3 samples, fewer than one batch of 4"), "{error}");
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{config, medmnist};
-use medkd_data::{DataFormat, DataSplits, ImageDataset, LabelNoiseConfig, Target, TrainSubsetConfig, open_splits};
+use medkd_data::{DataFormat, DataSplits, ImageDataset, LabelNoiseConfig, Target, TrainSubsetConfig, labelled_folds, open_splits};
 
 fn open(name: &str, noise: Option<LabelNoiseConfig>) -> Result<DataSplits, String> {
     let mut cfg = config(DataFormat::Medmnist, &medmnist(name));
@@ -101,4 +101,32 @@ fn train_subsets_are_seeded_fractions_of_the_noisy_training_split() {
     assert!((0..a.train.len()).all(|i| full_labels[&a.train.id(i)] == a.train.target(i)));
     assert_eq!(a.val.len(), full.val.len());
     assert!(open_subset(0, 0.0).unwrap_err().contains("train_subset.ratio"));
+}
+
+/// DISTL's labelled part is the sample set `train_subset` keeps with the same fraction and seed
+/// (so round 0 and a supervised run on that subset see the same labels); the folds split the
+/// rest evenly; bad fractions and folds that do not fit are refused.
+#[test]
+fn labelled_folds_share_train_subsets_labelled_part_and_split_the_rest() {
+    let full = open("breastmnist", None).unwrap();
+    let n = full.train.len();
+    let mut cfg = config(DataFormat::Medmnist, &medmnist("breastmnist"));
+    cfg.train_subset = Some(TrainSubsetConfig { ratio: 0.1, seed: 4 });
+    let subset = open_splits(&cfg, std::path::Path::new("/")).unwrap().train;
+    let parts = labelled_folds(n, 0.1, 3, 4).unwrap();
+    let subset_ids: Vec<String> = (0..subset.len()).map(|i| subset.id(i)).collect();
+    let labelled_ids: Vec<String> = parts.labelled.iter().map(|&i| full.train.id(i)).collect();
+    assert_eq!(labelled_ids, subset_ids);
+    let sizes: Vec<usize> = parts.folds.iter().map(Vec::len).collect();
+    assert_eq!(sizes.iter().sum::<usize>() + parts.labelled.len(), n);
+    assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+    let mut all: Vec<usize> = parts.folds.iter().flatten().chain(&parts.labelled).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..n).collect::<Vec<_>>(), "a partition of the training split");
+    assert_eq!(parts, labelled_folds(n, 0.1, 3, 4).unwrap(), "seeded");
+    assert_ne!(parts.folds, labelled_folds(n, 0.1, 3, 5).unwrap().folds);
+    assert!(labelled_folds(n, 1.0, 3, 0).unwrap_err().to_string().contains("(0, 1)"));
+    assert!(labelled_folds(n, 0.0, 3, 0).unwrap_err().to_string().contains("(0, 1)"));
+    let too_many = labelled_folds(10, 0.5, 6, 0).unwrap_err().to_string();
+    assert!(too_many.contains("6 unlabelled folds do not fit") && too_many.contains("leave 5"), "{too_many}");
 }

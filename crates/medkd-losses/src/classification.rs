@@ -39,6 +39,15 @@ pub fn weighted_cross_entropy(
     -(log_softmax(logits, 1) * coefficients).sum()
 }
 
+/// Cross-entropy against soft targets: the batch mean of `−Σ_k q_k log softmax(logits)_k`, for
+/// rows `q` of class probabilities (self-training on a teacher's soft pseudo-labels). For two
+/// classes this is DISTL's `BCEWithLogits(z, sigmoid(t))` on the logit differences
+/// `z = s_1 − s_0`, `t = t_1 − t_0`.
+pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    (targets * log_softmax(logits, 1)).sum().neg().div_scalar(n as f32)
+}
+
 /// Binary cross-entropy on logits, mean over all entries, in the overflow-free form
 /// `max(z, 0) - z y + log(1 + exp(-|z|))`.
 pub fn bce_with_logits(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {

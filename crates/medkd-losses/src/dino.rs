@@ -65,10 +65,17 @@ impl DinoHead {
 
     /// `[N, in_dim]` embeddings (a ViT's CLS token) → `[N, out_dim]` logits.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward_with(x, true)
+    }
+
+    /// [`DinoHead::forward`]; with `train_last_layer = false` no gradient reaches the last layer
+    /// (DINO's `cancel_gradients_last_layer` in the first epochs), so the optimizer leaves it as
+    /// it is.
+    pub fn forward_with(&self, x: Tensor<2>, train_last_layer: bool) -> Tensor<2> {
         let last = self.mlp.len() - 1;
         let x = self.mlp.iter().enumerate().fold(x, |x, (i, layer)| if i < last { gelu(layer.forward(x)) } else { layer.forward(x) });
-        let weight = l2_normalize(self.last_layer.weight_v.val(), 1);
-        l2_normalize(x, 1).matmul(weight.transpose())
+        let weight_v = if train_last_layer { self.last_layer.weight_v.val() } else { self.last_layer.weight_v.val().detach() };
+        l2_normalize(x, 1).matmul(l2_normalize(weight_v, 1).transpose())
     }
 }
 

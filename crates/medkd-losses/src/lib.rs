@@ -19,7 +19,7 @@ pub mod terms;
 pub use boxes::{box_l1, decode_boxes, giou_loss};
 pub use classification::{
     bce_with_logits, class_balanced_weights, cross_entropy, focal, inverse_frequency_weights, ldam, logit_adjusted_cross_entropy,
-    weighted_cross_entropy,
+    soft_cross_entropy, weighted_cross_entropy,
 };
 pub use dino::{DinoHead, DinoHeadShape, cosine_schedule, dino_loss, teacher_temperature, updated_center};
 pub use error::LossError;

@@ -399,3 +399,20 @@ fn stage_map_terms_refuse_token_maps_and_missing_maps() {
     let facts = TaskFacts { teachers: &teachers, ..facts(&names, &[1, 1, 1], false) };
     assert!(Objective::new(&from_json::<Vec<LossSpec>>(r#"[{"kind": "kd"}, {"kind": "rkd_distance"}]"#), &facts).is_ok());
 }
+
+/// Soft pseudo-labels over two classes are DISTL's sigmoid BCE on the logit differences, and a
+/// one-hot target gives the plain cross-entropy.
+#[test]
+fn soft_cross_entropy_is_distls_bce_for_two_classes_and_cross_entropy_for_one_hot_targets() {
+    let device = medkd_models::test_device();
+    let student = Tensor::<2>::from_floats([[0.3, -1.2], [2.0, 0.5], [-0.7, 0.1]], &device);
+    let teacher = Tensor::<2>::from_floats([[1.5, -0.5], [-0.2, 0.4], [0.0, 3.0]], &device);
+    let soft = soft_cross_entropy(student.clone(), burn::tensor::activation::softmax(teacher.clone(), 1)).into_scalar::<f32>();
+    let difference = |x: Tensor<2>| x.clone().narrow(1, 1, 1) - x.narrow(1, 0, 1);
+    let bce = bce_with_logits(difference(student.clone()), burn::tensor::activation::sigmoid(difference(teacher))).into_scalar::<f32>();
+    assert!((soft - bce).abs() < 1e-6, "{soft} vs {bce}");
+    let one_hot = Tensor::<2>::from_floats([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]], &device);
+    let hard = soft_cross_entropy(student.clone(), one_hot).into_scalar::<f32>();
+    let ce = cross_entropy(student, &[1, 0, 1], None, 0.0).into_scalar::<f32>();
+    assert!((hard - ce).abs() < 1e-6, "{hard} vs {ce}");
+}

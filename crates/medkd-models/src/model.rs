@@ -110,6 +110,11 @@ impl Arch {
     pub fn is_vit(self) -> bool {
         self.vit().is_some()
     }
+
+    /// A vision transformer's patch side; `None` for the CNNs.
+    pub fn patch(self) -> Option<usize> {
+        self.vit().map(|(_, patch)| patch)
+    }
 }
 
 impl fmt::Display for Arch {

@@ -93,11 +93,7 @@ impl WeightAverage {
     fn blend(&mut self, student: &Model, weight: f64) {
         let current = student.valid();
         self.model = Some(match self.model.take() {
-            Some(average) if weight < 1.0 => {
-                let mut tensors = Collect::new(false);
-                current.visit(&mut tensors);
-                average.map(&mut Assign::new(Action::Blend { current: tensors.by_path, weight }))
-            }
+            Some(average) if weight < 1.0 => blend_toward(average, &current, weight),
             _ => current,
         });
         self.count += 1;
@@ -108,6 +104,14 @@ impl WeightAverage {
     pub fn evaluation_model(&self, loader: &Loader, device: &Device) -> Result<Option<Model>, TrainError> {
         self.model.as_ref().map(|model| recompute_batch_norm(model, loader, device)).transpose()
     }
+}
+
+/// `average + weight · (current − average)` for every float tensor of a module, matched by
+/// module path: one step of an exponential moving average (`weight = 1 − momentum`).
+pub fn blend_toward<M: Module>(average: M, current: &M, weight: f64) -> M {
+    let mut tensors = Collect::new(false);
+    current.visit(&mut tensors);
+    average.map(&mut Assign::new(Action::Blend { current: tensors.by_path, weight }))
 }
 
 /// torchvision's (and medkd-models') BatchNorm momentum.

@@ -17,6 +17,7 @@ pub mod methods;
 pub mod optim;
 pub mod pretrained;
 pub mod roskd;
+pub mod rounds;
 pub mod rskd;
 pub mod run_dir;
 pub mod schedule;

@@ -19,7 +19,9 @@ use crate::config::RunConfig;
 use crate::device::make_device;
 use crate::evaluate::BoxSource;
 use crate::htl::read_htl_file;
+use crate::methods::SelfTrainingData;
 use crate::methods::config::{HtlConfig, LocalizeConfig, MethodConfig};
+use crate::methods::distl::prepare_data;
 use crate::pretrained;
 use crate::run_dir::RunDir;
 use crate::teachers::{Teacher, load_teachers};
@@ -145,6 +147,8 @@ pub struct Prepared {
     pub sampling_weights: Option<Vec<f64>>,
     /// Per training sample, hard to learn: read from `method.htl.file`, if given.
     pub htl: Option<Vec<bool>>,
+    /// What `dino` and `distl` runs need from the data (their split, the local crops).
+    pub self_training: Option<SelfTrainingData>,
 }
 
 impl Prepared {
@@ -201,7 +205,13 @@ impl Prepared {
             .map(|rule| sampling_weights(setup.splits.train.as_ref(), rule))
             .transpose()
             .map_err(|e| TrainError::Config(format!("`train.sampling`: {e}")))?;
-        Ok(Prepared { setup, teachers, objective, sampling_weights, htl })
+        let self_training = prepare_data(config, &setup)?;
+        if self_training.is_some() && !teachers.is_empty() {
+            return Err(TrainError::Config(
+                "`teacher`: dino and distl runs distil from their own EMA teacher; remove the [[teacher]] entries".into(),
+            ));
+        }
+        Ok(Prepared { setup, teachers, objective, sampling_weights, htl, self_training })
     }
 }
 

@@ -127,32 +127,14 @@ impl Plan {
         Ok(())
     }
 
-    fn plan_file(kind: PlanKind, out: &Path) -> PathBuf {
-        out.join(format!("{}.toml", kind.table()))
-    }
-
     /// Creates the output folder with `<kind>.toml`; refuses one that already holds a plan.
     pub fn create(&self, out: &Path) -> Result<(), TrainError> {
-        let path = Self::plan_file(self.kind, out);
-        if path.exists() {
-            return Err(TrainError::RunFolder {
-                path: out.to_path_buf(),
-                message: format!(
-                    "already holds a {} run ({} exists); continue it with `medkd {} --resume DIR`",
-                    self.kind.title(),
-                    path.file_name().expect("a file name").to_string_lossy(),
-                    self.kind.table()
-                ),
-            });
-        }
-        std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-        let text = toml::to_string_pretty(&self.tree).expect("a TOML table serializes");
-        write_atomic(&path, text.as_bytes())
+        create_plan_folder(out, self.kind.table(), self.kind.title(), &self.tree)
     }
 
     /// The plan of the run of `kind` in `out` (its `<kind>.toml`).
     pub fn open(kind: PlanKind, out: &Path) -> Result<Plan, TrainError> {
-        Plan::load(kind, &Self::plan_file(kind, out), &[], out)
+        Plan::load(kind, &out.join(format!("{}.toml", kind.table())), &[], out)
     }
 
     /// Trains every stage not yet finished under `out` (a started one is resumed), then writes
@@ -183,9 +165,27 @@ impl Plan {
     }
 }
 
+/// Creates `out` with the procedure's config file `<table>.toml` (`tree`); refuses a folder that
+/// already holds one, pointing to `medkd <table> --resume`.
+pub(crate) fn create_plan_folder(out: &Path, table: &str, title: &str, tree: &toml::Table) -> Result<(), TrainError> {
+    let path = out.join(format!("{table}.toml"));
+    if path.exists() {
+        return Err(TrainError::RunFolder {
+            path: out.to_path_buf(),
+            message: format!(
+                "already holds a {title} run ({} exists); continue it with `medkd {table} --resume DIR`",
+                path.file_name().expect("a file name").to_string_lossy()
+            ),
+        });
+    }
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let text = toml::to_string_pretty(tree).expect("a TOML table serializes");
+    write_atomic(&path, text.as_bytes())
+}
+
 /// Makes `data.path` and `model.pretrained` absolute against `base`, so the plan file and every
 /// stage's config work from any folder.
-fn absolutize_tree_paths(tree: &mut toml::Table, base: &Path) {
+pub(crate) fn absolutize_tree_paths(tree: &mut toml::Table, base: &Path) {
     for (table, key) in [("data", "path"), ("model", "pretrained")] {
         if let Some(toml::Value::String(path)) = tree.get_mut(table).and_then(|t| t.get_mut(key)) {
             if Path::new(path.as_str()).is_relative() && path != crate::pretrained::IMAGENET {

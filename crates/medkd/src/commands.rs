@@ -6,6 +6,7 @@ use medkd_eval::Metric;
 use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
 use medkd_train::evaluate::{self, Predictions, Scored, Tta, evaluate, predict_files};
+use medkd_train::rounds::Rounds;
 use medkd_train::stages::{Plan, PlanKind};
 use medkd_train::{Prepared, RunConfig, RunDir, RunSetup, Summary, parse_split};
 use medkd_train::{gallery, pretrained};
@@ -237,9 +238,52 @@ pub fn eval(run_path: &Path, split: &str, tta: Tta, cam_threshold: Option<f64>, 
         let Some(scored) = &evaluation.scored else {
             bail!("{}: --against is for single-label classifiers", run_path.display());
         };
-        let (other_config, other_run, other_setup) = open_run(other_path)?;
-        let other = split_predictions(&other_config, &other_run, &other_setup, split, tta)?;
-        println!("{}", paired_delong_table(scored, &other, &setup.info.class_names, [run_path, other_path])?);
+        println!("{}", delong_against(scored, &setup.info.class_names, [run_path, other_path], split, tta)?);
+    }
+    Ok(())
+}
+
+/// DeLong's paired test of run A (what it `scored` on `split`) against run B's predictions there.
+fn delong_against(scored: &Scored, class_names: &[String], runs: [&Path; 2], split: &str, tta: Tta) -> Result<String> {
+    let (other_config, other_run, other_setup) = open_run(runs[1])?;
+    let other = split_predictions(&other_config, &other_run, &other_setup, split, tta)?;
+    paired_delong_table(scored, &other, class_names, runs)
+}
+
+/// Runs every DISTL stage (`medkd distl`) after checking them all, in a new folder `out`.
+pub fn distl(config_path: &Path, overrides: &[String], out: &Path, progress: bool) -> Result<()> {
+    let rounds = Rounds::load(config_path, overrides, &std::env::current_dir()?)?;
+    rounds.check()?;
+    rounds.create(out)?;
+    distl_report(&rounds, &rounds.run(out, progress)?, out)
+}
+
+/// Continues a DISTL run: finished stages are kept, a started one resumes, the rest train.
+pub fn distl_resume(out: &Path, progress: bool) -> Result<()> {
+    let rounds = Rounds::open(out)?;
+    distl_report(&rounds, &rounds.run(out, progress)?, out)
+}
+
+/// Every stage's test AUC with DeLong's interval, then each round against its supervised baseline.
+fn distl_report(rounds: &Rounds, report: &serde_json::Value, out: &Path) -> Result<()> {
+    println!("{:<14} {:>8} {:>19} {:>8}", "stage (test)", "auc", "DeLong 95% CI", "acc");
+    for stage in report["stages"].as_array().into_iter().flatten() {
+        let test = &stage["test"];
+        let value = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |v| format!("{v:.4}"));
+        let ci = &test["report"]["auc_ci"];
+        let interval = format!("{} - {}", value(&ci["lower"]), value(&ci["upper"]));
+        println!("{:<14} {:>8} {interval:>19} {:>8}", stage["name"].as_str().unwrap_or("?"), value(&test["auc"]), value(&test["acc"]));
+    }
+    for (round, baseline) in rounds.pairs(out) {
+        let (config, run, setup) = open_run(&round)?;
+        let evaluation = evaluate(&split_predictions(&config, &run, &setup, "test", Tta::None)?, &setup.info, &setup.shot_groups)?;
+        if let Some(scored) = &evaluation.scored {
+            println!("{}", delong_against(scored, &setup.info.class_names, [&round, &baseline], "test", Tta::None)?);
+        }
+    }
+    println!("report: {}", out.join("distl.json").display());
+    for stage in &rounds.stages {
+        write_report_after_training(&out.join(&stage.name));
     }
     Ok(())
 }

@@ -35,6 +35,10 @@ enum Command {
     /// (each on its subset's classes), then distil them into the config's student through its
     /// `subset_kd` term; or resume stage by stage.
     Rskd(RunArgs),
+    /// DISTL (self-evolving ViT): round 0 on the labelled part of a `[method] kind = "distl"`
+    /// config, rounds 1.. each adding an unlabelled fold and starting from the round before, and
+    /// the supervised baselines on the same images with labels; or resume stage by stage.
+    Distl(RunArgs),
     /// Evaluate a run's best checkpoint on a split and print the metrics table.
     Eval {
         #[arg(long)]
@@ -304,6 +308,19 @@ impl RunArgs {
         }
     }
 
+    fn distl(self) -> anyhow::Result<()> {
+        stop_training_on_signal();
+        match self.resume {
+            Some(out) => commands::distl_resume(&out, !self.quiet),
+            None => commands::distl(
+                &self.config.expect("clap requires --config"),
+                &self.overrides,
+                &self.out.expect("clap requires --out"),
+                !self.quiet,
+            ),
+        }
+    }
+
     fn run(self, mode: Mode) -> anyhow::Result<()> {
         stop_training_on_signal();
         match self.resume {
@@ -405,6 +422,7 @@ fn main() {
         Command::Distill(args) => args.run(Mode::Distill),
         Command::Roskd(args) => args.plan(PlanKind::RosKd),
         Command::Rskd(args) => args.plan(PlanKind::Rskd),
+        Command::Distl(args) => args.distl(),
         Command::Eval { run, split, tta, cam_threshold, against } => commands::eval(&run, &split, tta, cam_threshold, against.as_deref()),
         Command::Report { run } => commands::html_report(&run),
         Command::Compare { runs, by, metrics, split, pairs, baseline, csv, html } => {

@@ -16,6 +16,11 @@ pub enum MethodConfig {
     /// One box per image (lesion localization) with the box loss terms, optionally attending to
     /// hard-to-learn samples found by pruning.
     Localize(LocalizeConfig),
+    /// Self-supervised pre-training without labels: DINO self-distillation (Caron et al., 2021).
+    Dino(DinoPretrainConfig),
+    /// One round of DISTL (Park et al., 2022): self-training on soft pseudo-labels of an EMA
+    /// teacher plus DINO, with correction passes on the labelled set.
+    Distl(DistlConfig),
 }
 
 impl Default for MethodConfig {
@@ -34,6 +39,8 @@ impl MethodConfig {
     pub fn validate(&self, epochs: usize) -> Result<(), String> {
         match self {
             MethodConfig::Classify(_) => Ok(()),
+            MethodConfig::Dino(dino) => dino.validate(),
+            MethodConfig::Distl(distl) => distl.validate(),
             MethodConfig::Localize(localize) => {
                 localize.htl.as_ref().map_or(Ok(()), HtlConfig::validate)?;
                 localize.semi.as_ref().map_or(Ok(()), |semi| semi.validate(epochs))?;
@@ -210,5 +217,248 @@ impl HtlConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// `[method.dino]`: DINO's self-distillation (methods.md A.2): the student sees two global views
+/// and `local_crops.number` local ones, an EMA teacher (momentum from `momentum_teacher` to 1 on a
+/// cosine over the run) the global ones; the teacher's head outputs are centred (centre momentum
+/// `center_momentum`) and sharpened (`teacher_temp`, reached linearly from `warmup_teacher_temp`
+/// over `warmup_teacher_temp_epochs`), the student's divided by `student_temp`. The projection
+/// head (`hidden`, `bottleneck`, `out_dim`) reads the model's pooled embedding (a ViT's CLS token);
+/// its last layer learns only after `freeze_last_layer_epochs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DinoConfig {
+    #[serde(default = "default_out_dim")]
+    pub out_dim: usize,
+    #[serde(default = "default_hidden")]
+    pub hidden: usize,
+    #[serde(default = "default_bottleneck")]
+    pub bottleneck: usize,
+    #[serde(default = "default_teacher_temp")]
+    pub teacher_temp: f64,
+    #[serde(default = "default_teacher_temp")]
+    pub warmup_teacher_temp: f64,
+    #[serde(default)]
+    pub warmup_teacher_temp_epochs: usize,
+    #[serde(default = "default_student_temp")]
+    pub student_temp: f64,
+    #[serde(default = "default_center_momentum")]
+    pub center_momentum: f64,
+    #[serde(default = "default_momentum_teacher")]
+    pub momentum_teacher: f64,
+    #[serde(default = "default_freeze_last_layer")]
+    pub freeze_last_layer_epochs: usize,
+    #[serde(default)]
+    pub local_crops: LocalCrops,
+}
+
+impl Default for DinoConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every DINO key has a default")
+    }
+}
+
+/// `[method.dino.local_crops]`: `number` random resized crops of `size` pixels (default: half the
+/// global size) covering `scale` of the image, then the training transforms that are not crops or
+/// resizes (rotation, flips, colour).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalCrops {
+    #[serde(default = "default_local_number")]
+    pub number: usize,
+    pub size: Option<u32>,
+    #[serde(default = "default_local_scale")]
+    pub scale: [f32; 2],
+}
+
+impl Default for LocalCrops {
+    fn default() -> Self {
+        LocalCrops { number: default_local_number(), size: None, scale: default_local_scale() }
+    }
+}
+
+fn default_out_dim() -> usize {
+    65536
+}
+fn default_hidden() -> usize {
+    2048
+}
+fn default_bottleneck() -> usize {
+    256
+}
+fn default_teacher_temp() -> f64 {
+    0.04
+}
+fn default_student_temp() -> f64 {
+    0.1
+}
+fn default_center_momentum() -> f64 {
+    0.9
+}
+fn default_momentum_teacher() -> f64 {
+    0.996
+}
+fn default_freeze_last_layer() -> usize {
+    1
+}
+fn default_local_number() -> usize {
+    8
+}
+fn default_local_scale() -> [f32; 2] {
+    [0.2, 0.6]
+}
+
+impl DinoConfig {
+    fn validate(&self) -> Result<(), String> {
+        for (key, value) in [("out_dim", self.out_dim), ("hidden", self.hidden), ("bottleneck", self.bottleneck)] {
+            if value == 0 {
+                return Err(format!("`method.dino.{key}`: must be at least 1"));
+            }
+        }
+        for (key, value) in
+            [("teacher_temp", self.teacher_temp), ("warmup_teacher_temp", self.warmup_teacher_temp), ("student_temp", self.student_temp)]
+        {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(format!("`method.dino.{key}`: must be a temperature > 0, got {value}"));
+            }
+        }
+        for (key, value) in [("center_momentum", self.center_momentum), ("momentum_teacher", self.momentum_teacher)] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(format!("`method.dino.{key}`: must be in [0, 1], got {value}"));
+            }
+        }
+        let [low, high] = self.local_crops.scale;
+        if !(low > 0.0 && low <= high && high <= 1.0) {
+            return Err(format!("`method.dino.local_crops.scale`: must be [low, high] with 0 < low <= high <= 1, got [{low}, {high}]"));
+        }
+        if self.local_crops.size == Some(0) {
+            return Err("`method.dino.local_crops.size`: must be at least 1 pixel".into());
+        }
+        Ok(())
+    }
+}
+
+/// `[method] kind = "dino"`: self-supervised pre-training on the training images, their labels
+/// unused. Every epoch is scored by a weighted k-NN classifier on the pooled embeddings (DINO's
+/// `eval_knn`: cosine similarity, the `knn_k` nearest training images vote with weight
+/// `exp(similarity / knn_temperature)`), the training split's labels as the memory bank.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DinoPretrainConfig {
+    #[serde(default)]
+    pub dino: DinoConfig,
+    #[serde(default = "default_knn_k")]
+    pub knn_k: usize,
+    #[serde(default = "default_knn_temperature")]
+    pub knn_temperature: f64,
+}
+
+fn default_knn_k() -> usize {
+    20
+}
+fn default_knn_temperature() -> f64 {
+    0.07
+}
+
+impl DinoPretrainConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.knn_k == 0 {
+            return Err("`method.knn_k`: must be at least 1".into());
+        }
+        if !(self.knn_temperature.is_finite() && self.knn_temperature > 0.0) {
+            return Err(format!("`method.knn_temperature`: must be > 0, got {}", self.knn_temperature));
+        }
+        self.dino.validate()
+    }
+}
+
+/// Soft or hard pseudo-labels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PseudoLabels {
+    /// The teacher's class probabilities (softmax; sigmoid per label for multi-label data).
+    #[default]
+    Soft,
+    /// Its most probable class (labels above 0.5 for multi-label data).
+    Hard,
+}
+
+/// `[method] kind = "distl"`: one round of DISTL. The training split is cut by `split_seed` into
+/// a `labelled` fraction (the samples `data.train_subset` with that ratio and seed keeps) and
+/// `folds` unlabelled folds (`distl_split.csv` in the run folder); this round sees the labelled
+/// part and the first `use_folds` folds. With no fold (round 0), or `labels_on_folds` (the
+/// supervised baseline on the same images), it is plain supervised training with the config's
+/// loss terms. Otherwise each unlabelled batch's loss is
+/// `lambda · DINO + (1 − lambda) · alpha(e) · CE(student on the augmented global view, teacher
+/// pseudo-labels on the un-augmented one)` with `alpha(e) = 2 (e + 1) / epochs` (`alpha_ramp`,
+/// else 1), and before unlabelled batch 0, `correction_every`, 2·`correction_every`, … of each
+/// epoch a pass over the labelled set trains `lambda · DINO + (1 − lambda) · loss terms`
+/// (`correction_every = 0`: no correction pass).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistlConfig {
+    pub labelled: f64,
+    #[serde(default = "default_folds")]
+    pub folds: usize,
+    #[serde(default)]
+    pub use_folds: usize,
+    #[serde(default)]
+    pub split_seed: u64,
+    #[serde(default)]
+    pub labels_on_folds: bool,
+    #[serde(default = "default_lambda")]
+    pub lambda: f64,
+    #[serde(default = "default_true")]
+    pub alpha_ramp: bool,
+    #[serde(default = "default_correction_every")]
+    pub correction_every: usize,
+    #[serde(default)]
+    pub pseudo_labels: PseudoLabels,
+    #[serde(default = "distl_dino")]
+    pub dino: DinoConfig,
+}
+
+fn default_folds() -> usize {
+    3
+}
+fn default_lambda() -> f64 {
+    0.5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_correction_every() -> usize {
+    500
+}
+/// DISTL's DINO settings: a slower teacher (0.9995) than DINO's default.
+fn distl_dino() -> DinoConfig {
+    DinoConfig { momentum_teacher: 0.9995, ..DinoConfig::default() }
+}
+
+impl DistlConfig {
+    /// Whether this round trains on labels alone (round 0, or the supervised baseline).
+    pub fn supervised(&self) -> bool {
+        self.use_folds == 0 || self.labels_on_folds
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(self.labelled > 0.0 && self.labelled < 1.0) {
+            return Err(format!(
+                "`method.labelled`: must be in (0, 1) (the fraction of training images that keep their label), got {}",
+                self.labelled
+            ));
+        }
+        if self.folds == 0 {
+            return Err("`method.folds`: must be at least 1".into());
+        }
+        if self.use_folds > self.folds {
+            return Err(format!("`method.use_folds`: at most `method.folds` = {}, got {}", self.folds, self.use_folds));
+        }
+        if !(0.0..=1.0).contains(&self.lambda) {
+            return Err(format!("`method.lambda`: must be in [0, 1], got {}", self.lambda));
+        }
+        self.dino.validate()
     }
 }

@@ -5,11 +5,16 @@
 
 mod classify;
 pub mod config;
+pub(crate) mod distl;
 mod localize;
 mod pseudo_boxes;
 
 pub use classify::{Classify, Student};
-pub use config::{ClassifyConfig, HtlConfig, LocalizeConfig, MethodConfig, SemiConfig, WeakConfig};
+pub use config::{
+    ClassifyConfig, DinoConfig, DinoPretrainConfig, DistlConfig, HtlConfig, LocalCrops, LocalizeConfig, MethodConfig, PseudoLabels,
+    SemiConfig, WeakConfig,
+};
+pub use distl::{SelfDistillation, SelfDistilled, SelfTrainingData};
 pub use localize::Localize;
 
 use crate::TrainError;
@@ -25,6 +30,9 @@ pub fn train(config: &RunConfig, prepared: &Prepared, run: &RunDir, resume: bool
         MethodConfig::Classify(_) => fit(config, &prepared.setup, &mut Classify::new(config, prepared), run, resume, show_progress),
         MethodConfig::Localize(localize) => {
             fit(config, &prepared.setup, &mut Localize::new(config, prepared, localize), run, resume, show_progress)
+        }
+        MethodConfig::Dino(_) | MethodConfig::Distl(_) => {
+            fit(config, &prepared.setup, &mut SelfDistillation::new(config, prepared), run, resume, show_progress)
         }
     }
 }
