@@ -100,6 +100,11 @@ pub struct Objective {
 }
 
 impl Objective {
+    /// No term: for a method whose loss is its own (DINO pre-training); never computed.
+    pub fn none() -> Objective {
+        Objective { terms: Vec::new(), needs: Needs::default(), rotated_views: false }
+    }
+
     /// Validates every spec against the task and teachers and resolves data-dependent
     /// parameters (class weights), so a bad term fails before training starts.
     pub fn new(specs: &[LossSpec], facts: &TaskFacts) -> Result<Objective, LossError> {

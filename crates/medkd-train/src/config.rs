@@ -34,7 +34,8 @@ pub struct RunConfig {
     pub shots: ShotThresholds,
     pub model: ModelConfig,
     pub train: TrainConfig,
-    #[serde(rename = "loss")]
+    /// Absent only for `[method] kind = "dino"`, whose loss is DINO's own.
+    #[serde(default, rename = "loss", skip_serializing_if = "Vec::is_empty")]
     pub losses: Vec<LossSpec>,
     /// Frozen teachers whose outputs KD terms read (`medkd distill`).
     #[serde(default, rename = "teacher", skip_serializing_if = "Vec::is_empty")]
@@ -406,8 +407,13 @@ impl RunConfig {
         for (index, spec) in self.losses.iter().enumerate() {
             spec.validate().map_err(|e| TrainError::Config(format!("`loss[{index}]`: {e}")))?;
         }
-        if self.losses.is_empty() {
-            return bad("loss", "declare at least one [[loss]] term".into());
+        match (&self.method, self.losses.is_empty()) {
+            (MethodConfig::Dino(_), false) => {
+                return bad("loss", "kind = \"dino\" trains DINO's own loss and no [[loss]] term; remove them".into());
+            }
+            (MethodConfig::Dino(_), true) => {}
+            (_, true) => return bad("loss", "declare at least one [[loss]] term".into()),
+            (_, false) => {}
         }
         for (index, teacher) in self.teachers.iter().enumerate() {
             match teacher {

@@ -113,7 +113,10 @@ impl Rounds {
     /// Checks every stage's data, split and settings before anything trains.
     pub fn check(&self) -> Result<(), TrainError> {
         for stage in &self.stages {
-            Prepared::new(&stage.config).map_err(|e| TrainError::Config(format!("stage {}: {e}", stage.name)))?;
+            Prepared::new(&stage.config).map_err(|e| match e {
+                TrainError::Config(message) => TrainError::Config(format!("stage {}: {message}", stage.name)),
+                other => TrainError::Config(format!("stage {}: {other}", stage.name)),
+            })?;
         }
         Ok(())
     }

@@ -182,7 +182,10 @@ impl Prepared {
             teacher.spec.check_input(setup.input_hw).map_err(|e| TrainError::Config(format!("`teacher[{index}]`: {e}")))?;
         }
         let teacher_facts: Vec<TeacherFacts> = teachers.iter().map(Teacher::facts).collect();
-        let objective = build_objective(config, &setup, &teacher_facts)?;
+        let objective = match config.method {
+            MethodConfig::Dino(_) => Objective::none(),
+            _ => build_objective(config, &setup, &teacher_facts)?,
+        };
         if let MethodConfig::Localize(localize @ LocalizeConfig { htl, semi, .. }) = &config.method
             && (htl.is_some() || semi.is_some())
         {

@@ -1198,3 +1198,112 @@ fn weak_runs_evaluate_at_another_cam_threshold() {
     let output = medkd(&["eval", "--run", &path(&box_run), "--cam-threshold", "0.5"]);
     assert!(!output.status.success() && stderr(&output).contains("[method.weak]"), "{}", stderr(&output));
 }
+
+/// DISTL on 30% of BreastMNIST: one round and its supervised baseline, each a run folder.
+const TINY_DISTL: &str = r#"
+seed = 2
+[data]
+format = "medmnist"
+path = "data/breastmnist.npz"
+channels = 1
+train_subset = { ratio = 0.3, seed = 0 }
+train_transforms = [{ op = "random_resized_crop", size = 28, scale = [0.7, 1.0] }]
+[model]
+arch = "vit_tiny_patch4"
+[method]
+kind = "distl"
+labelled = 0.25
+correction_every = 3
+[method.dino]
+out_dim = 64
+hidden = 32
+bottleneck = 16
+local_crops = { number = 1, size = 12 }
+[train]
+epochs = 1
+batch_size = 16
+workers = 2
+optimizer = { kind = "adamw", lr = 0.0005, weight_decay = 0.01 }
+[[loss]]
+kind = "cross_entropy"
+[distl]
+rounds = 1
+round0_epochs = 2
+"#;
+
+/// `medkd distl` trains round 0 on the labelled part, round 1 from it with fold 0 unlabelled, and
+/// the supervised baseline on the same images with labels; prints each AUC with DeLong's interval
+/// and the paired test; resumes as finished. `kind = "dino"` pre-trains and is scored by k-NN.
+/// Bad settings are refused before any folder exists.
+#[test]
+fn distl_runs_its_rounds_and_baseline_and_refuses_bad_settings_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), TINY_DISTL);
+    let out = tmp.path().join("distl");
+    let distl = |extra: &[&str], out: &Path| {
+        let mut args = vec!["distl", "--quiet", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        medkd(&args)
+    };
+    let output = distl(&[], &out);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = read_json(&out.join("distl.json"));
+    let stages: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["round0", "round1", "supervised1"]);
+    let epochs = |stage: &str| read_json(&out.join(stage).join("summary.json"))["epochs_run"].as_u64().unwrap();
+    assert_eq!([epochs("round0"), epochs("round1"), epochs("supervised1")], [2, 1, 2], "round 0's epochs for the baseline too");
+    let round1 = std::fs::read_to_string(out.join("round1/config.toml")).unwrap();
+    assert!(round1.contains("round0/checkpoints/best.safetensors"), "round 1 starts from round 0: {round1}");
+    assert!(!std::fs::read_to_string(out.join("supervised1/config.toml")).unwrap().contains("best.safetensors"));
+    let summary = read_json(&out.join("round1/summary.json"));
+    assert_eq!(summary["distl"]["labelled"], 41);
+    assert_eq!(summary["distl"]["fold_sizes"], json!([41, 41, 41]));
+    let terms = read_json_line(&out.join("round1/metrics.jsonl"));
+    for term in ["cross_entropy", "pseudo_label", "dino"] {
+        assert!(terms["train_terms"][term].as_f64().is_some(), "{term}: {terms}");
+    }
+    let baseline_terms = read_json_line(&out.join("supervised1/metrics.jsonl"));
+    assert!(baseline_terms["train_terms"]["dino"].is_null(), "the baseline learns from labels alone: {baseline_terms}");
+    assert!(stdout.contains("DeLong's paired test") && stdout.contains("round1 (A) against"), "{stdout}");
+    let ci = &report["stages"][1]["test"]["report"]["auc_ci"];
+    assert!(ci["lower"].as_f64().unwrap() <= ci["upper"].as_f64().unwrap(), "{ci}");
+    // A finished DISTL run resumes to the same report without training.
+    let resumed = medkd(&["distl", "--quiet", "--resume", out.to_str().unwrap()]);
+    assert!(resumed.status.success() && stderr(&resumed).contains("round1: finished earlier"), "{}", stderr(&resumed));
+
+    let dino_dir = tmp.path().join("dino");
+    std::fs::create_dir(&dino_dir).unwrap();
+    let one_run = write_config(&dino_dir, &TINY_DISTL[..TINY_DISTL.find("[distl]").unwrap()]);
+    let dino_method = "method={ kind = \"dino\", knn_k = 5, dino = { out_dim = 64, hidden = 32, bottleneck = 16, local_crops = { number = 1, size = 12 } } }";
+    let dino_run = dino_dir.join("run");
+    let dino = train(&one_run, &dino_run, &["--set", dino_method]);
+    assert!(dino.status.success(), "{}", stderr(&dino));
+    let line = read_json_line(&dino_run.join("metrics.jsonl"));
+    assert!(line["train_terms"]["dino"].as_f64().unwrap() > 0.0 && line["val"]["auc"].as_f64().is_some(), "k-NN scores: {line}");
+
+    let teacher = format!("teacher=[{{ run = \"{}\" }}]", out.join("round0").display());
+    let cases: [(&str, &str); 7] = [
+        ("method.labelled=1.0", "`method.labelled`: must be in (0, 1)"),
+        ("method.folds=200", "200 unlabelled folds do not fit the training split: 164 samples, 41 of them labelled, leave 123"),
+        ("method.dino.local_crops.size=32", "local crops (32 px) must not be larger than the global views (28x28)"),
+        (
+            "method.dino.local_crops.size=10",
+            "`method.dino.local_crops.size`: invalid model spec: a ViT with 4x4 patches needs an input whose height and width are multiples of 4, got 10x10",
+        ),
+        ("model.arch=\"vit_tiny_patch8\"", "multiples of 8, got 28x28"),
+        ("distl.rounds=4", "`distl.rounds`: must be in [1, method.folds = 3], got 4"),
+        (&teacher, "remove the [[teacher]] entries"),
+    ];
+    for (index, (set, message)) in cases.iter().enumerate() {
+        let refused = tmp.path().join(format!("refused{index}"));
+        let output = distl(&["--set", set], &refused);
+        assert!(!output.status.success() && stderr(&output).contains(message), "{set}: {}", stderr(&output));
+        assert!(!stderr(&output).contains("panicked"));
+        assert!(!refused.exists(), "{set}: no folder for a refused config");
+    }
+}
+
+fn read_json_line(path: &Path) -> Value {
+    serde_json::from_str(std::fs::read_to_string(path).unwrap().lines().next().unwrap()).unwrap()
+}
