@@ -146,6 +146,12 @@ pub struct TrainConfig {
     /// Fine-tuning a pretrained student: a slower or frozen backbone, frozen BatchNorm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finetune: Option<FinetuneConfig>,
+    /// `false`: biases and norm parameters (every 1-D parameter) learn without weight decay.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub decay_biases_and_norms: bool,
+    /// Each parameter's gradient scaled down to at most this L2 norm (DINO's 3.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip_norm: Option<f64>,
 }
 
 /// How a pretrained network is fine-tuned. The backbone is every model parameter but the
@@ -167,6 +173,14 @@ pub struct FinetuneConfig {
 
 fn default_backbone_lr_scale() -> f64 {
     1.0
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 fn default_eval_batch_size() -> usize {
@@ -323,6 +337,11 @@ impl RunConfig {
         }
         if train.eval_batch_size == 0 {
             return bad("train.eval_batch_size", "must be at least 1, got 0".into());
+        }
+        if let Some(norm) = train.grad_clip_norm
+            && !(norm.is_finite() && norm > 0.0)
+        {
+            return bad("train.grad_clip_norm", format!("must be a finite number > 0, got {norm}"));
         }
         let lr = train.optimizer.lr();
         if !(lr.is_finite() && lr > 0.0) {

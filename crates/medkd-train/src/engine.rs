@@ -83,7 +83,8 @@ pub fn fit<M: Method>(
     // initialized lazily, at their first use in epoch 0, from the reseed below.
     train_device.seed(config.seed);
     let mut trainable = method.init(&train_device)?;
-    let mut optimizer = build_optimizer(&config.train.optimizer);
+    let train = &config.train;
+    let mut optimizer = build_optimizer(&train.optimizer, train.decay_biases_and_norms, train.grad_clip_norm, &trainable);
     let schedule =
         LrSchedule::new(config.train.optimizer.lr(), config.train.epochs, config.train.warmup_epochs, config.train.schedule.clone());
     let select = config.train.select_metric;

@@ -106,7 +106,8 @@ fn train_head(
     train_device.seed(config.seed);
     let train = train.to_device(&train_device);
     let mut head = ProjectionHead::new(spec.teacher_dim, &train_device);
-    let mut optimizer = build_optimizer(&OptimizerConfig::Sgd { lr: spec.lr, momentum: 0.9, nesterov: false, weight_decay: 1e-3 });
+    let mut optimizer =
+        build_optimizer(&OptimizerConfig::Sgd { lr: spec.lr, momentum: 0.9, nesterov: false, weight_decay: 1e-3 }, true, None, &head);
     let batch = config.train.batch_size;
     let images = train.dims()[0] / VIEWS;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
