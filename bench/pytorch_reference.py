@@ -122,7 +122,14 @@ SUBSET_KD_WORKLOADS = {
     "subset_kd_64": (64, (129, 184, 409, 42, 343, 3027, 56), ((4, 5), (0, 1, 2, 3, 6))),
 }
 
-ALL_WORKLOADS = [*MODEL_WORKLOADS, *LOADER_WORKLOADS, *LOSS_WORKLOADS, *SUBSET_KD_WORKLOADS]
+# name -> (batch, global side, local side, out_dim): one DINO step as configs/distl runs it
+# (crates/medkd/src/bench.rs `time_dino`): ViT-Tiny/4 with DINO's head (hidden 512, bottleneck
+# 256) on 2 global and 2 local views, the EMA teacher on the global ones, AdamW.
+DINO_WORKLOADS = {
+    "dino_vit_tiny_patch4_28": (64, 28, 12, 4096),
+}
+
+ALL_WORKLOADS = [*MODEL_WORKLOADS, *LOADER_WORKLOADS, *LOSS_WORKLOADS, *SUBSET_KD_WORKLOADS, *DINO_WORKLOADS]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -233,6 +240,75 @@ def time_subset_kd(name, iters, warmup, device, temperature=4.0):
     return time_iters(step, iters, warmup)
 
 
+class DinoHead(torch.nn.Module):
+    """facebookresearch/dino's DINOHead (nlayers 3, no BN, norm_last_layer), as medkd's."""
+
+    def __init__(self, in_dim, out_dim, hidden, bottleneck):
+        super().__init__()
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(in_dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, hidden), torch.nn.GELU(),
+            torch.nn.Linear(hidden, bottleneck),
+        )
+        self.last_layer = torch.nn.utils.weight_norm(torch.nn.Linear(bottleneck, out_dim, bias=False))
+        self.last_layer.weight_g.data.fill_(1)
+        self.last_layer.weight_g.requires_grad = False
+
+    def forward(self, x):
+        x = torch.nn.functional.normalize(self.mlp(x), dim=-1, p=2)
+        return self.last_layer(x)
+
+
+def time_dino(name, iters, warmup, device, student_temp=0.1, teacher_temp=0.04, momentum=0.996):
+    batch, global_side, local_side, out_dim = DINO_WORKLOADS[name]
+    torch.manual_seed(0)
+    from timm.models.vision_transformer import VisionTransformer
+
+    def network():
+        # dynamic_img_size: position embeddings resampled for the local views, as DINO's ViT.
+        vit = VisionTransformer(img_size=global_side, patch_size=4, embed_dim=192, depth=12, num_heads=3,
+                                num_classes=NUM_CLASSES, dynamic_img_size=True)
+        return torch.nn.ModuleDict({"vit": vit, "head": DinoHead(192, out_dim, 512, 256)}).to(device)
+
+    student, teacher = network(), network()
+    teacher.load_state_dict(student.state_dict())
+    for p in teacher.parameters():
+        p.requires_grad = False
+    teacher.eval()
+    student.train()
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.04)
+    globals_ = torch.randn(2 * batch, 3, global_side, global_side, device=device)
+    locals_ = torch.randn(2 * batch, 3, local_side, local_side, device=device)
+    center = torch.zeros(1, out_dim, device=device)
+
+    def embed(net, x):
+        return net["head"](net["vit"].forward_head(net["vit"].forward_features(x), pre_logits=True))
+
+    def step():
+        nonlocal center
+        student_out = torch.cat([embed(student, globals_), embed(student, locals_)]) / student_temp
+        with torch.no_grad():
+            teacher_out = embed(teacher, globals_)
+        targets = torch.softmax((teacher_out - center) / teacher_temp, dim=-1).chunk(2)
+        views = student_out.chunk(4)
+        loss, pairs = 0.0, 0
+        for t, q in enumerate(targets):
+            for v, s in enumerate(views):
+                if v != t:
+                    loss = loss + torch.sum(-q * torch.log_softmax(s, dim=-1), dim=-1).mean()
+                    pairs += 1
+        loss = loss / pairs
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for p_t, p_s in zip(teacher.parameters(), student.parameters()):
+                p_t.mul_(momentum).add_((1 - momentum) * p_s.detach())
+            center = center * 0.9 + teacher_out.mean(dim=0, keepdim=True) * 0.1
+        loss.item()
+
+    return time_iters(step, iters, warmup)
+
+
 class Ham10000(torch.utils.data.Dataset):
     """The first `count` rows of HAM10000's labels.csv (the images medkd times), decoded with PIL.
 
@@ -326,6 +402,8 @@ def main():
             results[name] = time_loss(name, args.iters, args.warmup, args.device)
         elif name in SUBSET_KD_WORKLOADS:
             results[name] = time_subset_kd(name, args.iters, args.warmup, args.device)
+        elif name in DINO_WORKLOADS:
+            results[name] = time_dino(name, args.iters, args.warmup, args.device)
         else:
             results[name] = time_model(name, args.iters, args.warmup, args.device)
         log(f"pytorch: {name}: {results[name]['median_ms']:.1f} ms (median of {args.iters})")

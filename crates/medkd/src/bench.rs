@@ -17,15 +17,19 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use medkd_data::{DataConfig, Loader, LoaderOptions, build_pipelines, open_splits};
-use medkd_losses::{Features, LossContext, LossSpec, Objective, Targets, TaskFacts, TeacherFacts};
+use medkd_losses::{
+    DinoHead, DinoHeadShape, Features, LossContext, LossSpec, Objective, Targets, TaskFacts, TeacherFacts, dino_loss, updated_center,
+};
 use medkd_models::{Arch, FeatureLayout, Masks, Model, ModelSpec, prune_global};
+use medkd_train::averaging::blend_toward;
 use medkd_train::build_info;
 use medkd_train::config::DeviceChoice;
 use medkd_train::device::make_device;
+use medkd_train::methods::SelfDistilled;
 use serde_json::{Value, json};
 
 /// The burn release the workspace pins (Cargo.toml `burn = "=0.22.1"`), recorded in bench.json.
@@ -67,6 +71,11 @@ enum Kind {
     /// student's gradient, on N(0, 1) logits of `batch` HAM10000 images (7 classes) and of the
     /// two lesion-type teachers of configs/longtail/ham10000_rskd.toml ({mel, nv} and the rest).
     SubsetKd { batch: usize },
+    /// One DINO step as configs/distl runs it: ViT-Tiny/4 with DINO's head (hidden 512,
+    /// bottleneck 256, out 4096) on two 28 px global and two 12 px local N(0, 1) views of `batch`
+    /// images (3 channels), the EMA teacher on the global ones; DINO's loss, backward, AdamW,
+    /// the teacher's EMA and the centre's update.
+    Dino { batch: usize },
 }
 
 struct Workload {
@@ -115,6 +124,8 @@ const WORKLOADS: &[Workload] = &[
     Workload { name: "rkd_angle_128", kind: Kind::RkdAngle { batch: 128, student_dim: 1280, teacher_dim: 2048 } },
     // RSKD's term at the HAM10000 student's batch: compare with mobilenetv2_train_64 (batch 32).
     Workload { name: "subset_kd_64", kind: Kind::SubsetKd { batch: 64 } },
+    // DINO's step in DISTL's rounds and pre-training (issue #28): compare with vit_tiny_patch4_train_28.
+    Workload { name: "dino_vit_tiny_patch4_28", kind: Kind::Dino { batch: 64 } },
 ];
 
 impl Workload {
@@ -135,6 +146,7 @@ impl Workload {
                 format!("RKD angle loss and student gradient, batch {batch}, {student_dim}-d student, {teacher_dim}-d teacher")
             }
             Kind::SubsetKd { batch } => format!("subset_kd loss and student gradient, batch {batch}, 7 classes, teachers of 2 and 5"),
+            Kind::Dino { batch } => format!("DINO step, ViT-Tiny/4, batch {batch}: 2 global 28 px + 2 local 12 px views, EMA teacher"),
         }
     }
 }
@@ -262,6 +274,7 @@ pub fn run(options: &BenchOptions) -> Result<()> {
                 Kind::Model { arch, mode, batch, side } => time_model(arch, mode, batch, side, options)?,
                 Kind::RkdAngle { batch, student_dim, teacher_dim } => time_rkd_angle(batch, student_dim, teacher_dim, options)?,
                 Kind::SubsetKd { batch } => time_subset_kd(batch, options)?,
+                Kind::Dino { batch } => time_dino(batch, options)?,
                 Kind::Loader { side, images } => match &ham10000 {
                     Some(dir) => time_loader(dir, side, images, options)?,
                     None => {
@@ -456,6 +469,40 @@ fn time_subset_kd(batch: usize, options: &BenchOptions) -> Result<Timing> {
         let grads = loss.clone().backward();
         black_box(loss.into_scalar::<f32>());
         black_box(logits.grad(&grads).expect("the student logits require a gradient").into_data());
+        Ok(())
+    })
+}
+
+fn time_dino(batch: usize, options: &BenchOptions) -> Result<Timing> {
+    const GLOBAL: usize = 28;
+    const LOCAL: usize = 12;
+    const OUT_DIM: usize = 4096;
+    let device = make_device(options.device)?.autodiff();
+    let spec = ModelSpec { image_size: Some([GLOBAL, GLOBAL]), ..ModelSpec::new(Arch::VitTinyPatch4, NUM_CLASSES) };
+    let views = |side: usize| Tensor::<4>::random([2 * batch, 3, side, side], Distribution::Normal(0.0, 1.0), &device);
+    let (globals, locals) = (views(GLOBAL), views(LOCAL));
+    let model = Model::new(&spec, &device)?;
+    let shape = DinoHeadShape { in_dim: model.feature_dim(), out_dim: OUT_DIM, hidden: 512, bottleneck: 256 };
+    let mut student = Some(SelfDistilled { model, head: Some(DinoHead::new(shape, &device)) });
+    let mut teacher = student.as_ref().expect("just made").valid();
+    let frozen = device.clone().without_autodiff();
+    let mut center = Tensor::<2>::zeros([1, OUT_DIM], &frozen);
+    let mut optimizer = AdamWConfig::new().with_weight_decay(0.04).init();
+    time_iters(options.iters, options.warmup, || {
+        let current = student.take().expect("the student is put back after every step");
+        let head = current.head.as_ref().expect("made with a head");
+        let chunks = |x: Tensor<2>| x.chunk(2, 0);
+        let mut student_views = chunks(head.forward(current.model.forward(globals.clone()).pooled));
+        student_views.extend(chunks(head.forward(current.model.forward(locals.clone()).pooled)));
+        let teacher_head = teacher.head.as_ref().expect("made with a head");
+        let teacher_views = chunks(teacher_head.forward(teacher.model.forward(globals.clone().without_autodiff()).pooled));
+        let loss = dino_loss(&student_views, &teacher_views, &center, 0.1, 0.04);
+        center = updated_center(center.clone(), &teacher_views, 0.9);
+        let grads = GradientsParams::from_grads(loss.backward(), &current);
+        let stepped = optimizer.step(1e-4, current, grads);
+        teacher = blend_toward(std::mem::replace(&mut teacher, stepped.valid()), &stepped.valid(), 1.0 - 0.996);
+        student = Some(stepped);
+        black_box(loss.into_scalar::<f32>());
         Ok(())
     })
 }
@@ -756,6 +803,10 @@ fn report_json(
             }
             Kind::SubsetKd { batch } => {
                 entry["input_shape"] = json!([[batch, HAM_CLASSES.len()], [batch, 2], [batch, 5]]);
+            }
+            Kind::Dino { batch } => {
+                entry["model"] = json!(Arch::VitTinyPatch4.name());
+                entry["input_shape"] = json!([[2 * batch, 3, 28, 28], [2 * batch, 3, 12, 12]]);
             }
             Kind::Loader { side, images } => {
                 entry["images"] = json!(images);
