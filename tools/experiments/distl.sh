@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# DISTL on PneumoniaMNIST (BENCHMARKS.md, "DISTL: self-training rounds on PneumoniaMNIST", issue
+# #28) with configs/distl/pneumoniamnist_vit_tiny_patch4.toml:
+#   1. rounds: `medkd distl` per seed s (run seed s, split seed s: each seed its own labelled 10%
+#      and folds): round 0 on the labelled part, rounds 1-3 adding one unlabelled fold each, and
+#      the supervised baselines supervised1-3 on the same images with labels;
+#   2. no_dino, no_correction, hard: ablations on seed 0 (lambda = 0; no correction pass; hard
+#      pseudo-labels), rounds 1-3 without baselines. Their round 0 is the same run as step 1's
+#      (a supervised stage, which none of the ablated keys touch), so it is copied from there;
+#   3. dino: DINO pre-training on the training images, labels unused
+#      (configs/distl/pneumoniamnist_dino_vit_tiny_patch4.toml), then linear probes on the
+#      labelled 10% over its weights and over random ones (configs/distl/pneumoniamnist_linear_probe.toml),
+#      normalized as the pre-training was.
+# Run folders go to runs/distl (OUT=DIR for another root); a started run is resumed, a finished
+# one skipped. Finished runs' JSON, TOML and test predictions are copied to results/distl
+# (RESULTS=DIR).
+#
+#   tools/experiments/distl.sh [STEP...]     (steps: rounds no_dino no_correction hard dino; default all)
+set -euo pipefail
+medkd=${MEDKD:-target/release/medkd}
+config=configs/distl/pneumoniamnist_vit_tiny_patch4.toml
+out=${OUT:-runs/distl}
+kept=${RESULTS:-results/distl}
+steps=("$@")
+[[ ${#steps[@]} -gt 0 ]] || steps=(rounds no_dino no_correction hard dino)
+seeds=${SEEDS:-0 1 2}
+mkdir -p "$out" "$kept"
+
+# keep FOLDER NAME: copies a finished run's (or staged run's) small files, and each stage's
+# predictions/test.csv, to $kept/NAME.
+keep() {
+    local folder=$1 name=$2
+    python3 "$(dirname "$0")/keep_run.py" "$folder" "$kept/$name"
+    for predictions in "$folder"/*/predictions/test.csv "$folder"/predictions/test.csv; do
+        [[ -f $predictions ]] || continue
+        local relative=${predictions#"$folder"/}
+        mkdir -p "$kept/$name/$(dirname "$relative")"
+        cp "$predictions" "$kept/$name/$relative"
+    done
+}
+
+# distl NAME SEED [--set ...]: one DISTL run, resumed if started, kept when finished.
+distl() {
+    local name=$1 seed=$2
+    shift 2
+    local folder=$out/$name
+    [[ -d $kept/$name ]] && { echo "kept: $kept/$name"; return; }
+    if [[ ! -f $folder/distl.json ]]; then
+        if [[ -f $folder/distl.toml ]]; then
+            "$medkd" distl --quiet --resume "$folder"
+        else
+            "$medkd" distl --quiet --config "$config" --set "seed=$seed" --set "method.split_seed=$seed" "$@" --out "$folder"
+        fi
+    fi
+    keep "$folder" "$name"
+}
+
+# train NAME CONFIG [--set ...]: one run, resumed if started, kept when finished.
+train() {
+    local name=$1 run_config=$2
+    shift 2
+    local folder=$out/$name
+    [[ -d $kept/$name ]] && { echo "kept: $kept/$name"; return; }
+    if [[ ! -f $folder/summary.json ]]; then
+        if [[ -f $folder/checkpoints/last.json ]]; then
+            "$medkd" train --quiet --resume "$folder"
+        else
+            rm -rf "$folder"
+            "$medkd" train --quiet --config "$run_config" "$@" --out "$folder"
+        fi
+    fi
+    keep "$folder" "$name"
+}
+
+# ablation NAME KEY=VALUE: seed 0's rounds 1-3 with one key changed, from seed 0's round 0.
+ablation() {
+    local name=$1 set=$2
+    [[ -f $out/s0/round0/summary.json ]] || { echo "ablation $name needs $out/s0/round0 (step rounds)" >&2; exit 1; }
+    if [[ ! -e $out/$name/round0 ]]; then
+        mkdir -p "$out/$name"
+        cp -r "$out/s0/round0" "$out/$name/round0"
+    fi
+    distl "$name" 0 --set "$set" --set distl.baselines=false
+}
+
+for step in "${steps[@]}"; do
+    case $step in
+        rounds) for seed in $seeds; do distl "s$seed" "$seed"; done ;;
+        no_dino) ablation no_dino method.lambda=0.0 ;;
+        no_correction) ablation no_correction method.correction_every=0 ;;
+        hard) ablation hard 'method.pseudo_labels="hard"' ;;
+        dino)
+            train dino_s0 configs/distl/pneumoniamnist_dino_vit_tiny_patch4.toml
+            normalize=$(python3 -c "import json,sys; n=json.load(open(sys.argv[1]))['normalization']; print('data.normalize={ kind = \"custom\", mean = %s, std = %s }' % (n['mean'], n['std']))" "$out/dino_s0/summary.json")
+            probe=configs/distl/pneumoniamnist_linear_probe.toml
+            train probe_dino_s0 "$probe" --set "$normalize" --set "model.pretrained=\"$(realpath "$out")/dino_s0/checkpoints/best.safetensors\""
+            train probe_random_s0 "$probe" --set "$normalize"
+            ;;
+        *) echo "unknown step $step" >&2; exit 2 ;;
+    esac
+done
