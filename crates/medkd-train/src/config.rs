@@ -632,6 +632,8 @@ mod tests {
                     if let Some(kind) = plan {
                         // Configs name data relative to the repository root, and an [rskd] plan reads the data's classes.
                         Plan::load(kind, &path, &[], &repository).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    } else if text.contains("\n[distl]") {
+                        crate::rounds::Rounds::load(&path, &[], &repository).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                     } else {
                         RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
                     }
@@ -657,8 +659,9 @@ mod tests {
         let config = RunConfig::parse(&format!("{BASE}\n[method]\nkind = \"classify\"\n"), &[]).unwrap();
         assert_eq!(config.method, MethodConfig::default());
         assert!(!config.to_toml().contains("[method]"), "the default is not written out");
-        let message = error_of(BASE, &["method={ kind = \"distl\" }"]);
-        assert!(message.contains("distl") && message.contains("classify"), "{message}");
+        let message = error_of(BASE, &["method={ kind = \"mean_teacher\" }"]);
+        assert!(message.contains("mean_teacher") && message.contains("classify") && message.contains("distl"), "{message}");
+        assert!(error_of(BASE, &["method={ kind = \"distl\" }"]).contains("missing field `labelled`"));
         assert!(error_of(BASE, &["method={ kind = \"classify\", rounds = 3 }"]).contains("rounds"));
     }
 

@@ -1277,7 +1277,9 @@ fn distl_runs_its_rounds_and_baseline_and_refuses_bad_settings_first() {
     let one_run = write_config(&dino_dir, &TINY_DISTL[..TINY_DISTL.find("[distl]").unwrap()]);
     let dino_method = "method={ kind = \"dino\", knn_k = 5, dino = { out_dim = 64, hidden = 32, bottleneck = 16, local_crops = { number = 1, size = 12 } } }";
     let dino_run = dino_dir.join("run");
-    let dino = train(&one_run, &dino_run, &["--set", dino_method]);
+    let with_loss = train(&one_run, &dino_dir.join("refused"), &["--set", dino_method]);
+    assert!(stderr(&with_loss).contains("no [[loss]] term; remove them"), "{}", stderr(&with_loss));
+    let dino = train(&one_run, &dino_run, &["--set", dino_method, "--set", "loss=[]"]);
     assert!(dino.status.success(), "{}", stderr(&dino));
     let line = read_json_line(&dino_run.join("metrics.jsonl"));
     assert!(line["train_terms"]["dino"].as_f64().unwrap() > 0.0 && line["val"]["auc"].as_f64().is_some(), "k-NN scores: {line}");
