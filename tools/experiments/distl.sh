@@ -39,37 +39,38 @@ keep() {
     done
 }
 
-# distl NAME SEED [--set ...]: one DISTL run, resumed if started, kept when finished.
-distl() {
-    local name=$1 seed=$2
-    shift 2
+# stage COMMAND NAME DONE STARTED [ARG...]: `medkd COMMAND ARG... --out $out/NAME`, unless
+# $out/NAME/DONE shows it finished; resumed where $out/NAME/STARTED shows it started; kept when
+# finished.
+stage() {
+    local command=$1 name=$2 done=$3 started=$4
+    shift 4
     local folder=$out/$name
     [[ -d $kept/$name ]] && { echo "kept: $kept/$name"; return; }
-    if [[ ! -f $folder/distl.json ]]; then
-        if [[ -f $folder/distl.toml ]]; then
-            "$medkd" distl --quiet --resume "$folder"
+    if [[ ! -f $folder/$done ]]; then
+        if [[ -f $folder/$started ]]; then
+            "$medkd" "$command" --quiet --resume "$folder"
         else
-            "$medkd" distl --quiet --config "$config" --set "seed=$seed" --set "method.split_seed=$seed" "$@" --out "$folder"
+            # A run folder that never finished an epoch starts over (a DISTL folder may hold a copied round 0).
+            [[ $command == train ]] && rm -rf "$folder"
+            "$medkd" "$command" --quiet "$@" --out "$folder"
         fi
     fi
     keep "$folder" "$name"
 }
 
-# train NAME CONFIG [--set ...]: one run, resumed if started, kept when finished.
+# distl NAME SEED [--set ...]: one DISTL run (run seed and split seed SEED).
+distl() {
+    local name=$1 seed=$2
+    shift 2
+    stage distl "$name" distl.json distl.toml --config "$config" --set "seed=$seed" --set "method.split_seed=$seed" "$@"
+}
+
+# train NAME CONFIG [--set ...]: one run.
 train() {
     local name=$1 run_config=$2
     shift 2
-    local folder=$out/$name
-    [[ -d $kept/$name ]] && { echo "kept: $kept/$name"; return; }
-    if [[ ! -f $folder/summary.json ]]; then
-        if [[ -f $folder/checkpoints/last.json ]]; then
-            "$medkd" train --quiet --resume "$folder"
-        else
-            rm -rf "$folder"
-            "$medkd" train --quiet --config "$run_config" "$@" --out "$folder"
-        fi
-    fi
-    keep "$folder" "$name"
+    stage train "$name" summary.json checkpoints/last.json --config "$run_config" "$@"
 }
 
 # ablation NAME KEY=VALUE: seed 0's rounds 1-3 with one key changed, from seed 0's round 0.
