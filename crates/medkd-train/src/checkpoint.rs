@@ -257,6 +257,19 @@ pub fn load_last<M: Module>(run: &RunDir, trainable: M, optimizer: ModuleOptimiz
     Ok(Resumed { trainable, optimizer, state: pointer.state, average, method })
 }
 
+/// The trainable module and the method's state of the last epoch set of a finished run in
+/// `folder` (no optimizer): what the next round of a procedure carries over.
+pub fn load_last_modules<M: Module>(folder: &Path, trainable: M) -> Result<(M, MethodState), TrainError> {
+    let pointer_path = folder.join("checkpoints").join("last.json");
+    let text =
+        fs::read_to_string(&pointer_path).map_err(|e| checkpoint_error(&pointer_path, format!("no finished epoch to carry over ({e})")))?;
+    let pointer: LastPointer = serde_json::from_str(&text).map_err(|e| checkpoint_error(&pointer_path, format!("unreadable: {e}")))?;
+    let dir = folder.join("checkpoints");
+    let trainable = load_burnpack(trainable, &dir.join(&pointer.model_file), &pointer.model_md5)?;
+    let method = MethodState { dir, stem: String::new(), values: pointer.method_values, files: pointer.method_files };
+    Ok((trainable, method))
+}
+
 /// Saves the selected weights (torchvision names), what selected them and their MD5.
 pub fn save_best(run: &RunDir, model: &Model, epoch: usize, metric: &str, value: f64) -> Result<(), TrainError> {
     let path = run.checkpoint("best", "safetensors");

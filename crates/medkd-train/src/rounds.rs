@@ -1,10 +1,10 @@
-//! DISTL's rounds (`medkd distl`, methods.md §2.1): round 0 trains on the labelled part alone,
-//! round r adds unlabelled fold r and starts from round r − 1's selected weights (student and
-//! teacher alike, as the official code starts round 1; it carries the teacher and the DINO head
-//! over from round 2 on, which a round here does not: both start afresh from the student). Beside
-//! them, `supervised<r>` learns with labels from the same images as round r (round 0's recipe on
-//! the labelled part and folds 1..r): the paper's comparison. Each stage is a run folder
-//! ([`crate::stages::run_stage`]), so `--resume` continues round by round.
+//! DISTL's rounds (`medkd distl`, methods.md §2.1), initialised as the official code does: round
+//! 0 trains on the labelled part alone; round 1 adds unlabelled fold 1 and starts student and
+//! teacher from round 0's selected weights (a fresh DINO head); round r ≥ 2 adds fold r and
+//! carries round r − 1's last student (with its DINO head), teacher and centre over
+//! (`method.previous_round`). Beside them, `supervised<r>` learns with labels from the same images
+//! as round r (round 0's recipe on the labelled part and folds 1..r): the paper's comparison. Each
+//! stage is a run folder ([`crate::stages::run_stage`]), so `--resume` continues round by round.
 //!
 //! ```text
 //! OUT/distl.toml          the config as given (overrides applied, paths absolute)
@@ -139,7 +139,20 @@ impl Rounds {
             let mut config = stage.config.clone();
             config.absolutize_paths(out);
             if let Some(previous) = &stage.starts_from {
-                init_from_stage(&mut config, &out.join(previous))?;
+                let previous = out.join(previous);
+                match &mut config.method {
+                    // A self-training round before: carried over whole.
+                    MethodConfig::Distl(method) if method.use_folds > 1 => {
+                        if !previous.join("summary.json").is_file() {
+                            return Err(TrainError::RunFolder {
+                                path: previous,
+                                message: "has not finished: a round starts from a finished round".into(),
+                            });
+                        }
+                        method.previous_round = Some(previous);
+                    }
+                    _ => init_from_stage(&mut config, &previous)?,
+                }
             }
             let folder = out.join(&stage.name);
             let summary = run_stage(&config, &folder, &stage.name, show_progress)?;

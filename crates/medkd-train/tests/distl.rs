@@ -7,10 +7,10 @@ use std::path::Path;
 use burn::prelude::*;
 use medkd_data::{Batch, Loader};
 use medkd_models::{Model, load_weights};
-use medkd_train::checkpoint::MethodState;
+use medkd_train::checkpoint::{MethodState, load_last_modules};
 use medkd_train::engine::fit;
 use medkd_train::method::{Method, StepAt, StepLoss};
-use medkd_train::methods::{SelfDistillation, SelfDistilled};
+use medkd_train::methods::{MethodConfig, SelfDistillation, SelfDistilled};
 use medkd_train::{Prepared, RunConfig, RunDir, TrainError};
 
 /// One DISTL round on 30% of BreastMNIST's training images: a quarter of them labelled, the rest
@@ -123,4 +123,25 @@ fn a_distl_round_stopped_mid_epoch_resumes_exactly() {
         model.logits(Tensor::<4>::ones([2, 1, 28, 28], &setup.device)).into_data().try_to_vec::<f32>().unwrap()
     };
     assert_eq!(logits(&stopped), logits(&whole), "and selects the same weights");
+
+    // The next round carries this one over: its student starts as this round's last one.
+    let next =
+        RunConfig::parse(&config.to_toml(), &["method.use_folds=2".into(), format!("method.previous_round=\"{}\"", whole.display())])
+            .unwrap();
+    let next_prepared = Prepared::new(&next).unwrap();
+    let autodiff = setup.device.clone().autodiff();
+    let started = SelfDistillation::new(&next, &next_prepared).init(&autodiff).unwrap();
+    let fresh = SelfDistillation::new(&config, &prepared).init(&autodiff).unwrap();
+    let (last, _) = load_last_modules(&whole, fresh).unwrap();
+    let probe = |s: &SelfDistilled| {
+        let images = Tensor::<4>::ones([2, 1, 28, 28], &setup.device);
+        let pooled = s.model.valid().forward(images).pooled;
+        s.head.as_ref().unwrap().valid().forward(pooled).into_data().try_to_vec::<f32>().unwrap()
+    };
+    assert_eq!(probe(&started), probe(&last), "model and DINO head");
+    let mut unfinished = next.clone();
+    let MethodConfig::Distl(method) = &mut unfinished.method else { unreachable!() };
+    method.previous_round = Some(tmp.path().join("nothing"));
+    let error = SelfDistillation::new(&unfinished, &next_prepared).init(&autodiff).err().unwrap().to_string();
+    assert!(error.contains("`method.previous_round`") && error.contains("nothing"), "{error}");
 }

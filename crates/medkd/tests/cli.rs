@@ -1227,7 +1227,7 @@ optimizer = { kind = "adamw", lr = 0.0005, weight_decay = 0.01 }
 [[loss]]
 kind = "cross_entropy"
 [distl]
-rounds = 1
+rounds = 2
 round0_epochs = 2
 "#;
 
@@ -1250,9 +1250,14 @@ fn distl_runs_its_rounds_and_baseline_and_refuses_bad_settings_first() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report = read_json(&out.join("distl.json"));
     let stages: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["round0", "round1", "supervised1"]);
+    assert_eq!(stages, ["round0", "round1", "round2", "supervised1", "supervised2"]);
     let epochs = |stage: &str| read_json(&out.join(stage).join("summary.json"))["epochs_run"].as_u64().unwrap();
     assert_eq!([epochs("round0"), epochs("round1"), epochs("supervised1")], [2, 1, 2], "round 0's epochs for the baseline too");
+    let round2 = std::fs::read_to_string(out.join("round2/config.toml")).unwrap();
+    assert!(
+        round2.contains("previous_round") && round2.contains("round1") && !round2.contains("best.safetensors"),
+        "round 2 carries round 1 over: {round2}"
+    );
     let round1 = std::fs::read_to_string(out.join("round1/config.toml")).unwrap();
     assert!(round1.contains("round0/checkpoints/best.safetensors"), "round 1 starts from round 0: {round1}");
     assert!(!std::fs::read_to_string(out.join("supervised1/config.toml")).unwrap().contains("best.safetensors"));

@@ -246,8 +246,9 @@ pub struct DinoConfig {
     pub student_temp: f64,
     #[serde(default = "default_center_momentum")]
     pub center_momentum: f64,
-    #[serde(default = "default_momentum_teacher")]
-    pub momentum_teacher: f64,
+    /// Default 0.996 (DINO's), 0.9995 in a DISTL round (the official code's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum_teacher: Option<f64>,
     #[serde(default = "default_freeze_last_layer")]
     pub freeze_last_layer_epochs: usize,
     #[serde(default)]
@@ -297,9 +298,6 @@ fn default_student_temp() -> f64 {
 fn default_center_momentum() -> f64 {
     0.9
 }
-fn default_momentum_teacher() -> f64 {
-    0.996
-}
 fn default_freeze_last_layer() -> usize {
     1
 }
@@ -324,7 +322,8 @@ impl DinoConfig {
                 return Err(format!("`method.dino.{key}`: must be a temperature > 0, got {value}"));
             }
         }
-        for (key, value) in [("center_momentum", self.center_momentum), ("momentum_teacher", self.momentum_teacher)] {
+        for (key, value) in [("center_momentum", Some(self.center_momentum)), ("momentum_teacher", self.momentum_teacher)] {
+            let Some(value) = value else { continue };
             if !(0.0..=1.0).contains(&value) {
                 return Err(format!("`method.dino.{key}`: must be in [0, 1], got {value}"));
             }
@@ -416,8 +415,13 @@ pub struct DistlConfig {
     pub correction_every: usize,
     #[serde(default)]
     pub pseudo_labels: PseudoLabels,
-    #[serde(default = "distl_dino")]
+    #[serde(default)]
     pub dino: DinoConfig,
+    /// A finished self-training round's run folder: this round starts its student (model and
+    /// DINO head), teacher and centre from that round's last epoch, as the official code starts
+    /// rounds 2 and later (`medkd distl` sets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_round: Option<PathBuf>,
 }
 
 fn default_folds() -> usize {
@@ -431,10 +435,6 @@ fn default_true() -> bool {
 }
 fn default_correction_every() -> usize {
     500
-}
-/// DISTL's DINO settings: a slower teacher (0.9995) than DINO's default.
-fn distl_dino() -> DinoConfig {
-    DinoConfig { momentum_teacher: 0.9995, ..DinoConfig::default() }
 }
 
 impl DistlConfig {
@@ -458,6 +458,11 @@ impl DistlConfig {
         }
         if !(0.0..=1.0).contains(&self.lambda) {
             return Err(format!("`method.lambda`: must be in [0, 1], got {}", self.lambda));
+        }
+        if self.previous_round.is_some() && self.supervised() {
+            return Err(
+                "`method.previous_round`: only a self-training round (use_folds > 0, no labels_on_folds) carries a round over".into()
+            );
         }
         self.dino.validate()
     }

@@ -3,7 +3,8 @@
 //! teacher's soft pseudo-labels and DINO on a growing unlabelled pool, with correction passes on
 //! the labelled set; methods.md §2 and A.2). Both train the model with DINO's projection head on
 //! its pooled embedding (a ViT's CLS token); the teacher is an exponential moving average of both.
-//! The rounds themselves are stages (`crate::distl`).
+//! The rounds themselves are stages (`crate::rounds`); a round may start from the one before
+//! (`method.previous_round`).
 //!
 //! Where this differs from the official code (`sangjoon-park/AI-Can-Self-Evolve`): one model
 //! head gives the class logits (DISTL adds a 3-layer MLP), trained with softmax cross-entropy,
@@ -31,7 +32,7 @@ use serde_json::{Value, json};
 
 use crate::TrainError;
 use crate::averaging::blend_toward;
-use crate::checkpoint::MethodState;
+use crate::checkpoint::{MethodState, load_last_modules};
 use crate::config::RunConfig;
 use crate::evaluate::{Evaluation, Predictions, batch_tensor, evaluate};
 use crate::method::{Method, StepAt, StepLoss};
@@ -284,6 +285,21 @@ impl<'a> SelfDistillation<'a> {
     }
 }
 
+impl SelfDistillation<'_> {
+    /// The teacher and centre `state` holds (of this run, or of the round before), loaded into a
+    /// copy of `like`; `None` when it has none.
+    fn saved_teacher(&self, state: &MethodState, like: &SelfDistilled) -> Result<Option<Teacher>, TrainError> {
+        if !state.get::<bool>("has_teacher")? {
+            return Ok(None);
+        }
+        let student = state.get_module("teacher", like.valid())?;
+        let center: Vec<f32> = state.get("dino_center")?;
+        let inner = self.device.clone().expect("init runs first").without_autodiff();
+        let width = center.len();
+        Ok(Some(Teacher { student, center: Tensor::from_data(TensorData::new(center, [1, width]), &inner) }))
+    }
+}
+
 /// The L2-normalized pooled embeddings of every image of `loader` (`[N, D]`), their targets and ids.
 fn embeddings(model: &Model, loader: &Loader, device: &Device) -> Result<(Tensor<2>, Vec<Target>, Vec<String>), TrainError> {
     let model = model.valid();
@@ -319,7 +335,12 @@ impl Method for SelfDistillation<'_> {
                 DinoHeadShape { in_dim: model.feature_dim(), out_dim: dino.out_dim, hidden: dino.hidden, bottleneck: dino.bottleneck };
             DinoHead::new(shape, device)
         });
-        Ok(SelfDistilled { model, head })
+        let student = SelfDistilled { model, head };
+        let Mode::SelfTrain(DistlConfig { previous_round: Some(previous), .. }) = self.mode else { return Ok(student) };
+        let (student, state) =
+            load_last_modules(previous, student).map_err(|e| TrainError::Config(format!("`method.previous_round`: {e}")))?;
+        self.teacher = self.saved_teacher(&state, &student)?;
+        Ok(student)
     }
 
     fn model<'m>(&self, trainable: &'m SelfDistilled) -> &'m Model {
@@ -433,8 +454,8 @@ impl Method for SelfDistillation<'_> {
     fn after_step(&mut self, student: SelfDistilled, at: StepAt) -> Result<SelfDistilled, TrainError> {
         if let Some(teacher) = &mut self.teacher {
             let base = match self.mode {
-                Mode::Pretrain(pretrain) => pretrain.dino.momentum_teacher,
-                Mode::SelfTrain(distl) | Mode::Supervised(distl) => distl.dino.momentum_teacher,
+                Mode::Pretrain(pretrain) => pretrain.dino.momentum_teacher.unwrap_or(0.996),
+                Mode::SelfTrain(distl) | Mode::Supervised(distl) => distl.dino.momentum_teacher.unwrap_or(0.9995),
             };
             let total = self.config.train.epochs * at.steps;
             let momentum = cosine_schedule(base, 1.0, at.global() as usize, total, 0, 0.0);
@@ -454,16 +475,9 @@ impl Method for SelfDistillation<'_> {
     }
 
     fn load_state(&mut self, state: &MethodState) -> Result<(), TrainError> {
-        if !state.get::<bool>("has_teacher")? {
-            return Ok(());
-        }
         let device = self.device.clone().expect("init runs before load_state");
-        let fresh = self.init(&device)?.valid();
-        let student = state.get_module("teacher", fresh)?;
-        let center: Vec<f32> = state.get("dino_center")?;
-        let inner = device.without_autodiff();
-        let width = center.len();
-        self.teacher = Some(Teacher { student, center: Tensor::from_data(TensorData::new(center, [1, width]), &inner) });
+        let fresh = self.init(&device)?;
+        self.teacher = self.saved_teacher(state, &fresh)?;
         Ok(())
     }
 
