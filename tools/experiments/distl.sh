@@ -13,9 +13,11 @@
 #      normalized as the pre-training was.
 # Run folders go to runs/distl (OUT=DIR for another root); a started run is resumed, a finished
 # one skipped. Finished runs' JSON, TOML and test predictions are copied to results/distl
-# (RESULTS=DIR).
+# (RESULTS=DIR); `tools/experiments/distl.sh keep NAME...` copies what runs/distl/NAME has finished
+# so far.
 #
 #   tools/experiments/distl.sh [STEP...]     (steps: rounds no_dino no_correction hard dino; default all)
+#   tools/experiments/distl.sh keep NAME...
 set -euo pipefail
 medkd=${MEDKD:-target/release/medkd}
 config=configs/distl/pneumoniamnist_vit_tiny_patch4.toml
@@ -30,6 +32,7 @@ mkdir -p "$out" "$kept"
 # predictions/test.csv, to $kept/NAME.
 keep() {
     local folder=$1 name=$2
+    rm -rf "${kept:?}/$name"
     python3 "$(dirname "$0")/keep_run.py" "$folder" "$kept/$name"
     for predictions in "$folder"/*/predictions/test.csv "$folder"/predictions/test.csv; do
         [[ -f $predictions ]] || continue
@@ -41,12 +44,12 @@ keep() {
 
 # stage COMMAND NAME DONE STARTED [ARG...]: `medkd COMMAND ARG... --out $out/NAME`, unless
 # $out/NAME/DONE shows it finished; resumed where $out/NAME/STARTED shows it started; kept when
-# finished.
+# finished (a kept folder without DONE holds the finished stages of a DISTL run still going).
 stage() {
     local command=$1 name=$2 done=$3 started=$4
     shift 4
     local folder=$out/$name
-    [[ -d $kept/$name ]] && { echo "kept: $kept/$name"; return; }
+    [[ -f $kept/$name/$done ]] && { echo "kept: $kept/$name"; return; }
     if [[ ! -f $folder/$done ]]; then
         if [[ -f $folder/$started ]]; then
             "$medkd" "$command" --quiet --resume "$folder"
@@ -83,6 +86,11 @@ ablation() {
     fi
     distl "$name" 0 --set "$set" --set distl.baselines=false
 }
+
+if [[ ${steps[0]} == keep ]]; then
+    for name in "${steps[@]:1}"; do keep "$out/$name" "$name"; done
+    exit
+fi
 
 for step in "${steps[@]}"; do
     case $step in
