@@ -6,6 +6,7 @@ use medkd_eval::Metric;
 use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
 use medkd_train::evaluate::{self, Predictions, Scored, Tta, evaluate, predict_files};
+use medkd_train::methods::MethodConfig;
 use medkd_train::rounds::Rounds;
 use medkd_train::stages::{Plan, PlanKind};
 use medkd_train::{Prepared, RunConfig, RunDir, RunSetup, Summary, parse_split};
@@ -204,6 +205,7 @@ fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: 
 /// supervised runs only).
 fn open_run_at(run_path: &Path, cam_threshold: Option<f64>) -> Result<(RunConfig, RunDir, RunSetup)> {
     let (config, run, mut setup) = open_run(run_path)?;
+    has_classifier(&config, run_path)?;
     if let Some(threshold) = cam_threshold {
         ensure!(threshold > 0.0 && threshold < 1.0, "--cam-threshold {threshold}: must be in (0, 1)");
         let evaluate::BoxSource::Cam { .. } = setup.box_source else {
@@ -246,6 +248,7 @@ pub fn eval(run_path: &Path, split: &str, tta: Tta, cam_threshold: Option<f64>, 
 /// DeLong's paired test of run A (what it `scored` on `split`) against run B's predictions there.
 fn delong_against(scored: &Scored, class_names: &[String], runs: [&Path; 2], split: &str, tta: Tta) -> Result<String> {
     let (other_config, other_run, other_setup) = open_run(runs[1])?;
+    has_classifier(&other_config, runs[1])?;
     let other = split_predictions(&other_config, &other_run, &other_setup, split, tta)?;
     paired_delong_table(scored, &other, class_names, runs)
 }
@@ -477,9 +480,23 @@ pub fn info(spec: &ModelSpec, input_hw: [usize; 2]) -> Result<()> {
     Ok(())
 }
 
+/// DINO pre-training trains no classifier: its model's class logits are those of its random init.
+fn has_classifier(config: &RunConfig, run_path: &Path) -> Result<()> {
+    if let MethodConfig::Dino(_) = config.method {
+        bail!(
+            "{}: a DINO pre-training run has no trained classifier (its scores are k-NN's, in summary.json); \
+             train one from its weights (`model.pretrained = \"{}\"`)",
+            run_path.display(),
+            run_path.join("checkpoints/best.safetensors").display()
+        );
+    }
+    Ok(())
+}
+
 pub fn attack(run_path: &Path, split: &str, options: &AttackOptions) -> Result<()> {
     let run = RunDir::open(run_path)?;
     let config = RunConfig::load(&run.config_path(), &[])?;
+    has_classifier(&config, run_path)?;
     if !run.checkpoint("best", "safetensors").is_file() {
         bail!("{}: no checkpoints/best.safetensors to attack (has the run finished an epoch?)", run_path.display());
     }

@@ -1288,6 +1288,8 @@ fn distl_runs_its_rounds_and_baseline_and_refuses_bad_settings_first() {
     assert!(dino.status.success(), "{}", stderr(&dino));
     let line = read_json_line(&dino_run.join("metrics.jsonl"));
     assert!(line["train_terms"]["dino"].as_f64().unwrap() > 0.0 && line["val"]["auc"].as_f64().is_some(), "k-NN scores: {line}");
+    let eval = medkd(&["eval", "--run", dino_run.to_str().unwrap()]);
+    assert!(!eval.status.success() && stderr(&eval).contains("has no trained classifier"), "{}", stderr(&eval));
 
     let teacher = format!("teacher=[{{ run = \"{}\" }}]", out.join("round0").display());
     let cases: [(&str, &str); 7] = [
