@@ -267,9 +267,10 @@ impl Loader {
             let (passes, _) = self.interleave_counts(interleave);
             let main = shuffled(&interleave.main, 0);
             let mut batches = Vec::with_capacity(self.num_batches());
+            // With passes, `every` is 0 only when the main group is empty.
+            let every = interleave.every.max(1);
             for pass in 0..passes {
                 batches.extend(shuffled(&interleave.inserted, self.dataset.len() + 1 + pass));
-                let every = if interleave.every == 0 { main.len() } else { interleave.every };
                 batches.extend(main.iter().skip(pass * every).take(every).cloned());
             }
             if passes == 0 {

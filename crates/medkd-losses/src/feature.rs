@@ -5,7 +5,7 @@ use burn::tensor::activation::relu;
 
 /// `x / max(||x||_2, 1e-12)` along `dim`, as `F.normalize`. The clamp is applied to the squared
 /// norm before the square root, so an all-zero vector gets a zero gradient rather than NaN.
-pub(crate) fn l2_normalize<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+pub fn l2_normalize<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     let norm = x.clone().square().sum_dim(dim).clamp_min(1e-24).sqrt();
     x / norm
 }

@@ -23,7 +23,7 @@ pub use classification::{
 };
 pub use dino::{DinoHead, DinoHeadShape, cosine_schedule, dino_loss, teacher_temperature, updated_center};
 pub use error::LossError;
-pub use feature::{ConvRegressor, attention_transfer, channel_gram_rmse, hint_mse};
+pub use feature::{ConvRegressor, attention_transfer, channel_gram_rmse, hint_mse, l2_normalize};
 pub use kd::{kd_bce, kd_kl};
 pub use medkd_models::Features;
 pub use objective::{HeadSpec, LossContext, Objective, TaskFacts, TeacherFacts, TermValue};

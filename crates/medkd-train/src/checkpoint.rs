@@ -225,12 +225,16 @@ pub fn has_finished_epoch(run: &RunDir) -> bool {
     run.checkpoint("last", "json").is_file()
 }
 
+/// `last.json` of the checkpoint folder `dir`; `missing` says what its absence means.
+fn read_last_pointer(dir: &Path, missing: &str) -> Result<LastPointer, TrainError> {
+    let path = dir.join("last.json");
+    let text = fs::read_to_string(&path).map_err(|e| checkpoint_error(&path, format!("{missing} ({e})")))?;
+    serde_json::from_str(&text).map_err(|e| checkpoint_error(&path, format!("unreadable: {e}")))
+}
+
 /// Loads the committed `last` set into a freshly built trainable module and optimizer.
 pub fn load_last<M: Module>(run: &RunDir, trainable: M, optimizer: ModuleOptimizer) -> Result<Resumed<M>, TrainError> {
-    let pointer_path = run.checkpoint("last", "json");
-    let text = fs::read_to_string(&pointer_path)
-        .map_err(|e| checkpoint_error(&pointer_path, format!("cannot resume: no finished epoch was saved ({e})")))?;
-    let pointer: LastPointer = serde_json::from_str(&text).map_err(|e| checkpoint_error(&pointer_path, format!("unreadable: {e}")))?;
+    let pointer = read_last_pointer(&run.checkpoint_dir(), "cannot resume: no finished epoch was saved")?;
 
     let trainable = load_burnpack(trainable, &run.checkpoint_dir().join(&pointer.model_file), &pointer.model_md5)?;
     let optimizer_path = run.checkpoint_dir().join(&pointer.optimizer_file);
@@ -260,11 +264,8 @@ pub fn load_last<M: Module>(run: &RunDir, trainable: M, optimizer: ModuleOptimiz
 /// The trainable module and the method's state of the last epoch set of a finished run in
 /// `folder` (no optimizer): what the next round of a procedure carries over.
 pub fn load_last_modules<M: Module>(folder: &Path, trainable: M) -> Result<(M, MethodState), TrainError> {
-    let pointer_path = folder.join("checkpoints").join("last.json");
-    let text =
-        fs::read_to_string(&pointer_path).map_err(|e| checkpoint_error(&pointer_path, format!("no finished epoch to carry over ({e})")))?;
-    let pointer: LastPointer = serde_json::from_str(&text).map_err(|e| checkpoint_error(&pointer_path, format!("unreadable: {e}")))?;
     let dir = folder.join("checkpoints");
+    let pointer = read_last_pointer(&dir, "no finished epoch to carry over")?;
     let trainable = load_burnpack(trainable, &dir.join(&pointer.model_file), &pointer.model_md5)?;
     let method = MethodState { dir, stem: String::new(), values: pointer.method_values, files: pointer.method_files };
     Ok((trainable, method))

@@ -500,7 +500,8 @@ fn time_dino(batch: usize, options: &BenchOptions) -> Result<Timing> {
         center = updated_center(center.clone(), &teacher_views, 0.9);
         let grads = GradientsParams::from_grads(loss.backward(), &current);
         let stepped = optimizer.step(1e-4, current, grads);
-        teacher = blend_toward(std::mem::replace(&mut teacher, stepped.valid()), &stepped.valid(), 1.0 - 0.996);
+        let current = stepped.valid();
+        teacher = blend_toward(std::mem::replace(&mut teacher, current.clone()), &current, 1.0 - 0.996);
         student = Some(stepped);
         black_box(loss.into_scalar::<f32>());
         Ok(())

@@ -24,8 +24,8 @@ use medkd_data::{
     Unlabelled, labelled_folds,
 };
 use medkd_losses::{
-    DinoHead, DinoHeadShape, LossContext, Targets, TermValue, bce_with_logits, cosine_schedule, dino_loss, soft_cross_entropy,
-    teacher_temperature, updated_center,
+    DinoHead, DinoHeadShape, LossContext, Targets, TermValue, bce_with_logits, cosine_schedule, dino_loss, l2_normalize,
+    soft_cross_entropy, teacher_temperature, updated_center,
 };
 use medkd_models::{Features, Model};
 use serde_json::{Value, json};
@@ -236,11 +236,10 @@ impl<'a> SelfDistillation<'a> {
         Ok(self.prepared.objective.compute(&context)?)
     }
 
-    /// Cross-entropy of the student's logits against the teacher's pseudo-labels.
+    /// Cross-entropy of the student's logits against the teacher's pseudo-labels (the teacher's
+    /// outputs carry no graph: they enter as constants, as KD terms' teachers do).
     fn pseudo_label_loss(&self, student: Tensor<2>, teacher: Tensor<2>, kind: PseudoLabels) -> Tensor<1> {
         let multi_label = self.prepared.setup.info.task == Task::MultiLabel;
-        let device = student.device();
-        let teacher = Tensor::from_data(teacher.into_data(), &device);
         match (multi_label, kind) {
             (false, PseudoLabels::Soft) => soft_cross_entropy(student, softmax(teacher, 1)),
             (false, PseudoLabels::Hard) => {
@@ -283,9 +282,17 @@ impl<'a> SelfDistillation<'a> {
         }
         evaluate(&Predictions { probs, num_classes, targets, ids }, &setup.info, &setup.shot_groups)
     }
-}
 
-impl SelfDistillation<'_> {
+    /// `model` with a new DINO head when DINO takes part.
+    fn with_head(&self, model: Model, device: &Device) -> SelfDistilled {
+        let head = self.dino().map(|dino| {
+            let shape =
+                DinoHeadShape { in_dim: model.feature_dim(), out_dim: dino.out_dim, hidden: dino.hidden, bottleneck: dino.bottleneck };
+            DinoHead::new(shape, device)
+        });
+        SelfDistilled { model, head }
+    }
+
     /// The teacher and centre `state` holds (of this run, or of the round before), loaded into a
     /// copy of `like`; `None` when it has none.
     fn saved_teacher(&self, state: &MethodState, like: &SelfDistilled) -> Result<Option<Teacher>, TrainError> {
@@ -307,9 +314,7 @@ fn embeddings(model: &Model, loader: &Loader, device: &Device) -> Result<(Tensor
     let (mut rows, mut targets, mut ids) = (Vec::new(), Vec::new(), Vec::new());
     for batch in loader.epoch(0) {
         let batch = batch?;
-        let pooled = model.forward(batch_tensor(&batch.images, batch.shape, &device)).pooled;
-        let norm = pooled.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
-        rows.push(pooled / norm);
+        rows.push(l2_normalize(model.forward(batch_tensor(&batch.images, batch.shape, &device)).pooled, 1));
         ids.extend(batch.indices.iter().map(|&i| loader.dataset().id(i)));
         targets.extend(batch.targets);
     }
@@ -330,12 +335,7 @@ impl Method for SelfDistillation<'_> {
     fn init(&mut self, device: &Device) -> Result<SelfDistilled, TrainError> {
         self.device = Some(device.clone());
         let (model, _) = initial_model(self.config, &self.prepared.setup.spec, device)?;
-        let head = self.dino().map(|dino| {
-            let shape =
-                DinoHeadShape { in_dim: model.feature_dim(), out_dim: dino.out_dim, hidden: dino.hidden, bottleneck: dino.bottleneck };
-            DinoHead::new(shape, device)
-        });
-        let student = SelfDistilled { model, head };
+        let student = self.with_head(model, device);
         let Mode::SelfTrain(DistlConfig { previous_round: Some(previous), .. }) = self.mode else { return Ok(student) };
         let (student, state) =
             load_last_modules(previous, student).map_err(|e| TrainError::Config(format!("`method.previous_round`: {e}")))?;
@@ -476,8 +476,8 @@ impl Method for SelfDistillation<'_> {
 
     fn load_state(&mut self, state: &MethodState) -> Result<(), TrainError> {
         let device = self.device.clone().expect("init runs before load_state");
-        let fresh = self.init(&device)?;
-        self.teacher = self.saved_teacher(state, &fresh)?;
+        let shape = self.with_head(Model::new(&self.prepared.setup.spec, &device)?, &device);
+        self.teacher = self.saved_teacher(state, &shape)?;
         Ok(())
     }
 
