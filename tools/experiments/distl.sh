@@ -5,7 +5,7 @@
 #      and folds): round 0 on the labelled part, rounds 1-3 adding one unlabelled fold each, and
 #      the supervised baselines supervised1-3 on the same images with labels;
 #   2. no_dino, no_correction, hard: ablations on seed 0 (lambda = 0; no correction pass; hard
-#      pseudo-labels), rounds 1-3 without baselines. Their round 0 is the same run as step 1's
+#      pseudo-labels), rounds 1-3 (ABLATION_ROUNDS=N for rounds 1-N) without baselines. Their round 0 is the same run as step 1's
 #      (a supervised stage, which none of the ablated keys touch), so it is copied from there;
 #   3. dino: DINO pre-training on the training images, labels unused
 #      (configs/distl/pneumoniamnist_dino_vit_tiny_patch4.toml), then linear probes on the
@@ -84,7 +84,7 @@ ablation() {
         mkdir -p "$out/$name"
         cp -r "$out/s0/round0" "$out/$name/round0"
     fi
-    distl "$name" 0 --set "$set" --set distl.baselines=false
+    distl "$name" 0 --set "$set" --set distl.baselines=false --set "distl.rounds=${ABLATION_ROUNDS:-3}"
 }
 
 if [[ ${steps[0]} == keep ]]; then

@@ -20,6 +20,7 @@ mod norm;
 mod onnx;
 mod prune;
 mod resnet;
+mod transformer_ops;
 mod vit;
 mod weights;
 
@@ -35,6 +36,7 @@ pub use model::{Arch, Model, ModelSpec, count_params};
 pub use norm::batch_norm;
 pub use prune::{Masks, Pruned, prune_global, sparsity_of};
 pub use resnet::ResNet;
+pub use transformer_ops::gelu;
 pub use vit::Vit;
 pub use weights::{load_weights, load_weights_partial, save_weights, save_weights_with_metadata, state_dict};
 

@@ -15,12 +15,12 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::ModelError;
 use crate::features::Stages;
 use crate::model::ModelSpec;
+use crate::transformer_ops::{gelu, layer_norm, softmax_last};
 
 /// The position embeddings' checkpoint name.
 pub(crate) const POS_EMBED: &str = "pos_embed";
@@ -113,8 +113,13 @@ fn linear(in_features: usize, out_features: usize, device: &Device) -> Linear {
     linear
 }
 
-fn layer_norm(dim: usize, device: &Device) -> LayerNorm {
+fn new_layer_norm(dim: usize, device: &Device) -> LayerNorm {
     LayerNormConfig::new(dim).with_epsilon(LN_EPSILON).init(device)
+}
+
+/// `norm.forward(x)` through medkd's kernels (the norm is one of [`new_layer_norm`]'s).
+fn norm(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+    layer_norm(norm, x, LN_EPSILON)
 }
 
 impl PatchEmbed {
@@ -148,7 +153,7 @@ impl Attention {
         let part = |index: usize| qkv.clone().narrow(0, index, 1).reshape([batch, self.heads, tokens, head_dim]);
         let (q, k, v) = (part(0), part(1), part(2));
         let scores = q.mul_scalar((head_dim as f64).powf(-0.5)).matmul(k.swap_dims(2, 3));
-        (softmax(scores, 3), v)
+        (softmax_last(scores), v)
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
@@ -162,18 +167,18 @@ impl Block {
     fn new(size: VitSize, drop_path: f64, device: &Device) -> Self {
         let hidden = size.dim * MLP_RATIO;
         Self {
-            norm1: layer_norm(size.dim, device),
+            norm1: new_layer_norm(size.dim, device),
             attn: Attention { qkv: linear(size.dim, 3 * size.dim, device), proj: linear(size.dim, size.dim, device), heads: size.heads },
-            norm2: layer_norm(size.dim, device),
+            norm2: new_layer_norm(size.dim, device),
             mlp: Mlp { fc1: linear(size.dim, hidden, device), fc2: linear(hidden, size.dim, device) },
             drop_path: DropoutConfig::new(drop_path).init(),
         }
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = self.drop_path(self.attn.forward(self.norm1.forward(x.clone())));
+        let y = self.drop_path(self.attn.forward(norm(&self.norm1, x.clone())));
         let x = x + y;
-        let y = self.drop_path(self.mlp.fc2.forward(gelu(self.mlp.fc1.forward(self.norm2.forward(x.clone())))));
+        let y = self.drop_path(self.mlp.fc2.forward(gelu(self.mlp.fc1.forward(norm(&self.norm2, x.clone())))));
         x + y
     }
 
@@ -207,7 +212,7 @@ impl Vit {
             pos_embed: Initializer::Normal { mean: 0.0, std: INIT_STD }.init([1, tokens, size.dim], device),
             patch_embed: PatchEmbed { proj },
             blocks: (0..depth).map(|i| Block::new(size, drop_path * i as f64 / (depth - 1).max(1) as f64, device)).collect(),
-            norm: layer_norm(size.dim, device),
+            norm: new_layer_norm(size.dim, device),
             head: linear(size.dim, spec.num_classes, device),
             patch,
             grid,
@@ -250,7 +255,7 @@ impl Vit {
                 stages.record_tokens(&x);
             }
         }
-        let x = self.norm.forward(x);
+        let x = norm(&self.norm, x);
         stages.record_tokens(&x);
         let pooled = x.narrow(1, 0, 1).reshape([batch, self.dim]);
         let logits = self.head.forward(pooled.clone());
@@ -264,7 +269,7 @@ impl Vit {
         let [grid_h, grid_w] = [height / self.patch, width / self.patch];
         let (last, earlier) = self.blocks.split_last().expect("a ViT has blocks");
         let x = earlier.iter().fold(self.embed(x), |x, block| block.forward(x));
-        let (weights, _) = last.attn.weights_and_values(last.norm1.forward(x));
+        let (weights, _) = last.attn.weights_and_values(norm(&last.norm1, x));
         weights.narrow(2, 0, 1).narrow(3, 1, grid_h * grid_w).mean_dim(1).reshape([batch, grid_h, grid_w])
     }
 

@@ -15,6 +15,25 @@ use medkd_train::config::DeviceChoice;
 use medkd_train::evaluate::Tta;
 use medkd_train::stages::PlanKind;
 
+/// mimalloc, told never to purge (see [`keep_freed_memory`]), keeps freed pages for the next
+/// tensor of the same size; glibc's malloc hands large blocks back to the kernel, and every step
+/// then faults and zeroes them again: 17% of a ResNet-18 and 27% of a ViT-Tiny training step
+/// (BENCHMARKS.md, "Where the time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc 3's `mi_option_e` (include/mimalloc.h), which the Rust
+/// bindings do not name.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory stays with the process for reuse (mimalloc's default returns what was not
+/// reused within 10 ms, less than a training step). Peak memory is unchanged: it is the most
+/// ever in use.
+fn keep_freed_memory() {
+    // SAFETY: sets one of mimalloc's integer options; -1 is its documented "never purge".
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 #[derive(Parser)]
 #[command(name = "medkd", version, about = "Train compact, robust medical image classifiers by knowledge distillation")]
 struct Cli {
@@ -416,6 +435,7 @@ fn parse_input(text: &str) -> Result<[usize; 3], String> {
 }
 
 fn main() {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => args.run(Mode::Train),

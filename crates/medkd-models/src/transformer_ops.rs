@@ -1,0 +1,405 @@
+//! A transformer's LayerNorm, softmax and exact GELU on the `flex` CPU backend.
+//!
+//! Written by hand because burn 0.22.1's autodiff composes LayerNorm and softmax from generic
+//! tensor operations (about eight passes, each into a new buffer, forward and as many backward),
+//! and flex's GELU calls libm's scalar `erff` per element: together with the page faults of
+//! those buffers they took about a fifth of a ViT-Tiny training step (BENCHMARKS.md, issue #31).
+//! Forward, LayerNorm and softmax are flex's own fused kernels; their backward passes, and GELU
+//! both ways, are here. Other backends and dtypes get burn's operations.
+
+use crate::flex::{contiguous, flex_tensor, lane_sum};
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
+use burn::nn::LayerNorm;
+use burn::tensor::Tensor;
+use rayon::prelude::*;
+
+/// Rows per parallel task. Fixed, not derived from the thread count, so that the sums across
+/// rows (LayerNorm's parameter gradients) add up in the same order on any machine.
+const ROWS_PER_TASK: usize = 64;
+/// Values per parallel task of the element-wise GELU.
+const VALUES_PER_TASK: usize = 1 << 14;
+
+#[backend_extension(Flex, Autodiff)]
+pub trait TransformerBackend: Backend {
+    /// LayerNorm over the last axis: `(x − mean) / sqrt(var + epsilon) · gamma + beta`.
+    fn medkd_layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self>;
+    /// Softmax over the last axis.
+    fn medkd_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// The exact GELU, `x · Φ(x)`.
+    fn medkd_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// Whether medkd's kernels take this tensor: f32 on the `flex` device.
+fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32
+}
+
+/// `norm.forward(x)` for a LayerNorm with a bias whose epsilon is `epsilon` (burn keeps a
+/// LayerNorm's epsilon private, so the caller names it).
+pub(crate) fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, epsilon: f64) -> Tensor<D> {
+    match &norm.beta {
+        Some(beta) if on_flex(&x) => Tensor::from_dispatch(<Dispatch as TransformerBackend>::medkd_layer_norm(
+            x.into_dispatch(),
+            norm.gamma.val().into_dispatch(),
+            beta.val().into_dispatch(),
+            epsilon,
+        )),
+        _ => norm.forward(x),
+    }
+}
+
+/// Softmax over the last axis.
+pub(crate) fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !on_flex(&x) {
+        return burn::tensor::activation::softmax(x, D - 1);
+    }
+    Tensor::from_dispatch(<Dispatch as TransformerBackend>::medkd_softmax_last(x.into_dispatch()))
+}
+
+/// The exact GELU.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !on_flex(&x) {
+        return burn::tensor::activation::gelu(x);
+    }
+    Tensor::from_dispatch(<Dispatch as TransformerBackend>::medkd_gelu(x.into_dispatch()))
+}
+
+/// `e^x` in plain arithmetic that the compiler vectorizes (libm's `expf` is a call per value):
+/// Cephes' `expf`, 2^n · e^r with r in ±ln2/2, within 2 ulp over the range used here.
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts, so that n · LN2_HI is exact.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5 · 2^23 rounds to the nearest integer without a call.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
+    let e_r = p * r * r + r + 1.0;
+    e_r * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// `erf(x)` as a rational function that the compiler vectorizes (Eigen's and XLA's float erf,
+/// within 5e-7 of the exact value; erf is ±1 in f32 beyond ±4).
+fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = (((((-2.726_142_3e-10 * x2 + 2.770_681_4e-8) * x2 - 2.101_024e-6) * x2 - 5.692_506_4e-5) * x2 - 7.349_906_3e-4) * x2
+        - 2.954_600_1e-3)
+        * x2
+        - 1.609_603_3e-2;
+    let q = (((-1.456_607_2e-5 * x2 - 2.133_740_6e-4) * x2 - 1.682_827e-3) * x2 - 7.373_329_3e-3) * x2 - 1.426_474e-2;
+    x * p / q
+}
+
+/// The standard normal's distribution function Φ.
+fn normal_cdf(x: f32) -> f32 {
+    0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// `f` applied to every value of `x` (and `y`, of the same length), in parallel.
+fn map_values(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    out.par_chunks_mut(VALUES_PER_TASK).zip(x.par_chunks(VALUES_PER_TASK)).zip(y.par_chunks(VALUES_PER_TASK)).for_each(|((out, x), y)| {
+        out.iter_mut().zip(x).zip(y).for_each(|((out, &x), &y)| *out = f(x, y));
+    });
+    out
+}
+
+fn gelu_forward(x: &FloatTensor<Flex>) -> FloatTensor<Flex> {
+    let (shape, x) = contiguous(x);
+    let x = x.storage::<f32>();
+    flex_tensor(map_values(x, x, |x, _| x * normal_cdf(x)), &shape)
+}
+
+/// `dy · (Φ(x) + x · φ(x))`.
+fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let inv_sqrt_2pi = 1.0 / (2.0 * std::f32::consts::PI).sqrt();
+    map_values(x, dy, |x, dy| dy * (normal_cdf(x) + x * inv_sqrt_2pi * exp(-0.5 * x * x)))
+}
+
+/// `dx = y · (dy − Σ dy·y)` per row of `width` values.
+fn softmax_backward(y: &[f32], dy: &[f32], width: usize) -> Vec<f32> {
+    let mut dx = vec![0.0; y.len()];
+    let task = ROWS_PER_TASK * width;
+    dx.par_chunks_mut(task).zip(y.par_chunks(task)).zip(dy.par_chunks(task)).for_each(|((dx, y), dy)| {
+        for ((dx, y), dy) in dx.chunks_exact_mut(width).zip(y.chunks_exact(width)).zip(dy.chunks_exact(width)) {
+            let dot = lane_sum(y, dy, |y, dy| y * dy);
+            dx.iter_mut().zip(y).zip(dy).for_each(|((dx, y), dy)| *dx = y * (dy - dot));
+        }
+    });
+    dx
+}
+
+/// The gradients of LayerNorm with respect to x, gamma and beta. Per row, with x̂ the
+/// normalized row and g = dy · gamma: dx = (g − mean(g) − x̂ · mean(g · x̂)) / std; gamma's
+/// gradient is Σ dy · x̂ over the rows, beta's Σ dy.
+fn layer_norm_backward(x: &[f32], gamma: &[f32], dy: &[f32], epsilon: f64) -> [Vec<f32>; 3] {
+    let width = gamma.len();
+    let mut dx = vec![0.0; x.len()];
+    let task = ROWS_PER_TASK * width;
+    // Each task's partial sums for gamma and beta, added in task order below.
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(task)
+        .zip(x.par_chunks(task))
+        .zip(dy.par_chunks(task))
+        .map(|((dx, x), dy)| {
+            let (mut dgamma, mut dbeta) = (vec![0.0; width], vec![0.0; width]);
+            let mut normalized = vec![0.0; width];
+            for ((dx, x), dy) in dx.chunks_exact_mut(width).zip(x.chunks_exact(width)).zip(dy.chunks_exact(width)) {
+                let mean = lane_sum(x, x, |x, _| x) / width as f32;
+                let variance = lane_sum(x, x, |x, _| (x - mean) * (x - mean)) / width as f32;
+                let inv_std = 1.0 / (variance + epsilon as f32).sqrt();
+                normalized.iter_mut().zip(x).for_each(|(n, x)| *n = (x - mean) * inv_std);
+                let (mut sum_g, mut sum_g_normalized) = (0.0, 0.0);
+                for i in 0..width {
+                    let g = dy[i] * gamma[i];
+                    sum_g += g;
+                    sum_g_normalized += g * normalized[i];
+                    dgamma[i] += dy[i] * normalized[i];
+                    dbeta[i] += dy[i];
+                }
+                let (mean_g, mean_g_normalized) = (sum_g / width as f32, sum_g_normalized / width as f32);
+                for i in 0..width {
+                    dx[i] = (dy[i] * gamma[i] - mean_g - normalized[i] * mean_g_normalized) * inv_std;
+                }
+            }
+            (dgamma, dbeta)
+        })
+        .collect();
+    let (mut dgamma, mut dbeta) = (vec![0.0; width], vec![0.0; width]);
+    for (partial_gamma, partial_beta) in partials {
+        dgamma.iter_mut().zip(partial_gamma).for_each(|(total, part)| *total += part);
+        dbeta.iter_mut().zip(partial_beta).for_each(|(total, part)| *total += part);
+    }
+    [dx, dgamma, dbeta]
+}
+
+impl TransformerBackend for Flex {
+    fn medkd_layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        Flex::layer_norm(x, gamma, Some(beta), epsilon)
+    }
+    fn medkd_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let last = x.shape().num_dims() - 1;
+        Flex::softmax(x, last)
+    }
+    fn medkd_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        gelu_forward(&x)
+    }
+}
+
+/// Registers each gradient with its parent's node, where the parent is tracked.
+fn register<const N: usize>(grads: &mut Gradients, parents: [Option<NodeId>; N], gradients: [FloatTensor<Flex>; N]) {
+    for (node, gradient) in parents.into_iter().zip(gradients) {
+        if let Some(node) = node {
+            grads.register::<Flex>(node, gradient);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl Backward<Flex, 3> for LayerNormBackward {
+    /// x and gamma (checkpointed), epsilon.
+    type State = (NodeId, NodeId, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_state, gamma_state, epsilon) = ops.state;
+        let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(x_state);
+        let gamma: FloatTensor<Flex> = checkpointer.retrieve_node_output(gamma_state);
+        let ((shape, x), (_, gamma), (_, dy)) = (contiguous(&x), contiguous(&gamma), contiguous(&dy));
+        let [dx, dgamma, dbeta] = layer_norm_backward(x.storage(), gamma.storage(), dy.storage(), epsilon);
+        let width = dgamma.len();
+        register(
+            grads,
+            ops.parents.map(|parent| parent.map(|node| node.id)),
+            [flex_tensor(dx, &shape), flex_tensor(dgamma, &[width]), flex_tensor(dbeta, &[width])],
+        );
+    }
+}
+
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl Backward<Flex, 1> for SoftmaxBackward {
+    /// The output.
+    type State = FloatTensor<Flex>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let ((shape, y), (_, dy)) = (contiguous(&ops.state), contiguous(&dy));
+        let dx = softmax_backward(y.storage(), dy.storage(), shape[shape.len() - 1]);
+        register(grads, ops.parents.map(|parent| parent.map(|node| node.id)), [flex_tensor(dx, &shape)]);
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    /// x (checkpointed).
+    type State = NodeId;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(ops.state);
+        let ((shape, x), (_, dy)) = (contiguous(&x), contiguous(&dy));
+        register(
+            grads,
+            ops.parents.map(|parent| parent.map(|node| node.id)),
+            [flex_tensor(gelu_backward(x.storage(), dy.storage()), &shape)],
+        );
+    }
+}
+
+impl<C: CheckpointStrategy> TransformerBackend for Autodiff<Flex, C> {
+    fn medkd_layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        let forward = || Flex::medkd_layer_norm(x.primitive().clone(), gamma.primitive().clone(), beta.primitive().clone(), epsilon);
+        match LayerNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&gamma), epsilon);
+                prep.finish(state, forward())
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward()),
+        }
+    }
+    fn medkd_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let y = Flex::medkd_softmax_last(x.primitive().clone());
+        match SoftmaxBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(y.clone(), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+    fn medkd_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let forward = || gelu_forward(x.primitive());
+        match GeluBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = prep.checkpoint(&x);
+                prep.finish(state, forward())
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+    use burn::nn::LayerNormConfig;
+    use burn::tensor::{Device, Distribution, TensorData};
+
+    /// (rows…, width): widths that are and are not multiples of 8, and more rows than one task.
+    const SHAPES: [[usize; 3]; 3] = [[2, 5, 192], [3, 7, 13], [130, 1, 24]];
+
+    fn assert_close<const D: usize>(ours: Tensor<D>, reference: Tensor<D>, tolerance: f32, what: &str) {
+        let (ours, reference) = (ours.into_data().try_to_vec::<f32>().unwrap(), reference.into_data().try_to_vec::<f32>().unwrap());
+        assert_eq!(ours.len(), reference.len(), "{what}: sizes differ");
+        let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in ours.iter().zip(&reference).enumerate() {
+            assert!((a - b).abs() <= tolerance * scale, "{what}[{i}]: medkd {a}, burn {b}");
+        }
+    }
+
+    /// The output and the input gradient (under a random weighting of the outputs) of `f` and of
+    /// burn's `reference`, on the same input.
+    fn compare(
+        shape: [usize; 3],
+        mean: f64,
+        f: impl Fn(Tensor<3>) -> Tensor<3>,
+        reference: impl Fn(Tensor<3>) -> Tensor<3>,
+        tolerance: f32,
+        what: &str,
+    ) {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<3>::random(shape, Distribution::Normal(mean, 2.0), &device);
+        let weights = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let run = |f: &dyn Fn(Tensor<3>) -> Tensor<3>| {
+            let x = x.clone().require_grad();
+            let y = f(x.clone());
+            let grads = (y.clone() * weights.clone()).sum().backward();
+            (y.inner(), x.grad(&grads).unwrap())
+        };
+        let ((y, dx), (y_ref, dx_ref)) = (run(&f), run(&reference));
+        assert_close(y, y_ref, tolerance, &format!("{what} output {shape:?}"));
+        assert_close(dx, dx_ref, tolerance, &format!("{what} input gradient {shape:?}"));
+    }
+
+    #[test]
+    fn layer_norm_output_and_gradients_match_burns() {
+        let device = Device::flex().autodiff();
+        for shape in SHAPES {
+            let width = shape[2];
+            let values = |seed: usize, offset: f32| -> Param<Tensor<1>> {
+                let data: Vec<f32> = (0..width).map(|c| offset + ((c * 7 + seed) as f32 * 0.61).sin()).collect();
+                Param::from_tensor(Tensor::from_data(TensorData::new(data, [width]), &device))
+            };
+            let mut norm = LayerNormConfig::new(width).with_epsilon(1e-6).init(&device);
+            norm.gamma = values(1, 1.0);
+            norm.beta = Some(values(2, 0.0));
+            // An input far from zero mean, so that centring matters.
+            compare(shape, 3.0, |x| layer_norm(&norm, x, 1e-6), |x| norm.forward(x), 2e-5, "layer norm");
+            // The parameters' gradients, summed over every row.
+            let x = Tensor::<3>::random(shape, Distribution::Normal(3.0, 2.0), &device);
+            let weights = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let gradients = |medkd: bool| {
+                let y = if medkd { layer_norm(&norm, x.clone(), 1e-6) } else { norm.forward(x.clone()) };
+                let grads = (y * weights.clone()).sum().backward();
+                (norm.gamma.val().grad(&grads).unwrap(), norm.beta.as_ref().unwrap().val().grad(&grads).unwrap())
+            };
+            let ((dgamma, dbeta), (dgamma_ref, dbeta_ref)) = (gradients(true), gradients(false));
+            assert_close(dgamma, dgamma_ref, 2e-5, &format!("gamma gradient {shape:?}"));
+            assert_close(dbeta, dbeta_ref, 2e-5, &format!("beta gradient {shape:?}"));
+        }
+    }
+
+    #[test]
+    fn softmax_output_and_gradient_match_burns() {
+        for shape in SHAPES {
+            compare(shape, 1.0, softmax_last, |x| burn::tensor::activation::softmax(x, 2), 1e-6, "softmax");
+        }
+    }
+
+    #[test]
+    fn gelu_output_and_gradient_match_burns() {
+        // burn's GELU calls libm's erf: within erf's approximation error of it.
+        for shape in SHAPES {
+            compare(shape, 0.0, gelu, burn::tensor::activation::gelu, 2e-6, "gelu");
+        }
+        let x = Tensor::<3>::random([4, 3, 50], Distribution::Normal(0.0, 3.0), &Device::flex());
+        assert_close(gelu(x.clone()), burn::tensor::activation::gelu(x), 2e-6, "gelu without autodiff");
+    }
+
+    /// erf's Maclaurin series, in f64 (its terms stay below 1e5 for |x| ≤ 4, so it keeps 1e-10).
+    fn erf_series(x: f64) -> f64 {
+        let (mut term, mut sum) = (x, 0.0);
+        for n in 0..120 {
+            sum += term / (2 * n + 1) as f64;
+            term *= -x * x / (n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn exp_and_erf_are_close_to_exact_values() {
+        for i in -1000..=1000 {
+            let x = i as f32 / 200.0;
+            assert!((exp(x) - x.exp()).abs() <= 3e-7 * x.exp(), "exp({x}): {} against {}", exp(x), x.exp());
+            let exact = erf_series(x as f64) as f32;
+            assert!((erf(x) - exact).abs() <= 5e-7, "erf({x}): {} against {exact}", erf(x));
+        }
+        assert_eq!(exp(-200.0), exp(-87.0));
+        assert_eq!(erf(9.0), erf(4.0));
+    }
+}
