@@ -2,11 +2,14 @@
 //! an exponential moving average of the student, updated after every step, and a loss term with
 //! state (a running centre of the teacher's logits, as DINO keeps) that must survive `--resume`.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
+use common::serial;
 use medkd_data::{Batch, ImageDataset, Loader, LoaderOptions, Target, Unlabelled};
 use medkd_losses::{TermValue, cross_entropy, kd_kl};
 use medkd_models::Model;
@@ -21,14 +24,6 @@ use medkd_train::stages::{init_from_stage, run_stage};
 use medkd_train::{RunConfig, RunDir, RunSetup, TrainError};
 
 const CENTRE_MOMENTUM: f32 = 0.9;
-
-/// burn's random generator is one per device, shared by the test threads: each test that trains
-/// holds this lock, so another test's draws cannot land between a seed and a model's init.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Cross-entropy plus KD from an EMA teacher whose logits are centred by a running mean.
 struct EmaSelfDistill<'a> {

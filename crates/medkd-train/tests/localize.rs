@@ -3,8 +3,11 @@
 //! pruning, semi-supervised training on pseudo-boxes, and the errors for bad input, all before a
 //! run folder exists.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::serial;
 use medkd_eval::Metric;
 use medkd_train::{Prepared, RunConfig, RunDir, Summary, train};
 
@@ -42,6 +45,7 @@ fn prepare_error(text: &str) -> String {
 
 #[test]
 fn localize_trains_boxes_and_refreshes_its_hard_to_learn_set() {
+    let _serial = serial();
     let method = "[method]\nkind = \"localize\"\n[method.htl]\nrefresh_epochs = 1\nsparsity = 0.6\nagreement = 0.9\nbeta = 2.0\n";
     let config = RunConfig::parse(&config_text(method, BOX_LOSSES), &[]).unwrap();
     let prepared = Prepared::new(&config).unwrap();
@@ -82,6 +86,7 @@ fn localize_trains_boxes_and_refreshes_its_hard_to_learn_set() {
 
 #[test]
 fn a_fixed_hard_to_learn_file_must_list_every_training_image() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("htl.csv");
     let method = format!("[method]\nkind = \"localize\"\n[method.htl]\nfile = \"{}\"\n", file.display());
@@ -158,6 +163,7 @@ fn labelled_set(run: &Path) -> std::collections::BTreeMap<String, bool> {
 /// pseudo-boxes reach the loader in place of the hidden boxes).
 #[test]
 fn semi_supervised_runs_never_see_the_boxes_they_hide() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let semi = |extra: &str| {
         format!(
@@ -242,6 +248,7 @@ fn weak_config(labels: &Path, method: &str) -> String {
 /// pruning) and is scored by its activation maps' boxes; the training boxes play no part.
 #[test]
 fn weak_localization_trains_on_classes_and_scores_activation_map_boxes() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let htl = "htl = { refresh_epochs = 1, sparsity = 0.6, agreement = 0.9, beta = 2.0 }\n";
     let run = |labels: &Path, name: &str| {
@@ -288,6 +295,7 @@ fn weak_localization_trains_on_classes_and_scores_activation_map_boxes() {
 /// kept checkpoint has the zeros, and summary.json records the sparsity at start and end.
 #[test]
 fn a_pruned_model_fine_tunes_with_its_masks_kept() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let localize = "[method]\nkind = \"localize\"\n";
     let dense_config = RunConfig::parse(&config_text(localize, BOX_LOSSES), &[]).unwrap();
