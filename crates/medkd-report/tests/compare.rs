@@ -1,5 +1,6 @@
 //! `medkd compare` against the results page: the multi-seed tables of BENCHMARKS.md come out of
-//! the kept run folders under results/ with the same numbers; the paired t-test's p-values
+//! the kept run folders under results/ with the same numbers, and so do the DISTL tables (DeLong's
+//! intervals and paired tests on the kept test predictions); the paired t-test's p-values
 //! against scipy (tools/golden/paired_t_golden.py); bad input refused naming the file.
 
 use std::path::{Path, PathBuf};
@@ -269,4 +270,99 @@ fn localization_tables_come_out_of_the_kept_runs() {
     let trained = |label: &str| (!label.contains("zero-shot")).then(|| label.to_string());
     assert_eq!(assert_same_numbers_as(&page_table(heading, false), &table, 0, &folds_are_seeds, &trained), 4 * 4);
     assert_eq!(assert_same_numbers_as(&page_table(heading, true), &paired, 0, &|h| h.to_string(), &trained), 3 * 3);
+}
+
+/// A page number as printed (Unicode minus, optional sign) and its decimals.
+fn printed(cell: &str) -> (f64, i32) {
+    let cell = cell.trim().replace('−', "-");
+    let decimals = cell.split('.').nth(1).map_or(0, |d| d.len() as i32);
+    (cell.parse().unwrap_or_else(|_| panic!("'{cell}' is not a number")), decimals)
+}
+
+/// `value` rounds to the page's `cell` at the decimals the page prints.
+fn assert_printed(cell: &str, value: f64, what: &str) {
+    let (page, decimals) = printed(cell);
+    let scale = 10f64.powi(decimals);
+    assert_eq!((value * scale).round(), (page * scale).round(), "{what}: the page prints {cell}, the kept runs give {value}");
+}
+
+/// The positive-class scores and labels of a kept DISTL stage's test predictions
+/// (`image,label,normal,pneumonia`).
+fn distl_predictions(stage: &str) -> (Vec<f32>, Vec<bool>) {
+    let path = repo().join("results/distl").join(stage).join("predictions/test.csv");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[3].parse::<f32>().unwrap(), fields[1] == "pneumonia")
+        })
+        .unzip()
+}
+
+/// A DISTL table's row label as the kept stage it names.
+fn distl_stage(label: &str) -> String {
+    let words: Vec<&str> = label.split([' ', ':']).collect();
+    match (words[0], words.get(1)) {
+        ("round" | "supervised", Some(n)) => format!("s0/{}{n}", words[0]),
+        ("full", _) => "s0/round1".into(),
+        ("without", Some(&"DINO")) => "no_dino/round1".into(),
+        ("without", Some(&"the")) => "no_correction/round1".into(),
+        ("hard", _) => "hard/round1".into(),
+        _ => panic!("no kept stage for the row '{label}'"),
+    }
+}
+
+/// The DISTL section's tables come out of results/distl: each stage's test AUC, DeLong interval,
+/// accuracy and balanced accuracy from its kept predictions and summary.json, each paired
+/// comparison from DeLong's paired test on the two stages' kept predictions.
+#[test]
+fn the_distl_tables_come_out_of_the_kept_stages() {
+    let heading = "## DISTL: self-training rounds on PneumoniaMNIST";
+    let stages = page_table(heading, false);
+    assert_eq!(stages[0][2..6], ["test AUC", "DeLong 95% CI", "accuracy", "balanced accuracy"]);
+    for row in &stages[1..] {
+        let stage = distl_stage(&row[0]);
+        let (scores, positive) = distl_predictions(&stage);
+        let ci = medkd_eval::delong_auc(&scores, &positive).unwrap().unwrap();
+        let (lower, upper) = row[3].split_once('-').unwrap();
+        assert_printed(&row[2], ci.auc, &format!("{stage} AUC"));
+        assert_printed(lower, ci.lower, &format!("{stage} CI"));
+        assert_printed(upper, ci.upper, &format!("{stage} CI"));
+        let summary: Value =
+            serde_json::from_str(&std::fs::read_to_string(repo().join("results/distl").join(&stage).join("summary.json")).unwrap())
+                .unwrap();
+        assert_printed(&row[4], summary["test"]["acc"].as_f64().unwrap(), &format!("{stage} accuracy"));
+        assert_printed(&row[5], summary["test"]["balanced_acc"].as_f64().unwrap(), &format!("{stage} balanced accuracy"));
+    }
+    let paired = |a: &str, b: &str| {
+        let ((scores_a, positive), (scores_b, _)) = (distl_predictions(a), distl_predictions(b));
+        medkd_eval::delong_paired(&scores_a, &scores_b, &positive).unwrap().unwrap()
+    };
+    let pairs = page_table(heading, true);
+    assert_eq!(pairs[0], ["comparison", "AUC difference", "95% CI", "p"]);
+    for row in &pairs[1..] {
+        let (a, b) = row[0].split_once(" − ").unwrap();
+        let test = paired(&distl_stage(a), &distl_stage(b));
+        let (lower, upper) = row[2].split_once(" to ").unwrap();
+        for (cell, value) in [(&row[1][..], test.difference), (lower, test.lower), (upper, test.upper), (&row[3][..], test.p_value)] {
+            assert_printed(cell, value, &row[0]);
+        }
+    }
+    let ablations = page_table("**Ablations, round 1, seed 0**", false);
+    for row in &ablations[2..] {
+        let stage = distl_stage(&row[0]);
+        let test = paired(&stage, "s0/round1");
+        let (difference, interval) = row[3].split_once(" (").unwrap();
+        let (lower, upper) = interval.trim_end_matches(')').split_once(" to ").unwrap();
+        for (cell, value) in [
+            (&row[1][..], test.auc_a),
+            (difference, test.difference),
+            (lower, test.lower),
+            (upper, test.upper),
+            (&row[4][..], test.p_value),
+        ] {
+            assert_printed(cell, value, &row[0]);
+        }
+    }
 }
