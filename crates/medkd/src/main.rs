@@ -17,8 +17,8 @@ use medkd_train::stages::PlanKind;
 
 /// mimalloc, told never to purge (see [`keep_freed_memory`]), keeps freed pages for the next
 /// tensor of the same size; glibc's malloc hands large blocks back to the kernel, and every step
-/// then faults and zeroes them again: 17% of a ResNet-18 and 27% of a ViT-Tiny training step
-/// (BENCHMARKS.md, "Where the time goes").
+/// then faults and zeroes them again: 13-23% of a ResNet-18 and 26-28% of a ViT-Tiny training
+/// step (BENCHMARKS.md, "Vision transformers and DINO against PyTorch").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
