@@ -10,7 +10,9 @@
 #   3. dino: DINO pre-training on the training images, labels unused
 #      (configs/distl/pneumoniamnist_dino_vit_tiny_patch4.toml), then linear probes on the
 #      labelled 10% over its weights and over random ones (configs/distl/pneumoniamnist_linear_probe.toml),
-#      normalized as the pre-training was.
+#      normalized as the pre-training was, and the same frozen backbones scored by 20-NN
+#      (`medkd eval --knn 20`, kept as knn_sS.txt); per seed s in SEEDS the labelled 10% is split
+#      seed s's and the random weights seed s's (one pre-training run, seed 0).
 # Run folders go to runs/distl (OUT=DIR for another root); a started run is resumed, a finished
 # one skipped. Finished runs' JSON, TOML and test predictions are copied to results/distl
 # (RESULTS=DIR); `tools/experiments/distl.sh keep NAME...` copies what runs/distl/NAME has finished
@@ -102,8 +104,13 @@ for step in "${steps[@]}"; do
             train dino_s0 configs/distl/pneumoniamnist_dino_vit_tiny_patch4.toml
             normalize=$(python3 -c "import json,sys; n=json.load(open(sys.argv[1]))['normalization']; print('data.normalize={ kind = \"custom\", mean = %s, std = %s }' % (n['mean'], n['std']))" "$out/dino_s0/summary.json")
             probe=configs/distl/pneumoniamnist_linear_probe.toml
-            train probe_dino_s0 "$probe" --set "$normalize" --set "model.pretrained=\"$(realpath "$out")/dino_s0/checkpoints/best.safetensors\""
-            train probe_random_s0 "$probe" --set "$normalize"
+            for seed in $seeds; do
+                labelled=(--set "seed=$seed" --set "data.train_subset={ ratio = 0.1, seed = $seed }")
+                train "probe_dino_s$seed" "$probe" "${labelled[@]}" --set "$normalize" --set "model.pretrained=\"$(realpath "$out")/dino_s0/checkpoints/best.safetensors\""
+                train "probe_random_s$seed" "$probe" "${labelled[@]}" --set "$normalize"
+                # The same backbones scored by 20-NN with the labelled 10% as the memory bank.
+                "$medkd" eval --run "$out/probe_dino_s$seed" --knn 20 --against "$out/probe_random_s$seed" > "$kept/knn_s$seed.txt"
+            done
             ;;
         *) echo "unknown step $step" >&2; exit 2 ;;
     esac

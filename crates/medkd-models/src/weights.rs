@@ -172,17 +172,28 @@ pub fn save_weights_with_metadata(model: &Model, path: &Path, metadata: &[(Strin
     if Format::of(path) != Some(Format::Safetensors) {
         return Err(ModelError::UnsupportedFormat { path: path.to_owned(), expected: "a .safetensors extension" });
     }
-    let mut store = SafetensorsStore::from_file(path)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .skip_enum_variants(true)
-        .remap(torchvision_names(model))
-        .overwrite(true);
+    let store = SafetensorsStore::from_file(path).overwrite(true);
+    save_into(model, store, metadata).map(drop).map_err(|message| ModelError::Write { path: path.to_owned(), message })
+}
+
+/// The bytes [`save_weights_with_metadata`] would write, for a caller that hashes them before
+/// writing them itself.
+pub fn safetensors_bytes(model: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, ModelError> {
+    let in_memory = |message: String| ModelError::Write { path: "(in memory)".into(), message };
+    let store = save_into(model, SafetensorsStore::from_bytes(None), metadata).map_err(in_memory)?;
+    store.get_bytes().map_err(|e| in_memory(e.to_string()))
+}
+
+/// Saves `model` into `store` under torchvision names, in PyTorch's layouts.
+fn save_into(model: &Model, store: SafetensorsStore, metadata: &[(String, String)]) -> Result<SafetensorsStore, String> {
+    let mut store = store.with_to_adapter(BurnToPyTorchAdapter).skip_enum_variants(true).remap(torchvision_names(model));
     for (key, value) in metadata {
         store = store.metadata(key.clone(), value.clone());
     }
     // valid() first: a BatchNorm's running statistics from the last training forward are held
     // pending until a sync, and burn-store's visit reads the synced value (one step stale).
-    model.valid().save_into(&mut store).map_err(|e| ModelError::Write { path: path.to_owned(), message: e.to_string() })
+    model.valid().save_into(&mut store).map_err(|e| e.to_string())?;
+    Ok(store)
 }
 
 /// The model's tensors under their torchvision names and in PyTorch's layouts (Linear weights

@@ -8,18 +8,19 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use md5::{Digest, Md5};
-use medkd_models::{Model, save_weights};
+use medkd_models::{Model, safetensors_bytes};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::TrainError;
-use crate::run_dir::{RunDir, temp_path, write_atomic};
+use crate::run_dir::{RunDir, write_atomic};
 use crate::schedule::{ImprovementTracker, ScheduleState};
 
 /// Everything besides weights and optimizer moments that a resumed run needs.
@@ -131,15 +132,24 @@ pub fn method_state_for(run: &RunDir, state: &TrainState) -> MethodState {
 }
 
 /// Writes `module` (Burnpack keeps parameter ids, which key the optimizer's state) and returns
-/// the file's MD5. valid() (which keeps the ids) syncs BatchNorm's running statistics of the
-/// last training step: see save_weights.
+/// the file's MD5.
 fn save_burnpack<M: Module>(module: &M, path: &Path) -> Result<String, TrainError> {
-    let temp = temp_path(path);
-    let mut store = BurnpackStore::from_file(&temp).auto_extension(false).overwrite(true);
-    module.valid().save_into(&mut store).map_err(|e| checkpoint_error(&temp, e.to_string()))?;
-    let bytes = fs::read(&temp).map_err(|e| TrainError::io(&temp, e))?;
-    fs::rename(&temp, path).map_err(|e| TrainError::io(path, e))?;
-    Ok(md5_hex(&bytes))
+    write_hashed(path, &burnpack_bytes(module, path)?)
+}
+
+/// `module` as a Burnpack file's bytes (`path` names it in errors). valid() (which keeps the ids)
+/// syncs BatchNorm's running statistics of the last training step: see save_weights.
+fn burnpack_bytes<M: Module>(module: &M, path: &Path) -> Result<burn::tensor::Bytes, TrainError> {
+    let mut store = BurnpackStore::from_bytes(None);
+    module.valid().save_into(&mut store).map_err(|e| checkpoint_error(path, e.to_string()))?;
+    store.get_bytes().map_err(|e| checkpoint_error(path, e.to_string()))
+}
+
+/// Writes `bytes` to `path` atomically and returns their MD5, hashed in memory rather than read
+/// back.
+fn write_hashed(path: &Path, bytes: &[u8]) -> Result<String, TrainError> {
+    write_atomic(path, bytes)?;
+    Ok(md5_hex(bytes))
 }
 
 fn load_burnpack<M: Module>(mut module: M, path: &Path, md5: &str) -> Result<M, TrainError> {
@@ -152,52 +162,131 @@ fn load_burnpack<M: Module>(mut module: M, path: &Path, md5: &str) -> Result<M, 
     Ok(module)
 }
 
-/// Saves the resume set for a finished epoch and commits it as `last`.
-pub fn save_last<M: Module>(
-    run: &RunDir,
-    trainable: &M,
-    optimizer: &ModuleOptimizer,
-    average: Option<&Model>,
-    state: &TrainState,
-    method: MethodState,
-) -> Result<(), TrainError> {
-    let stem = epoch_stem(state.epochs_done);
-    let model_path = run.checkpoint(&stem, "bpk");
-    let optimizer_path = run.checkpoint(&stem, "optim");
-    let optimizer_bytes = optimizer.into_bytes().map_err(|e| checkpoint_error(&optimizer_path, format!("{e:?}")))?;
-    // The model's file and the optimizer's (twice the model's size with Adam) are written and
-    // hashed side by side: MD5 alone took 8% of the README demo's training time.
-    let (model_md5, optimizer_md5) = std::thread::scope(|scope| {
-        let optimizer_md5 = scope.spawn(|| md5_hex(&optimizer_bytes));
-        let model_md5 = save_burnpack(trainable, &model_path);
-        (model_md5, optimizer_md5.join().expect("MD5 does not panic"))
-    });
-    let model_md5 = model_md5?;
-    write_atomic(&optimizer_path, &optimizer_bytes)?;
+/// Writes each finished epoch's checkpoints on a thread of their own while the next epoch
+/// trains: the best weights when they improved (`best.safetensors`, then `best.json`), then the
+/// resume set, committed as `last`. Written on the training thread, the files and their MD5s took
+/// a sixth of the README demo's training time. The model, optimizer and average are serialized
+/// before `save` returns, so the files hold that epoch's state. One epoch's write at a time: the
+/// next `save`, `wait` and dropping the writer wait for it, so a run that stops (Ctrl-C, an
+/// error) still commits the epochs it finished.
+pub struct CheckpointWriter {
+    run: RunDir,
+    /// The epoch (1-based) whose files are being written, and the thread writing them.
+    pending: Option<(usize, JoinHandle<Result<(), TrainError>>)>,
+}
 
-    let average_saved = match average {
-        Some(model) => {
-            let path = run.checkpoint(&format!("{stem}.average"), "safetensors");
-            save_weights(model, &path)?;
-            let bytes = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
-            Some((file_name(&path), md5_hex(&bytes)))
+/// The selected weights' record in `best.json`, as `save` is given it.
+pub struct BestChoice<'a> {
+    pub model: &'a Model,
+    pub epoch: usize,
+    pub metric: &'a str,
+    pub value: f64,
+}
+
+impl CheckpointWriter {
+    pub fn new(run: &RunDir) -> CheckpointWriter {
+        CheckpointWriter { run: run.clone(), pending: None }
+    }
+
+    /// Saves the epoch `state` finished (`best` when it improved) and returns while the files
+    /// are written; an error of the write before it is returned first.
+    pub fn save<M: Module>(
+        &mut self,
+        best: Option<BestChoice>,
+        trainable: &M,
+        optimizer: &ModuleOptimizer,
+        average: Option<&Model>,
+        state: &TrainState,
+        method: MethodState,
+    ) -> Result<(), TrainError> {
+        self.wait()?;
+        let stem = epoch_stem(state.epochs_done);
+        let model_path = self.run.checkpoint(&stem, "bpk");
+        let optimizer_path = self.run.checkpoint(&stem, "optim");
+        let files = EpochFiles {
+            best: best
+                .map(|b| -> Result<_, TrainError> {
+                    let record = BestRecord { epoch: b.epoch, metric: b.metric.into(), value: b.value, md5: None };
+                    Ok((safetensors_bytes(b.model, &[])?, record))
+                })
+                .transpose()?,
+            model: burnpack_bytes(trainable, &model_path)?,
+            optimizer: optimizer.into_bytes().map_err(|e| checkpoint_error(&optimizer_path, format!("{e:?}")))?,
+            average: average.map(|model| safetensors_bytes(model, &[])).transpose()?,
+            state: state.clone(),
+            method,
+        };
+        let run = self.run.clone();
+        self.pending = Some((state.epochs_done, std::thread::spawn(move || files.write(&run))));
+        Ok(())
+    }
+
+    /// Waits for the write in flight. Its error names the epoch and what is kept: each set is
+    /// written beside the last one and committed by renaming last.json, so a failed write (a full
+    /// disk) leaves the previous epoch's set intact.
+    pub fn wait(&mut self) -> Result<(), TrainError> {
+        let Some((epoch, writing)) = self.pending.take() else { return Ok(()) };
+        writing.join().expect("writing checkpoints does not panic").map_err(|e| TrainError::Checkpoint {
+            path: self.run.checkpoint_dir(),
+            message: format!(
+                "saving epoch {epoch} failed: {e}. The resume set of epoch {} is kept: free space (or fix the folder) and continue with `--resume`",
+                epoch - 1
+            ),
+        })
+    }
+}
+
+impl Drop for CheckpointWriter {
+    /// A run leaving on an error still commits the epoch it finished; a failed write is said.
+    fn drop(&mut self) {
+        if let Err(e) = self.wait() {
+            eprintln!("{e}");
         }
-        None => None,
-    };
-    let (average_file, average_md5) = average_saved.unzip();
-    let pointer = LastPointer {
-        state: state.clone(),
-        average_file,
-        average_md5,
-        model_file: file_name(&model_path),
-        model_md5,
-        optimizer_file: file_name(&optimizer_path),
-        optimizer_md5,
-        method_values: method.values,
-        method_files: method.files,
-    };
-    run.write_json(&run.checkpoint("last", "json"), &pointer)?;
-    remove_other_epoch_sets(run, &stem)
+    }
+}
+
+/// One epoch's checkpoints, serialized.
+struct EpochFiles {
+    best: Option<(Vec<u8>, BestRecord)>,
+    model: burn::tensor::Bytes,
+    optimizer: burn::tensor::Bytes,
+    average: Option<Vec<u8>>,
+    state: TrainState,
+    method: MethodState,
+}
+
+impl EpochFiles {
+    fn write(self, run: &RunDir) -> Result<(), TrainError> {
+        if let Some((bytes, mut record)) = self.best {
+            record.md5 = Some(write_hashed(&run.checkpoint("best", "safetensors"), &bytes)?);
+            run.write_json(&run.checkpoint("best", "json"), &record)?;
+        }
+        let stem = epoch_stem(self.state.epochs_done);
+        let model_path = run.checkpoint(&stem, "bpk");
+        let optimizer_path = run.checkpoint(&stem, "optim");
+        let average_path = run.checkpoint(&format!("{stem}.average"), "safetensors");
+        // The files are written, synced and hashed side by side.
+        let (model_md5, optimizer_md5, average_md5) = std::thread::scope(|scope| {
+            let optimizer_md5 = scope.spawn(|| write_hashed(&optimizer_path, &self.optimizer));
+            let average_md5 = scope.spawn(|| self.average.as_ref().map(|bytes| write_hashed(&average_path, bytes)).transpose());
+            let model_md5 = write_hashed(&model_path, &self.model);
+            (model_md5, optimizer_md5.join().expect("writing does not panic"), average_md5.join().expect("writing does not panic"))
+        });
+        let (average_file, average_md5) = average_md5?.map(|md5| (file_name(&average_path), md5)).unzip();
+        let pointer = LastPointer {
+            state: self.state,
+            average_file,
+            average_md5,
+            model_file: file_name(&model_path),
+            model_md5: model_md5?,
+            optimizer_file: file_name(&optimizer_path),
+            optimizer_md5: optimizer_md5?,
+            method_values: self.method.values,
+            method_files: self.method.files,
+        };
+        run.write_json(&run.checkpoint("last", "json"), &pointer)?;
+        remove_other_epoch_sets(run, &stem)
+    }
 }
 
 fn file_name(path: &Path) -> String {
@@ -275,15 +364,6 @@ pub fn load_last_modules<M: Module>(folder: &Path, trainable: M) -> Result<(M, M
     let trainable = load_burnpack(trainable, &dir.join(&pointer.model_file), &pointer.model_md5)?;
     let method = MethodState { dir, stem: String::new(), values: pointer.method_values, files: pointer.method_files };
     Ok((trainable, method))
-}
-
-/// Saves the selected weights (torchvision names), what selected them and their MD5.
-pub fn save_best(run: &RunDir, model: &Model, epoch: usize, metric: &str, value: f64) -> Result<(), TrainError> {
-    let path = run.checkpoint("best", "safetensors");
-    save_weights(model, &path)?;
-    let bytes = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
-    let record = BestRecord { epoch, metric: metric.into(), value, md5: Some(md5_hex(&bytes)) };
-    run.write_json(&run.checkpoint("best", "json"), &record)
 }
 
 /// `best.safetensors` of `run`, checked against the MD5 in `best.json`, so a damaged or changed

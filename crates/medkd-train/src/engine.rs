@@ -17,7 +17,7 @@ use medkd_models::{Model, count_macs, count_params, load_weights};
 use serde_json::json;
 
 use crate::averaging::WeightAverage;
-use crate::checkpoint::{TrainState, best_weights, has_finished_epoch, load_last, method_state_for, save_best, save_last};
+use crate::checkpoint::{BestChoice, CheckpointWriter, TrainState, best_weights, has_finished_epoch, load_last, method_state_for};
 use crate::config::{FinetuneConfig, RunConfig};
 use crate::evaluate::{Evaluation, Report, calibrate};
 use crate::method::{Method, StepAt};
@@ -122,6 +122,7 @@ pub fn fit<M: Method>(
     method.prepare(run)?;
     let started = Instant::now();
     let wall_before = state.wall_seconds;
+    let mut checkpoints = CheckpointWriter::new(run);
 
     for epoch in state.epochs_done..config.train.epochs {
         // Parameter init and dropout masks depend on (seed, epoch) alone, not on what the process
@@ -185,9 +186,7 @@ pub fn fit<M: Method>(
         schedule.end_epoch(epoch, metric, &mut state.schedule);
         state.epochs_done = epoch + 1;
         state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
-        if improved {
-            save_best(run, evaluated, epoch, select.name(), metric)?;
-        } else if state.best.best_epoch.is_none() {
+        if !improved && state.best.best_epoch.is_none() {
             return Err(TrainError::Config(format!(
                 "`train.select_metric`: {select} is undefined on this validation split ({} samples, task {}); choose another metric",
                 setup.splits.val.len(),
@@ -211,18 +210,8 @@ pub fn fit<M: Method>(
         }))?;
         let mut method_state = method_state_for(run, &state);
         method.save_state(&mut method_state)?;
-        save_last(run, &trainable, &optimizer, average.as_ref().and_then(|a| a.model.as_ref()), &state, method_state).map_err(|e| {
-            // Each epoch's set is written beside the last one and committed by renaming
-            // last.json, so a failed write (a full disk) leaves the previous epoch's set intact.
-            TrainError::Checkpoint {
-                path: run.checkpoint_dir(),
-                message: format!(
-                    "saving epoch {} failed: {e}. The resume set of epoch {} is kept: free space (or fix the folder) and continue with `--resume`",
-                    epoch + 1,
-                    epoch
-                ),
-            }
-        })?;
+        let best = improved.then(|| BestChoice { model: evaluated, epoch, metric: select.name(), value: metric });
+        checkpoints.save(best, &trainable, &optimizer, average.as_ref().and_then(|a| a.model.as_ref()), &state, method_state)?;
 
         let accuracy = Some(val.metric(Metric::Accuracy)).filter(|a| !a.is_nan()).map(|a| format!("  val acc {a:.4}"));
         eprintln!(
@@ -242,6 +231,7 @@ pub fn fit<M: Method>(
         }
     }
 
+    checkpoints.wait()?;
     let spec = method.spec(setup);
     let best_model = load_weights(Model::new(&spec, &setup.device)?, &best_weights(run)?)?;
     let test_loader = setup.eval_loader(config, setup.splits.test.clone())?;

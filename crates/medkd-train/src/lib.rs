@@ -12,6 +12,7 @@ mod error;
 pub mod evaluate;
 pub mod gallery;
 pub mod htl;
+pub mod knn;
 pub mod method;
 pub mod methods;
 pub mod optim;

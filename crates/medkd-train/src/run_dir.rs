@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::TrainError;
 
+#[derive(Clone)]
 pub struct RunDir {
     root: PathBuf,
 }

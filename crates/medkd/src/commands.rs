@@ -6,6 +6,7 @@ use medkd_eval::Metric;
 use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
 use medkd_train::evaluate::{self, Predictions, Scored, Tta, evaluate, predict_files};
+use medkd_train::knn::Knn;
 use medkd_train::methods::MethodConfig;
 use medkd_train::rounds::Rounds;
 use medkd_train::stages::{Plan, PlanKind};
@@ -194,11 +195,29 @@ fn calibrated(predictions: Predictions, run: &RunDir, setup: &RunSetup) -> Predi
     }
 }
 
-fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str, tta: Tta) -> Result<Predictions> {
+/// How `eval` scores a run's images: by its classifier (with test-time augmentation), or by a
+/// k-NN classifier on its embeddings.
+#[derive(Clone, Copy, Debug)]
+pub enum Scoring {
+    Classifier(Tta),
+    /// `medkd eval --knn K`: the run's training split is the memory bank.
+    Knn(usize),
+}
+
+fn split_predictions(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str, scoring: Scoring) -> Result<Predictions> {
     let model = setup.load_best(run)?;
-    let dataset = setup.split(parse_split(split)?);
-    let predictions = evaluate::predict_tta(&model, &setup.eval_loader(config, dataset)?, &setup.info, &setup.device, tta)?;
-    Ok(calibrated(predictions, run, setup))
+    let loader = setup.eval_loader(config, setup.split(parse_split(split)?))?;
+    match scoring {
+        Scoring::Classifier(tta) => {
+            let predictions = evaluate::predict_tta(&model, &loader, &setup.info, &setup.device, tta)?;
+            Ok(calibrated(predictions, run, setup))
+        }
+        Scoring::Knn(k) => {
+            let bank = setup.eval_loader(config, setup.splits.train.clone())?;
+            let knn = Knn { k, temperature: Knn::DINO_TEMPERATURE };
+            Ok(knn.predict(&model, &bank, &loader, setup.info.class_names.len(), &setup.device)?)
+        }
+    }
 }
 
 /// The run opened for `eval`/`predict`, its CAM threshold replaced by `cam_threshold` (weakly
@@ -224,33 +243,63 @@ fn split_boxes(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str, 
     Ok(evaluate::predict_boxes(&model, &loader, setup.box_source, &setup.device)?)
 }
 
-pub fn eval(run_path: &Path, split: &str, tta: Tta, cam_threshold: Option<f64>, against: Option<&Path>) -> Result<()> {
-    let (config, run, setup) = open_run_at(run_path, cam_threshold)?;
+pub fn eval(run_path: &Path, split: &str, scoring: Scoring, cam_threshold: Option<f64>, against: Option<&Path>) -> Result<()> {
+    let (config, run, setup) = match scoring {
+        Scoring::Classifier(_) => open_run_at(run_path, cam_threshold)?,
+        Scoring::Knn(_) => open_run_for_knn(run_path)?,
+    };
     if setup.info.task == Task::Localization {
+        let Scoring::Classifier(tta) = scoring else { unreachable!("open_run_for_knn refuses localization runs") };
         ensure!(against.is_none(), "{}: --against compares classifiers' ROC-AUCs; this run localizes", run_path.display());
         // No loss: the box terms' weights belong to training.
         let evaluation = evaluate::evaluate_box_predictions(split_boxes(&config, &run, &setup, split, tta)?, f64::NAN)?;
         println!("{split} split, best checkpoint of {}:\n{}", run_path.display(), evaluation.table());
         return Ok(());
     }
-    let evaluation = evaluate(&split_predictions(&config, &run, &setup, split, tta)?, &setup.info, &setup.shot_groups)?;
-    println!("{split} split, best checkpoint of {}:", run_path.display());
+    let evaluation = evaluate(&split_predictions(&config, &run, &setup, split, scoring)?, &setup.info, &setup.shot_groups)?;
+    match scoring {
+        Scoring::Classifier(_) => println!("{split} split, best checkpoint of {}:", run_path.display()),
+        Scoring::Knn(k) => println!(
+            "{split} split, best checkpoint of {}, scored by {k}-NN on its embeddings ({} training images as the memory bank):",
+            run_path.display(),
+            setup.splits.train.len()
+        ),
+    }
     println!("{}", evaluation.table());
     if let Some(other_path) = against {
         let Some(scored) = &evaluation.scored else {
             bail!("{}: --against is for single-label classifiers", run_path.display());
         };
-        println!("{}", delong_against(scored, &setup.info.class_names, [run_path, other_path], split, tta)?);
+        println!("{}", delong_against(scored, &setup.info.class_names, [run_path, other_path], split, scoring)?);
     }
     Ok(())
 }
 
-/// DeLong's paired test of run A (what it `scored` on `split`) against run B's predictions there.
-fn delong_against(scored: &Scored, class_names: &[String], runs: [&Path; 2], split: &str, tta: Tta) -> Result<String> {
-    let (other_config, other_run, other_setup) = open_run(runs[1])?;
-    has_classifier(&other_config, runs[1])?;
-    let other = split_predictions(&other_config, &other_run, &other_setup, split, tta)?;
+/// DeLong's paired test of run A (what it `scored` on `split`) against run B's predictions there,
+/// scored the same way.
+fn delong_against(scored: &Scored, class_names: &[String], runs: [&Path; 2], split: &str, scoring: Scoring) -> Result<String> {
+    let (other_config, other_run, other_setup) = match scoring {
+        Scoring::Classifier(_) => {
+            let opened = open_run(runs[1])?;
+            has_classifier(&opened.0, runs[1])?;
+            opened
+        }
+        Scoring::Knn(_) => open_run_for_knn(runs[1])?,
+    };
+    let other = split_predictions(&other_config, &other_run, &other_setup, split, scoring)?;
     paired_delong_table(scored, &other, class_names, runs)
+}
+
+/// The run opened for `eval --knn`: any single-label classification run, DINO pre-training included.
+fn open_run_for_knn(run_path: &Path) -> Result<(RunConfig, RunDir, RunSetup)> {
+    let (config, run, setup) = open_run(run_path)?;
+    ensure!(
+        matches!(setup.info.task, Task::Binary | Task::MultiClass | Task::Ordinal),
+        "{}: --knn votes with each training image's class; this run's task is {}",
+        run_path.display(),
+        setup.info.task
+    );
+    Ok((config, run, setup))
 }
 
 /// Runs every DISTL stage (`medkd distl`) after checking them all, in a new folder `out`.
@@ -279,9 +328,10 @@ fn distl_report(rounds: &Rounds, report: &serde_json::Value, out: &Path) -> Resu
     }
     for (round, baseline) in rounds.pairs(out) {
         let (config, run, setup) = open_run(&round)?;
-        let evaluation = evaluate(&split_predictions(&config, &run, &setup, "test", Tta::None)?, &setup.info, &setup.shot_groups)?;
+        let evaluation =
+            evaluate(&split_predictions(&config, &run, &setup, "test", Scoring::Classifier(Tta::None))?, &setup.info, &setup.shot_groups)?;
         if let Some(scored) = &evaluation.scored {
-            println!("{}", delong_against(scored, &setup.info.class_names, [&round, &baseline], "test", Tta::None)?);
+            println!("{}", delong_against(scored, &setup.info.class_names, [&round, &baseline], "test", Scoring::Classifier(Tta::None))?);
         }
     }
     println!("report: {}", out.join("distl.json").display());
@@ -376,7 +426,7 @@ pub fn predict(
         }
     }
     let predictions = match split {
-        Some(split) => split_predictions(&config, &run, &setup, split, tta)?,
+        Some(split) => split_predictions(&config, &run, &setup, split, Scoring::Classifier(tta))?,
         None => {
             let model = setup.load_best(&run)?;
             let pipeline = if resize {
@@ -485,7 +535,7 @@ fn has_classifier(config: &RunConfig, run_path: &Path) -> Result<()> {
     if let MethodConfig::Dino(_) = config.method {
         bail!(
             "{}: a DINO pre-training run has no trained classifier (its scores are k-NN's, in summary.json); \
-             train one from its weights (`model.pretrained = \"{}\"`)",
+             score it with `medkd eval --knn K`, or train one from its weights (`model.pretrained = \"{}\"`)",
             run_path.display(),
             run_path.join("checkpoints/best.safetensors").display()
         );

@@ -78,6 +78,13 @@ enum Command {
         /// the positive class of a binary task or each class one-vs-rest.
         #[arg(long)]
         against: Option<PathBuf>,
+        /// Score the split with a weighted K-nearest-neighbour classifier on the model's pooled
+        /// embeddings instead of its classifier (DINO's k-NN evaluation: votes weighted by
+        /// exp(cosine similarity / 0.07)), the run's training split as its config draws it (a
+        /// `data.train_subset` included) as the labelled memory bank. Works on DINO pre-training
+        /// runs, which have no trained classifier; with --against, both runs are scored so.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), conflicts_with_all = ["tta", "cam_threshold"])]
+        knn: Option<u64>,
     },
     /// Write RUN/report.html: training curves, ROC and precision-recall curves, confusion
     /// matrix, reliability diagram, attack curves and a model card in one self-contained page
@@ -443,7 +450,10 @@ fn main() {
         Command::Roskd(args) => args.plan(PlanKind::RosKd),
         Command::Rskd(args) => args.plan(PlanKind::Rskd),
         Command::Distl(args) => args.distl(),
-        Command::Eval { run, split, tta, cam_threshold, against } => commands::eval(&run, &split, tta, cam_threshold, against.as_deref()),
+        Command::Eval { run, split, tta, cam_threshold, against, knn } => {
+            let scoring = knn.map_or(commands::Scoring::Classifier(tta), |k| commands::Scoring::Knn(k as usize));
+            commands::eval(&run, &split, scoring, cam_threshold, against.as_deref())
+        }
         Command::Report { run } => commands::html_report(&run),
         Command::Compare { runs, by, metrics, split, pairs, baseline, csv, html } => {
             commands::compare(&runs, by, metrics, split, pairs, baseline.as_deref(), csv.as_deref(), html.as_deref())

@@ -336,7 +336,8 @@ fn kill_and_resume(config: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 /// SIGTERM (as Ctrl-C) stops a run before its next step with a message saying what is saved;
-/// `--resume` then reaches the uninterrupted result.
+/// every epoch it logged is committed (checkpoints are written beside the next epoch's training,
+/// and the run waits for them before it exits); `--resume` then reaches the uninterrupted result.
 #[test]
 fn a_run_stopped_by_sigterm_says_so_and_resumes_to_the_uninterrupted_result() {
     let (tmp, config, reference) = train_reference(TINY);
@@ -347,7 +348,13 @@ fn a_run_stopped_by_sigterm_says_so_and_resumes_to_the_uninterrupted_result() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_first_epoch(&stopped, &mut child);
+    // As soon as the first epoch is logged, likely while its checkpoints are being written.
+    let started = Instant::now();
+    while std::fs::read_to_string(stopped.join("metrics.jsonl")).map_or(true, |text| text.is_empty()) {
+        assert!(started.elapsed() < Duration::from_secs(300), "first epoch never finished");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first epoch was logged");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // The shell's built-in kill: a `kill` binary is not on every machine.
     let signal = Command::new("sh").args(["-c", &format!("kill -TERM {}", child.id())]).status().unwrap();
     assert!(signal.success());
@@ -355,6 +362,9 @@ fn a_run_stopped_by_sigterm_says_so_and_resumes_to_the_uninterrupted_result() {
     let error = stderr(&output);
     assert!(!output.status.success() && error.contains("stopped by a signal") && error.contains("--resume"), "{error}");
     assert!(!stopped.join("summary.json").exists());
+    let logged = std::fs::read_to_string(stopped.join("metrics.jsonl")).unwrap().lines().count();
+    let last: Value = read_json(&stopped.join("checkpoints/last.json"));
+    assert_eq!(last["state"]["epochs_done"], logged, "every logged epoch is committed: {error}");
     resume_to_the_same_run(&stopped, &reference);
 }
 
@@ -1290,6 +1300,14 @@ fn distl_runs_its_rounds_and_baseline_and_refuses_bad_settings_first() {
     assert!(line["train_terms"]["dino"].as_f64().unwrap() > 0.0 && line["val"]["auc"].as_f64().is_some(), "k-NN scores: {line}");
     let eval = medkd(&["eval", "--run", dino_run.to_str().unwrap()]);
     assert!(!eval.status.success() && stderr(&eval).contains("has no trained classifier"), "{}", stderr(&eval));
+    // `eval --knn` scores it as training did: the same k-NN, the training split as the bank.
+    let eval = medkd(&["eval", "--run", dino_run.to_str().unwrap(), "--knn", "5", "--split", "val"]);
+    let stdout = String::from_utf8_lossy(&eval.stdout);
+    let summary = read_json(&dino_run.join("summary.json"));
+    let auc = format!("AUC                  {:.4}", summary["val"]["auc"].as_f64().unwrap());
+    assert!(eval.status.success() && stdout.contains("scored by 5-NN") && stdout.contains(&auc), "{auc}: {stdout}{}", stderr(&eval));
+    let eval = medkd(&["eval", "--run", dino_run.to_str().unwrap(), "--knn", "0"]);
+    assert!(!eval.status.success() && stderr(&eval).contains("--knn"), "{}", stderr(&eval));
 
     let teacher = format!("teacher=[{{ run = \"{}\" }}]", out.join("round0").display());
     let cases: [(&str, &str); 7] = [

@@ -20,12 +20,12 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
 use medkd_data::{
-    Batch, Concat, ImageDataset, Interleave, LabelledFolds, Loader, LoaderOptions, Pipeline, Size, Subset, Target, Task, TransformSpec,
-    Unlabelled, labelled_folds,
+    Batch, Concat, ImageDataset, Interleave, LabelledFolds, Loader, LoaderOptions, Pipeline, Size, Subset, Task, TransformSpec, Unlabelled,
+    labelled_folds,
 };
 use medkd_losses::{
-    DinoHead, DinoHeadShape, LossContext, Targets, TermValue, bce_with_logits, cosine_schedule, dino_loss, l2_normalize,
-    soft_cross_entropy, teacher_temperature, updated_center,
+    DinoHead, DinoHeadShape, LossContext, Targets, TermValue, bce_with_logits, cosine_schedule, dino_loss, soft_cross_entropy,
+    teacher_temperature, updated_center,
 };
 use medkd_models::{Features, Model};
 use serde_json::{Value, json};
@@ -34,7 +34,8 @@ use crate::TrainError;
 use crate::averaging::blend_toward;
 use crate::checkpoint::{MethodState, load_last_modules};
 use crate::config::RunConfig;
-use crate::evaluate::{Evaluation, Predictions, batch_tensor, evaluate};
+use crate::evaluate::{Evaluation, batch_tensor, evaluate};
+use crate::knn::Knn;
 use crate::method::{Method, StepAt, StepLoss};
 use crate::methods::classify::{initial_model, train_loader};
 use crate::methods::config::{DinoConfig, DinoPretrainConfig, DistlConfig, MethodConfig, PseudoLabels};
@@ -252,35 +253,14 @@ impl<'a> SelfDistillation<'a> {
         }
     }
 
-    /// DINO's weighted k-NN classifier (`eval_knn`): the pooled embeddings of `loader`'s images
-    /// vote by the labels of their `k` most cosine-similar training images.
+    /// DINO's weighted k-NN classifier (`eval_knn`): `loader`'s images scored by the labels of
+    /// their most similar training images.
     fn knn(&self, model: &Model, loader: &Loader, pretrain: &DinoPretrainConfig) -> Result<Evaluation, TrainError> {
         let setup = &self.prepared.setup;
-        let bank_loader = setup.eval_loader(self.config, setup.splits.train.clone())?;
-        let (bank, bank_targets, _) = embeddings(model, &bank_loader, &setup.device)?;
-        let bank_classes: Vec<usize> = bank_targets
-            .iter()
-            .map(|t| match t {
-                Target::Class(c) => Ok(*c),
-                other => Err(TrainError::Input(format!("k-NN needs a class for every training image, got {other:?}"))),
-            })
-            .collect::<Result<_, _>>()?;
-        let (queries, targets, ids) = embeddings(model, loader, &setup.device)?;
-        let num_classes = setup.info.class_names.len();
-        let k = pretrain.knn_k.min(bank_classes.len());
-        let similarity: Vec<f32> = queries.matmul(bank.transpose()).into_data().try_to_vec::<f32>().expect("f32 similarities");
-        let mut probs = Vec::with_capacity(targets.len() * num_classes);
-        for row in similarity.chunks(bank_classes.len()) {
-            let mut order: Vec<usize> = (0..row.len()).collect();
-            order.select_nth_unstable_by(k - 1, |&a, &b| row[b].total_cmp(&row[a]));
-            let mut votes = vec![0.0f64; num_classes];
-            for &j in &order[..k] {
-                votes[bank_classes[j]] += (row[j] as f64 / pretrain.knn_temperature).exp();
-            }
-            let total: f64 = votes.iter().sum();
-            probs.extend(votes.iter().map(|v| (v / total) as f32));
-        }
-        evaluate(&Predictions { probs, num_classes, targets, ids }, &setup.info, &setup.shot_groups)
+        let bank = setup.eval_loader(self.config, setup.splits.train.clone())?;
+        let knn = Knn { k: pretrain.knn_k, temperature: pretrain.knn_temperature };
+        let predictions = knn.predict(model, &bank, loader, setup.info.class_names.len(), &setup.device)?;
+        evaluate(&predictions, &setup.info, &setup.shot_groups)
     }
 
     /// `model` with a new DINO head when DINO takes part.
@@ -305,20 +285,6 @@ impl<'a> SelfDistillation<'a> {
         let width = center.len();
         Ok(Some(Teacher { student, center: Tensor::from_data(TensorData::new(center, [1, width]), &inner) }))
     }
-}
-
-/// The L2-normalized pooled embeddings of every image of `loader` (`[N, D]`), their targets and ids.
-fn embeddings(model: &Model, loader: &Loader, device: &Device) -> Result<(Tensor<2>, Vec<Target>, Vec<String>), TrainError> {
-    let model = model.valid();
-    let device = device.clone().without_autodiff();
-    let (mut rows, mut targets, mut ids) = (Vec::new(), Vec::new(), Vec::new());
-    for batch in loader.epoch(0) {
-        let batch = batch?;
-        rows.push(l2_normalize(model.forward(batch_tensor(&batch.images, batch.shape, &device)).pooled, 1));
-        ids.extend(batch.indices.iter().map(|&i| loader.dataset().id(i)));
-        targets.extend(batch.targets);
-    }
-    Ok((Tensor::cat(rows, 0), targets, ids))
 }
 
 impl Teacher {
