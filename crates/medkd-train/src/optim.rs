@@ -2,9 +2,10 @@ use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, Optimizer, SgdConfig};
+use burn::optim::{ModuleOptimizer, Optimizer, SgdConfig};
 use burn::prelude::*;
 
+use crate::adam::FusedAdam;
 use crate::config::OptimizerConfig;
 
 /// Builds burn's optimizer with torch's semantics for the same settings, for `module`'s
@@ -31,26 +32,13 @@ pub fn build_optimizer<M: Module>(
             };
             grouped(sgd(*weight_decay), sgd(0.0), undecayed, clip)
         }
+        // medkd's one-pass Adam and AdamW, the same update as burn's (see crate::adam).
         OptimizerConfig::Adam { betas, eps, weight_decay, .. } => {
-            let adam = |decay: f64| {
-                AdamConfig::new()
-                    .with_beta_1(betas[0] as f32)
-                    .with_beta_2(betas[1] as f32)
-                    .with_epsilon(*eps as f32)
-                    .with_weight_decay(l2(decay))
-                    .build()
-            };
+            let adam = |decay: f64| FusedAdam::adam([betas[0] as f32, betas[1] as f32], *eps as f32, decay as f32);
             grouped(adam(*weight_decay), adam(0.0), undecayed, clip)
         }
         OptimizerConfig::AdamW { betas, eps, weight_decay, .. } => {
-            let adamw = |decay: f64| {
-                AdamWConfig::new()
-                    .with_beta_1(betas[0] as f32)
-                    .with_beta_2(betas[1] as f32)
-                    .with_epsilon(*eps as f32)
-                    .with_weight_decay(decay as f32)
-                    .build()
-            };
+            let adamw = |decay: f64| FusedAdam::adamw([betas[0] as f32, betas[1] as f32], *eps as f32, decay as f32);
             grouped(adamw(*weight_decay), adamw(0.0), undecayed, clip)
         }
     }

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use medkd_data::{DataConfig, Loader, LoaderOptions, build_pipelines, open_splits};
@@ -25,6 +25,7 @@ use medkd_losses::{
     DinoHead, DinoHeadShape, Features, LossContext, LossSpec, Objective, Targets, TaskFacts, TeacherFacts, dino_loss, updated_center,
 };
 use medkd_models::{Arch, FeatureLayout, Masks, Model, ModelSpec, prune_global};
+use medkd_train::adam::FusedAdam;
 use medkd_train::averaging::blend_toward;
 use medkd_train::build_info;
 use medkd_train::config::DeviceChoice;
@@ -487,7 +488,8 @@ fn time_dino(batch: usize, options: &BenchOptions) -> Result<Timing> {
     let mut teacher = student.as_ref().expect("just made").valid();
     let frozen = device.clone().without_autodiff();
     let mut center = Tensor::<2>::zeros([1, OUT_DIM], &frozen);
-    let mut optimizer = AdamWConfig::new().with_weight_decay(0.04).init();
+    // medkd's AdamW, as training steps with it, at torch.optim.AdamW's defaults.
+    let mut optimizer = ModuleOptimizer::from(FusedAdam::adamw([0.9, 0.999], 1e-8, 0.04));
     time_iters(options.iters, options.warmup, || {
         let current = student.take().expect("the student is put back after every step");
         let head = current.head.as_ref().expect("made with a head");
