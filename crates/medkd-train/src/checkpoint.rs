@@ -13,13 +13,13 @@ use std::thread::JoinHandle;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::{BurnpackStore, ModuleSnapshot};
-use md5::{Digest, Md5};
 use medkd_models::{Model, safetensors_bytes};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::TrainError;
+use crate::checksum::{checksum, matches};
 use crate::run_dir::{RunDir, write_atomic};
 use crate::schedule::{ImprovementTracker, ScheduleState};
 
@@ -39,14 +39,16 @@ pub struct TrainState {
 struct LastPointer {
     state: TrainState,
     model_file: String,
-    model_md5: String,
+    #[serde(alias = "model_md5")]
+    model_checksum: String,
     optimizer_file: String,
-    optimizer_md5: String,
+    #[serde(alias = "optimizer_md5")]
+    optimizer_checksum: String,
     /// The running weight average, when the run keeps one.
     #[serde(default)]
     average_file: Option<String>,
-    #[serde(default)]
-    average_md5: Option<String>,
+    #[serde(default, alias = "average_md5")]
+    average_checksum: Option<String>,
     /// The method's state ([`MethodState`]); absent in runs of earlier binaries.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     method_values: BTreeMap<String, Value>,
@@ -54,15 +56,16 @@ struct LastPointer {
     method_files: BTreeMap<String, SavedFile>,
 }
 
-/// A file of the epoch set and the MD5 it had when saved.
+/// A file of the epoch set and its checksum when saved.
 #[derive(Clone, Serialize, Deserialize)]
 struct SavedFile {
     file: String,
-    md5: String,
+    #[serde(alias = "md5")]
+    checksum: String,
 }
 
 /// A method's resumable state beyond its trainable module and the optimizer: values (JSON) and
-/// modules (Burnpack files of the epoch set), saved with every finished epoch and MD5-checked
+/// modules (Burnpack files of the epoch set), saved with every finished epoch and checked against their checksums
 /// when a run resumes. See `Method::save_state`.
 pub struct MethodState {
     dir: PathBuf,
@@ -90,31 +93,27 @@ impl MethodState {
     /// Saves `module` as `epoch-NNNN.KEY.bpk`.
     pub fn put_module<M: Module>(&mut self, key: &str, module: &M) -> Result<(), TrainError> {
         let path = self.dir.join(format!("{}.{key}.bpk", self.stem));
-        let md5 = save_burnpack(module, &path)?;
-        self.files.insert(key.into(), SavedFile { file: file_name(&path), md5 });
+        let checksum = save_burnpack(module, &path)?;
+        self.files.insert(key.into(), SavedFile { file: file_name(&path), checksum });
         Ok(())
     }
 
-    /// Loads the module saved under `key` into `module`, checking the file against its MD5.
+    /// Loads the module saved under `key` into `module`, checking the file against its checksum.
     pub fn get_module<M: Module>(&self, key: &str, module: M) -> Result<M, TrainError> {
         let saved = self.files.get(key).ok_or_else(|| checkpoint_error(&self.dir.join("last.json"), format!("holds no module `{key}`")))?;
-        load_burnpack(module, &self.dir.join(&saved.file), &saved.md5)
+        load_burnpack(module, &self.dir.join(&saved.file), &saved.checksum)
     }
 }
 
-/// `best.json`: what selected `best.safetensors`, and the file's MD5 when it was written.
+/// `best.json`: what selected `best.safetensors`, and the file's checksum when it was written.
 #[derive(Serialize, Deserialize)]
 pub struct BestRecord {
     pub epoch: usize,
     pub metric: String,
     pub value: f64,
     /// Absent in runs of binaries before the checksum; their file is taken as it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub md5: Option<String>,
-}
-
-pub(crate) fn md5_hex(bytes: &[u8]) -> String {
-    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "md5")]
+    pub checksum: Option<String>,
 }
 
 fn checkpoint_error(path: &Path, message: impl Into<String>) -> TrainError {
@@ -132,7 +131,7 @@ pub fn method_state_for(run: &RunDir, state: &TrainState) -> MethodState {
 }
 
 /// Writes `module` (Burnpack keeps parameter ids, which key the optimizer's state) and returns
-/// the file's MD5.
+/// the file's checksum.
 fn save_burnpack<M: Module>(module: &M, path: &Path) -> Result<String, TrainError> {
     write_hashed(path, &burnpack_bytes(module, path)?)
 }
@@ -145,17 +144,17 @@ fn burnpack_bytes<M: Module>(module: &M, path: &Path) -> Result<burn::tensor::By
     store.get_bytes().map_err(|e| checkpoint_error(path, e.to_string()))
 }
 
-/// Writes `bytes` to `path` atomically and returns their MD5, hashed in memory rather than read
-/// back.
+/// Writes `bytes` to `path` atomically and returns their checksum, taken in memory rather than
+/// read back.
 fn write_hashed(path: &Path, bytes: &[u8]) -> Result<String, TrainError> {
     write_atomic(path, bytes)?;
-    Ok(md5_hex(bytes))
+    Ok(checksum(bytes))
 }
 
-fn load_burnpack<M: Module>(mut module: M, path: &Path, md5: &str) -> Result<M, TrainError> {
+fn load_burnpack<M: Module>(mut module: M, path: &Path, recorded: &str) -> Result<M, TrainError> {
     let bytes = fs::read(path).map_err(|e| TrainError::io(path, e))?;
-    if md5_hex(&bytes) != md5 {
-        return Err(checkpoint_error(path, "content does not match last.json's MD5 (the file was changed after it was saved)"));
+    if !matches(&bytes, recorded) {
+        return Err(checkpoint_error(path, "content does not match last.json's checksum (the file was changed after it was saved)"));
     }
     let mut store = BurnpackStore::from_file(path).auto_extension(false);
     module.load_from(&mut store).map_err(|e| checkpoint_error(path, e.to_string()))?;
@@ -164,8 +163,8 @@ fn load_burnpack<M: Module>(mut module: M, path: &Path, md5: &str) -> Result<M, 
 
 /// Writes each finished epoch's checkpoints on a thread of their own while the next epoch
 /// trains: the best weights when they improved (`best.safetensors`, then `best.json`), then the
-/// resume set, committed as `last`. Written on the training thread, the files and their MD5s took
-/// a sixth of the README demo's training time. The model, optimizer and average are serialized
+/// resume set, committed as `last`. Written on the training thread, the files and their checksums
+/// took a sixth of the README demo's training time. The model, optimizer and average are serialized
 /// before `save` returns, so the files hold that epoch's state. One epoch's write at a time: the
 /// next `save`, `wait` and dropping the writer wait for it, so a run that stops (Ctrl-C, an
 /// error) still commits the epochs it finished.
@@ -206,7 +205,7 @@ impl CheckpointWriter {
         let files = EpochFiles {
             best: best
                 .map(|b| -> Result<_, TrainError> {
-                    let record = BestRecord { epoch: b.epoch, metric: b.metric.into(), value: b.value, md5: None };
+                    let record = BestRecord { epoch: b.epoch, metric: b.metric.into(), value: b.value, checksum: None };
                     Ok((safetensors_bytes(b.model, &[])?, record))
                 })
                 .transpose()?,
@@ -258,7 +257,7 @@ struct EpochFiles {
 impl EpochFiles {
     fn write(self, run: &RunDir) -> Result<(), TrainError> {
         if let Some((bytes, mut record)) = self.best {
-            record.md5 = Some(write_hashed(&run.checkpoint("best", "safetensors"), &bytes)?);
+            record.checksum = Some(write_hashed(&run.checkpoint("best", "safetensors"), &bytes)?);
             run.write_json(&run.checkpoint("best", "json"), &record)?;
         }
         let stem = epoch_stem(self.state.epochs_done);
@@ -266,21 +265,21 @@ impl EpochFiles {
         let optimizer_path = run.checkpoint(&stem, "optim");
         let average_path = run.checkpoint(&format!("{stem}.average"), "safetensors");
         // The files are written, synced and hashed side by side.
-        let (model_md5, optimizer_md5, average_md5) = std::thread::scope(|scope| {
-            let optimizer_md5 = scope.spawn(|| write_hashed(&optimizer_path, &self.optimizer));
-            let average_md5 = scope.spawn(|| self.average.as_ref().map(|bytes| write_hashed(&average_path, bytes)).transpose());
-            let model_md5 = write_hashed(&model_path, &self.model);
-            (model_md5, optimizer_md5.join().expect("writing does not panic"), average_md5.join().expect("writing does not panic"))
+        let (model_checksum, optimizer_checksum, average_checksum) = std::thread::scope(|scope| {
+            let optimizer = scope.spawn(|| write_hashed(&optimizer_path, &self.optimizer));
+            let average = scope.spawn(|| self.average.as_ref().map(|bytes| write_hashed(&average_path, bytes)).transpose());
+            let model = write_hashed(&model_path, &self.model);
+            (model, optimizer.join().expect("writing does not panic"), average.join().expect("writing does not panic"))
         });
-        let (average_file, average_md5) = average_md5?.map(|md5| (file_name(&average_path), md5)).unzip();
+        let (average_file, average_checksum) = average_checksum?.map(|sum| (file_name(&average_path), sum)).unzip();
         let pointer = LastPointer {
             state: self.state,
             average_file,
-            average_md5,
+            average_checksum,
             model_file: file_name(&model_path),
-            model_md5: model_md5?,
+            model_checksum: model_checksum?,
             optimizer_file: file_name(&optimizer_path),
-            optimizer_md5: optimizer_md5?,
+            optimizer_checksum: optimizer_checksum?,
             method_values: self.method.values,
             method_files: self.method.files,
         };
@@ -310,7 +309,7 @@ pub struct Resumed<M> {
     pub trainable: M,
     pub optimizer: ModuleOptimizer,
     pub state: TrainState,
-    /// The saved weight average (torchvision names), checked against its MD5.
+    /// The saved weight average (torchvision names), checked against its checksum.
     pub average: Option<PathBuf>,
     pub method: MethodState,
 }
@@ -331,21 +330,21 @@ fn read_last_pointer(dir: &Path, missing: &str) -> Result<LastPointer, TrainErro
 pub fn load_last<M: Module>(run: &RunDir, trainable: M, optimizer: ModuleOptimizer) -> Result<Resumed<M>, TrainError> {
     let pointer = read_last_pointer(&run.checkpoint_dir(), "cannot resume: no finished epoch was saved")?;
 
-    let trainable = load_burnpack(trainable, &run.checkpoint_dir().join(&pointer.model_file), &pointer.model_md5)?;
+    let trainable = load_burnpack(trainable, &run.checkpoint_dir().join(&pointer.model_file), &pointer.model_checksum)?;
     let optimizer_path = run.checkpoint_dir().join(&pointer.optimizer_file);
     let optimizer_bytes = fs::read(&optimizer_path).map_err(|e| TrainError::io(&optimizer_path, e))?;
-    if md5_hex(&optimizer_bytes) != pointer.optimizer_md5 {
-        return Err(checkpoint_error(&optimizer_path, "content does not match last.json's MD5"));
+    if !matches(&optimizer_bytes, &pointer.optimizer_checksum) {
+        return Err(checkpoint_error(&optimizer_path, "content does not match last.json's checksum"));
     }
     let optimizer = optimizer
         .from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer_bytes))
         .map_err(|e| checkpoint_error(&optimizer_path, format!("{e:?}")))?;
-    let average = match (&pointer.average_file, &pointer.average_md5) {
-        (Some(file), Some(md5)) => {
+    let average = match (&pointer.average_file, &pointer.average_checksum) {
+        (Some(file), Some(recorded)) => {
             let path = run.checkpoint_dir().join(file);
             let bytes = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
-            if &md5_hex(&bytes) != md5 {
-                return Err(checkpoint_error(&path, "content does not match last.json's MD5"));
+            if !matches(&bytes, recorded) {
+                return Err(checkpoint_error(&path, "content does not match last.json's checksum"));
             }
             Some(path)
         }
@@ -361,24 +360,24 @@ pub fn load_last<M: Module>(run: &RunDir, trainable: M, optimizer: ModuleOptimiz
 pub fn load_last_modules<M: Module>(folder: &Path, trainable: M) -> Result<(M, MethodState), TrainError> {
     let dir = folder.join("checkpoints");
     let pointer = read_last_pointer(&dir, "no finished epoch to carry over")?;
-    let trainable = load_burnpack(trainable, &dir.join(&pointer.model_file), &pointer.model_md5)?;
+    let trainable = load_burnpack(trainable, &dir.join(&pointer.model_file), &pointer.model_checksum)?;
     let method = MethodState { dir, stem: String::new(), values: pointer.method_values, files: pointer.method_files };
     Ok((trainable, method))
 }
 
-/// `best.safetensors` of `run`, checked against the MD5 in `best.json`, so a damaged or changed
+/// `best.safetensors` of `run`, checked against the checksum in `best.json`, so a damaged or changed
 /// file is refused rather than evaluated.
 pub fn best_weights(run: &RunDir) -> Result<PathBuf, TrainError> {
     let path = run.checkpoint("best", "safetensors");
     let record_path = run.checkpoint("best", "json");
     let text = fs::read_to_string(&record_path).map_err(|e| TrainError::io(&record_path, e))?;
     let record: BestRecord = serde_json::from_str(&text).map_err(|e| checkpoint_error(&record_path, format!("unreadable: {e}")))?;
-    if let Some(md5) = record.md5 {
+    if let Some(recorded) = record.checksum {
         let bytes = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
-        if md5_hex(&bytes) != md5 {
+        if !matches(&bytes, &recorded) {
             return Err(checkpoint_error(
                 &path,
-                "content does not match best.json's MD5: the file was changed or damaged after training; restore it from a copy or train again",
+                "content does not match best.json's checksum: the file was changed or damaged after training; restore it from a copy or train again",
             ));
         }
     }

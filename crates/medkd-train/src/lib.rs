@@ -6,6 +6,7 @@ pub mod attack;
 pub mod averaging;
 pub mod build_info;
 pub mod checkpoint;
+pub mod checksum;
 pub mod config;
 pub mod device;
 pub mod engine;

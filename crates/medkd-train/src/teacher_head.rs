@@ -20,7 +20,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 use crate::TrainError;
-use crate::checkpoint::md5_hex;
+use crate::checksum::md5_hex;
 use crate::config::{OptimizerConfig, RunConfig};
 use crate::evaluate::batch_tensor;
 use crate::optim::build_optimizer;

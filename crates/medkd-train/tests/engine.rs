@@ -289,7 +289,8 @@ fn a_round_starts_from_the_previous_rounds_best_weights() {
 }
 
 /// A damaged `best.safetensors` (bytes flipped, same size) is refused with an error naming the
-/// file, where it used to evaluate silently (issue #32's second silent case).
+/// file, where it used to evaluate silently (issue #32's second silent case); checked against an
+/// earlier binary's MD5 as well as the current checksum.
 #[test]
 fn a_damaged_best_checkpoint_is_refused() {
     let _serial = serial();
@@ -300,16 +301,21 @@ fn a_damaged_best_checkpoint_is_refused() {
     let mut method = TwoViewConsistency { config: &config, setup: &setup, device: None, steps_seen: 0 };
     fit(&config, &setup, &mut method, &run, false, false).unwrap();
     setup.load_best(&run).unwrap();
-
+    // A run of an earlier binary, whose best.json holds the file's MD5, loads as well.
     let path = tmp.path().join("checkpoints/best.safetensors");
     let mut bytes = std::fs::read(&path).unwrap();
+    let record = tmp.path().join("checkpoints/best.json");
+    let md5 = medkd_train::checksum::md5_hex(&bytes);
+    std::fs::write(&record, format!(r#"{{"epoch": 0, "metric": "auc", "value": 0.5, "md5": "{md5}"}}"#)).unwrap();
+    setup.load_best(&run).unwrap();
+
     let middle = bytes.len() / 2;
     for byte in &mut bytes[middle..middle + 2000] {
         *byte = !*byte;
     }
     std::fs::write(&path, &bytes).unwrap();
     let error = setup.load_best(&run).err().expect("a damaged checkpoint is refused").to_string();
-    assert!(error.contains("best.safetensors") && error.contains("best.json's MD5"), "{error}");
+    assert!(error.contains("best.safetensors") && error.contains("best.json's checksum"), "{error}");
 }
 
 /// Fine-tuning with the backbone frozen for the whole (one-epoch) run: every backbone tensor of
