@@ -101,15 +101,19 @@ for step in "${steps[@]}"; do
         no_correction) ablation no_correction method.correction_every=0 ;;
         hard) ablation hard 'method.pseudo_labels="hard"' ;;
         dino)
-            train dino_s0 configs/distl/pneumoniamnist_dino_vit_tiny_patch4.toml
-            normalize=$(python3 -c "import json,sys; n=json.load(open(sys.argv[1]))['normalization']; print('data.normalize={ kind = \"custom\", mean = %s, std = %s }' % (n['mean'], n['std']))" "$out/dino_s0/summary.json")
+            # DINO_EPOCHS=N pre-trains for N epochs instead of the config's 5, as dinoN_s0,
+            # probed as probe_dinoN_sS and kept as knnN_sS.txt.
+            epochs=${DINO_EPOCHS:-5}
+            tag=$([[ $epochs == 5 ]] || echo "$epochs")
+            train "dino${tag}_s0" configs/distl/pneumoniamnist_dino_vit_tiny_patch4.toml --set "train.epochs=$epochs"
+            normalize=$(python3 -c "import json,sys; n=json.load(open(sys.argv[1]))['normalization']; print('data.normalize={ kind = \"custom\", mean = %s, std = %s }' % (n['mean'], n['std']))" "$out/dino${tag}_s0/summary.json")
             probe=configs/distl/pneumoniamnist_linear_probe.toml
             for seed in $seeds; do
                 labelled=(--set "seed=$seed" --set "data.train_subset={ ratio = 0.1, seed = $seed }")
-                train "probe_dino_s$seed" "$probe" "${labelled[@]}" --set "$normalize" --set "model.pretrained=\"$(realpath "$out")/dino_s0/checkpoints/best.safetensors\""
+                train "probe_dino${tag}_s$seed" "$probe" "${labelled[@]}" --set "$normalize" --set "model.pretrained=\"$(realpath "$out")/dino${tag}_s0/checkpoints/best.safetensors\""
                 train "probe_random_s$seed" "$probe" "${labelled[@]}" --set "$normalize"
                 # The same backbones scored by 20-NN with the labelled 10% as the memory bank.
-                "$medkd" eval --run "$out/probe_dino_s$seed" --knn 20 --against "$out/probe_random_s$seed" > "$kept/knn_s$seed.txt"
+                "$medkd" eval --run "$out/probe_dino${tag}_s$seed" --knn 20 --against "$out/probe_random_s$seed" > "$kept/knn${tag}_s$seed.txt"
             done
             ;;
         *) echo "unknown step $step" >&2; exit 2 ;;

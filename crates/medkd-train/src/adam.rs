@@ -268,7 +268,7 @@ impl Optimizer for FusedAdam {
 mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::optim::{GradientsParams, ModuleOptimizer};
-    use burn::tensor::{Distribution, Tensor};
+    use burn::tensor::{Tensor, TensorData};
 
     use super::*;
 
@@ -288,7 +288,9 @@ mod tests {
     fn train(mut optimizer: ModuleOptimizer, mut layer: Linear, steps: usize) -> (Linear, ModuleOptimizer) {
         let device = layer.weight.val().device();
         for step in 0..steps {
-            let x = Tensor::<2>::random([8, 300], Distribution::Normal(0.0, 1.0), &device).mul_scalar(step as f32 + 1.0);
+            // Inputs from a formula, not the backend's generator, which other tests share.
+            let values: Vec<f32> = (0..8 * 300).map(|i| ((i * 7 + step * 13) as f32 * 0.37).sin() * (step as f32 + 1.0)).collect();
+            let x = Tensor::<2>::from_data(TensorData::new(values, [8, 300]), &device);
             let loss = layer.forward(x).powf_scalar(2.0).mean();
             let grads = GradientsParams::from_grads(loss.backward(), &layer);
             layer = optimizer.step(1e-2 / (step as f64 + 1.0), layer, grads);
@@ -318,12 +320,9 @@ mod tests {
             }),
         ];
         for (index, (ours, burns)) in cases.into_iter().enumerate() {
-            device.seed(7);
             let layer: Linear = LinearConfig::new(300, 200).init(&device);
             let start = bits(&layer);
-            device.seed(11);
             let (by_burn, burn_optimizer) = train(burns(), layer.clone(), 5);
-            device.seed(11);
             let (by_medkd, medkd_optimizer) = train(ModuleOptimizer::from(ours), layer.clone(), 5);
             assert_eq!(bits(&layer), start, "case {index}: the starting layer is untouched");
             assert_ne!(bits(&by_medkd), start, "case {index}: the weights moved");
@@ -334,9 +333,7 @@ mod tests {
                 let bytes = saved.into_bytes().unwrap();
                 into.from_bytes(bytes).unwrap()
             };
-            device.seed(13);
             let (burn_after_ours, _) = train(reload(medkd_optimizer, burns()), by_medkd.clone(), 1);
-            device.seed(13);
             let (ours_after_burn, _) = train(reload(burn_optimizer, ModuleOptimizer::from(ours)), by_burn.clone(), 1);
             assert_eq!(differing(&burn_after_ours, &ours_after_burn), 0, "case {index}: values where the resumed states differ");
         }
