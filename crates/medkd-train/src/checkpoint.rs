@@ -65,8 +65,8 @@ struct SavedFile {
 }
 
 /// A method's resumable state beyond its trainable module and the optimizer: values (JSON) and
-/// modules (Burnpack files of the epoch set), saved with every finished epoch and checked against their checksums
-/// when a run resumes. See `Method::save_state`.
+/// modules (Burnpack files of the epoch set), saved with every finished epoch and checked against
+/// their checksums when a run resumes. See `Method::save_state`.
 pub struct MethodState {
     dir: PathBuf,
     stem: String,

@@ -208,6 +208,9 @@ pub fn fit<M: Method>(
             "wall_seconds": state.wall_seconds,
             "medkd_commit": build_info::COMMIT,
         }))?;
+        // The previous epoch's write first: once committed it deletes every other set's files,
+        // these included.
+        checkpoints.wait()?;
         let mut method_state = method_state_for(run, &state);
         method.save_state(&mut method_state)?;
         let best = improved.then(|| BestChoice { model: evaluated, epoch, metric: select.name(), value: metric });
