@@ -244,10 +244,7 @@ fn split_boxes(config: &RunConfig, run: &RunDir, setup: &RunSetup, split: &str, 
 }
 
 pub fn eval(run_path: &Path, split: &str, scoring: Scoring, cam_threshold: Option<f64>, against: Option<&Path>) -> Result<()> {
-    let (config, run, setup) = match scoring {
-        Scoring::Classifier(_) => open_run_at(run_path, cam_threshold)?,
-        Scoring::Knn(_) => open_run_for_knn(run_path)?,
-    };
+    let (config, run, setup) = open_run_scored(run_path, scoring, cam_threshold)?;
     if setup.info.task == Task::Localization {
         let Scoring::Classifier(tta) = scoring else { unreachable!("open_run_for_knn refuses localization runs") };
         ensure!(against.is_none(), "{}: --against compares classifiers' ROC-AUCs; this run localizes", run_path.display());
@@ -278,16 +275,17 @@ pub fn eval(run_path: &Path, split: &str, scoring: Scoring, cam_threshold: Optio
 /// DeLong's paired test of run A (what it `scored` on `split`) against run B's predictions there,
 /// scored the same way.
 fn delong_against(scored: &Scored, class_names: &[String], runs: [&Path; 2], split: &str, scoring: Scoring) -> Result<String> {
-    let (other_config, other_run, other_setup) = match scoring {
-        Scoring::Classifier(_) => {
-            let opened = open_run(runs[1])?;
-            has_classifier(&opened.0, runs[1])?;
-            opened
-        }
-        Scoring::Knn(_) => open_run_for_knn(runs[1])?,
-    };
+    let (other_config, other_run, other_setup) = open_run_scored(runs[1], scoring, None)?;
     let other = split_predictions(&other_config, &other_run, &other_setup, split, scoring)?;
     paired_delong_table(scored, &other, class_names, runs)
+}
+
+/// The run opened to be scored so: by its classifier ([`open_run_at`]), or by k-NN.
+fn open_run_scored(run_path: &Path, scoring: Scoring, cam_threshold: Option<f64>) -> Result<(RunConfig, RunDir, RunSetup)> {
+    match scoring {
+        Scoring::Classifier(_) => open_run_at(run_path, cam_threshold),
+        Scoring::Knn(_) => open_run_for_knn(run_path),
+    }
 }
 
 /// The run opened for `eval --knn`: any single-label classification run, DINO pre-training included.
