@@ -24,6 +24,10 @@ mod transformer_ops;
 mod vit;
 mod weights;
 
+/// Whether gemm's AVX-512 kernels are built in (the `avx512` feature); without them an AVX-512
+/// CPU runs the AVX2+FMA ones.
+pub const AVX512_KERNELS: bool = cfg!(feature = "avx512");
+
 pub use conv::conv2d;
 pub use densenet::DenseNet;
 pub use efficientnet_lite::EfficientNetLite;

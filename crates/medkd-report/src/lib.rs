@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 pub use error::ReportError;
 pub use prune::prune_page;
-pub use run_files::RunFiles;
+pub use run_files::{RunFiles, Scores, read_scores};
 
 use crate::html::escape;
 

@@ -143,7 +143,8 @@ fn read_epochs(path: &Path) -> Result<Vec<Epoch>, ReportError> {
     Ok(epochs)
 }
 
-fn read_scores(path: &Path, class_names: &[String]) -> Result<Scores, ReportError> {
+/// Reads a `predictions/<split>.csv` of a run whose classes are `class_names`.
+pub fn read_scores(path: &Path, class_names: &[String]) -> Result<Scores, ReportError> {
     let invalid = |message: String| ReportError::invalid(path, message);
     let mut reader = csv::Reader::from_path(path).map_err(|e| invalid(e.to_string()))?;
     let header = reader.headers().map_err(|e| invalid(e.to_string()))?.clone();

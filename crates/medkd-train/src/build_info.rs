@@ -43,11 +43,12 @@ pub fn machine() -> Value {
 }
 
 /// The widest vector instruction set the CPU offers, as run-time kernel selection sees it: gemm
-/// (every matrix product and convolution) runs its AVX-512 kernels on `avx512f`, its AVX2+FMA
-/// ones on `avx2+fma`, so this is the kernel path a run took.
+/// (every matrix product and convolution) runs its AVX-512 kernels on `avx512f` (where they are
+/// built in, medkd-models' `avx512` feature), its AVX2+FMA ones on `avx2+fma`, so this is the
+/// kernel path a run took.
 #[cfg(target_arch = "x86_64")]
 fn simd() -> &'static str {
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if medkd_models::AVX512_KERNELS && std::arch::is_x86_feature_detected!("avx512f") {
         "avx512f"
     } else if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         "avx2+fma"

@@ -1,7 +1,6 @@
 //! medkd's training engine: config, the one training loop ([`engine`]) and the methods that run
 //! on it ([`method`], [`methods`]), evaluation, checkpoints and the run folder contract.
 
-pub mod adam;
 pub mod attack;
 pub mod averaging;
 pub mod build_info;

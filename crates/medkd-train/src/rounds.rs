@@ -138,7 +138,11 @@ impl Rounds {
         for stage in &self.stages {
             let mut config = stage.config.clone();
             config.absolutize_paths(out);
-            if let Some(previous) = &stage.starts_from {
+            let folder = out.join(&stage.name);
+            // A finished stage is only read back, so what it started from need not be there (a
+            // kept run without checkpoints still runs its remaining stages).
+            let finished = folder.join("summary.json").is_file();
+            if let Some(previous) = stage.starts_from.as_ref().filter(|_| !finished) {
                 let previous = out.join(previous);
                 match &mut config.method {
                     // A self-training round before: carried over whole.
@@ -154,7 +158,6 @@ impl Rounds {
                     _ => init_from_stage(&mut config, &previous)?,
                 }
             }
-            let folder = out.join(&stage.name);
             let summary = run_stage(&config, &folder, &stage.name, show_progress)?;
             let MethodConfig::Distl(method) = &config.method else { unreachable!("every stage is a distl run") };
             reports.push(json!({

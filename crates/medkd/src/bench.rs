@@ -16,8 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use medkd_data::{DataConfig, Loader, LoaderOptions, build_pipelines, open_splits};
@@ -25,12 +24,13 @@ use medkd_losses::{
     DinoHead, DinoHeadShape, Features, LossContext, LossSpec, Objective, Targets, TaskFacts, TeacherFacts, dino_loss, updated_center,
 };
 use medkd_models::{Arch, FeatureLayout, Masks, Model, ModelSpec, prune_global};
-use medkd_train::adam::FusedAdam;
 use medkd_train::averaging::blend_toward;
 use medkd_train::build_info;
 use medkd_train::config::DeviceChoice;
 use medkd_train::device::make_device;
 use medkd_train::methods::SelfDistilled;
+use medkd_train::optim::adam::FusedAdam;
+use medkd_train::optim::sgd::FusedSgd;
 use serde_json::{Value, json};
 
 /// The burn release the workspace pins (Cargo.toml `burn = "=0.22.1"`), recorded in bench.json.
@@ -510,11 +510,10 @@ fn time_dino(batch: usize, options: &BenchOptions) -> Result<Timing> {
     })
 }
 
-/// SGD as the PyTorch reference configures it (lr 0.01, momentum 0.9, no dampening: burn's
-/// default dampening is 0.1, torch's 0).
+/// SGD as the PyTorch reference configures it (lr 0.01, momentum 0.9, no dampening), medkd's
+/// one-pass SGD as training builds it.
 fn sgd() -> ModuleOptimizer {
-    let momentum = MomentumConfig::new().with_momentum(0.9).with_dampening(0.0).with_nesterov(false);
-    SgdConfig::new().with_momentum(Some(momentum)).init()
+    ModuleOptimizer::from(FusedSgd::new(0.9, false, 0.0))
 }
 
 /// The HAM10000 training pipeline over the first `count` rows of labels.csv, the same

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use medkd_data::{Size, Task, TransformSpec, build_pipelines};
+use medkd_data::{Size, Target, Task, TransformSpec, build_pipelines};
 use medkd_eval::Metric;
 use medkd_models::{Arch, Model, ModelSpec, count_macs, count_params};
 use medkd_train::attack::{AttackOptions, attack_run};
@@ -325,18 +325,31 @@ fn distl_report(rounds: &Rounds, report: &serde_json::Value, out: &Path) -> Resu
         println!("{:<14} {:>8} {interval:>19} {:>8}", stage["name"].as_str().unwrap_or("?"), value(&test["auc"]), value(&test["acc"]));
     }
     for (round, baseline) in rounds.pairs(out) {
-        let (config, run, setup) = open_run(&round)?;
-        let evaluation =
-            evaluate(&split_predictions(&config, &run, &setup, "test", Scoring::Classifier(Tta::None))?, &setup.info, &setup.shot_groups)?;
-        if let Some(scored) = &evaluation.scored {
-            println!("{}", delong_against(scored, &setup.info.class_names, [&round, &baseline], "test", Scoring::Classifier(Tta::None))?);
-        }
+        let (_, _, setup) = open_run(&round)?;
+        let class_names = &setup.info.class_names;
+        let [a, b] = [&round, &baseline].map(|stage| stage_test_scores(stage, class_names));
+        let (a, b) = (a?, b?);
+        let b = Predictions {
+            probs: b.probs,
+            num_classes: class_names.len(),
+            targets: b.labels.into_iter().map(Target::Class).collect(),
+            ids: b.ids,
+        };
+        let a = Scored { ids: a.ids, probs: a.probs, labels: a.labels };
+        println!("{}", paired_delong_table(&a, &b, class_names, [&round, &baseline])?);
     }
     println!("report: {}", out.join("distl.json").display());
     for stage in &rounds.stages {
         write_report_after_training(&out.join(&stage.name));
     }
     Ok(())
+}
+
+/// The test predictions a finished DISTL stage kept (`predictions/test.csv`, written from its
+/// best checkpoint), so a kept run without checkpoints still gets its paired tests.
+fn stage_test_scores(stage: &Path, class_names: &[String]) -> Result<medkd_report::Scores> {
+    let path = stage.join("predictions").join("test.csv");
+    Ok(medkd_report::read_scores(&path, class_names)?)
 }
 
 /// DeLong's paired test of run A's scored predictions and run B's on the same samples: the

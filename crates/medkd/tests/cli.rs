@@ -99,10 +99,11 @@ fn train_writes_the_run_folder_and_predict_matches_the_summary() {
         assert!(commit == head || commit == format!("{head}-dirty"), "{commit} vs HEAD {head}");
         assert_eq!(first["medkd_commit"], summary["medkd"]["commit"], "every metrics line names the binary");
     }
-    // ...and the CPU kind that computed it, as this test process sees the same CPU.
+    // ...and the kernel path that computed it, as this test process sees the same CPU and build
+    // (AVX-512 only where built in: `--no-default-features` forces the AVX2+FMA kernels).
     let machine = &summary["medkd"]["machine"];
     #[cfg(target_arch = "x86_64")]
-    assert_eq!(machine["simd"] == "avx512f", std::arch::is_x86_feature_detected!("avx512f"), "{machine}");
+    assert_eq!(machine["simd"] == "avx512f", medkd_models::AVX512_KERNELS && std::arch::is_x86_feature_detected!("avx512f"), "{machine}");
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|n| n.parse().ok()).filter(|&n: &usize| n > 0);
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().unwrap().get());
     assert_eq!(machine["threads"], threads, "{machine}");
@@ -1329,6 +1330,22 @@ fn distl_runs_its_rounds_and_baseline_and_refuses_bad_settings_first() {
         assert!(!stderr(&output).contains("panicked"));
         assert!(!refused.exists(), "{set}: no folder for a refused config");
     }
+
+    // A kept run (its stages' checkpoints gone) still trains the stages it lacks, the same way,
+    // and its paired tests, read from the stages' predictions, are those `eval` computes afresh.
+    let [round1, supervised1] = ["round1", "supervised1"].map(|stage| out.join(stage).to_str().unwrap().to_string());
+    let eval = medkd(&["eval", "--run", &round1, "--against", &supervised1, "--split", "test"]);
+    let eval = String::from_utf8_lossy(&eval.stdout);
+    let paired = &eval[eval.find("DeLong's paired test").expect("eval --against prints the paired test")..];
+    for stage in ["round0", "round1", "round2"] {
+        std::fs::remove_dir_all(out.join(stage).join("checkpoints")).unwrap();
+    }
+    let predictions = std::fs::read(out.join("supervised2/predictions/test.csv")).unwrap();
+    std::fs::remove_dir_all(out.join("supervised2")).unwrap();
+    let resumed = medkd(&["distl", "--quiet", "--resume", out.to_str().unwrap()]);
+    assert!(resumed.status.success() && stderr(&resumed).contains("supervised2: training"), "{}", stderr(&resumed));
+    assert_eq!(std::fs::read(out.join("supervised2/predictions/test.csv")).unwrap(), predictions);
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains(paired.trim_end()), "{paired}\n{}", String::from_utf8_lossy(&resumed.stdout));
 }
 
 fn read_json_line(path: &Path) -> Value {

@@ -9,15 +9,13 @@
 //! dtypes) get burn's optimizers.
 
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, DType, Dispatch, DispatchDevice, Flex, backend_extension};
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, AdamState, AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, LearningRate, Optimizer};
 use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 
-/// Values per parallel task: the update of one value does not depend on any other, so the split
-/// does not change the result.
-const VALUES_PER_TASK: usize = 1 << 15;
+use super::flex::{VALUES_PER_TASK, dense, on_flex, values_mut};
 
 /// How the weight decay enters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -132,18 +130,6 @@ impl AdamBackend for Flex {
     }
 }
 
-/// `t` contiguous (a copy only when it is not).
-fn dense(t: FloatTensor<Flex>) -> FloatTensor<Flex> {
-    if t.is_contiguous() { t } else { t.to_contiguous() }
-}
-
-/// A dense tensor's values, to update in place; a buffer shared with another tensor is copied
-/// first, so only this step's tensors change.
-fn values_mut(t: &mut FloatTensor<Flex>) -> &mut [f32] {
-    let (start, end) = t.layout().contiguous_offsets().expect("dense tensors are contiguous");
-    &mut t.storage_mut::<f32>()[start..end]
-}
-
 /// The scalars of one step, computed once as burn computes them.
 struct Update {
     beta_1: f32,
@@ -214,11 +200,6 @@ impl Update {
     }
 }
 
-/// Whether medkd's kernel takes this tensor: f32 on the `flex` device.
-fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
-    matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32
-}
-
 impl Optimizer for FusedAdam {
     type State<const D: usize> = AdamState<D>;
 
@@ -266,44 +247,15 @@ impl Optimizer for FusedAdam {
 
 #[cfg(test)]
 mod tests {
-    use burn::nn::{Linear, LinearConfig};
-    use burn::optim::{GradientsParams, ModuleOptimizer};
-    use burn::tensor::{Tensor, TensorData};
+    use burn::optim::ModuleOptimizer;
 
+    use super::super::against_burn::assert_steps_as_burns;
     use super::*;
 
-    fn bits(layer: &Linear) -> Vec<u32> {
-        let weight = layer.weight.val().into_data().try_to_vec::<f32>().unwrap();
-        let bias = layer.bias.as_ref().unwrap().val().into_data().try_to_vec::<f32>().unwrap();
-        weight.iter().chain(&bias).map(|v| v.to_bits()).collect()
-    }
-
-    /// How many of two layers' values differ in any bit.
-    fn differing(a: &Linear, b: &Linear) -> usize {
-        bits(a).iter().zip(bits(b)).filter(|(a, b)| **a != *b).count()
-    }
-
-    /// `steps` steps of `optimizer` on a layer of 60,000 weights (two parallel tasks and a ragged
-    /// one) and 200 biases, from the same start and inputs each time.
-    fn train(mut optimizer: ModuleOptimizer, mut layer: Linear, steps: usize) -> (Linear, ModuleOptimizer) {
-        let device = layer.weight.val().device();
-        for step in 0..steps {
-            // Inputs from a formula, not the backend's generator, which other tests share.
-            let values: Vec<f32> = (0..8 * 300).map(|i| ((i * 7 + step * 13) as f32 * 0.37).sin() * (step as f32 + 1.0)).collect();
-            let x = Tensor::<2>::from_data(TensorData::new(values, [8, 300]), &device);
-            let loss = layer.forward(x).powf_scalar(2.0).mean();
-            let grads = GradientsParams::from_grads(loss.backward(), &layer);
-            layer = optimizer.step(1e-2 / (step as f64 + 1.0), layer, grads);
-        }
-        (layer, optimizer)
-    }
-
-    /// Adam and AdamW, with and without weight decay: five steps of medkd's give the weights of
-    /// burn's to the bit, and an optimizer state saved by burn's resumes in medkd's (and the
-    /// reverse) to the same weights as six steps of one.
+    /// Adam and AdamW, with and without weight decay: medkd's steps are burn's to the bit, and
+    /// an optimizer state saved by burn's resumes in medkd's and the reverse.
     #[test]
     fn steps_are_burns_to_the_bit_and_states_load_in_either() {
-        let device = medkd_models::test_device().autodiff();
         let cases: [(FusedAdam, fn() -> ModuleOptimizer); 4] = [
             (FusedAdam::adam([0.9, 0.999], 1e-8, 0.0), || AdamConfig::new().with_epsilon(1e-8).init()),
             (FusedAdam::adam([0.8, 0.99], 1e-6, 0.01), || {
@@ -319,23 +271,8 @@ mod tests {
                 AdamWConfig::new().with_beta_2(0.95).with_epsilon(1e-8).with_weight_decay(0.0).init()
             }),
         ];
-        for (index, (ours, burns)) in cases.into_iter().enumerate() {
-            let layer: Linear = LinearConfig::new(300, 200).init(&device);
-            let start = bits(&layer);
-            let (by_burn, burn_optimizer) = train(burns(), layer.clone(), 5);
-            let (by_medkd, medkd_optimizer) = train(ModuleOptimizer::from(ours), layer.clone(), 5);
-            assert_eq!(bits(&layer), start, "case {index}: the starting layer is untouched");
-            assert_ne!(bits(&by_medkd), start, "case {index}: the weights moved");
-            assert_eq!(differing(&by_medkd, &by_burn), 0, "case {index}: values where medkd's steps are not burn's");
-
-            // A sixth step after saving and loading each optimizer's state into the other.
-            let reload = |saved: ModuleOptimizer, into: ModuleOptimizer| {
-                let bytes = saved.into_bytes().unwrap();
-                into.from_bytes(bytes).unwrap()
-            };
-            let (burn_after_ours, _) = train(reload(medkd_optimizer, burns()), by_medkd.clone(), 1);
-            let (ours_after_burn, _) = train(reload(burn_optimizer, ModuleOptimizer::from(ours)), by_burn.clone(), 1);
-            assert_eq!(differing(&burn_after_ours, &ours_after_burn), 0, "case {index}: values where the resumed states differ");
+        for (ours, burns) in cases {
+            assert_steps_as_burns(|| ModuleOptimizer::from(ours), burns, &format!("{ours:?}"));
         }
     }
 }

@@ -1,14 +1,22 @@
+//! The optimizer a run's config names (`build_optimizer`), with medkd's one-pass SGD, Adam and
+//! AdamW on the `flex` backend.
+
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
-use burn::optim::decay::WeightDecayConfig;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{ModuleOptimizer, Optimizer, SgdConfig};
+use burn::optim::{ModuleOptimizer, Optimizer};
 use burn::prelude::*;
 
-use crate::adam::FusedAdam;
 use crate::config::OptimizerConfig;
+use adam::FusedAdam;
+use sgd::FusedSgd;
 
-/// Builds burn's optimizer with torch's semantics for the same settings, for `module`'s
+pub mod adam;
+#[cfg(test)]
+mod against_burn;
+mod flex;
+pub mod sgd;
+
+/// Builds the optimizer with torch's semantics for the same settings, for `module`'s
 /// parameters. Without `decay_biases_and_norms`, every 1-D parameter (biases, norm scales and
 /// shifts) learns without weight decay, as DINO's and timm's parameter groups; with `clip`, each
 /// parameter's gradient is scaled down to at most that L2 norm (DINO's per-parameter
@@ -20,19 +28,13 @@ pub fn build_optimizer<M: Module>(
     module: &M,
 ) -> ModuleOptimizer {
     let undecayed = if decay_biases_and_norms { Vec::new() } else { one_dimensional(module) };
-    let l2 = |decay: f64| (decay > 0.0).then(|| WeightDecayConfig { penalty: decay as f32 });
     match config {
+        // medkd's one-pass SGD, Adam and AdamW: the same updates as burn's (see `sgd`, `adam`),
+        // with torch's semantics (SGD's dampening is 0; burn's MomentumConfig defaults to 0.1).
         OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
-            let sgd = |decay: f64| {
-                SgdConfig::new()
-                    .with_weight_decay(l2(decay))
-                    // torch's dampening is 0; burn's MomentumConfig defaults to 0.1.
-                    .with_momentum((*momentum > 0.0).then(|| MomentumConfig { momentum: *momentum, dampening: 0.0, nesterov: *nesterov }))
-                    .build()
-            };
+            let sgd = |decay: f64| FusedSgd::new(*momentum as f32, *nesterov, decay as f32);
             grouped(sgd(*weight_decay), sgd(0.0), undecayed, clip)
         }
-        // medkd's one-pass Adam and AdamW, the same update as burn's (see crate::adam).
         OptimizerConfig::Adam { betas, eps, weight_decay, .. } => {
             let adam = |decay: f64| FusedAdam::adam([betas[0] as f32, betas[1] as f32], *eps as f32, decay as f32);
             grouped(adam(*weight_decay), adam(0.0), undecayed, clip)
