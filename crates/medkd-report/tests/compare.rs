@@ -279,11 +279,26 @@ fn printed(cell: &str) -> (f64, i32) {
     (cell.parse().unwrap_or_else(|_| panic!("'{cell}' is not a number")), decimals)
 }
 
-/// `value` rounds to the page's `cell` at the decimals the page prints.
+/// `value` rounds to the page's `cell` at the decimals the page prints (`9.5e-6`: at the
+/// mantissa's decimals).
 fn assert_printed(cell: &str, value: f64, what: &str) {
-    let (page, decimals) = printed(cell);
-    let scale = 10f64.powi(decimals);
-    assert_eq!((value * scale).round(), (page * scale).round(), "{what}: the page prints {cell}, the kept runs give {value}");
+    let (mantissa, exponent) = cell.split_once('e').map_or((cell, 0), |(m, e)| (m, e.parse::<i32>().unwrap()));
+    let (page, decimals) = printed(mantissa);
+    let scale = 10f64.powi(decimals - exponent);
+    assert_eq!(
+        (value * scale).round(),
+        (page * 10f64.powi(decimals)).round(),
+        "{what}: the page prints {cell}, the kept runs give {value}"
+    );
+}
+
+/// `mean ± std` over seeds as the page prints it: the mean and the sample standard deviation.
+fn assert_mean_std(cell: &str, values: &[f64], what: &str) {
+    let (mean_cell, std_cell) = cell.split_once(" ± ").unwrap_or_else(|| panic!("{what}: '{cell}' is not mean ± std"));
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (values.len() - 1) as f64).sqrt();
+    assert_printed(mean_cell, mean, &format!("{what} mean"));
+    assert_printed(std_cell, std, &format!("{what} std"));
 }
 
 /// The positive-class scores and labels of a kept DISTL stage's test predictions
@@ -300,11 +315,12 @@ fn distl_predictions(stage: &str) -> (Vec<f32>, Vec<bool>) {
         .unzip()
 }
 
-/// A DISTL table's row label as the kept stage it names.
+/// A DISTL table's row label as the kept stage it names: `roundN`/`supervisedN` (a stage of
+/// every seed), or an ablation's stage.
 fn distl_stage(label: &str) -> String {
     let words: Vec<&str> = label.split([' ', ':']).collect();
     match (words[0], words.get(1)) {
-        ("round" | "supervised", Some(n)) => format!("s0/{}{n}", words[0]),
+        ("round" | "supervised", Some(n)) => format!("{}{n}", words[0]),
         ("full", _) => "s0/round1".into(),
         ("without", Some(&"DINO")) => "no_dino/round1".into(),
         ("without", Some(&"the")) => "no_correction/round1".into(),
@@ -313,41 +329,66 @@ fn distl_stage(label: &str) -> String {
     }
 }
 
-/// The DISTL section's tables come out of results/distl: each stage's test AUC, DeLong interval,
-/// accuracy and balanced accuracy from its kept predictions and summary.json, each paired
-/// comparison from DeLong's paired test on the two stages' kept predictions.
+/// The DISTL section's tables come out of results/distl: per seed each stage's test AUC and
+/// DeLong interval from its kept predictions, and each paired difference with DeLong's p; over
+/// seeds mean ± std and the paired t-test; the ablations' paired tests against round 1.
 #[test]
 fn the_distl_tables_come_out_of_the_kept_stages() {
     let heading = "## DISTL: self-training rounds on PneumoniaMNIST";
+    let seeds = ["s0", "s1", "s2"];
     let stages = page_table(heading, false);
-    assert_eq!(stages[0][2..6], ["test AUC", "DeLong 95% CI", "accuracy", "balanced accuracy"]);
+    assert_eq!(stages[0][1..], ["seed 0", "seed 1", "seed 2", "mean ± std"]);
+    let auc = |seed: &str, stage: &str| {
+        let (scores, positive) = distl_predictions(&format!("{seed}/{stage}"));
+        medkd_eval::delong_auc(&scores, &positive).unwrap().unwrap()
+    };
     for row in &stages[1..] {
         let stage = distl_stage(&row[0]);
-        let (scores, positive) = distl_predictions(&stage);
-        let ci = medkd_eval::delong_auc(&scores, &positive).unwrap().unwrap();
-        let (lower, upper) = row[3].split_once('-').unwrap();
-        assert_printed(&row[2], ci.auc, &format!("{stage} AUC"));
-        assert_printed(lower, ci.lower, &format!("{stage} CI"));
-        assert_printed(upper, ci.upper, &format!("{stage} CI"));
-        let summary: Value =
-            serde_json::from_str(&std::fs::read_to_string(repo().join("results/distl").join(&stage).join("summary.json")).unwrap())
-                .unwrap();
-        assert_printed(&row[4], summary["test"]["acc"].as_f64().unwrap(), &format!("{stage} accuracy"));
-        assert_printed(&row[5], summary["test"]["balanced_acc"].as_f64().unwrap(), &format!("{stage} balanced accuracy"));
+        let aucs: Vec<f64> = seeds
+            .iter()
+            .zip(&row[1..4])
+            .map(|(seed, cell)| {
+                let ci = auc(seed, &stage);
+                let (value, interval) = cell.split_once(" (").unwrap();
+                let (lower, upper) = interval.trim_end_matches(')').split_once('-').unwrap();
+                let what = format!("{seed}/{stage}");
+                assert_printed(value, ci.auc, &format!("{what} AUC"));
+                assert_printed(lower, ci.lower, &format!("{what} CI"));
+                assert_printed(upper, ci.upper, &format!("{what} CI"));
+                ci.auc
+            })
+            .collect();
+        assert_mean_std(&row[4], &aucs, &stage);
     }
     let paired = |a: &str, b: &str| {
         let ((scores_a, positive), (scores_b, _)) = (distl_predictions(a), distl_predictions(b));
         medkd_eval::delong_paired(&scores_a, &scores_b, &positive).unwrap().unwrap()
     };
     let pairs = page_table(heading, true);
-    assert_eq!(pairs[0], ["comparison", "AUC difference", "95% CI", "p"]);
+    assert_eq!(pairs[0], ["comparison", "seed 0", "seed 1", "seed 2", "mean ± std", "t-test p"]);
     for row in &pairs[1..] {
         let (a, b) = row[0].split_once(" − ").unwrap();
-        let test = paired(&distl_stage(a), &distl_stage(b));
-        let (lower, upper) = row[2].split_once(" to ").unwrap();
-        for (cell, value) in [(&row[1][..], test.difference), (lower, test.lower), (upper, test.upper), (&row[3][..], test.p_value)] {
-            assert_printed(cell, value, &row[0]);
-        }
+        let (a, b) = (distl_stage(a), distl_stage(b));
+        let differences: Vec<f64> = seeds
+            .iter()
+            .zip(&row[1..4])
+            .map(|(seed, cell)| {
+                let test = paired(&format!("{seed}/{a}"), &format!("{seed}/{b}"));
+                let what = format!("{seed}: {}", row[0]);
+                let (difference, p) = cell.split_once(" (p ").unwrap_or((cell, ""));
+                assert_printed(difference, test.difference, &what);
+                if !p.is_empty() {
+                    assert_printed(p.trim_end_matches(')'), test.p_value, &format!("{what} p"));
+                }
+                test.difference
+            })
+            .collect();
+        assert_mean_std(&row[4], &differences, &row[0]);
+        // Student's t with 2 degrees of freedom: two-sided p = 1 − |t| / √(2 + t²).
+        let mean = differences.iter().sum::<f64>() / 3.0;
+        let std = (differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        let t = mean / (std / 3f64.sqrt());
+        assert_printed(&row[5], 1.0 - t.abs() / (2.0 + t * t).sqrt(), &format!("{} t-test", row[0]));
     }
     let ablations = page_table("**Ablations, round 1, seed 0**", false);
     for row in &ablations[2..] {
