@@ -325,10 +325,9 @@ fn distl_report(rounds: &Rounds, report: &serde_json::Value, out: &Path) -> Resu
         println!("{:<14} {:>8} {interval:>19} {:>8}", stage["name"].as_str().unwrap_or("?"), value(&test["auc"]), value(&test["acc"]));
     }
     for (round, baseline) in rounds.pairs(out) {
-        let (_, _, setup) = open_run(&round)?;
-        let class_names = &setup.info.class_names;
-        let [a, b] = [&round, &baseline].map(|stage| stage_test_scores(stage, class_names));
-        let (a, b) = (a?, b?);
+        // The stage's own classes: no need to load its data to read its predictions.
+        let class_names = &Summary::read(&round.join("summary.json"))?.class_names;
+        let (a, b) = (stage_test_scores(&round, class_names)?, stage_test_scores(&baseline, class_names)?);
         let b = Predictions {
             probs: b.probs,
             num_classes: class_names.len(),
