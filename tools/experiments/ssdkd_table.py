@@ -12,7 +12,11 @@ RESULTS. A teacher that runs still to come distil from, kept but without its wei
 trained again into OUT; with the same binary it comes out the same, and if its test metrics
 differ from the kept ones the campaign stops rather than mix the two.
 
-    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--jobs 1] [--results DIR] [--set key=value]... [--main-rows-only] [--only RUN,...] [--report]
+    python3 tools/experiments/ssdkd_table.py OUT [--seeds 0,1,2] [--medkd target/debug/medkd] [--jobs 1] [--results DIR] [--set key=value]... [--main-rows-only] [--only RUN,...] [--pretrained] [--report]
+
+--pretrained (issue #33) runs the main rows from ImageNet weights instead: an EfficientNet-Lite2
+teacher and EfficientNet-Lite0 students (`medkd weights download efficientnet_lite2` and
+`efficientnet_lite0` first), kept in results/ssdkd_pretrained.
 
 --set overrides reach every run (e.g. --set train.epochs=10 for a shorter schedule).
 --main-rows-only stops after the main rows, so a second process can run other seeds' main rows
@@ -142,19 +146,37 @@ def cpu_kind(summary):
     return f"{machine['cpu_model']} family {machine['cpu_family']} model {machine['cpu_model_number']} ({machine['simd']})"
 
 
+# --pretrained (issue #33): the same rows with ImageNet weights where the paper has them, an
+# EfficientNet-Lite2 teacher and EfficientNet-Lite0 students (`medkd weights download` both),
+# each backbone at 0.3 of the head's rate as in configs/ham10000/efficientnet_lite0_pretrained.toml.
+FINETUNE = "train.finetune={ backbone_lr_scale = 0.3 }"
+
+
+def imagenet(arch):
+    return f'model={{ arch = "{arch}", pretrained = "imagenet", pretrained_skip = ["_fc."] }}'
+
+
 def main_rows(args, seeds):
-    """The main rows of every seed: a partial campaign yields whole rows first."""
-    runs = []
+    """The main rows of every seed: a partial campaign yields whole rows first. With --pretrained
+    D-KD comes after every seed's other rows (it is the row the table needs least)."""
+    if args.pretrained:
+        teacher_label, teacher_name, teacher_sets = "EfficientNet-Lite2 teacher", "teacher_efficientnet_lite2", [imagenet("efficientnet_lite2"), FINETUNE]
+        student_label, student_name, student_sets = "EfficientNet-Lite0 alone", "efficientnet_lite0", [imagenet("efficientnet_lite0"), FINETUNE]
+    else:
+        teacher_label, teacher_name, teacher_sets = "ResNet-50 teacher", "teacher_resnet50", []
+        student_label, student_name, student_sets = "MobileNetV2 alone", "mobilenetv2", []
+    runs, later = [], []
     for seed in seeds:
-        teacher = Run("ResNet-50 teacher", args.out / f"teacher_resnet50_s{seed}", "train",
-                      CONFIGS / "teacher_resnet50.toml", [f"seed={seed}"])
-        distil = [f"seed={seed}", f'teacher=[{{ run = "{teacher.folder}" }}]']
+        teacher = Run(teacher_label, args.out / f"{teacher_name}_s{seed}", "train",
+                      CONFIGS / "teacher_resnet50.toml", [f"seed={seed}", *teacher_sets])
+        distil = [f"seed={seed}", f'teacher=[{{ run = "{teacher.folder}" }}]', *student_sets]
         runs.append(teacher)
-        runs.append(Run("MobileNetV2 alone", args.out / f"mobilenetv2_s{seed}", "train",
-                        CONFIGS / "student_mobilenetv2.toml", [f"seed={seed}"]))
+        runs.append(Run(student_label, args.out / f"{student_name}_s{seed}", "train",
+                        CONFIGS / "student_mobilenetv2.toml", [f"seed={seed}", *student_sets]))
         for label, name in [("+ Hinton KD", "kd"), ("+ D-KD", "dkd"), ("+ SSD-KD", "ssdkd")]:
-            runs.append(Run(label, args.out / f"{name}_s{seed}", "distill", CONFIGS / f"{name}.toml", distil, teacher))
-    return runs
+            r = Run(label, args.out / f"{name}_s{seed}", "distill", CONFIGS / f"{name}.toml", distil, teacher)
+            (later if args.pretrained and name == "dkd" else runs).append(r)
+    return runs + later
 
 
 def ablations(args, seed, ssdkd, ssdkd_terms):
@@ -218,8 +240,10 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--medkd", default="target/debug/medkd")
     parser.add_argument("--jobs", type=int, default=1, help="ablation runs at a time")
-    parser.add_argument("--results", type=pathlib.Path, default=pathlib.Path("results/ssdkd_table"),
-                        help="where finished runs are kept")
+    parser.add_argument("--results", type=pathlib.Path, default=None,
+                        help="where finished runs are kept (results/ssdkd_table, with --pretrained results/ssdkd_pretrained)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="ImageNet-pretrained EfficientNet-Lite2 teacher and -Lite0 students; main rows only")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--main-rows-only", action="store_true", help="run no ablations")
     parser.add_argument("--only", type=lambda names: set(names.split(",")), default=None,
@@ -227,6 +251,10 @@ def main():
     parser.add_argument("--report", action="store_true", help="print the rows of the kept runs, run nothing")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.results is None:
+        args.results = pathlib.Path("results/ssdkd_pretrained" if args.pretrained else "results/ssdkd_table")
+    # The ablations are the from-scratch table's; the pretrained one has its main rows.
+    args.main_rows_only |= args.pretrained
     ssdkd_terms = tomllib.loads((CONFIGS / "ssdkd.toml").read_text())["loss"]
     if args.jobs < 1:
         parser.error(f"--jobs must be 1 or more, got {args.jobs}")

@@ -177,6 +177,20 @@ fn pretrained_table_comes_out_of_the_kept_runs() {
 }
 
 #[test]
+fn pretrained_ssdkd_table_comes_out_of_the_kept_runs() {
+    let mut runs: Vec<PathBuf> =
+        std::fs::read_dir(repo().join("results/ssdkd_pretrained")).unwrap().map(|e| e.unwrap().path()).collect();
+    runs.sort();
+    let pairs = [("kd", "efficientnet_lite0"), ("dkd", "efficientnet_lite0"), ("ssdkd", "efficientnet_lite0"), ("ssdkd", "kd")];
+    let comparison = compare(&runs, &options(&pairs)).unwrap();
+    let (table, paired) = comparison.tables();
+    let heading = "### ImageNet-pretrained EfficientNet-Lite, 3 seeds";
+    // The teacher, the student alone, KD, D-KD and SSD-KD, then the 4 pairs: seeds and 5 metrics each.
+    assert_eq!(assert_same_numbers(&page_table(heading, false), &table), 5 * 6);
+    assert_eq!(assert_same_numbers(&page_table(heading, true), &paired), 4 * 6);
+}
+
+#[test]
 fn paired_t_test_matches_scipy() {
     let golden: Value = serde_json::from_str(include_str!("golden/paired_t.json")).unwrap();
     for case in golden["cases"].as_array().unwrap() {
