@@ -9,7 +9,10 @@
 # JOBS=N runs N cells at a time (on a GPU, where one cell leaves it mostly idle), each logging
 # to runs/<cell folder>.log.
 #
-#   MEDKD=target/debug/medkd [DATASET=ham10000] [JOBS=1] tools/experiments/roskd_cells.sh [--set key=value]...
+# CELLS="sym40 ..." runs only those noise settings; PRETRAINED=1 (see roskd_table.sh) the
+# ImageNet-pretrained networks, into runs/roskd_pt_<cell>_s<seed> (HAM10000: roskd_ham_pt_...).
+#
+#   MEDKD=target/debug/medkd [DATASET=ham10000] [JOBS=1] [CELLS="sym40 sym20 sym0 asym20"] [PRETRAINED=0] tools/experiments/roskd_cells.sh [--set key=value]...
 set -euo pipefail
 here=$(dirname "$0")
 jobs=${JOBS:-1}
@@ -19,9 +22,14 @@ case ${DATASET:-pneumoniamnist} in
     ham10000) prefix=roskd_ham pairs='[["mel", "nv"], ["bkl", "mel"], ["akiec", "bcc"], ["bcc", "bkl"]]' ;;
     *) echo "DATASET must be pneumoniamnist or ham10000, got '$DATASET'" >&2; exit 2 ;;
 esac
+[[ ${PRETRAINED:-0} == 1 ]] && prefix=${prefix}_pt
+cells=${CELLS:-sym40 sym20 sym0 asym20}
+for cell in $cells; do
+    [[ $cell =~ ^(sym40|sym20|sym0|asym20)$ ]] || { echo "CELLS: unknown cell '$cell' (sym40, sym20, sym0, asym20)" >&2; exit 2; }
+done
 mkdir -p runs
 failed=0
-for cell in sym40 sym20 sym0 asym20; do
+for cell in $cells; do
     for seed in 0 1 2; do
         case $cell in
             sym40) noise="{ kind = \"symmetric\", rate = 0.4, seed = $seed }" ;;

@@ -5,8 +5,13 @@
 # (RoS-KD's three subset teachers) and RoS-KD itself; then FGSM and PGD-10 at 2/255 and 8/255 on
 # every student.
 #
-#   [DATASET=ham10000] tools/experiments/roskd_table.sh OUT SEED NOISE [--set key=value]...
+#   [DATASET=ham10000] [PRETRAINED=1] tools/experiments/roskd_table.sh OUT SEED NOISE [--set key=value]...
 #   e.g. tools/experiments/roskd_table.sh runs/roskd_sym40_s0 0 '{ kind = "symmetric", rate = 0.4, seed = 0 }' --set train.epochs=5
+#
+# PRETRAINED=1 (issue #33) starts every network from ImageNet weights, the backbone at 0.3 of the
+# head's rate: EfficientNet-Lite0 students, an EfficientNet-Lite2 single teacher, and Lite2, Lite1
+# and Lite0 as RoS-KD's three teachers (`medkd weights download` each first); cells are kept in
+# results/roskd_pretrained.
 #
 # Extra --set overrides apply to every run. Finished runs are skipped, so the script resumes.
 # A finished cell's small files (configs, metrics logs, summaries, attack reports; no weights,
@@ -18,7 +23,10 @@ set -euo pipefail
 out=$1 seed=$2 noise=$3
 shift 3
 medkd=${MEDKD:-target/debug/medkd}
-kept=${RESULTS:-results/roskd}/$(basename "$out")
+pretrained=${PRETRAINED:-0}
+[[ $pretrained == 0 || $pretrained == 1 ]] || { echo "PRETRAINED must be 0 or 1, got '$pretrained'" >&2; exit 2; }
+if ((pretrained)); then default_kept=results/roskd_pretrained; else default_kept=results/roskd; fi
+kept=${RESULTS:-$default_kept}/$(basename "$out")
 [[ -d $kept ]] && { echo "kept: $kept"; exit 0; }
 # Every run sees the images resized (PneumoniaMNIST's 28 px to 32 px, the smallest size
 # DenseNet-121's ImageNet stem takes; HAM10000 to 64 px) without random augmentation, so the KD
@@ -36,7 +44,13 @@ case ${DATASET:-pneumoniamnist} in
     *) echo "DATASET must be pneumoniamnist or ham10000, got '$DATASET'" >&2; exit 2 ;;
 esac
 resize="[{ op = \"resize\", size = [$side, $side] }]"
-common=(--set "seed=$seed" --set "data.label_noise=$noise" --set "data.train_transforms=$resize" --set "data.eval_transforms=$resize" "${select[@]}" "$@")
+networks=() single_teacher=resnet50
+if ((pretrained)); then
+    networks=(--set 'model={ arch = "efficientnet_lite0", pretrained = "imagenet", pretrained_skip = ["_fc."] }'
+        --set 'train.finetune={ backbone_lr_scale = 0.3 }')
+    single_teacher=efficientnet_lite2
+fi
+common=(--set "seed=$seed" --set "data.label_noise=$noise" --set "data.train_transforms=$resize" --set "data.eval_transforms=$resize" "${select[@]}" "${networks[@]}" "$@")
 
 run() { # NAME COMMAND... : runs unless NAME/summary.json exists
     local name=$1
@@ -48,12 +62,14 @@ run() { # NAME COMMAND... : runs unless NAME/summary.json exists
 
 mkdir -p "$out"
 run noisy_student train --config "$student" "${common[@]}"
-run single_teacher train --config "$student" "${common[@]}" --set model.arch=resnet50
+run single_teacher train --config "$student" "${common[@]}" --set "model.arch=$single_teacher"
 if [[ ! -f $out/roskd/roskd.json ]]; then
     if [[ -f $out/roskd/roskd.toml ]]; then
         $medkd roskd --quiet --resume "$out/roskd"
     else
-        $medkd roskd --quiet --config "$roskd" "${common[@]}" --out "$out/roskd"
+        teachers=()
+        ((pretrained)) && teachers=(--set 'roskd.teacher=[{ arch = "efficientnet_lite2" }, { arch = "efficientnet_lite1" }, { arch = "efficientnet_lite0" }]')
+        $medkd roskd --quiet --config "$roskd" "${common[@]}" "${teachers[@]}" --out "$out/roskd"
     fi
 fi
 teachers=$(ls -d "$out"/roskd/teachers/*/ | sed 's#/$##' | awk '{printf "%s{ run = \"%s\" }", (NR > 1 ? ", " : ""), $0}')
