@@ -67,9 +67,9 @@ if [[ ! -f $out/roskd/roskd.json ]]; then
     if [[ -f $out/roskd/roskd.toml ]]; then
         $medkd roskd --quiet --resume "$out/roskd"
     else
-        teachers=()
-        ((pretrained)) && teachers=(--set 'roskd.teacher=[{ arch = "efficientnet_lite2" }, { arch = "efficientnet_lite1" }, { arch = "efficientnet_lite0" }]')
-        $medkd roskd --quiet --config "$roskd" "${common[@]}" "${teachers[@]}" --out "$out/roskd"
+        subset_teachers=()
+        ((pretrained)) && subset_teachers=(--set 'roskd.teacher=[{ arch = "efficientnet_lite2" }, { arch = "efficientnet_lite1" }, { arch = "efficientnet_lite0" }]')
+        $medkd roskd --quiet --config "$roskd" "${common[@]}" "${subset_teachers[@]}" --out "$out/roskd"
     fi
 fi
 teachers=$(ls -d "$out"/roskd/teachers/*/ | sed 's#/$##' | awk '{printf "%s{ run = \"%s\" }", (NR > 1 ? ", " : ""), $0}')

@@ -146,25 +146,25 @@ def cpu_kind(summary):
     return f"{machine['cpu_model']} family {machine['cpu_family']} model {machine['cpu_model_number']} ({machine['simd']})"
 
 
-# --pretrained (issue #33): the same rows with ImageNet weights where the paper has them, an
-# EfficientNet-Lite2 teacher and EfficientNet-Lite0 students (`medkd weights download` both),
-# each backbone at 0.3 of the head's rate as in configs/ham10000/efficientnet_lite0_pretrained.toml.
-FINETUNE = "train.finetune={ backbone_lr_scale = 0.3 }"
-
-
 def imagenet(arch):
-    return f'model={{ arch = "{arch}", pretrained = "imagenet", pretrained_skip = ["_fc."] }}'
+    """--set overrides for ARCH from ImageNet weights under a new head, the backbone at 0.3 of the
+    head's rate (configs/ham10000/efficientnet_lite0_pretrained.toml's recipe)."""
+    return [f'model={{ arch = "{arch}", pretrained = "imagenet", pretrained_skip = ["_fc."] }}',
+            "train.finetune={ backbone_lr_scale = 0.3 }"]
+
+
+# Label, folder name and --set overrides of the teacher and of the student alone, by --pretrained.
+NETWORKS = {
+    False: (("ResNet-50 teacher", "teacher_resnet50", []), ("MobileNetV2 alone", "mobilenetv2", [])),
+    True: (("EfficientNet-Lite2 teacher", "teacher_efficientnet_lite2", imagenet("efficientnet_lite2")),
+           ("EfficientNet-Lite0 alone", "efficientnet_lite0", imagenet("efficientnet_lite0"))),
+}
 
 
 def main_rows(args, seeds):
     """The main rows of every seed: a partial campaign yields whole rows first. With --pretrained
     D-KD comes after every seed's other rows (it is the row the table needs least)."""
-    if args.pretrained:
-        teacher_label, teacher_name, teacher_sets = "EfficientNet-Lite2 teacher", "teacher_efficientnet_lite2", [imagenet("efficientnet_lite2"), FINETUNE]
-        student_label, student_name, student_sets = "EfficientNet-Lite0 alone", "efficientnet_lite0", [imagenet("efficientnet_lite0"), FINETUNE]
-    else:
-        teacher_label, teacher_name, teacher_sets = "ResNet-50 teacher", "teacher_resnet50", []
-        student_label, student_name, student_sets = "MobileNetV2 alone", "mobilenetv2", []
+    (teacher_label, teacher_name, teacher_sets), (student_label, student_name, student_sets) = NETWORKS[args.pretrained]
     runs, later = [], []
     for seed in seeds:
         teacher = Run(teacher_label, args.out / f"{teacher_name}_s{seed}", "train",
