@@ -14,11 +14,17 @@
 //! - input gradient: `col2im(Wᵀ × dy[O, cols])`.
 //!
 //! Both run through burn's backend extension (`ConvBackend`) with a hand-written backward pass.
+//! For inference, [`conv_bn`] also applies the BatchNorm after the convolution (its running
+//! statistics as a per-channel scale and shift) and a ReLU or ReLU6 while the output is written,
+//! where burn would make a pass and a buffer for each.
+//!
 //! [`conv2d`] falls back to burn's own convolution for everything else: other backends (CUDA,
 //! wgpu, LibTorch), grouped convolutions that are not depthwise, dilated ones, uneven stride or
 //! padding, non-f32 tensors.
 
-use crate::flex::{contiguous, flex_tensor};
+use crate::flex::{contiguous, flex_tensor, written_in_full};
+use crate::layers::relu6;
+use crate::norm::{batch_norm, running_affine};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -27,9 +33,10 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -51,6 +58,75 @@ pub trait ConvBackend: Backend {
     /// on both axes: dense (`weight` [O, C, k, k], groups 1) or depthwise (`weight` [C, 1, k, k],
     /// groups C).
     fn medkd_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize, depthwise: bool) -> FloatTensor<Self>;
+}
+
+/// The inference-only fused convolution, on `flex` without autodiff.
+#[backend_extension(Flex)]
+pub trait ConvInferenceBackend: Backend {
+    /// [`ConvBackend::medkd_conv2d`], then `y · scale[o] + shift[o]` clamped to `[floor, ceiling]`
+    /// (ReLU: floor 0; ReLU6: floor 0, ceiling 6; neither: ±∞), NaN kept as PyTorch's ReLU does.
+    #[allow(clippy::too_many_arguments)]
+    fn medkd_conv2d_affine(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+        depthwise: bool,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        floor: f32,
+        ceiling: f32,
+    ) -> FloatTensor<Self>;
+}
+
+/// The activation after a convolution and its BatchNorm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    Relu,
+    Relu6,
+}
+
+impl Activation {
+    fn apply(self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Self::Identity => x,
+            Self::Relu => relu(x),
+            Self::Relu6 => relu6(x),
+        }
+    }
+    /// The `[floor, ceiling]` the activation clamps to.
+    fn bounds(self) -> (f32, f32) {
+        match self {
+            Self::Identity => (f32::NEG_INFINITY, f32::INFINITY),
+            Self::Relu => (0.0, f32::INFINITY),
+            Self::Relu6 => (0.0, 6.0),
+        }
+    }
+}
+
+/// `activation(bn.forward(conv.forward(x)))`. Without autodiff (inference), BatchNorm and the
+/// activation are applied as the kernels write the convolution's output: the same values,
+/// without the two or three passes over the output and their buffers.
+pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
+    let device = x.device();
+    let fused = fast_path(conv, &x).filter(|_| !device.is_autodiff() && conv.bias.is_none());
+    let Some((padding, depthwise)) = fused else {
+        return activation.apply(batch_norm(bn, conv2d(conv, x)));
+    };
+    let (scale, shift) = running_affine(bn, &device);
+    let (floor, ceiling) = activation.bounds();
+    Tensor::from_dispatch(<Dispatch as ConvInferenceBackend>::medkd_conv2d_affine(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        conv.stride[0],
+        padding,
+        depthwise,
+        scale.into_dispatch(),
+        shift.into_dispatch(),
+        floor,
+        ceiling,
+    ))
 }
 
 /// `conv.forward(x)`, through the batched kernels where they apply.
@@ -267,21 +343,17 @@ impl Geometry {
             return Cow::Borrowed(&x[first * sample..][..sample]);
         }
         let (ld, len) = (count * out_plane, self.patch() * count * out_plane);
-        // Not zeroed first: im2col writes every entry (zeroing these buffers was 5% of a ResNet-18
-        // training step). Debug builds, the tests', start from NaN, so a missed entry would show.
-        let mut cols: Vec<f32> = Vec::with_capacity(len);
-        let spare = &mut cols.spare_capacity_mut()[..len];
-        if cfg!(debug_assertions) {
-            spare.fill(MaybeUninit::new(f32::NAN));
-        }
-        spare.par_chunks_mut(self.kernel * self.kernel * ld).with_min_len(min_len(threads)).enumerate().for_each(|(c, rows)| {
-            for s in 0..count {
-                self.im2col(&x[(first + s) * sample + c * in_plane..][..in_plane], rows, ld, s * out_plane);
-            }
-        });
         // SAFETY: the chunks are the channels' k·k rows of `ld` columns, and im2col writes each
-        // sample's `out_plane` columns of every row, so all `len` entries are initialized.
-        unsafe { cols.set_len(len) };
+        // sample's `out_plane` columns of every row, so all `len` entries are written.
+        let cols = unsafe {
+            written_in_full(len, |cols| {
+                cols.par_chunks_mut(self.kernel * self.kernel * ld).with_min_len(min_len(threads)).enumerate().for_each(|(c, rows)| {
+                    for s in 0..count {
+                        self.im2col(&x[(first + s) * sample + c * in_plane..][..in_plane], rows, ld, s * out_plane);
+                    }
+                })
+            })
+        };
         Cow::Owned(cols)
     }
 
@@ -314,12 +386,16 @@ impl Geometry {
             return Cow::Borrowed(&dy[first * out_channels * plane..][..out_channels * plane]);
         }
         let columns = count * plane;
-        let mut out = vec![0.0; out_channels * columns];
-        out.par_chunks_mut(columns).with_min_len(min_len(threads)).enumerate().for_each(|(o, row)| {
-            for (s, part) in row.chunks_mut(plane).enumerate() {
-                part.copy_from_slice(&dy[((first + s) * out_channels + o) * plane..][..plane]);
-            }
-        });
+        // SAFETY: row o holds `count` planes, each copied from dy.
+        let out = unsafe {
+            written_in_full(out_channels * columns, |out| {
+                out.par_chunks_mut(columns).with_min_len(min_len(threads)).enumerate().for_each(|(o, row)| {
+                    for (s, part) in row.chunks_mut(plane).enumerate() {
+                        part.write_copy_of_slice(&dy[((first + s) * out_channels + o) * plane..][..plane]);
+                    }
+                })
+            })
+        };
         Cow::Owned(out)
     }
 }
@@ -382,21 +458,22 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// `dst[m x n] (+)= lhs[m x k] · rhs[k x n]`, dst row-major; `accumulate` adds to dst's contents.
-fn gemm(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Operand, rhs: Operand, accumulate: bool, threads: gemm::Parallelism) {
+/// `dst[m x n] = lhs[m x k] · rhs[k x n]`, dst row-major: writes every entry without reading any.
+fn gemm(dst: &mut [MaybeUninit<f32>], m: usize, n: usize, k: usize, lhs: Operand, rhs: Operand, threads: gemm::Parallelism) {
     let reach = |op: &Operand, rows: usize, cols: usize| (rows - 1) * op.row_stride + (cols - 1) * op.col_stride;
     assert!(dst.len() >= m * n && lhs.data.len() > reach(&lhs, m, k) && rhs.data.len() > reach(&rhs, k, n));
     // SAFETY: the assertion above keeps every index gemm computes from these sizes and strides
-    // inside the three slices, and dst is borrowed mutably, so it aliases neither operand.
+    // inside the three slices, and dst is borrowed mutably, so it aliases neither operand. With
+    // `read_dst` false gemm only writes dst (MaybeUninit<f32> has f32's layout).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<f32>(),
             1,
             n as isize,
-            accumulate,
+            false,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
             lhs.row_stride as isize,
@@ -438,45 +515,80 @@ fn map_chunks<P: Send, T: Send>(pieces: Vec<P>, threads: gemm::Parallelism, f: i
     }
 }
 
-fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+/// A BatchNorm with fixed statistics and an activation, applied to a convolution's output as it
+/// is written (see [`ConvInferenceBackend`]).
+struct Epilogue<'a> {
+    scale: &'a [f32],
+    shift: &'a [f32],
+    floor: f32,
+    ceiling: f32,
+}
+
+impl Epilogue<'_> {
+    /// Output channel `o`'s value `y` after BatchNorm and the activation, computed as
+    /// `norm::batch_norm`, burn's ReLU and its clamp compute them, so the values are the same.
+    fn value(&self, o: usize, y: f32) -> f32 {
+        let y = self.scale[o] * y + self.shift[o];
+        let y = if y.is_nan() || y > self.floor { y } else { self.floor };
+        if y > self.ceiling { self.ceiling } else { y }
+    }
+    /// Writes output channel `o`'s plane `src`, finished, into `dst`.
+    fn write(&self, o: usize, src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+        dst.iter_mut().zip(src).for_each(|(dst, &y)| *dst = MaybeUninit::new(self.value(o, y)));
+    }
+}
+
+/// The convolution of `x` by `weight`, each output plane of channel o finished by `epilogue`
+/// when there is one.
+fn forward(g: &Geometry, x: &[f32], weight: &[f32], epilogue: Option<&Epilogue>) -> Vec<f32> {
     let (chunk, plane, out_channels) = (g.chunk(), g.out_plane(), g.out_channels);
-    let mut y = vec![0.0; g.batch * out_channels * plane];
     let threads = gemm_threads(g.batch.div_ceil(chunk));
-    let run = |index: usize, y: &mut [f32]| {
+    let run = |index: usize, y: &mut [MaybeUninit<f32>]| {
         let count = y.len() / (out_channels * plane);
         let cols = g.chunk_cols(x, index * chunk, count, threads);
         let columns = count * plane;
-        let product = |dst: &mut [f32]| {
-            gemm(
-                dst,
-                out_channels,
-                columns,
-                g.patch(),
-                Operand::row_major(weight, g.patch()),
-                Operand::row_major(&cols, columns),
-                false,
-                threads,
-            )
+        let product = |dst: &mut [MaybeUninit<f32>]| {
+            gemm(dst, out_channels, columns, g.patch(), Operand::row_major(weight, g.patch()), Operand::row_major(&cols, columns), threads)
         };
         if count == 1 {
-            return product(y);
+            product(y);
+            if let Some(epilogue) = epilogue {
+                y.par_chunks_mut(plane).with_min_len(min_len(threads)).enumerate().for_each(|(o, part)| {
+                    // SAFETY: gemm wrote every entry of y.
+                    let values = unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                    values.iter_mut().for_each(|y| *y = epilogue.value(o, *y));
+                });
+            }
+            return;
         }
-        let mut samples_side_by_side = vec![0.0; out_channels * columns];
-        product(&mut samples_side_by_side);
+        // SAFETY: gemm writes every entry.
+        let samples_side_by_side = unsafe { written_in_full(out_channels * columns, product) };
         // [O, samples·plane] -> [samples, O, plane]
         y.par_chunks_mut(plane).with_min_len(min_len(threads)).enumerate().for_each(|(index, part)| {
             let (s, o) = (index / out_channels, index % out_channels);
-            part.copy_from_slice(&samples_side_by_side[o * columns + s * plane..][..plane]);
+            let src = &samples_side_by_side[o * columns + s * plane..][..plane];
+            match epilogue {
+                Some(epilogue) => epilogue.write(o, src, part),
+                None => {
+                    part.write_copy_of_slice(src);
+                }
+            }
         });
     };
-    map_chunks(y.chunks_mut(chunk * out_channels * plane).collect(), threads, run);
-    y
+    // SAFETY: each chunk of samples is written in full, by its gemm (one sample) or by the copies
+    // of every plane of its samples.
+    unsafe {
+        written_in_full(g.batch * out_channels * plane, |y| {
+            map_chunks(y.chunks_mut(chunk * out_channels * plane).collect(), threads, run);
+        })
+    }
 }
 
 /// Input and weight gradients (each only when asked for).
 fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, want_dw: bool) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let (chunk, plane, out_channels, patch) = (g.chunk(), g.out_plane(), g.out_channels, g.patch());
     let sample = g.channels * g.in_plane();
+    // Zeroed: col2im adds onto it.
     let mut dx = vec![0.0; if want_dx { g.batch * sample } else { 0 }];
     let threads = gemm_threads(g.batch.div_ceil(chunk));
     // Returns this chunk's weight gradient (empty when not wanted).
@@ -488,36 +600,31 @@ fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, 
         let mut dw = Vec::new();
         if want_dw {
             let cols = g.chunk_cols(x, first, count, threads);
-            dw = vec![0.0; out_channels * patch];
-            gemm(
-                &mut dw,
-                out_channels,
-                patch,
-                columns,
-                Operand::row_major(&dy_chunk, columns),
-                Operand::transposed(&cols, columns),
-                false,
-                threads,
-            );
+            // SAFETY: gemm writes every entry.
+            dw = unsafe {
+                written_in_full(out_channels * patch, |dw| {
+                    gemm(
+                        dw,
+                        out_channels,
+                        patch,
+                        columns,
+                        Operand::row_major(&dy_chunk, columns),
+                        Operand::transposed(&cols, columns),
+                        threads,
+                    )
+                })
+            };
         }
         if let Some(dx) = dx {
-            let input_columns = |dst: &mut [f32]| {
-                gemm(
-                    dst,
-                    patch,
-                    columns,
-                    out_channels,
-                    Operand::transposed(weight, patch),
-                    Operand::row_major(&dy_chunk, columns),
-                    false,
-                    threads,
-                )
+            let input_columns = |dst: &mut [MaybeUninit<f32>]| {
+                gemm(dst, patch, columns, out_channels, Operand::transposed(weight, patch), Operand::row_major(&dy_chunk, columns), threads)
             };
             if count == 1 && g.pointwise() {
-                input_columns(dx);
+                // SAFETY: MaybeUninit<f32> has f32's layout, and gemm writes only floats into it.
+                input_columns(unsafe { std::slice::from_raw_parts_mut(dx.as_mut_ptr().cast(), dx.len()) });
             } else {
-                let mut dcols = vec![0.0; patch * columns];
-                input_columns(&mut dcols);
+                // SAFETY: gemm writes every entry.
+                let mut dcols = unsafe { written_in_full(patch * columns, input_columns) };
                 g.chunk_col2im(&mut dcols, count, dx, threads);
             }
         }
@@ -528,31 +635,76 @@ fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], want_dx: bool, 
         false => (0..g.batch.div_ceil(chunk)).map(|_| None).collect(),
     };
     let parts = map_chunks(pieces, threads, run);
+    // The chunks' weight gradients, added in chunk order.
     let dw = want_dw.then(|| {
-        let mut sum = vec![0.0; out_channels * patch];
-        for part in parts {
+        let sum = parts.into_iter().reduce(|mut sum, part| {
             sum.iter_mut().zip(&part).for_each(|(sum, part)| *sum += part);
-        }
-        sum
+            sum
+        });
+        sum.expect("a batch has a chunk")
     });
     (want_dx.then_some(dx), dw)
 }
 
 fn forward_flex(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>, stride: usize, padding: usize, depthwise: bool) -> FloatTensor<Flex> {
+    forward_flex_then(x, weight, stride, padding, depthwise, None)
+}
+
+/// [`forward_flex`], each output plane finished by `epilogue` when there is one.
+fn forward_flex_then(
+    x: &FloatTensor<Flex>,
+    weight: &FloatTensor<Flex>,
+    stride: usize,
+    padding: usize,
+    depthwise: bool,
+    epilogue: Option<&Epilogue>,
+) -> FloatTensor<Flex> {
     if depthwise {
-        // burn's own depthwise forward is a direct per-plane loop already.
+        // burn's own depthwise forward is a direct per-plane loop already; the epilogue is one
+        // more pass over its output.
         let groups = x.shape()[1];
-        return Flex::conv2d(x.clone(), weight.clone(), None, ConvOptions::new([stride; 2], [padding; 2], [1, 1], groups));
+        let y = Flex::conv2d(x.clone(), weight.clone(), None, ConvOptions::new([stride; 2], [padding; 2], [1, 1], groups));
+        let Some(epilogue) = epilogue else { return y };
+        let (shape, y) = contiguous(&y);
+        let plane = shape[2] * shape[3];
+        // SAFETY: every plane of the output is written from the same plane of y.
+        let finished = unsafe {
+            written_in_full(y.storage::<f32>().len(), |out| {
+                out.par_chunks_mut(plane)
+                    .zip(y.storage::<f32>().par_chunks(plane))
+                    .enumerate()
+                    .for_each(|(index, (out, y))| epilogue.write(index % groups, y, out))
+            })
+        };
+        return flex_tensor(finished, &shape);
     }
     let ((x_shape, x), (w_shape, weight)) = (contiguous(x), contiguous(weight));
     let g = Geometry::new(&x_shape, &w_shape, stride, padding, false);
-    let y = forward(&g, x.storage(), weight.storage());
+    let y = forward(&g, x.storage(), weight.storage(), epilogue);
     flex_tensor(y, &[g.batch, g.out_channels, g.out_height, g.out_width])
 }
 
 impl ConvBackend for Flex {
     fn medkd_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize, depthwise: bool) -> FloatTensor<Self> {
         forward_flex(&x, &weight, stride, padding, depthwise)
+    }
+}
+
+impl ConvInferenceBackend for Flex {
+    fn medkd_conv2d_affine(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+        depthwise: bool,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        floor: f32,
+        ceiling: f32,
+    ) -> FloatTensor<Self> {
+        let ((_, scale), (_, shift)) = (contiguous(&scale), contiguous(&shift));
+        let epilogue = Epilogue { scale: scale.storage(), shift: shift.storage(), floor, ceiling };
+        forward_flex_then(&x, &weight, stride, padding, depthwise, Some(&epilogue))
     }
 }
 
@@ -670,6 +822,46 @@ mod tests {
             g.col2im_planes(&mut c.clone(), ld, plane, &mut by_planes);
             g.col2im_rows(&c, ld, plane, &mut by_rows);
             assert_eq!(by_planes, by_rows, "col2im {input:?} {weight:?}");
+        }
+    }
+
+    #[test]
+    fn inference_conv_bn_gives_the_values_of_its_three_steps() {
+        use burn::module::{Param, RunningState};
+        use burn::nn::BatchNormConfig;
+        use burn::tensor::Distribution;
+        let device = Device::flex();
+        // (batch, channels, side, out channels, kernel, stride, padding, depthwise)
+        let cases = [
+            (1, 3, 6, 4, 3, 1, 1, false),  // one sample: the gemm writes the output itself
+            (70, 4, 4, 8, 3, 1, 1, false), // chunks of samples side by side, a short last one
+            (3, 5, 9, 6, 3, 2, 1, false),  // strided
+            (3, 5, 9, 5, 3, 1, 1, true),   // depthwise
+            (4, 6, 8, 6, 3, 2, 1, true),   // depthwise, strided
+        ];
+        for (n, c, side, o, k, stride, padding, depthwise) in cases {
+            let conv = Conv2dConfig::new([c, o], [k, k])
+                .with_stride([stride; 2])
+                .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+                .with_groups(if depthwise { c } else { 1 })
+                .with_bias(false)
+                .init(&device);
+            // Statistics and affine parameters away from their defaults.
+            let mut bn = BatchNormConfig::new(o).init(&device);
+            let uniform = |low, high| Tensor::<1>::random([o], Distribution::Uniform(low, high), &device);
+            bn.gamma = Param::from_tensor(uniform(0.5, 1.5));
+            bn.beta = Param::from_tensor(uniform(-0.5, 0.5));
+            bn.running_mean = RunningState::new(uniform(-0.5, 0.5));
+            bn.running_var = RunningState::new(uniform(0.5, 2.0));
+            // Wide enough that ReLU6 clips values at 6.
+            let x = Tensor::<4>::random([n, c, side, side], Distribution::Normal(0.0, 8.0), &device);
+            for activation in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+                let fused = conv_bn(&conv, &bn, x.clone(), activation).into_data().try_to_vec::<f32>().unwrap();
+                let steps = activation.apply(batch_norm(&bn, conv2d(&conv, x.clone()))).into_data().try_to_vec::<f32>().unwrap();
+                let what = format!("{:?} {activation:?}", (n, c, side, o, k, stride, padding, depthwise));
+                assert!(activation != Activation::Relu6 || fused.contains(&6.0), "{what}: nothing reaches 6");
+                assert_eq!(fused, steps, "{what}");
+            }
         }
     }
 }

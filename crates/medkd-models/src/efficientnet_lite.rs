@@ -22,12 +22,11 @@ use burn::tensor::{Device, Tensor};
 
 use medkd_onnx::{Graph, OnnxError, Value};
 
-use crate::conv::conv2d;
+use crate::conv::{Activation, conv_bn};
 use crate::features::Stages;
-use crate::layers::{ConvSpec, KaimingFan, classifier, global_avg_pool, onnx_relu6, relu6};
+use crate::layers::{ConvSpec, KaimingFan, classifier, global_avg_pool, onnx_relu6};
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
-use crate::norm::batch_norm;
 
 /// The reference's stages: (repeats, kernel, stride of the first repeat, expansion, input
 /// channels, output channels) before width and depth scaling.
@@ -181,17 +180,19 @@ fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
     (total / 2, total - total / 2)
 }
 
-/// `conv` with "SAME" padding. For stride 1 and an odd kernel that is `kernel / 2` on each side,
-/// which the conv does itself; for stride 2 it depends on the input's parity, so the input is
-/// padded here and the conv runs unpadded.
-fn same_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+/// `conv` with "SAME" padding, then `bn` and ReLU6. For stride 1 and an odd kernel that padding
+/// is `kernel / 2` on each side, which the conv does itself; for stride 2 it depends on the
+/// input's parity, so the input is padded here and the conv runs unpadded.
+fn same_conv_bn_relu6(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let (kernel, stride) = (conv.kernel_size[0], conv.stride[0]);
-    if stride == 1 {
-        return conv2d(conv, x);
-    }
-    let [_, _, height, width] = x.dims();
-    let padded = x.pad([same_padding(height, kernel, stride), same_padding(width, kernel, stride)], PadMode::Constant(0.0));
-    conv2d(conv, padded)
+    let x = match stride {
+        1 => x,
+        _ => {
+            let [_, _, height, width] = x.dims();
+            x.pad([same_padding(height, kernel, stride), same_padding(width, kernel, stride)], PadMode::Constant(0.0))
+        }
+    };
+    conv_bn(conv, bn, x, Activation::Relu6)
 }
 
 impl MbConv {
@@ -211,10 +212,10 @@ impl MbConv {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self._expand_conv, &self._bn0) {
-            x = relu6(batch_norm(bn, conv2d(conv, x)));
+            x = conv_bn(conv, bn, x, Activation::Relu6);
         }
-        x = relu6(batch_norm(&self._bn1, same_conv(&self._depthwise_conv, x)));
-        x = batch_norm(&self._bn2, conv2d(&self._project_conv, x));
+        x = same_conv_bn_relu6(&self._depthwise_conv, &self._bn1, x);
+        x = conv_bn(&self._project_conv, &self._bn2, x, Activation::Identity);
         if !self.residual {
             return x;
         }
@@ -266,14 +267,14 @@ impl EfficientNetLite {
 
     /// `(pooled, logits)`.
     pub(crate) fn forward(&self, x: Tensor<4>, stages: &mut Stages) -> (Tensor<2>, Tensor<2>) {
-        let mut x = relu6(batch_norm(&self._bn0, same_conv(&self._conv_stem, x)));
+        let mut x = same_conv_bn_relu6(&self._conv_stem, &self._bn0, x);
         for (index, block) in self._blocks.iter().enumerate() {
             x = block.forward(x);
             if self.map_blocks.contains(&index) {
                 stages.record(&x);
             }
         }
-        let x = relu6(batch_norm(&self._bn1, conv2d(&self._conv_head, x)));
+        let x = conv_bn(&self._conv_head, &self._bn1, x, Activation::Relu6);
         stages.record(&x);
         let pooled = global_avg_pool(x);
         let logits = self._fc.forward(self.dropout.forward(pooled.clone()));

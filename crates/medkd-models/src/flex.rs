@@ -1,5 +1,7 @@
 //! Moving f32 data in and out of `flex` tensors for medkd's own kernels ([`crate::conv`],
-//! [`crate::norm`]), and the reduction they share.
+//! [`crate::norm`], [`crate::transformer_ops`]), and the buffer and reduction they share.
+
+use std::mem::MaybeUninit;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{DType, Flex, TensorMetadata};
@@ -13,6 +15,25 @@ pub(crate) fn contiguous(tensor: &FloatTensor<Flex>) -> (Vec<usize>, FloatTensor
 
 pub(crate) fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FloatTensor<Flex> {
     FloatTensor::<Flex>::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// A buffer of `len` floats, every one written by `fill`, not zeroed first: zero-filling output
+/// buffers that are overwritten anyway cost a tenth of a training step (BENCHMARKS.md, "Where the
+/// time goes"). Debug builds, the tests', start it at NaN, so an entry `fill` misses shows in
+/// their results.
+///
+/// # Safety
+/// `fill` writes every one of the `len` entries.
+pub(crate) unsafe fn written_in_full(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut values: Vec<f32> = Vec::with_capacity(len);
+    let spare = &mut values.spare_capacity_mut()[..len];
+    if cfg!(debug_assertions) {
+        spare.fill(MaybeUninit::new(f32::NAN));
+    }
+    fill(spare);
+    // SAFETY: the caller's `fill` wrote all `len` entries.
+    unsafe { values.set_len(len) };
+    values
 }
 
 /// `Σ f(a[i], b[i])` in 8 lanes, which the compiler turns into SIMD (a plain float sum is

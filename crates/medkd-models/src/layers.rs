@@ -9,8 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use medkd_onnx::{Graph, OnnxError, Value};
 
-use crate::conv::conv2d;
-use crate::norm::batch_norm;
+use crate::conv::{Activation, conv_bn};
 
 /// Which fan torchvision's Kaiming-normal conv init uses: ResNet and MobileNetV2 use `fan_out`,
 /// DenseNet the default `fan_in`.
@@ -88,7 +87,7 @@ pub(crate) fn onnx_relu6(graph: &mut Graph, x: Value) -> Value {
     graph.clip(x, 0.0, 6.0)
 }
 
-/// Conv followed by BatchNorm; the caller applies the activation (ReLU, ReLU6 or none).
+/// Conv followed by BatchNorm and the activation the caller names.
 ///
 /// Stands for a torchvision `Sequential(conv, bn[, act])`, whose children are named `0` and `1`:
 /// see [`CONV_BN_TORCHVISION_KEYS`].
@@ -99,8 +98,8 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        batch_norm(&self.bn, conv2d(&self.conv, x))
+    pub fn forward(&self, x: Tensor<4>, activation: Activation) -> Tensor<4> {
+        conv_bn(&self.conv, &self.bn, x, activation)
     }
 }
 

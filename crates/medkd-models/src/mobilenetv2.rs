@@ -11,11 +11,9 @@ use burn::tensor::{Device, Tensor};
 
 use medkd_onnx::{Graph, OnnxError, Value};
 
-use crate::conv::conv2d;
+use crate::conv::{Activation, conv_bn, conv2d};
 use crate::features::Stages;
-use crate::layers::{
-    CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm, onnx_relu6, relu6,
-};
+use crate::layers::{CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, new_batch_norm, onnx_relu6};
 use crate::macs::MacWalk;
 use crate::model::ModelSpec;
 use crate::norm::batch_norm;
@@ -129,13 +127,21 @@ enum Layer {
 impl Feature {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         match self {
-            Self::ConvBnRelu6(conv_bn) => relu6(conv_bn.forward(x)),
+            Self::ConvBnRelu6(conv_bn) => conv_bn.forward(x, Activation::Relu6),
             Self::InvertedResidual(block) => {
-                let out = block.conv.iter().fold(x.clone(), |x, layer| match layer {
-                    Layer::ConvBnRelu6(conv_bn) => relu6(conv_bn.forward(x)),
-                    Layer::Conv(conv) => conv2d(conv, x),
-                    Layer::Norm(norm) => batch_norm(norm, x),
-                });
+                let mut layers = block.conv.iter().peekable();
+                let mut out = x.clone();
+                while let Some(layer) = layers.next() {
+                    out = match layer {
+                        Layer::ConvBnRelu6(activated) => activated.forward(out, Activation::Relu6),
+                        // The projection conv and its BatchNorm, run as one.
+                        Layer::Conv(conv) => match layers.next_if(|next| matches!(next, Layer::Norm(_))) {
+                            Some(Layer::Norm(norm)) => conv_bn(conv, norm, out, Activation::Identity),
+                            _ => conv2d(conv, out),
+                        },
+                        Layer::Norm(norm) => batch_norm(norm, out),
+                    };
+                }
                 if block.residual { out + x } else { out }
             }
         }

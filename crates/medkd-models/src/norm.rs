@@ -8,7 +8,7 @@
 //! applies the running statistics as one per-channel scale and shift. [`batch_norm`] falls back
 //! to burn's `BatchNorm::forward` on other backends and dtypes.
 
-use crate::flex::{contiguous, flex_tensor, lane_sum};
+use crate::flex::{contiguous, flex_tensor, lane_sum, written_in_full};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -18,8 +18,9 @@ use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, Shape, TensorMetadata, backend_extension};
 use burn::nn::BatchNorm;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 #[backend_extension(Flex, Autodiff)]
 pub trait NormBackend: Backend {
@@ -59,11 +60,17 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         update(&bn.running_var, Tensor::from_dispatch(variance));
         return Tensor::from_dispatch(y);
     }
-    let mean = bn.running_mean.value().to_device(&device);
-    let variance = bn.running_var.value().to_device(&device);
+    let (scale, shift) = running_affine(bn, &device);
+    Tensor::from_dispatch(<Dispatch as NormBackend>::medkd_channel_affine(x.into_dispatch(), scale.into_dispatch(), shift.into_dispatch()))
+}
+
+/// BatchNorm with its running statistics as `x · scale[c] + shift[c]`: `(scale, shift)` on `device`.
+pub(crate) fn running_affine(bn: &BatchNorm, device: &Device) -> (Tensor<1>, Tensor<1>) {
+    let mean = bn.running_mean.value().to_device(device);
+    let variance = bn.running_var.value().to_device(device);
     let scale = bn.gamma.val() / (variance + bn.epsilon).sqrt();
     let shift = bn.beta.val() - mean * scale.clone();
-    Tensor::from_dispatch(<Dispatch as NormBackend>::medkd_channel_affine(x.into_dispatch(), scale.into_dispatch(), shift.into_dispatch()))
+    (scale, shift)
 }
 
 /// Sizes of an [N, C, ...] activation: `plane` values per sample and channel.
@@ -92,17 +99,20 @@ impl Layout {
     fn affine(&self, x: &[f32], a: &[f32], b: &[f32]) -> Vec<f32> {
         self.map_planes(x.len(), |channel, range, out| {
             let (a, b) = (a[channel], b[channel]);
-            out.iter_mut().zip(&x[range]).for_each(|(out, x)| *out = a * x + b);
+            out.iter_mut().zip(&x[range]).for_each(|(out, x)| *out = MaybeUninit::new(a * x + b));
         })
     }
     /// A buffer of `len` values written plane by plane in parallel by `f(channel, the plane's
-    /// range, the plane)`.
-    fn map_planes(&self, len: usize, f: impl Fn(usize, std::ops::Range<usize>, &mut [f32]) + Sync + Send) -> Vec<f32> {
-        let mut out = vec![0.0; len];
-        out.par_chunks_mut(self.plane)
-            .enumerate()
-            .for_each(|(index, out)| f(index % self.channels, index * self.plane..(index + 1) * self.plane, out));
-        out
+    /// range, the plane)`, which writes the whole plane.
+    fn map_planes(&self, len: usize, f: impl Fn(usize, std::ops::Range<usize>, &mut [MaybeUninit<f32>]) + Sync + Send) -> Vec<f32> {
+        // SAFETY: `f` writes each plane in full (both callers map every value of it).
+        unsafe {
+            written_in_full(len, |out| {
+                out.par_chunks_mut(self.plane)
+                    .enumerate()
+                    .for_each(|(index, out)| f(index % self.channels, index * self.plane..(index + 1) * self.plane, out))
+            })
+        }
     }
 }
 
@@ -151,7 +161,7 @@ fn train_backward(x: &[f32], shape: &[usize], gamma: &[f32], mean: &[f32], varia
     let dx = layout.map_planes(x.len(), |c, range, dx| {
         let (k_dy, k_x) = (k_dy(c), k_x(c));
         let offset = -k_dy * dbeta[c] / count - k_x * mean[c];
-        dx.iter_mut().zip(&dy[range.clone()]).zip(&x[range]).for_each(|((dx, dy), x)| *dx = k_dy * dy + k_x * x + offset);
+        dx.iter_mut().zip(&dy[range.clone()]).zip(&x[range]).for_each(|((dx, dy), x)| *dx = MaybeUninit::new(k_dy * dy + k_x * x + offset));
     });
     [dx, dgamma, dbeta]
 }

@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use medkd_onnx::{Graph, OnnxError, Value};
 
+use crate::conv::Activation;
 use crate::features::Stages;
 use crate::layers::{CONV_BN_TORCHVISION_KEYS, ConvBn, ConvSpec, KaimingFan, classifier, global_avg_pool, stem_max_pool};
 use crate::macs::MacWalk;
@@ -104,14 +105,15 @@ struct Block {
 impl Block {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = match &self.downsample {
-            Some(downsample) => downsample.forward(x.clone()),
+            Some(downsample) => downsample.forward(x.clone(), Activation::Identity),
             None => x.clone(),
         };
         let last = self.convs.len() - 1;
-        let out = self.convs.iter().enumerate().fold(x, |x, (i, conv_bn)| {
-            let x = conv_bn.forward(x);
-            if i < last { relu(x) } else { x }
-        });
+        let out = self
+            .convs
+            .iter()
+            .enumerate()
+            .fold(x, |x, (i, conv_bn)| conv_bn.forward(x, if i < last { Activation::Relu } else { Activation::Identity }));
         relu(out + shortcut)
     }
 }
@@ -139,7 +141,7 @@ impl ResNet {
 
     /// `(pooled, logits)`.
     pub(crate) fn forward(&self, x: Tensor<4>, stages: &mut Stages) -> (Tensor<2>, Tensor<2>) {
-        let mut x = relu(self.stem.forward(x));
+        let mut x = self.stem.forward(x, Activation::Relu);
         if let Some(pool) = &self.max_pool {
             x = pool.forward(x);
         }

@@ -7,7 +7,7 @@
 //! Forward, LayerNorm and softmax are flex's own fused kernels; their backward passes, and GELU
 //! both ways, are here. Other backends and dtypes get burn's operations.
 
-use crate::flex::{contiguous, flex_tensor, lane_sum};
+use crate::flex::{contiguous, flex_tensor, lane_sum, written_in_full};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -19,6 +19,7 @@ use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, Te
 use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Rows per parallel task. Fixed, not derived from the thread count, so that the sums across
 /// rows (LayerNorm's parameter gradients) add up in the same order on any machine.
@@ -108,11 +109,17 @@ fn normal_cdf(x: f32) -> f32 {
 
 /// `f` applied to every value of `x` (and `y`, of the same length), in parallel.
 fn map_values(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
-    out.par_chunks_mut(VALUES_PER_TASK).zip(x.par_chunks(VALUES_PER_TASK)).zip(y.par_chunks(VALUES_PER_TASK)).for_each(|((out, x), y)| {
-        out.iter_mut().zip(x).zip(y).for_each(|((out, &x), &y)| *out = f(x, y));
-    });
-    out
+    assert_eq!(x.len(), y.len(), "map_values: x and y differ in length");
+    // SAFETY: out, x and y have the same length and are split alike, so every entry is mapped.
+    unsafe {
+        written_in_full(x.len(), |out| {
+            out.par_chunks_mut(VALUES_PER_TASK).zip(x.par_chunks(VALUES_PER_TASK)).zip(y.par_chunks(VALUES_PER_TASK)).for_each(
+                |((out, x), y)| {
+                    out.iter_mut().zip(x).zip(y).for_each(|((out, &x), &y)| *out = MaybeUninit::new(f(x, y)));
+                },
+            )
+        })
+    }
 }
 
 fn gelu_forward(x: &FloatTensor<Flex>) -> FloatTensor<Flex> {
@@ -129,15 +136,19 @@ fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
 
 /// `dx = y · (dy − Σ dy·y)` per row of `width` values.
 fn softmax_backward(y: &[f32], dy: &[f32], width: usize) -> Vec<f32> {
-    let mut dx = vec![0.0; y.len()];
+    assert!(y.len() == dy.len() && y.len().is_multiple_of(width), "softmax_backward: y and dy must be the same whole rows");
     let task = ROWS_PER_TASK * width;
-    dx.par_chunks_mut(task).zip(y.par_chunks(task)).zip(dy.par_chunks(task)).for_each(|((dx, y), dy)| {
-        for ((dx, y), dy) in dx.chunks_exact_mut(width).zip(y.chunks_exact(width)).zip(dy.chunks_exact(width)) {
-            let dot = lane_sum(y, dy, |y, dy| y * dy);
-            dx.iter_mut().zip(y).zip(dy).for_each(|((dx, y), dy)| *dx = y * (dy - dot));
-        }
-    });
-    dx
+    // SAFETY: dx, y and dy are the same whole rows, split alike, and every row of dx is written.
+    unsafe {
+        written_in_full(y.len(), |dx| {
+            dx.par_chunks_mut(task).zip(y.par_chunks(task)).zip(dy.par_chunks(task)).for_each(|((dx, y), dy)| {
+                for ((dx, y), dy) in dx.chunks_exact_mut(width).zip(y.chunks_exact(width)).zip(dy.chunks_exact(width)) {
+                    let dot = lane_sum(y, dy, |y, dy| y * dy);
+                    dx.iter_mut().zip(y).zip(dy).for_each(|((dx, y), dy)| *dx = MaybeUninit::new(y * (dy - dot)));
+                }
+            })
+        })
+    }
 }
 
 /// The gradients of LayerNorm with respect to x, gamma and beta. Per row, with x̂ the
@@ -145,37 +156,44 @@ fn softmax_backward(y: &[f32], dy: &[f32], width: usize) -> Vec<f32> {
 /// gradient is Σ dy · x̂ over the rows, beta's Σ dy.
 fn layer_norm_backward(x: &[f32], gamma: &[f32], dy: &[f32], epsilon: f64) -> [Vec<f32>; 3] {
     let width = gamma.len();
-    let mut dx = vec![0.0; x.len()];
+    assert!(x.len() == dy.len() && x.len().is_multiple_of(width), "layer_norm_backward: x and dy must be the same whole rows");
     let task = ROWS_PER_TASK * width;
     // Each task's partial sums for gamma and beta, added in task order below.
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-        .par_chunks_mut(task)
-        .zip(x.par_chunks(task))
-        .zip(dy.par_chunks(task))
-        .map(|((dx, x), dy)| {
-            let (mut dgamma, mut dbeta) = (vec![0.0; width], vec![0.0; width]);
-            let mut normalized = vec![0.0; width];
-            for ((dx, x), dy) in dx.chunks_exact_mut(width).zip(x.chunks_exact(width)).zip(dy.chunks_exact(width)) {
-                let mean = lane_sum(x, x, |x, _| x) / width as f32;
-                let variance = lane_sum(x, x, |x, _| (x - mean) * (x - mean)) / width as f32;
-                let inv_std = 1.0 / (variance + epsilon as f32).sqrt();
-                normalized.iter_mut().zip(x).for_each(|(n, x)| *n = (x - mean) * inv_std);
-                let (mut sum_g, mut sum_g_normalized) = (0.0, 0.0);
-                for i in 0..width {
-                    let g = dy[i] * gamma[i];
-                    sum_g += g;
-                    sum_g_normalized += g * normalized[i];
-                    dgamma[i] += dy[i] * normalized[i];
-                    dbeta[i] += dy[i];
-                }
-                let (mean_g, mean_g_normalized) = (sum_g / width as f32, sum_g_normalized / width as f32);
-                for i in 0..width {
-                    dx[i] = (dy[i] * gamma[i] - mean_g - normalized[i] * mean_g_normalized) * inv_std;
-                }
-            }
-            (dgamma, dbeta)
+    let mut partials: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+    // SAFETY: dx, x and dy are the same whole rows, split alike, and each row's loop writes
+    // all `width` entries of dx.
+    let dx = unsafe {
+        written_in_full(x.len(), |dx| {
+            partials = dx
+                .par_chunks_mut(task)
+                .zip(x.par_chunks(task))
+                .zip(dy.par_chunks(task))
+                .map(|((dx, x), dy)| {
+                    let (mut dgamma, mut dbeta) = (vec![0.0; width], vec![0.0; width]);
+                    let mut normalized = vec![0.0; width];
+                    for ((dx, x), dy) in dx.chunks_exact_mut(width).zip(x.chunks_exact(width)).zip(dy.chunks_exact(width)) {
+                        let mean = lane_sum(x, x, |x, _| x) / width as f32;
+                        let variance = lane_sum(x, x, |x, _| (x - mean) * (x - mean)) / width as f32;
+                        let inv_std = 1.0 / (variance + epsilon as f32).sqrt();
+                        normalized.iter_mut().zip(x).for_each(|(n, x)| *n = (x - mean) * inv_std);
+                        let (mut sum_g, mut sum_g_normalized) = (0.0, 0.0);
+                        for i in 0..width {
+                            let g = dy[i] * gamma[i];
+                            sum_g += g;
+                            sum_g_normalized += g * normalized[i];
+                            dgamma[i] += dy[i] * normalized[i];
+                            dbeta[i] += dy[i];
+                        }
+                        let (mean_g, mean_g_normalized) = (sum_g / width as f32, sum_g_normalized / width as f32);
+                        for i in 0..width {
+                            dx[i] = MaybeUninit::new((dy[i] * gamma[i] - mean_g - normalized[i] * mean_g_normalized) * inv_std);
+                        }
+                    }
+                    (dgamma, dbeta)
+                })
+                .collect()
         })
-        .collect();
+    };
     let (mut dgamma, mut dbeta) = (vec![0.0; width], vec![0.0; width]);
     for (partial_gamma, partial_beta) in partials {
         dgamma.iter_mut().zip(partial_gamma).for_each(|(total, part)| *total += part);

@@ -8,6 +8,7 @@
 //! torchvision names and shapes, before anything is applied.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::Path;
 
 use burn::module::Module;
@@ -161,8 +162,8 @@ fn adapt_pos_embed(tensor: PackTensor, expected: &[usize], grid: [usize; 2]) -> 
 /// Writes the model as a .safetensors file with torchvision names and shapes (no
 /// `num_batches_tracked`), so PyTorch can `load_state_dict(..., strict=False)` it.
 ///
-/// Atomic: burn-store's `SafetensorsStore` writes a temporary sibling of `path` and renames it
-/// over `path` only once complete, so an interrupted save never leaves a truncated file.
+/// Atomic: the file is written as a temporary sibling of `path` and renamed over `path` only once
+/// complete, so an interrupted save never leaves a truncated file.
 pub fn save_weights(model: &Model, path: &Path) -> Result<(), ModelError> {
     save_weights_with_metadata(model, path, &[])
 }
@@ -172,21 +173,41 @@ pub fn save_weights_with_metadata(model: &Model, path: &Path, metadata: &[(Strin
     if Format::of(path) != Some(Format::Safetensors) {
         return Err(ModelError::UnsupportedFormat { path: path.to_owned(), expected: "a .safetensors extension" });
     }
-    let store = SafetensorsStore::from_file(path).overwrite(true);
-    save_into(model, store, metadata).map(drop).map_err(|message| ModelError::Write { path: path.to_owned(), message })
+    let bytes = safetensors_bytes(model, metadata)?;
+    let failed = |e: std::io::Error| ModelError::Write { path: path.to_owned(), message: e.to_string() };
+    let folder = path.parent().filter(|folder| !folder.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(folder).map_err(failed)?;
+    file.write_all(&bytes).map_err(failed)?;
+    file.persist(path).map_err(|e| failed(e.error))?;
+    Ok(())
 }
 
-/// The bytes [`save_weights_with_metadata`] would write, for a caller that hashes them before
+/// The bytes [`save_weights_with_metadata`] writes, for a caller that hashes them before
 /// writing them itself.
 pub fn safetensors_bytes(model: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, ModelError> {
     let in_memory = |message: String| ModelError::Write { path: "(in memory)".into(), message };
-    let store = save_into(model, SafetensorsStore::from_bytes(None), metadata).map_err(in_memory)?;
-    store.get_bytes().map_err(|e| in_memory(e.to_string()))
+    let store = save_into(model, metadata).map_err(in_memory)?;
+    sorted_header(store.get_bytes().map_err(|e| in_memory(e.to_string()))?).map_err(in_memory)
 }
 
-/// Saves `model` into `store` under torchvision names, in PyTorch's layouts.
-fn save_into(model: &Model, store: SafetensorsStore, metadata: &[(String, String)]) -> Result<SafetensorsStore, String> {
-    let mut store = store.with_to_adapter(BurnToPyTorchAdapter).skip_enum_variants(true).remap(torchvision_names(model));
+/// Safetensors `bytes` with their header's keys in sorted order. burn-store writes the header's
+/// `__metadata__` from a HashMap, whose order changes from one process to the next, so the same
+/// weights made files (and checksums) that differed.
+fn sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let length = bytes.first_chunk::<8>().map(|length| u64::from_le_bytes(*length) as usize);
+    let header = length.and_then(|length| bytes.get(8..8 + length)).ok_or("burn-store wrote a safetensors file without a header")?;
+    // serde_json's maps are ordered by key, the top level and `__metadata__` alike.
+    let header: serde_json::Value = serde_json::from_slice(header).map_err(|e| format!("burn-store wrote an unreadable header: {e}"))?;
+    let mut sorted = serde_json::to_vec(&header).expect("a JSON value serializes");
+    // Padded with spaces to a multiple of 8 bytes, as the safetensors crate pads it.
+    sorted.resize(sorted.len().next_multiple_of(8), b' ');
+    let data = &bytes[8 + length.unwrap_or_default()..];
+    Ok([&(sorted.len() as u64).to_le_bytes()[..], &sorted, data].concat())
+}
+
+/// `model` in an in-memory safetensors store, under torchvision names and in PyTorch's layouts.
+fn save_into(model: &Model, metadata: &[(String, String)]) -> Result<SafetensorsStore, String> {
+    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter).skip_enum_variants(true).remap(torchvision_names(model));
     for (key, value) in metadata {
         store = store.metadata(key.clone(), value.clone());
     }

@@ -171,6 +171,28 @@ fn save_overwrites_atomically() {
 }
 
 #[test]
+fn the_same_weights_make_the_same_file() {
+    // burn-store keeps the header's metadata in a HashMap, whose order differs from one map to
+    // the next: a dozen saves would all but surely show two orders if the header were not sorted.
+    let dir = tempfile::tempdir().unwrap();
+    let model = mobilenet(2);
+    let metadata = [("medkd".to_string(), "test".to_string()), ("arch".to_string(), "mobilenet_v2".to_string())];
+    let files: Vec<Vec<u8>> = (0..12)
+        .map(|i| {
+            let path = dir.path().join(format!("{i}.safetensors"));
+            medkd_models::save_weights_with_metadata(&model, &path, &metadata).unwrap();
+            std::fs::read(path).unwrap()
+        })
+        .collect();
+    assert!(files.iter().all(|file| *file == files[0]));
+    assert_eq!(medkd_models::safetensors_bytes(&model, &metadata).unwrap(), files[0]);
+    // Still a safetensors file that the reference reader takes, metadata and all.
+    let (_, header) = safetensors::SafeTensors::read_metadata(&files[0]).unwrap();
+    assert_eq!(header.metadata().as_ref().unwrap()["arch"], "mobilenet_v2");
+    load_weights(mobilenet(2), &dir.path().join("0.safetensors")).unwrap();
+}
+
+#[test]
 fn rejects_unsupported_and_corrupt_files() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("model.bin");

@@ -8,8 +8,9 @@
 //! widest layers.
 
 use super::Geometry;
-use crate::flex::lane_sum;
+use crate::flex::{lane_sum, written_in_full};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Input and weight gradients (each only when asked for) of a depthwise convolution.
 pub(super) fn backward(
@@ -23,24 +24,27 @@ pub(super) fn backward(
     let padded = Padded::new(g);
     let (taps, in_size, out_size) = (g.kernel * g.kernel, g.in_plane(), g.out_plane());
     let dx = want_dx.then(|| {
-        let mut dx = vec![0.0; g.batch * g.channels * in_size];
-        dx.par_chunks_mut(in_size).enumerate().for_each_init(
-            || (vec![0.0; padded.len()], vec![0.0; padded.len()]),
-            |(scratch, spread), (index, dx)| {
-                scratch.fill(0.0);
-                let (taps, dy) = (&weight[(index % g.channels) * taps..][..taps], &dy[index * out_size..][..out_size]);
-                if g.stride == 1 {
-                    padded.spread(dy, spread);
-                    for (tap, offset) in padded.offsets() {
-                        axpy(taps[tap], spread, &mut scratch[offset..], 1);
-                    }
-                } else {
-                    padded.for_each_row(dy, |tap, dy_row, offset| axpy(taps[tap], dy_row, &mut scratch[offset..], g.stride));
-                }
-                padded.crop(scratch, dx);
-            },
-        );
-        dx
+        // SAFETY: each plane of dx is written in full by `crop`.
+        unsafe {
+            written_in_full(g.batch * g.channels * in_size, |dx| {
+                dx.par_chunks_mut(in_size).enumerate().for_each_init(
+                    || (vec![0.0; padded.len()], vec![0.0; padded.len()]),
+                    |(scratch, spread), (index, dx)| {
+                        scratch.fill(0.0);
+                        let (taps, dy) = (&weight[(index % g.channels) * taps..][..taps], &dy[index * out_size..][..out_size]);
+                        if g.stride == 1 {
+                            padded.spread(dy, spread);
+                            for (tap, offset) in padded.offsets() {
+                                axpy(taps[tap], spread, &mut scratch[offset..], 1);
+                            }
+                        } else {
+                            padded.for_each_row(dy, |tap, dy_row, offset| axpy(taps[tap], dy_row, &mut scratch[offset..], g.stride));
+                        }
+                        padded.crop(scratch, dx);
+                    },
+                )
+            })
+        }
     });
     let dw = want_dw.then(|| {
         let mut dw = vec![0.0; g.channels * taps];
@@ -98,9 +102,9 @@ impl Padded {
         }
     }
     /// Copies the interior of `padded` into a plane.
-    fn crop(&self, padded: &[f32], plane: &mut [f32]) {
+    fn crop(&self, padded: &[f32], plane: &mut [MaybeUninit<f32>]) {
         for (row, values) in plane.chunks_exact_mut(self.g.width).enumerate() {
-            values.copy_from_slice(&padded[self.interior(row)..][..self.g.width]);
+            values.write_copy_of_slice(&padded[self.interior(row)..][..self.g.width]);
         }
     }
     /// Copies the rows of a stride-1 output plane to the start of padded-width rows, leaving the
