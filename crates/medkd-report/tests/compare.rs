@@ -162,6 +162,42 @@ fn roskd_table_comes_out_of_the_kept_runs() {
 }
 
 #[test]
+fn pretrained_roskd_table_comes_out_of_the_kept_runs() {
+    let heading = "### HAM10000 from ImageNet weights";
+    let page = page_table(heading, false);
+    let rows = [("labels alone", "noisy_student"), ("single-teacher KD", "single_teacher_kd"), ("mean KD", "mean_kd"), ("RoS-KD", "roskd")];
+    let metrics: Vec<String> =
+        ["macro_f1", "auc", "acc", "fgsm@2/255", "fgsm@8/255", "pgd@2/255", "pgd@8/255"].iter().map(|m| m.to_string()).collect();
+    let column = |header: &str| match header {
+        "AUC" => "macro AUC".to_string(),
+        "acc" => "accuracy".to_string(),
+        other => other.replace("PGD-10", "PGD"),
+    };
+    let row = |label: &str| rows.iter().find(|(l, _)| *l == label).map(|(_, r)| r.to_string());
+    let pairs = [("roskd", "single_teacher_kd"), ("roskd", "mean_kd"), ("roskd", "noisy_student")];
+    let mut checked = 0;
+    // The pretrained students beside the from-scratch ones of the same cell (40% symmetric noise).
+    for (networks, kept) in [
+        ("ResNet-18 from scratch", "results/roskd/roskd_ham_sym40"),
+        ("Lite0 from ImageNet", "results/roskd_pretrained/roskd_ham_pt_sym40"),
+    ] {
+        let runs: Vec<PathBuf> =
+            (rows.iter()).flat_map(|(_, row)| (0..3).map(move |seed| repo().join(format!("{kept}_s{seed}/{row}")))).collect();
+        let comparison = compare(&runs, &CompareOptions { metrics: metrics.clone(), ..options(&pairs) }).unwrap();
+        let (table, paired) = comparison.tables();
+        let these: Vec<Vec<String>> =
+            std::iter::once(page[0].clone()).chain(page[1..].iter().filter(|r| r[1] == networks).cloned()).collect();
+        checked += assert_same_numbers_as(&these, &table, 0, &column, &row);
+        if networks == "Lite0 from ImageNet" {
+            let differences = page_table(heading, true);
+            checked += assert_same_numbers_as(&differences, &paired, 0, &column, &|label| Some(label.to_string()));
+        }
+    }
+    // 2 × 4 students and 3 pairs, 7 metrics each.
+    assert_eq!(checked, (2 * 4 + 3) * 7);
+}
+
+#[test]
 fn pretrained_table_comes_out_of_the_kept_runs() {
     let runs: Vec<PathBuf> = std::fs::read_dir(repo().join("results/pretrained")).unwrap().map(|e| e.unwrap().path()).collect();
     let mut runs = runs;
@@ -178,8 +214,7 @@ fn pretrained_table_comes_out_of_the_kept_runs() {
 
 #[test]
 fn pretrained_ssdkd_table_comes_out_of_the_kept_runs() {
-    let mut runs: Vec<PathBuf> =
-        std::fs::read_dir(repo().join("results/ssdkd_pretrained")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(repo().join("results/ssdkd_pretrained")).unwrap().map(|e| e.unwrap().path()).collect();
     runs.sort();
     let pairs = [("kd", "efficientnet_lite0"), ("dkd", "efficientnet_lite0"), ("ssdkd", "efficientnet_lite0"), ("ssdkd", "kd")];
     let comparison = compare(&runs, &options(&pairs)).unwrap();
