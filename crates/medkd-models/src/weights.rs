@@ -194,20 +194,22 @@ pub fn safetensors_bytes(model: &Model, metadata: &[(String, String)]) -> Result
 /// `__metadata__` from a HashMap, whose order changes from one process to the next, so the same
 /// weights made files (and checksums) that differed.
 fn sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
-    let length = bytes.first_chunk::<8>().map(|length| u64::from_le_bytes(*length) as usize);
-    let header = length.and_then(|length| bytes.get(8..8 + length)).ok_or("burn-store wrote a safetensors file without a header")?;
+    let length = (bytes.first_chunk::<8>().map(|length| u64::from_le_bytes(*length) as usize))
+        .filter(|&length| bytes.len() >= 8 + length)
+        .ok_or("burn-store wrote a safetensors file without a header")?;
+    let (header, data) = bytes[8..].split_at(length);
     // serde_json's maps are ordered by key, the top level and `__metadata__` alike.
     let header: serde_json::Value = serde_json::from_slice(header).map_err(|e| format!("burn-store wrote an unreadable header: {e}"))?;
     let mut sorted = serde_json::to_vec(&header).expect("a JSON value serializes");
     // Padded with spaces to a multiple of 8 bytes, as the safetensors crate pads it.
     sorted.resize(sorted.len().next_multiple_of(8), b' ');
-    let data = &bytes[8 + length.unwrap_or_default()..];
     Ok([&(sorted.len() as u64).to_le_bytes()[..], &sorted, data].concat())
 }
 
 /// `model` in an in-memory safetensors store, under torchvision names and in PyTorch's layouts.
 fn save_into(model: &Model, metadata: &[(String, String)]) -> Result<SafetensorsStore, String> {
-    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter).skip_enum_variants(true).remap(torchvision_names(model));
+    let mut store =
+        SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter).skip_enum_variants(true).remap(torchvision_names(model));
     for (key, value) in metadata {
         store = store.metadata(key.clone(), value.clone());
     }
