@@ -42,7 +42,7 @@ pub use prune::{Masks, Pruned, prune_global, sparsity_of};
 pub use resnet::ResNet;
 pub use transformer_ops::gelu;
 pub use vit::Vit;
-pub use weights::{load_weights, load_weights_partial, safetensors_bytes, save_weights, save_weights_with_metadata, state_dict};
+pub use weights::{load_weights, load_weights_partial, save_weights, save_weights_with_metadata, state_dict, write_safetensors};
 
 use burn::prelude::Device;
 

@@ -8,7 +8,7 @@
 //! torchvision names and shapes, before anything is applied.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use burn::module::Module;
@@ -173,50 +173,54 @@ pub fn save_weights_with_metadata(model: &Model, path: &Path, metadata: &[(Strin
     if Format::of(path) != Some(Format::Safetensors) {
         return Err(ModelError::UnsupportedFormat { path: path.to_owned(), expected: "a .safetensors extension" });
     }
-    let bytes = safetensors_bytes(model, metadata)?;
     let failed = |e: std::io::Error| ModelError::Write { path: path.to_owned(), message: e.to_string() };
     let folder = path.parent().filter(|folder| !folder.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(folder).map_err(failed)?;
-    file.write_all(&bytes).map_err(failed)?;
+    let mut file = BufWriter::new(tempfile::NamedTempFile::new_in(folder).map_err(failed)?);
+    write_safetensors(model, metadata, &mut file, path)?;
+    let file = file.into_inner().map_err(|e| failed(e.into_error()))?;
     file.persist(path).map_err(|e| failed(e.error))?;
     Ok(())
 }
 
-/// The bytes [`save_weights_with_metadata`] writes, for a caller that hashes them before
-/// writing them itself.
-pub fn safetensors_bytes(model: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, ModelError> {
-    let in_memory = |message: String| ModelError::Write { path: "(in memory)".into(), message };
-    let store = save_into(model, metadata).map_err(in_memory)?;
-    sorted_header(store.get_bytes().map_err(|e| in_memory(e.to_string()))?).map_err(in_memory)
-}
-
-/// Safetensors `bytes` with their header's keys in sorted order. burn-store writes the header's
-/// `__metadata__` from a HashMap, whose order changes from one process to the next, so the same
-/// weights made files (and checksums) that differed.
-fn sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
-    let length = (bytes.first_chunk::<8>().map(|length| u64::from_le_bytes(*length) as usize))
-        .filter(|&length| bytes.len() >= 8 + length)
-        .ok_or("burn-store wrote a safetensors file without a header")?;
-    let (header, data) = bytes[8..].split_at(length);
-    // serde_json's maps are ordered by key, the top level and `__metadata__` alike.
-    let header: serde_json::Value = serde_json::from_slice(header).map_err(|e| format!("burn-store wrote an unreadable header: {e}"))?;
-    let mut sorted = serde_json::to_vec(&header).expect("a JSON value serializes");
-    // Padded with spaces to a multiple of 8 bytes, as the safetensors crate pads it.
-    sorted.resize(sorted.len().next_multiple_of(8), b' ');
-    Ok([&(sorted.len() as u64).to_le_bytes()[..], &sorted, data].concat())
-}
-
-/// `model` in an in-memory safetensors store, under torchvision names and in PyTorch's layouts.
-fn save_into(model: &Model, metadata: &[(String, String)]) -> Result<SafetensorsStore, String> {
-    let mut store =
-        SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter).skip_enum_variants(true).remap(torchvision_names(model));
-    for (key, value) in metadata {
-        store = store.metadata(key.clone(), value.clone());
-    }
+/// Writes `model` to `out` as [`save_weights_with_metadata`] saves it (`path` names the
+/// destination in errors): tensors in name order, one at a time, after a header whose keys are
+/// all sorted. Written here rather than by burn-store, which builds the whole file in memory
+/// (those copies, and clearing the fresh pages they take, were a twentieth of the README demo's
+/// CPU time), or by the safetensors crate, whose header orders `__metadata__` from a HashMap, so
+/// that the same weights made different files.
+pub fn write_safetensors(model: &Model, metadata: &[(String, String)], out: &mut impl Write, path: &Path) -> Result<(), ModelError> {
+    let failed = |message: String| ModelError::Write { path: path.to_owned(), message };
     // valid() first: a BatchNorm's running statistics from the last training forward are held
     // pending until a sync, and burn-store's visit reads the synced value (one step stale).
-    model.valid().save_into(&mut store).map_err(|e| e.to_string())?;
-    Ok(store)
+    let model = model.valid();
+    let tensors = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true);
+    let (renamed, names) = torchvision_names(&model).remap(tensors);
+    let tensors: BTreeMap<String, _> = names.into_iter().map(|(name, _)| name).zip(renamed).collect();
+    let mut fields = serde_json::Map::new();
+    for (key, value) in [("format", "safetensors"), ("producer", "medkd"), ("version", env!("CARGO_PKG_VERSION"))] {
+        fields.insert(key.into(), value.into());
+    }
+    fields.extend(metadata.iter().map(|(key, value)| (key.clone(), value.as_str().into())));
+    // serde_json's maps are ordered by key.
+    let mut header = serde_json::Map::from_iter([("__metadata__".to_string(), serde_json::Value::Object(fields))]);
+    let mut offset = 0;
+    for (name, tensor) in &tensors {
+        if tensor.dtype != DType::F32 {
+            return Err(failed(format!("`{name}` is {:?}; weights are saved as float32", tensor.dtype)));
+        }
+        let end = offset + tensor.shape.iter().product::<usize>() * size_of::<f32>();
+        header.insert(name.clone(), serde_json::json!({ "dtype": "F32", "shape": tensor.shape.to_vec(), "data_offsets": [offset, end] }));
+        offset = end;
+    }
+    let mut header = serde_json::to_vec(&header).expect("a JSON map serializes");
+    // Padded with spaces to a multiple of 8 bytes, as the safetensors crate pads it.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let io = |e: std::io::Error| failed(e.to_string());
+    out.write_all(&(header.len() as u64).to_le_bytes()).and_then(|_| out.write_all(&header)).map_err(io)?;
+    for (name, tensor) in tensors {
+        out.write_all(&tensor.to_bytes().map_err(|e| failed(format!("`{name}`: {e}")))?).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// The model's tensors under their torchvision names and in PyTorch's layouts (Linear weights
@@ -310,4 +314,40 @@ fn unwrap_checkpoint(tensors: Vec<PackTensor>) -> Vec<PackTensor> {
             Some(tensor)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Arch, ModelSpec};
+
+    #[test]
+    fn written_files_are_what_burn_store_writes_with_their_header_sorted() {
+        // burn-store's own writer as the reference: the same tensors, names, layouts, offsets and
+        // bytes; only the order of its header's keys (a HashMap's) differs, so it is sorted here.
+        let spec = ModelSpec { small_input: true, ..ModelSpec::new(Arch::MobileNetV2, 3) };
+        let model = Model::new(&spec, &crate::test_device()).unwrap();
+        let metadata = [("medkd".to_string(), "test".to_string()), ("arch".to_string(), "mobilenet_v2".to_string())];
+        let mut store = SafetensorsStore::from_bytes(None)
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .skip_enum_variants(true)
+            .remap(torchvision_names(&model))
+            .metadata("producer", "medkd")
+            .metadata("version", env!("CARGO_PKG_VERSION"));
+        for (key, value) in &metadata {
+            store = store.metadata(key.clone(), value.clone());
+        }
+        model.valid().save_into(&mut store).unwrap();
+        let reference = store.get_bytes().unwrap();
+        let length = u64::from_le_bytes(*reference.first_chunk::<8>().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&reference[8..8 + length]).unwrap();
+        let mut sorted = serde_json::to_vec(&header).unwrap();
+        sorted.resize(sorted.len().next_multiple_of(8), b' ');
+        let expected = [&(sorted.len() as u64).to_le_bytes()[..], &sorted, &reference[8 + length..]].concat();
+
+        let mut written = Vec::new();
+        write_safetensors(&model, &metadata, &mut written, Path::new("model.safetensors")).unwrap();
+        assert_eq!(written.len(), expected.len());
+        assert!(written == expected, "the files differ");
+    }
 }

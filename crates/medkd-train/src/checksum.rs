@@ -3,14 +3,69 @@
 //! (its checkpoints are large beside its training), XXH3 hashes the same bytes at memory speed.
 //! Runs written before carry bare MD5 hex strings, which are checked as MD5.
 
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+
 use md5::{Digest, Md5};
-use xxhash_rust::xxh3::xxh3_128;
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
+
+use crate::TrainError;
 
 const XXH3: &str = "xxh3-128:";
 
 /// The checksum recorded for `bytes`.
 pub fn checksum(bytes: &[u8]) -> String {
-    format!("{XXH3}{:032x}", xxh3_128(bytes))
+    named(xxh3_128(bytes))
+}
+
+fn named(digest: u128) -> String {
+    format!("{XXH3}{digest:032x}")
+}
+
+/// A writer that passes bytes on to `inner` and takes their [`checksum`] on the way.
+pub struct Hashing<W> {
+    inner: W,
+    hasher: Xxh3,
+}
+
+impl<W: Write> Hashing<W> {
+    pub fn new(inner: W) -> Hashing<W> {
+        Hashing { inner, hasher: Xxh3::new() }
+    }
+
+    /// The checksum of every byte written so far.
+    pub fn checksum(&self) -> String {
+        named(self.hasher.digest128())
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The [`checksum`] of the file at `path`, read a slice at a time (a file just written is read
+/// from the page cache).
+pub fn file_checksum(path: &Path) -> Result<String, TrainError> {
+    let mut file = File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut hasher = Xxh3::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok(named(hasher.digest128())),
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(TrainError::io(path, e)),
+        }
+    }
 }
 
 /// Whether `bytes` are what `recorded` (a [`checksum`], or an older run's MD5) was taken of.
@@ -35,5 +90,22 @@ mod tests {
         assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
         assert!(matches(b"abc", &checksum(b"abc")) && !matches(b"abd", &checksum(b"abc")));
         assert!(matches(b"abc", "900150983cd24fb0d6963f7d28e17f72") && !matches(b"abd", "900150983cd24fb0d6963f7d28e17f72"));
+    }
+
+    #[test]
+    fn files_read_and_bytes_written_in_slices_have_the_checksum_of_their_bytes() {
+        // Longer than the read buffer and not a multiple of it, so the last slice is partial.
+        let bytes: Vec<u8> = (0..(3 << 20) + 12345).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file.bin");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(file_checksum(&path).unwrap(), checksum(&bytes));
+        assert!(file_checksum(&dir.path().join("missing")).is_err());
+        let mut hashing = Hashing::new(Vec::new());
+        for chunk in bytes.chunks(1000) {
+            hashing.write_all(chunk).unwrap();
+        }
+        assert_eq!(hashing.checksum(), checksum(&bytes));
+        assert_eq!(hashing.inner, bytes);
     }
 }

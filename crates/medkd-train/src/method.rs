@@ -46,7 +46,7 @@ pub struct StepLoss {
 pub trait Method {
     /// What the optimizer trains: the model plus whatever trainable modules the method adds
     /// (regressors, projection heads). Saved whole in the resume set.
-    type Trainable: Module;
+    type Trainable: Module + 'static;
 
     /// A freshly initialized trainable module on `device` (an autodiff device that the loop has
     /// seeded with the run seed). A resumed run loads its saved weights over this one.

@@ -2,7 +2,7 @@
 //! `metrics.jsonl` (one line per epoch), `summary.json`, `checkpoints/{best,last}.*`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -157,9 +157,16 @@ impl RunDir {
 /// Writes to a temporary file beside `path`, syncs it, then renames it over `path`, so a
 /// reader (or a crash) sees either the old or the new content, never a torn file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    write_atomic_with(path, |out| out.write_all(bytes).map_err(|e| TrainError::io(path, e)))
+}
+
+/// [`write_atomic`] with the content streamed by `write`.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<(), TrainError>) -> Result<(), TrainError> {
     let tmp = temp_path(path);
-    let mut file = File::create(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| TrainError::io(&tmp, e))?;
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(|e| TrainError::io(&tmp, e))?);
+    write(&mut out)?;
+    let file = out.into_inner().map_err(|e| TrainError::io(&tmp, e.into_error()))?;
+    file.sync_all().map_err(|e| TrainError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
 }
 
