@@ -63,8 +63,10 @@ pub trait ConvBackend: Backend {
 /// The inference-only fused convolution, on `flex` without autodiff.
 #[backend_extension(Flex)]
 pub trait ConvInferenceBackend: Backend {
-    /// [`ConvBackend::medkd_conv2d`], then `y · scale[o] + shift[o]` clamped to `[floor, ceiling]`
-    /// (ReLU: floor 0; ReLU6: floor 0, ceiling 6; neither: ±∞), NaN kept as PyTorch's ReLU does.
+    /// [`ConvBackend::medkd_conv2d`], then `y · scale[o] + shift[o]`, plus `residual` (of the
+    /// output's shape; empty for none: burn's extension macro passes no `Option` of a tensor on),
+    /// clamped to `[floor, ceiling]` (ReLU: floor 0; ReLU6: floor 0,
+    /// ceiling 6; neither: ±∞), NaN kept as PyTorch's ReLU does.
     #[allow(clippy::too_many_arguments)]
     fn medkd_conv2d_affine(
         x: FloatTensor<Self>,
@@ -74,6 +76,7 @@ pub trait ConvInferenceBackend: Backend {
         depthwise: bool,
         scale: FloatTensor<Self>,
         shift: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
         floor: f32,
         ceiling: f32,
     ) -> FloatTensor<Self>;
@@ -105,14 +108,19 @@ impl Activation {
     }
 }
 
-/// `activation(bn.forward(conv.forward(x)))`. Without autodiff (inference), BatchNorm and the
-/// activation are applied as the kernels write the convolution's output: the same values,
-/// without the two or three passes over the output and their buffers.
-pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
+/// `activation(bn.forward(conv.forward(x)) + residual)` (no residual: nothing added). Without
+/// autodiff (inference), BatchNorm, the residual and the activation are applied as the kernels
+/// write the convolution's output: the same values, without the passes over the output and their
+/// buffers.
+pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, residual: Option<Tensor<4>>, activation: Activation) -> Tensor<4> {
     let device = x.device();
     let fused = fast_path(conv, &x).filter(|_| !device.is_autodiff() && conv.bias.is_none());
     let Some((padding, depthwise)) = fused else {
-        return activation.apply(batch_norm(bn, conv2d(conv, x)));
+        let y = batch_norm(bn, conv2d(conv, x));
+        return activation.apply(match residual {
+            Some(residual) => y + residual,
+            None => y,
+        });
     };
     let (scale, shift) = running_affine(bn, &device);
     let (floor, ceiling) = activation.bounds();
@@ -124,6 +132,7 @@ pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, activation: Activati
         depthwise,
         scale.into_dispatch(),
         shift.into_dispatch(),
+        residual.unwrap_or_else(|| Tensor::empty([0, 0, 0, 0], &device)).into_dispatch(),
         floor,
         ceiling,
     ))
@@ -515,26 +524,45 @@ fn map_chunks<P: Send, T: Send>(pieces: Vec<P>, threads: gemm::Parallelism, f: i
     }
 }
 
-/// A BatchNorm with fixed statistics and an activation, applied to a convolution's output as it
-/// is written (see [`ConvInferenceBackend`]).
+/// A BatchNorm with fixed statistics, a residual and an activation, applied to a convolution's
+/// output as it is written (see [`ConvInferenceBackend`]).
 struct Epilogue<'a> {
     scale: &'a [f32],
     shift: &'a [f32],
+    /// Added to the whole output, element by element.
+    residual: Option<&'a [f32]>,
     floor: f32,
     ceiling: f32,
 }
 
 impl Epilogue<'_> {
-    /// Output channel `o`'s value `y` after BatchNorm and the activation, computed as
-    /// `norm::batch_norm`, burn's ReLU and its clamp compute them, so the values are the same.
-    fn value(&self, o: usize, y: f32) -> f32 {
-        let y = self.scale[o] * y + self.shift[o];
+    /// Output channel `o`'s value `y` after BatchNorm, computed as `norm::batch_norm` computes it.
+    fn affine(&self, o: usize, y: f32) -> f32 {
+        self.scale[o] * y + self.shift[o]
+    }
+    /// The activation, as burn's ReLU and clamp compute it.
+    fn clamp(&self, y: f32) -> f32 {
         let y = if y.is_nan() || y > self.floor { y } else { self.floor };
         if y > self.ceiling { self.ceiling } else { y }
     }
-    /// Writes output channel `o`'s plane `src`, finished, into `dst`.
-    fn write(&self, o: usize, src: &[f32], dst: &mut [MaybeUninit<f32>]) {
-        dst.iter_mut().zip(src).for_each(|(dst, &y)| *dst = MaybeUninit::new(self.value(o, y)));
+    /// Finishes in place output channel `o`'s plane `values`, which starts at element `at` of the
+    /// output (the residual's offset).
+    fn finish(&self, o: usize, at: usize, values: &mut [f32]) {
+        match self.residual {
+            Some(residual) => {
+                let residual = &residual[at..][..values.len()];
+                values.iter_mut().zip(residual).for_each(|(y, &r)| *y = self.clamp(self.affine(o, *y) + r))
+            }
+            None => values.iter_mut().for_each(|y| *y = self.clamp(self.affine(o, *y))),
+        }
+    }
+    /// [`Epilogue::finish`] from `src` into `dst`.
+    fn write(&self, o: usize, at: usize, src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+        let finished = |y: f32, r: f32| MaybeUninit::new(self.clamp(self.affine(o, y) + r));
+        match self.residual {
+            Some(residual) => dst.iter_mut().zip(src).zip(&residual[at..][..src.len()]).for_each(|((dst, &y), &r)| *dst = finished(y, r)),
+            None => dst.iter_mut().zip(src).for_each(|(dst, &y)| *dst = MaybeUninit::new(self.clamp(self.affine(o, y)))),
+        }
     }
 }
 
@@ -550,13 +578,15 @@ fn forward(g: &Geometry, x: &[f32], weight: &[f32], epilogue: Option<&Epilogue>)
         let product = |dst: &mut [MaybeUninit<f32>]| {
             gemm(dst, out_channels, columns, g.patch(), Operand::row_major(weight, g.patch()), Operand::row_major(&cols, columns), threads)
         };
+        // Where this chunk starts in the output.
+        let start = index * chunk * out_channels * plane;
         if count == 1 {
             product(y);
             if let Some(epilogue) = epilogue {
                 y.par_chunks_mut(plane).with_min_len(min_len(threads)).enumerate().for_each(|(o, part)| {
                     // SAFETY: gemm wrote every entry of y.
                     let values = unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                    values.iter_mut().for_each(|y| *y = epilogue.value(o, *y));
+                    epilogue.finish(o, start + o * plane, values);
                 });
             }
             return;
@@ -568,7 +598,7 @@ fn forward(g: &Geometry, x: &[f32], weight: &[f32], epilogue: Option<&Epilogue>)
             let (s, o) = (index / out_channels, index % out_channels);
             let src = &samples_side_by_side[o * columns + s * plane..][..plane];
             match epilogue {
-                Some(epilogue) => epilogue.write(o, src, part),
+                Some(epilogue) => epilogue.write(o, start + index * plane, src, part),
                 None => {
                     part.write_copy_of_slice(src);
                 }
@@ -673,7 +703,7 @@ fn forward_flex_then(
                 out.par_chunks_mut(plane)
                     .zip(y.storage::<f32>().par_chunks(plane))
                     .enumerate()
-                    .for_each(|(index, (out, y))| epilogue.write(index % groups, y, out))
+                    .for_each(|(index, (out, y))| epilogue.write(index % groups, index * plane, y, out))
             })
         };
         return flex_tensor(finished, &shape);
@@ -699,11 +729,13 @@ impl ConvInferenceBackend for Flex {
         depthwise: bool,
         scale: FloatTensor<Self>,
         shift: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
         floor: f32,
         ceiling: f32,
     ) -> FloatTensor<Self> {
-        let ((_, scale), (_, shift)) = (contiguous(&scale), contiguous(&shift));
-        let epilogue = Epilogue { scale: scale.storage(), shift: shift.storage(), floor, ceiling };
+        let ((_, scale), (_, shift), (_, residual)) = (contiguous(&scale), contiguous(&shift), contiguous(&residual));
+        let residual = Some(residual.storage::<f32>()).filter(|values| !values.is_empty());
+        let epilogue = Epilogue { scale: scale.storage(), shift: shift.storage(), residual, floor, ceiling };
         forward_flex_then(&x, &weight, stride, padding, depthwise, Some(&epilogue))
     }
 }
@@ -826,7 +858,7 @@ mod tests {
     }
 
     #[test]
-    fn inference_conv_bn_gives_the_values_of_its_three_steps() {
+    fn inference_conv_bn_gives_the_values_of_its_separate_steps() {
         use burn::module::{Param, RunningState};
         use burn::nn::BatchNormConfig;
         use burn::tensor::Distribution;
@@ -855,12 +887,21 @@ mod tests {
             bn.running_var = RunningState::new(uniform(0.5, 2.0));
             // Wide enough that ReLU6 clips values at 6.
             let x = Tensor::<4>::random([n, c, side, side], Distribution::Normal(0.0, 8.0), &device);
+            let unfused = batch_norm(&bn, conv2d(&conv, x.clone()));
+            // A residual such as a ResNet block's shortcut, of the output's shape.
+            let residual = Tensor::<4>::random(unfused.dims(), Distribution::Normal(0.0, 4.0), &device);
             for activation in [Activation::Identity, Activation::Relu, Activation::Relu6] {
-                let fused = conv_bn(&conv, &bn, x.clone(), activation).into_data().try_to_vec::<f32>().unwrap();
-                let steps = activation.apply(batch_norm(&bn, conv2d(&conv, x.clone()))).into_data().try_to_vec::<f32>().unwrap();
-                let what = format!("{:?} {activation:?}", (n, c, side, o, k, stride, padding, depthwise));
-                assert!(activation != Activation::Relu6 || fused.contains(&6.0), "{what}: nothing reaches 6");
-                assert_eq!(fused, steps, "{what}");
+                for residual in [None, Some(residual.clone())] {
+                    let fused = conv_bn(&conv, &bn, x.clone(), residual.clone(), activation).into_data().try_to_vec::<f32>().unwrap();
+                    let added = match &residual {
+                        Some(residual) => unfused.clone() + residual.clone(),
+                        None => unfused.clone(),
+                    };
+                    let steps = activation.apply(added).into_data().try_to_vec::<f32>().unwrap();
+                    let what = format!("{:?} {activation:?} residual {}", (n, c, side, o, k, stride, padding, depthwise), residual.is_some());
+                    assert!(activation != Activation::Relu6 || fused.contains(&6.0), "{what}: nothing reaches 6");
+                    assert_eq!(fused, steps, "{what}");
+                }
             }
         }
     }

@@ -192,7 +192,7 @@ fn same_conv_bn_relu6(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> 
             x.pad([same_padding(height, kernel, stride), same_padding(width, kernel, stride)], PadMode::Constant(0.0))
         }
     };
-    conv_bn(conv, bn, x, Activation::Relu6)
+    conv_bn(conv, bn, x, None, Activation::Relu6)
 }
 
 impl MbConv {
@@ -212,18 +212,16 @@ impl MbConv {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self._expand_conv, &self._bn0) {
-            x = conv_bn(conv, bn, x, Activation::Relu6);
+            x = conv_bn(conv, bn, x, None, Activation::Relu6);
         }
         x = same_conv_bn_relu6(&self._depthwise_conv, &self._bn1, x);
-        x = conv_bn(&self._project_conv, &self._bn2, x, Activation::Identity);
-        if !self.residual {
-            return x;
-        }
         // Dropout's own condition for training, checked here so inference skips the multiply.
         let training = self.drop_connect.prob > 0.0 && self.drop_connect.training.is_enabled() && x.device().is_autodiff();
-        if !training {
-            return x + input;
+        if !self.residual || !training {
+            // The skip is added as the projection's output is written (at inference).
+            return conv_bn(&self._project_conv, &self._bn2, x, self.residual.then_some(input), Activation::Identity);
         }
+        x = conv_bn(&self._project_conv, &self._bn2, x, None, Activation::Identity);
         let [batch, ..] = x.dims();
         x * self.drop_connect.forward(Tensor::<4>::ones([batch, 1, 1, 1], &input.device())) + input
     }
@@ -274,7 +272,7 @@ impl EfficientNetLite {
                 stages.record(&x);
             }
         }
-        let x = conv_bn(&self._conv_head, &self._bn1, x, Activation::Relu6);
+        let x = conv_bn(&self._conv_head, &self._bn1, x, None, Activation::Relu6);
         stages.record(&x);
         let pooled = global_avg_pool(x);
         let logits = self._fc.forward(self.dropout.forward(pooled.clone()));

@@ -99,7 +99,12 @@ pub struct ConvBn {
 
 impl ConvBn {
     pub fn forward(&self, x: Tensor<4>, activation: Activation) -> Tensor<4> {
-        conv_bn(&self.conv, &self.bn, x, activation)
+        self.forward_adding(x, None, activation)
+    }
+
+    /// [`ConvBn::forward`] with `residual` added before the activation (see [`conv_bn`]).
+    pub fn forward_adding(&self, x: Tensor<4>, residual: Option<Tensor<4>>, activation: Activation) -> Tensor<4> {
+        conv_bn(&self.conv, &self.bn, x, residual, activation)
     }
 }
 

@@ -131,18 +131,26 @@ impl Feature {
             Self::InvertedResidual(block) => {
                 let mut layers = block.conv.iter().peekable();
                 let mut out = x.clone();
+                let mut skip = block.residual.then_some(x);
                 while let Some(layer) = layers.next() {
                     out = match layer {
                         Layer::ConvBnRelu6(activated) => activated.forward(out, Activation::Relu6),
-                        // The projection conv and its BatchNorm, run as one.
+                        // The projection conv and its BatchNorm, run as one, the skip added as
+                        // they write the block's output.
                         Layer::Conv(conv) => match layers.next_if(|next| matches!(next, Layer::Norm(_))) {
-                            Some(Layer::Norm(norm)) => conv_bn(conv, norm, out, Activation::Identity),
+                            Some(Layer::Norm(norm)) => {
+                                let last = layers.peek().is_none();
+                                conv_bn(conv, norm, out, skip.take_if(|_| last), Activation::Identity)
+                            }
                             _ => conv2d(conv, out),
                         },
                         Layer::Norm(norm) => batch_norm(norm, out),
                     };
                 }
-                if block.residual { out + x } else { out }
+                match skip {
+                    Some(x) => out + x,
+                    None => out,
+                }
             }
         }
     }

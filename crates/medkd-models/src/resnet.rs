@@ -3,7 +3,6 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::nn::pool::MaxPool2d;
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use medkd_onnx::{Graph, OnnxError, Value};
@@ -108,13 +107,10 @@ impl Block {
             Some(downsample) => downsample.forward(x.clone(), Activation::Identity),
             None => x.clone(),
         };
-        let last = self.convs.len() - 1;
-        let out = self
-            .convs
-            .iter()
-            .enumerate()
-            .fold(x, |x, (i, conv_bn)| conv_bn.forward(x, if i < last { Activation::Relu } else { Activation::Identity }));
-        relu(out + shortcut)
+        let (last, first) = self.convs.split_last().expect("a block has convolutions");
+        let x = first.iter().fold(x, |x, conv_bn| conv_bn.forward(x, Activation::Relu));
+        // The shortcut added and ReLU applied as the last convolution writes its output (at inference).
+        last.forward_adding(x, Some(shortcut), Activation::Relu)
     }
 }
 
