@@ -241,7 +241,7 @@ def time_subset_kd(name, iters, warmup, device, temperature=4.0):
 
 
 class DinoHead(torch.nn.Module):
-    """facebookresearch/dino's DINOHead (nlayers 3, no BN, norm_last_layer), as medkd's."""
+    """facebookresearch/dino's DINOHead (nlayers 3, no BN, norm_last_layer, its init), as medkd's."""
 
     def __init__(self, in_dim, out_dim, hidden, bottleneck):
         super().__init__()
@@ -249,6 +249,10 @@ class DinoHead(torch.nn.Module):
             torch.nn.Linear(in_dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, hidden), torch.nn.GELU(),
             torch.nn.Linear(hidden, bottleneck),
         )
+        for layer in self.mlp:
+            if isinstance(layer, torch.nn.Linear):
+                torch.nn.init.trunc_normal_(layer.weight, std=0.02)
+                torch.nn.init.zeros_(layer.bias)
         self.last_layer = torch.nn.utils.weight_norm(torch.nn.Linear(bottleneck, out_dim, bias=False))
         self.last_layer.weight_g.data.fill_(1)
         self.last_layer.weight_g.requires_grad = False
@@ -256,6 +260,24 @@ class DinoHead(torch.nn.Module):
     def forward(self, x):
         x = torch.nn.functional.normalize(self.mlp(x), dim=-1, p=2)
         return self.last_layer(x)
+
+
+def dino_loss(student_views, targets):
+    """DINOLoss: cross-entropy of each student view against each teacher target of another view."""
+    loss, pairs = 0.0, 0
+    for t, q in enumerate(targets):
+        for v, s in enumerate(student_views):
+            if v != t:
+                loss = loss + torch.sum(-q * torch.log_softmax(s, dim=-1), dim=-1).mean()
+                pairs += 1
+    return loss / pairs
+
+
+@torch.no_grad()
+def ema_update(teacher, student, momentum):
+    """The teacher's parameters moved toward the student's: t = m t + (1 - m) s."""
+    for p_t, p_s in zip(teacher.parameters(), student.parameters()):
+        p_t.mul_(momentum).add_((1 - momentum) * p_s.detach())
 
 
 def time_dino(name, iters, warmup, device, student_temp=0.1, teacher_temp=0.04, momentum=0.996):
@@ -289,20 +311,12 @@ def time_dino(name, iters, warmup, device, student_temp=0.1, teacher_temp=0.04, 
         with torch.no_grad():
             teacher_out = embed(teacher, globals_)
         targets = torch.softmax((teacher_out - center) / teacher_temp, dim=-1).chunk(2)
-        views = student_out.chunk(4)
-        loss, pairs = 0.0, 0
-        for t, q in enumerate(targets):
-            for v, s in enumerate(views):
-                if v != t:
-                    loss = loss + torch.sum(-q * torch.log_softmax(s, dim=-1), dim=-1).mean()
-                    pairs += 1
-        loss = loss / pairs
+        loss = dino_loss(student_out.chunk(4), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        ema_update(teacher, student, momentum)
         with torch.no_grad():
-            for p_t, p_s in zip(teacher.parameters(), student.parameters()):
-                p_t.mul_(momentum).add_((1 - momentum) * p_s.detach())
             center = center * 0.9 + teacher_out.mean(dim=0, keepdim=True) * 0.1
         loss.item()
 

@@ -19,7 +19,8 @@ validation images is scored by DINO's weighted 20-NN (T 0.07) with the training 
 
 import argparse
 import json
-import math
+import pathlib
+import sys
 import time
 
 import numpy as np
@@ -28,31 +29,11 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torchvision.transforms import v2
 
+# DINO's head, loss and EMA update as the DINO bench step runs them.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "bench"))
+from pytorch_reference import DinoHead, dino_loss, ema_update  # noqa: E402
+
 NPZ = "../shared/data/medmnist/pneumoniamnist.npz"
-
-
-class DinoHead(torch.nn.Module):
-    """vision_transformer.py's DINOHead: nlayers 3, no BN, norm_last_layer."""
-
-    def __init__(self, in_dim, out_dim, hidden, bottleneck):
-        super().__init__()
-        self.mlp = torch.nn.Sequential(
-            torch.nn.Linear(in_dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, hidden), torch.nn.GELU(),
-            torch.nn.Linear(hidden, bottleneck),
-        )
-        self.apply(self._init)
-        self.last_layer = torch.nn.utils.weight_norm(torch.nn.Linear(bottleneck, out_dim, bias=False))
-        self.last_layer.weight_g.data.fill_(1)
-        self.last_layer.weight_g.requires_grad = False
-
-    @staticmethod
-    def _init(m):
-        if isinstance(m, torch.nn.Linear):
-            torch.nn.init.trunc_normal_(m.weight, std=0.02)
-            torch.nn.init.zeros_(m.bias)
-
-    def forward(self, x):
-        return self.last_layer(F.normalize(self.mlp(x), dim=-1))
 
 
 class Views(torch.utils.data.Dataset):
@@ -160,24 +141,15 @@ def main():
                 student_out = torch.cat([student["head"](embed(student, torch.cat(views[:2]))),
                                          student["head"](embed(student, torch.cat(views[2:])))]) / 0.1
                 targets = F.softmax((teacher_out - center) / 0.04, dim=-1).chunk(2)
-                student_views = student_out.chunk(4)
-                loss, pairs = 0.0, 0
-                for t, q in enumerate(targets):
-                    for v, s in enumerate(student_views):
-                        if v != t:
-                            loss = loss + torch.sum(-q * F.log_softmax(s, dim=-1), dim=-1).mean()
-                            pairs += 1
-                loss = loss / pairs
+                loss = dino_loss(student_out.chunk(4), targets)
                 optimizer.zero_grad()
                 loss.backward()
                 if epoch < 1:
                     for p in student["head"].last_layer.parameters():
                         p.grad = None
                 optimizer.step()
+                ema_update(teacher, student, momenta[it])
                 with torch.no_grad():
-                    m = momenta[it]
-                    for p_t, p_s in zip(teacher.parameters(), student.parameters()):
-                        p_t.mul_(m).add_((1 - m) * p_s.detach())
                     center = center * 0.9 + teacher_out.mean(dim=0, keepdim=True) * 0.1
                 losses.append(loss.item())
             record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "first_loss": losses[0], "last_loss": losses[-1],

@@ -175,3 +175,21 @@ pub fn temp_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_full_disk_fails_the_write_by_name_and_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.json");
+        write_atomic(&path, b"old").unwrap();
+        // Writes to /dev/full fail with ENOSPC: the temporary file is put on it.
+        std::os::unix::fs::symlink("/dev/full", temp_path(&path)).unwrap();
+        let error = write_atomic(&path, b"new").unwrap_err().to_string();
+        assert!(error.contains("No space left on device") && error.contains(".last.json.tmp"), "{error}");
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+    }
+}
