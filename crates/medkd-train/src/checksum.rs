@@ -4,7 +4,7 @@
 //! Runs written before carry bare MD5 hex strings, which are checked as MD5.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufReader, Write};
 use std::path::Path;
 
 use md5::{Digest, Md5};
@@ -55,17 +55,10 @@ impl<W: Write> Write for Hashing<W> {
 /// The [`checksum`] of the file at `path`, read a slice at a time (a file just written is read
 /// from the page cache).
 pub fn file_checksum(path: &Path) -> Result<String, TrainError> {
-    let mut file = File::open(path).map_err(|e| TrainError::io(path, e))?;
-    let mut hasher = Xxh3::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buffer) {
-            Ok(0) => return Ok(named(hasher.digest128())),
-            Ok(n) => hasher.update(&buffer[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(TrainError::io(path, e)),
-        }
-    }
+    let mut file = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| TrainError::io(path, e))?);
+    let mut hashing = Hashing::new(std::io::sink());
+    std::io::copy(&mut file, &mut hashing).map_err(|e| TrainError::io(path, e))?;
+    Ok(hashing.checksum())
 }
 
 /// Whether `bytes` are what `recorded` (a [`checksum`], or an older run's MD5) was taken of.
