@@ -102,6 +102,42 @@ impl Batch {
         std::iter::once((self.images.as_slice(), self.shape)).chain(self.extra_views.iter().map(|v| (v.images.as_slice(), v.shape)))
     }
 
+    /// The batch cut into at most `parts` consecutive shards, one per device of a data-parallel
+    /// step: sizes differ by at most one, larger first, and no shard is empty (a batch of 3
+    /// samples in 4 parts gives 3 shards).
+    pub fn split(self, parts: usize) -> Vec<Batch> {
+        let n = self.targets.len();
+        let parts = parts.clamp(1, n.max(1));
+        let mut start = 0;
+        (0..parts)
+            .map(|part| {
+                let len = n / parts + usize::from(part < n % parts);
+                let range = start..start + len;
+                start += len;
+                let rows = |images: &[f32], shape: [usize; 4]| {
+                    let per_sample = shape[1] * shape[2] * shape[3];
+                    (images[range.start * per_sample..range.end * per_sample].to_vec(), [len, shape[1], shape[2], shape[3]])
+                };
+                let (images, shape) = rows(&self.images, self.shape);
+                Batch {
+                    images,
+                    shape,
+                    extra_views: self
+                        .extra_views
+                        .iter()
+                        .map(|v| {
+                            let (images, shape) = rows(&v.images, v.shape);
+                            View { images, shape }
+                        })
+                        .collect(),
+                    targets: self.targets[range.clone()].to_vec(),
+                    indices: self.indices[range].to_vec(),
+                    num_classes: self.num_classes,
+                }
+            })
+            .collect()
+    }
+
     /// N*num_classes 0/1 values; a single-label sample is one-hot.
     pub fn multi_hot(&self) -> Vec<f32> {
         let mut out = vec![0.0; self.targets.len() * self.num_classes];
@@ -437,6 +473,29 @@ mod tests {
         assert_ne!(view_1, view_0);
         assert_ne!(view_1, draws(rng_for_view(7, 3, 2, 5)));
         assert_ne!(view_1, draws(rng_for_view(7, 4, 1, 5)));
+    }
+
+    #[test]
+    fn a_split_batch_keeps_every_sample_once_in_order_with_all_its_views() {
+        // 7 samples of 1x2x1 values in view 0 and 1x1x1 in a second view; sample i holds i.
+        let batch = Batch {
+            images: (0..7).flat_map(|i| [i as f32, i as f32 + 0.5]).collect(),
+            shape: [7, 1, 2, 1],
+            extra_views: vec![View { images: (0..7).map(|i| -(i as f32)).collect(), shape: [7, 1, 1, 1] }],
+            targets: (0..7).map(|i| Target::Class(i % 3)).collect(),
+            indices: (10..17).collect(),
+            num_classes: 3,
+        };
+        let shards = batch.clone().split(3);
+        assert_eq!(shards.iter().map(|s| s.shape[0]).collect::<Vec<_>>(), [3, 2, 2]);
+        assert_eq!(shards[1].images, [3.0, 3.5, 4.0, 4.5]);
+        assert_eq!(shards[2].extra_views[0], View { images: vec![-5.0, -6.0], shape: [2, 1, 1, 1] });
+        assert_eq!(shards[2].targets, [Target::Class(2), Target::Class(0)]);
+        assert_eq!(shards.iter().flat_map(|s| s.indices.clone()).collect::<Vec<_>>(), batch.indices);
+        assert_eq!(shards.iter().flat_map(|s| s.images.clone()).collect::<Vec<_>>(), batch.images);
+        // More parts than samples: one shard per sample, none empty.
+        assert_eq!(batch.clone().split(9).len(), 7);
+        assert_eq!(batch.clone().split(1), vec![batch]);
     }
 }
 

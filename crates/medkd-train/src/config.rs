@@ -24,6 +24,10 @@ pub struct RunConfig {
     pub seed: u64,
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Data-parallel training on this many devices of `device`'s kind (1: one device). Every
+    /// batch is cut into one shard per device; see [`crate::engine`]'s `sharded_step`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub devices: usize,
     /// `[method]`: the training method and its keys ([`crate::methods`]); `classify` when absent.
     #[serde(default, skip_serializing_if = "MethodConfig::is_default")]
     pub method: MethodConfig,
@@ -40,6 +44,14 @@ pub struct RunConfig {
     /// Frozen teachers whose outputs KD terms read (`medkd distill`).
     #[serde(default, rename = "teacher", skip_serializing_if = "Vec::is_empty")]
     pub teachers: Vec<TeacherConfig>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 fn is_default_shots(shots: &ShotThresholds) -> bool {
@@ -329,6 +341,19 @@ impl RunConfig {
         let bad = |key: &str, message: String| Err(TrainError::Config(format!("`{key}`: {message}")));
         self.shots.validate("shots").map_err(|e| TrainError::Config(e.to_string()))?;
         let train = &self.train;
+        if self.devices == 0 {
+            return bad("devices", "must be at least 1, got 0".into());
+        }
+        // A step on a shard must read nothing but its shard and make its tensors on its device.
+        if self.devices > 1 && !self.teachers.is_empty() {
+            return bad("devices", "teachers run on one device: distill with `devices = 1`".into());
+        }
+        if self.devices > 1 && matches!(self.method, MethodConfig::Dino(_) | MethodConfig::Distl(_)) {
+            return bad("devices", "DINO's centre and EMA teacher follow whole batches: train on one device".into());
+        }
+        if self.devices > train.batch_size {
+            return bad("devices", format!("{} devices need a batch of at least {0} samples, `train.batch_size` is {}", self.devices, train.batch_size));
+        }
         if train.epochs == 0 {
             return bad("train.epochs", "must be at least 1, got 0".into());
         }
@@ -599,6 +624,20 @@ mod tests {
         let message = error_of(BASE, &["train.finetune={ freeze_backbone_epochs = 3 }"]);
         assert!(message.contains("train.finetune.freeze_backbone_epochs") && message.contains("epochs = 2"), "{message}");
         assert!(error_of(BASE, &["train.finetune={ lr_scale = 0.1 }"]).contains("lr_scale"));
+    }
+
+    /// Several devices need a batch to cut and a method whose steps read only their shard.
+    #[test]
+    fn several_devices_are_refused_where_shards_cannot_be_stepped_apart() {
+        assert_eq!(RunConfig::parse(BASE, &["devices=2".into()]).unwrap().devices, 2);
+        assert!(!RunConfig::parse(BASE, &[]).unwrap().to_toml().contains("devices"), "one device is not written out");
+        assert!(error_of(BASE, &["devices=0"]).contains("`devices`: must be at least 1"));
+        let message = error_of(BASE, &["devices=9"]);
+        assert!(message.contains("`devices`") && message.contains("`train.batch_size` is 8"), "{message}");
+        let message = error_of(BASE, &["devices=2", "teacher=[{ run = \"runs/t\" }]"]);
+        assert!(message.contains("`devices`") && message.contains("teachers"), "{message}");
+        let message = error_of(BASE, &["devices=2", "method={ kind = \"dino\" }", "loss=[]"]);
+        assert!(message.contains("`devices`") && message.contains("DINO"), "{message}");
     }
 
     #[test]

@@ -21,6 +21,19 @@ pub fn make_device(choice: DeviceChoice) -> Result<Device, TrainError> {
     }
 }
 
+/// The `count` devices a data-parallel run trains on: [`make_device`]'s for one; for several,
+/// GPUs 0..count of `choice`'s kind (discrete GPUs for wgpu), or the one CPU `count` times, which
+/// trains no faster but runs the same sharded steps (how the tests check them).
+pub fn make_devices(choice: DeviceChoice, count: usize) -> Result<Vec<Device>, TrainError> {
+    match choice {
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda if count > 1 => Ok((0..count).map(Device::cuda).collect()),
+        #[cfg(feature = "wgpu")]
+        DeviceChoice::Wgpu if count > 1 => Ok((0..count).map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i))).collect()),
+        _ => Ok(vec![make_device(choice)?; count.max(1)]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,6 +41,9 @@ mod tests {
     #[test]
     fn a_device_not_built_in_names_the_feature_that_builds_it() {
         assert!(make_device(DeviceChoice::Flex).is_ok());
+        assert_eq!(make_devices(DeviceChoice::Flex, 3).unwrap(), vec![Device::flex(); 3]);
+        #[cfg(not(feature = "cuda"))]
+        assert!(make_devices(DeviceChoice::Cuda, 2).unwrap_err().to_string().contains("--features cuda"));
         #[cfg(not(feature = "tch"))]
         assert_eq!(
             make_device(DeviceChoice::Libtorch).unwrap_err().to_string(),

@@ -2,6 +2,16 @@
 //! schedule, checkpoints and exact resume, weight averaging, best-checkpoint selection, early
 //! stopping, the metrics log, the progress bar, the non-finite-loss guard and the final
 //! summary.json.
+//!
+//! Data parallelism (`devices` > 1) rides on burn's cross-device autodiff rather than an
+//! all-reduce of our own: each batch is cut into one shard per device, shard k's loss is computed
+//! on a copy of the trainable moved to device k with `Module::to_device` (an operation autodiff
+//! records), and the shard losses, weighted by shard size, are added on the first device. The one
+//! backward pass then carries every copy's gradient back to the parameters on the first device
+//! and sums them there, where the optimizer steps. (burn 0.22's all-reduce runs on CUDA alone,
+//! and burn-train's multi-device learner would replace this loop.) Where each sample's loss is its
+//! own this is the gradient of one device with the whole batch; batch statistics (BatchNorm) are
+//! per shard, as with PyTorch's DistributedDataParallel without SyncBatchNorm.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,9 +19,10 @@ use std::time::Instant;
 
 use burn::module::{Module, ParamId};
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use medkd_data::{write_csv, write_flipped_csv};
+use medkd_data::{Batch, write_csv, write_flipped_csv};
+use medkd_losses::TermValue;
 use medkd_eval::Metric;
 use medkd_models::{Model, count_macs, count_params, load_weights};
 use serde_json::json;
@@ -19,8 +30,9 @@ use serde_json::json;
 use crate::averaging::WeightAverage;
 use crate::checkpoint::{BestChoice, CheckpointWriter, TrainState, best_weights, has_finished_epoch, load_last, method_state_for};
 use crate::config::{FinetuneConfig, RunConfig};
+use crate::device::make_devices;
 use crate::evaluate::{Evaluation, Report, calibrate};
-use crate::method::{Method, StepAt};
+use crate::method::{Method, StepAt, StepLoss};
 use crate::optim::build_optimizer;
 use crate::run_dir::RunDir;
 use crate::schedule::{ImprovementTracker, LrSchedule};
@@ -78,7 +90,12 @@ pub fn fit<M: Method>(
             write_flipped_csv(rows, &run.root().join("label_noise.csv"))?;
         }
     }
-    let train_device = setup.device.clone().autodiff();
+    // The first device is `setup.device`: evaluation and checkpoints happen there.
+    let devices: Vec<Device> = make_devices(config.device, config.devices)?.into_iter().map(|d| d.autodiff()).collect();
+    let train_device = devices[0].clone();
+    // Copies moved to other devices take the parameters' BatchNorm running statistics with them
+    // (burn shares them between clones); the first device gets them back after each step.
+    let gather = devices.iter().any(|d| *d != train_device);
     // Anything a method draws while it is built comes from the run seed. Parameters are
     // initialized lazily, at their first use in epoch 0, from the reseed below.
     train_device.seed(config.seed);
@@ -127,7 +144,9 @@ pub fn fit<M: Method>(
     for epoch in state.epochs_done..config.train.epochs {
         // Parameter init and dropout masks depend on (seed, epoch) alone, not on what the process
         // drew before (a resumed run, a loaded SSKD head), so a resumed run draws the same ones.
-        train_device.seed(epoch_seed(config.seed, epoch));
+        for device in &devices {
+            device.seed(epoch_seed(config.seed, epoch));
+        }
         let bar = progress_bar(show_progress, steps, epoch, config.train.epochs);
         let mut term_sums: BTreeMap<String, f64> = BTreeMap::new();
         let mut loss_sum = 0.0;
@@ -140,7 +159,7 @@ pub fn fit<M: Method>(
             }
             let batch = batch?;
             let indices = batch.indices.clone();
-            let loss = method.step(&trainable, batch, at)?;
+            let loss = sharded_step(method, &trainable, batch, at, &devices)?;
             let loss_value = loss.total.clone().into_scalar::<f32>() as f64;
             let term_values: Vec<(String, f64)> = loss.terms.into_iter().map(|t| (t.name, t.value.into_scalar::<f32>() as f64)).collect();
             if !loss_value.is_finite() {
@@ -152,7 +171,11 @@ pub fn fit<M: Method>(
                 };
                 return Err(TrainError::NonFiniteLoss { epoch, step, terms: detail, samples });
             }
-            trainable = method.after_step(optimizer_step(&mut optimizer, finetune.as_ref(), epoch, lr, trainable, loss.total), at)?;
+            trainable = optimizer_step(&mut optimizer, finetune.as_ref(), epoch, lr, trainable, loss.total);
+            if gather {
+                trainable = trainable.fork(&train_device);
+            }
+            trainable = method.after_step(trainable, at)?;
             if let Some(average) = &mut average {
                 average.after_step(method.model(&trainable));
             }
@@ -291,6 +314,45 @@ pub fn fit<M: Method>(
     };
     run.write_json(&run.summary_path(), &summary)?;
     Ok(Outcome { summary, test })
+}
+
+/// The loss of one batch on `devices`: the method's step on the first device, or with several
+/// devices the shard losses weighted by shard size (see the module's notes), each term likewise.
+fn sharded_step<M: Method>(
+    method: &mut M,
+    trainable: &M::Trainable,
+    batch: Batch,
+    at: StepAt,
+    devices: &[Device],
+) -> Result<StepLoss, TrainError> {
+    if devices.len() == 1 {
+        return method.step(trainable, batch, at);
+    }
+    let samples = batch.indices.len() as f64;
+    let first = &devices[0];
+    let mut total: Option<Tensor<1>> = None;
+    let mut terms: Vec<TermValue> = Vec::new();
+    for (k, (shard, device)) in batch.split(devices.len()).into_iter().zip(devices).enumerate() {
+        let weight = shard.indices.len() as f64 / samples;
+        let loss = match k {
+            0 => method.step(trainable, shard, at)?,
+            _ => method.step(&trainable.clone().to_device(device), shard, at)?,
+        };
+        let weighted = |value: Tensor<1>| value.to_device(first).mul_scalar(weight);
+        let shard_total = weighted(loss.total);
+        total = Some(match total {
+            Some(sum) => sum + shard_total,
+            None => shard_total,
+        });
+        for term in loss.terms {
+            let value = weighted(term.value);
+            match terms.iter_mut().find(|t| t.name == term.name) {
+                Some(sum) => sum.value = sum.value.clone() + value,
+                None => terms.push(TermValue { name: term.name, value }),
+            }
+        }
+    }
+    Ok(StepLoss { total: total.expect("a batch has at least one shard"), terms })
 }
 
 fn progress_bar(show: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {

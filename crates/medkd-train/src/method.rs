@@ -36,6 +36,12 @@ impl StepAt {
     }
 }
 
+/// Where a step's tensors go: the device of `trainable`'s parameters, which in a data-parallel
+/// step is the shard's.
+pub fn device_of(trainable: &impl Module) -> Device {
+    trainable.devices().swap_remove(0)
+}
+
 /// One step's loss: the weighted total that is back-propagated, and each named term's unweighted
 /// value for the metrics log.
 pub struct StepLoss {
@@ -78,7 +84,7 @@ pub trait Method {
         Ok(())
     }
 
-    /// The loss of one batch.
+    /// The loss of one batch, its tensors made on the trainable's device ([`device_of`]).
     fn step(&mut self, trainable: &Self::Trainable, batch: Batch, at: StepAt) -> Result<StepLoss, TrainError>;
 
     /// After the optimizer has updated `trainable`, before the weight average sees it: an EMA

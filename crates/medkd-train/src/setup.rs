@@ -16,7 +16,7 @@ use medkd_models::{Model, ModelSpec, load_weights, load_weights_partial};
 use crate::TrainError;
 use crate::checkpoint::best_weights;
 use crate::config::RunConfig;
-use crate::device::make_device;
+use crate::device::make_devices;
 use crate::evaluate::BoxSource;
 use crate::htl::read_htl_file;
 use crate::methods::SelfTrainingData;
@@ -80,7 +80,8 @@ impl RunSetup {
         };
         let pipelines = build_pipelines(&config.data, splits.train.as_ref())?;
         let (train_pipeline, eval_pipeline) = (pipelines.train, pipelines.eval);
-        let device = make_device(config.device)?;
+        // The first of a data-parallel run's devices: it evaluates and keeps the weights.
+        let device = make_devices(config.device, config.devices)?.swap_remove(0);
         // Both pipelines' output sizes must fit the model (DenseNet needs >= 29 px, say).
         let first = splits.train.image(0)?;
         let [_, height, width] = eval_pipeline.apply_seeded(&first, 0)?.1;

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::TrainError;
 use crate::config::RunConfig;
 use crate::evaluate::batch_tensor;
-use crate::method::{Method, StepAt, StepLoss};
+use crate::method::{Method, StepAt, StepLoss, device_of};
 use crate::pretrained;
 use crate::run_dir::RunDir;
 use crate::setup::Prepared;
@@ -37,8 +37,6 @@ pub struct Student {
 pub struct Classify<'a> {
     config: &'a RunConfig,
     prepared: &'a Prepared,
-    /// The autodiff device the student trains on (set by `init`).
-    device: Option<Device>,
     /// SSKD's trained, frozen teacher heads (set by `prepare`).
     teacher_heads: Vec<ProjectionHead>,
     teacher_cache: Option<TeacherCache>,
@@ -48,7 +46,7 @@ pub struct Classify<'a> {
 
 impl<'a> Classify<'a> {
     pub fn new(config: &'a RunConfig, prepared: &'a Prepared) -> Classify<'a> {
-        Classify { config, prepared, device: None, teacher_heads: Vec::new(), teacher_cache: None, sparse: None }
+        Classify { config, prepared, teacher_heads: Vec::new(), teacher_cache: None, sparse: None }
     }
 
     /// Teacher outputs are cached when they cannot change between epochs: no random train
@@ -72,7 +70,6 @@ impl Method for Classify<'_> {
         self.sparse = sparse;
         let adapters = objective.adapter_shapes().iter().map(|&(from, to)| ConvRegressor::new(from, to, device)).collect();
         let heads = objective.projection_heads().iter().map(|h| ProjectionHead::new(h.student_dim, device)).collect();
-        self.device = Some(device.clone());
         Ok(Student { model, adapters, heads })
     }
 
@@ -99,8 +96,7 @@ impl Method for Classify<'_> {
 
     fn step(&mut self, student: &Student, batch: Batch, at: StepAt) -> Result<StepLoss, TrainError> {
         let Prepared { setup, teachers, objective, .. } = self.prepared;
-        let device = self.device.as_ref().expect("init runs before the first step");
-        let mut images = batch_tensor(&batch.images, batch.shape, device);
+        let mut images = batch_tensor(&batch.images, batch.shape, &device_of(&student.model));
         if objective.rotated_views() {
             // Square: checked by Prepared::new.
             images = with_rotations(images);

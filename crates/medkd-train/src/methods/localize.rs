@@ -21,7 +21,7 @@ use crate::checkpoint::MethodState;
 use crate::config::RunConfig;
 use crate::evaluate::{BoxSource, Evaluation, batch_tensor, evaluate_box_predictions, predict_boxes};
 use crate::htl::find_htl;
-use crate::method::{Method, StepAt, StepLoss};
+use crate::method::{Method, StepAt, StepLoss, device_of};
 use crate::methods::classify::{initial_model, train_loader};
 use crate::methods::config::{HtlConfig, LocalizeConfig};
 use crate::methods::pseudo_boxes::PseudoBoxes;
@@ -33,7 +33,6 @@ pub struct Localize<'a> {
     config: &'a RunConfig,
     prepared: &'a Prepared,
     htl_config: Option<&'a HtlConfig>,
-    device: Option<Device>,
     /// Per training sample: hard to learn now.
     htl: Vec<bool>,
     /// `(epoch, HTL samples)` after each adaptive refresh, for summary.json.
@@ -48,7 +47,7 @@ impl<'a> Localize<'a> {
         let n = prepared.setup.splits.train.len();
         let htl = prepared.htl.clone().unwrap_or_else(|| vec![false; n]);
         let semi = method.semi.as_ref().map(|semi| PseudoBoxes::new(semi, n));
-        Localize { config, prepared, htl_config: method.htl.as_ref(), device: None, htl, refreshes: Vec::new(), semi, sparse: None }
+        Localize { config, prepared, htl_config: method.htl.as_ref(), htl, refreshes: Vec::new(), semi, sparse: None }
     }
 
     /// Every `refresh_epochs` epochs, at the end of the epoch: the training images on which the
@@ -73,7 +72,6 @@ impl Method for Localize<'_> {
     type Trainable = Model;
 
     fn init(&mut self, device: &Device) -> Result<Model, TrainError> {
-        self.device = Some(device.clone());
         let (model, sparse) = initial_model(self.config, &self.prepared.setup.spec, device)?;
         self.sparse = sparse;
         Ok(model)
@@ -98,7 +96,6 @@ impl Method for Localize<'_> {
     /// Box terms on the true boxes (or, with `[method.semi]`, pseudo-boxes for the unlabelled
     /// images), each sample weighted by its HTL factor times its semi-supervised weight.
     fn step(&mut self, model: &Model, batch: Batch, at: StepAt) -> Result<StepLoss, TrainError> {
-        let device = self.device.as_ref().expect("init runs before the first step");
         let boxes = batch.boxes().ok_or_else(|| TrainError::Input("the localize method needs a box for every training image".into()))?;
         let mut weights: Option<Vec<f32>> =
             self.htl_config.map(|h| batch.indices.iter().map(|&i| if self.htl[i] { 1.0 + h.beta as f32 } else { 1.0 }).collect());
@@ -109,7 +106,7 @@ impl Method for Localize<'_> {
                 None => semi_weights,
             });
         }
-        let outputs = model.forward(batch_tensor(&batch.images, batch.shape, device));
+        let outputs = model.forward(batch_tensor(&batch.images, batch.shape, &device_of(model)));
         let targets = match self.prepared.setup.box_source {
             BoxSource::Regression => Targets::Boxes(boxes),
             BoxSource::Cam { .. } => Targets::Classes(batch.class_labels()),
