@@ -22,7 +22,7 @@
 //! wgpu, LibTorch), grouped convolutions that are not depthwise, dilated ones, uneven stride or
 //! padding, non-f32 tensors.
 
-use crate::flex::{contiguous, flex_tensor, written_in_full};
+use crate::flex::{Operand, contiguous, flex_tensor, gemm, written_in_full};
 use crate::layers::relu6;
 use crate::norm::{batch_norm, running_affine};
 use burn::backend::autodiff::NodeId;
@@ -449,54 +449,6 @@ struct Shift {
     src: usize,
     lo: usize,
     hi: usize,
-}
-
-/// A matrix operand for [`gemm`]: data with its column and row strides.
-struct Operand<'a> {
-    data: &'a [f32],
-    col_stride: usize,
-    row_stride: usize,
-}
-
-impl<'a> Operand<'a> {
-    fn row_major(data: &'a [f32], columns: usize) -> Self {
-        Self { data, col_stride: 1, row_stride: columns }
-    }
-    fn transposed(data: &'a [f32], columns: usize) -> Self {
-        Self { data, col_stride: columns, row_stride: 1 }
-    }
-}
-
-/// `dst[m x n] = lhs[m x k] · rhs[k x n]`, dst row-major: writes every entry without reading any.
-fn gemm(dst: &mut [MaybeUninit<f32>], m: usize, n: usize, k: usize, lhs: Operand, rhs: Operand, threads: gemm::Parallelism) {
-    let reach = |op: &Operand, rows: usize, cols: usize| (rows - 1) * op.row_stride + (cols - 1) * op.col_stride;
-    assert!(dst.len() >= m * n && lhs.data.len() > reach(&lhs, m, k) && rhs.data.len() > reach(&rhs, k, n));
-    // SAFETY: the assertion above keeps every index gemm computes from these sizes and strides
-    // inside the three slices, and dst is borrowed mutably, so it aliases neither operand. With
-    // `read_dst` false gemm only writes dst (MaybeUninit<f32> has f32's layout).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr().cast::<f32>(),
-            1,
-            n as isize,
-            false,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            threads,
-        )
-    }
 }
 
 /// Chunks of samples run in parallel, each gemm on one thread, when there are enough of them to

@@ -1,5 +1,5 @@
 //! Moving f32 data in and out of `flex` tensors for medkd's own kernels ([`crate::conv`],
-//! [`crate::norm`], [`crate::transformer_ops`]), and the buffer and reduction they share.
+//! [`crate::norm`], [`crate::transformer_ops`]), and the buffer, reduction and gemm they share.
 
 use std::mem::MaybeUninit;
 
@@ -49,4 +49,52 @@ pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32
     }
     let tail: f32 = a.chunks_exact(8).remainder().iter().zip(b.chunks_exact(8).remainder()).map(|(a, b)| f(*a, *b)).sum();
     lanes.iter().sum::<f32>() + tail
+}
+
+/// A matrix operand for [`gemm`]: data with its column and row strides.
+pub(crate) struct Operand<'a> {
+    data: &'a [f32],
+    col_stride: usize,
+    row_stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    pub(crate) fn row_major(data: &'a [f32], columns: usize) -> Self {
+        Self { data, col_stride: 1, row_stride: columns }
+    }
+    pub(crate) fn transposed(data: &'a [f32], columns: usize) -> Self {
+        Self { data, col_stride: columns, row_stride: 1 }
+    }
+}
+
+/// `dst[m x n] = lhs[m x k] · rhs[k x n]`, dst row-major: writes every entry without reading any.
+pub(crate) fn gemm(dst: &mut [MaybeUninit<f32>], m: usize, n: usize, k: usize, lhs: Operand, rhs: Operand, threads: gemm::Parallelism) {
+    let reach = |op: &Operand, rows: usize, cols: usize| (rows - 1) * op.row_stride + (cols - 1) * op.col_stride;
+    assert!(dst.len() >= m * n && lhs.data.len() > reach(&lhs, m, k) && rhs.data.len() > reach(&rhs, k, n));
+    // SAFETY: the assertion above keeps every index gemm computes from these sizes and strides
+    // inside the three slices, and dst is borrowed mutably, so it aliases neither operand. With
+    // `read_dst` false gemm only writes dst (MaybeUninit<f32> has f32's layout).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().cast::<f32>(),
+            1,
+            n as isize,
+            false,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads,
+        )
+    }
 }

@@ -1,13 +1,17 @@
-//! A transformer's LayerNorm, softmax and exact GELU on the `flex` CPU backend.
+//! A transformer's LayerNorm, softmax, exact GELU and token-wise linear layers on the `flex` CPU
+//! backend.
 //!
 //! Written by hand because burn 0.22.1's autodiff composes LayerNorm and softmax from generic
 //! tensor operations (about eight passes, each into a new buffer, forward and as many backward),
 //! and flex's GELU calls libm's scalar `erff` per element: together with the page faults of
 //! those buffers they took about a fifth of a ViT-Tiny training step (BENCHMARKS.md, issue #31).
 //! Forward, LayerNorm and softmax are flex's own fused kernels; their backward passes, and GELU
-//! both ways, are here. Other backends and dtypes get burn's operations.
+//! both ways, are here. flex's matmul zero-fills each output and then copies it into an aligned
+//! buffer, on the calling thread while the others wait: the linear layers here write their
+//! outputs and gradients once, through the same gemm. Other backends and dtypes get burn's
+//! operations.
 
-use crate::flex::{contiguous, flex_tensor, lane_sum, written_in_full};
+use crate::flex::{Operand, contiguous, flex_tensor, gemm, lane_sum, written_in_full};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -16,7 +20,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
-use burn::nn::LayerNorm;
+use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -35,6 +39,8 @@ pub trait TransformerBackend: Backend {
     fn medkd_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// The exact GELU, `x · Φ(x)`.
     fn medkd_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `x · weight + bias` for `x` `[rows, in]`, `weight` `[in, out]` (burn's layout), `bias` `[out]`.
+    fn medkd_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// Whether medkd's kernels take this tensor: f32 on the `flex` device.
@@ -70,6 +76,62 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return burn::tensor::activation::gelu(x);
     }
     Tensor::from_dispatch(<Dispatch as TransformerBackend>::medkd_gelu(x.into_dispatch()))
+}
+
+/// `layer.forward(x)` for a linear layer with a bias.
+pub(crate) fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
+    match &layer.bias {
+        Some(bias) if on_flex(&x) => Tensor::from_dispatch(<Dispatch as TransformerBackend>::medkd_linear(
+            x.into_dispatch(),
+            layer.weight.val().into_dispatch(),
+            bias.val().into_dispatch(),
+        )),
+        _ => layer.forward(x),
+    }
+}
+
+/// gemm threads for an `m × n × k` product: one below flex's own threshold (192³ multiply-adds),
+/// where splitting costs more than it gains.
+fn gemm_parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+    if m * n * k >= 192 * 192 * 192 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None }
+}
+
+/// `x · weight + bias`, `x` `[rows, inputs]` and `weight` `[inputs, outputs]` row-major.
+fn linear_forward(x: &[f32], weight: &[f32], bias: &[f32], rows: usize) -> Vec<f32> {
+    let (inputs, outputs) = (weight.len() / bias.len(), bias.len());
+    let threads = gemm_parallelism(rows, outputs, inputs);
+    // SAFETY: gemm writes all rows × outputs entries.
+    let mut y = unsafe {
+        written_in_full(rows * outputs, |dst| {
+            gemm(dst, rows, outputs, inputs, Operand::row_major(x, inputs), Operand::row_major(weight, outputs), threads)
+        })
+    };
+    y.par_chunks_mut(outputs).with_min_len(ROWS_PER_TASK).for_each(|row| row.iter_mut().zip(bias).for_each(|(y, b)| *y += b));
+    y
+}
+
+/// The gradients of [`linear_forward`] for the output gradient `dy`: x's `dy · weightᵀ`, the
+/// weight's `xᵀ · dy` and the bias's column sums of `dy` (added row after row, in a fixed order).
+fn linear_backward(x: &[f32], weight: &[f32], dy: &[f32], rows: usize, outputs: usize) -> [Vec<f32>; 3] {
+    let inputs = weight.len() / outputs;
+    // SAFETY: each gemm writes all entries of its output.
+    let dx = unsafe {
+        written_in_full(rows * inputs, |dst| {
+            let threads = gemm_parallelism(rows, inputs, outputs);
+            gemm(dst, rows, inputs, outputs, Operand::row_major(dy, outputs), Operand::transposed(weight, outputs), threads)
+        })
+    };
+    let dweight = unsafe {
+        written_in_full(inputs * outputs, |dst| {
+            let threads = gemm_parallelism(inputs, outputs, rows);
+            gemm(dst, inputs, outputs, rows, Operand::transposed(x, inputs), Operand::row_major(dy, outputs), threads)
+        })
+    };
+    let mut dbias = vec![0.0f32; outputs];
+    for row in dy.chunks_exact(outputs) {
+        dbias.iter_mut().zip(row).for_each(|(sum, d)| *sum += d);
+    }
+    [dx, dweight, dbias]
 }
 
 /// `e^x` in plain arithmetic that the compiler vectorizes (libm's `expf` is a call per value):
@@ -213,6 +275,11 @@ impl TransformerBackend for Flex {
     fn medkd_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         gelu_forward(&x)
     }
+    fn medkd_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let ((shape, x), (_, weight), (_, bias)) = (contiguous(&x), contiguous(&weight), contiguous(&bias));
+        let y = linear_forward(x.storage(), weight.storage(), bias.storage(), shape[0]);
+        flex_tensor(y, &[shape[0], bias.storage::<f32>().len()])
+    }
 }
 
 /// Registers each gradient with its parent's node, where the parent is tracked.
@@ -281,6 +348,27 @@ impl Backward<Flex, 1> for GeluBackward {
     }
 }
 
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 3> for LinearBackward {
+    /// x and the weight (checkpointed).
+    type State = (NodeId, NodeId);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(ops.state.0);
+        let weight: FloatTensor<Flex> = checkpointer.retrieve_node_output(ops.state.1);
+        let ((x_shape, x), (weight_shape, weight), (_, dy)) = (contiguous(&x), contiguous(&weight), contiguous(&dy));
+        let [dx, dweight, dbias] = linear_backward(x.storage(), weight.storage(), dy.storage(), x_shape[0], weight_shape[1]);
+        register(
+            grads,
+            ops.parents.map(|parent| parent.map(|node| node.id)),
+            [flex_tensor(dx, &x_shape), flex_tensor(dweight, &weight_shape), flex_tensor(dbias, &weight_shape[1..])],
+        );
+    }
+}
+
 impl<C: CheckpointStrategy> TransformerBackend for Autodiff<Flex, C> {
     fn medkd_layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
         let forward = || Flex::medkd_layer_norm(x.primitive().clone(), gamma.primitive().clone(), beta.primitive().clone(), epsilon);
@@ -304,6 +392,16 @@ impl<C: CheckpointStrategy> TransformerBackend for Autodiff<Flex, C> {
         match GeluBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
                 let state = prep.checkpoint(&x);
+                prep.finish(state, forward())
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward()),
+        }
+    }
+    fn medkd_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let forward = || Flex::medkd_linear(x.primitive().clone(), weight.primitive().clone(), bias.primitive().clone());
+        match LinearBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&weight));
                 prep.finish(state, forward())
             }
             OpsKind::UnTracked(prep) => prep.finish(forward()),
@@ -397,6 +495,35 @@ mod tests {
         }
         let x = Tensor::<3>::random([4, 3, 50], Distribution::Normal(0.0, 3.0), &Device::flex());
         assert_close(gelu(x.clone()), burn::tensor::activation::gelu(x), 2e-6, "gelu without autodiff");
+    }
+
+    /// Output and the gradients of x, weight and bias against burn's `Linear`, for widths that are
+    /// and are not multiples of 8 and one product large enough for the parallel gemm.
+    #[test]
+    fn linear_output_and_gradients_match_burns() {
+        let device = Device::flex().autodiff();
+        for [rows, inputs, outputs] in [[7, 13, 24], [130, 24, 5], [200, 192, 200]] {
+            let mut layer = burn::nn::LinearConfig::new(inputs, outputs).init(&device);
+            layer.bias = Some(Param::from_tensor(Tensor::random([outputs], Distribution::Normal(0.0, 1.0), &device)));
+            let x = Tensor::<2>::random([rows, inputs], Distribution::Normal(0.5, 2.0), &device);
+            let weights = Tensor::<2>::random([rows, outputs], Distribution::Normal(0.0, 1.0), &device);
+            let run = |medkd: bool| {
+                let x = x.clone().require_grad();
+                let y = if medkd { linear(&layer, x.clone()) } else { layer.forward(x.clone()) };
+                let grads = (y.clone() * weights.clone()).sum().backward();
+                let bias = layer.bias.as_ref().unwrap().val().grad(&grads).unwrap();
+                (y.inner(), x.grad(&grads).unwrap(), layer.weight.val().grad(&grads).unwrap(), bias)
+            };
+            let ((y, dx, dw, db), (y_ref, dx_ref, dw_ref, db_ref)) = (run(true), run(false));
+            let shape = [rows, inputs, outputs];
+            assert_close(y, y_ref, 1e-5, &format!("linear output {shape:?}"));
+            assert_close(dx, dx_ref, 1e-5, &format!("linear input gradient {shape:?}"));
+            assert_close(dw, dw_ref, 1e-5, &format!("linear weight gradient {shape:?}"));
+            assert_close(db, db_ref, 1e-5, &format!("linear bias gradient {shape:?}"));
+        }
+        let x = Tensor::<2>::random([3, 8], Distribution::Normal(0.0, 1.0), &Device::flex());
+        let layer = burn::nn::LinearConfig::new(8, 4).init(&Device::flex());
+        assert_close(linear(&layer, x.clone()), layer.forward(x), 1e-6, "linear without autodiff");
     }
 
     /// erf's Maclaurin series, in f64 (its terms stay below 1e5 for |x| ≤ 4, so it keeps 1e-10).

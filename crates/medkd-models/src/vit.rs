@@ -20,7 +20,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::error::ModelError;
 use crate::features::Stages;
 use crate::model::ModelSpec;
-use crate::transformer_ops::{gelu, layer_norm, softmax_last};
+use crate::transformer_ops::{gelu, layer_norm, linear, softmax_last};
 
 /// The position embeddings' checkpoint name.
 pub(crate) const POS_EMBED: &str = "pos_embed";
@@ -106,7 +106,7 @@ struct Mlp {
     fc2: Linear,
 }
 
-fn linear(in_features: usize, out_features: usize, device: &Device) -> Linear {
+fn new_linear(in_features: usize, out_features: usize, device: &Device) -> Linear {
     let mut linear =
         LinearConfig::new(in_features, out_features).with_initializer(Initializer::Normal { mean: 0.0, std: INIT_STD }).init(device);
     linear.bias = Some(Initializer::Zeros.init([out_features], device));
@@ -120,6 +120,17 @@ fn new_layer_norm(dim: usize, device: &Device) -> LayerNorm {
 /// `norm.forward(x)` through medkd's kernels (the norm is one of [`new_layer_norm`]'s).
 fn norm(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
     layer_norm(norm, x, LN_EPSILON)
+}
+
+/// `layer.forward(x)` for `[B, T, D]` tokens, as one `[B·T, D]` product through medkd's kernel:
+/// burn broadcasts the weight over B otherwise, B small matrix products forward and, backward, a
+/// `[B, D, out]` weight gradient summed over B afterwards (a quarter of a ViT-Tiny/4 training
+/// step in copies and zero-filled buffers; BENCHMARKS.md, issue #31).
+fn tokens_linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [batch, tokens, dim] = x.dims();
+    let y = linear(layer, x.reshape([batch * tokens, dim]));
+    let out = y.dims()[1];
+    y.reshape([batch, tokens, out])
 }
 
 impl PatchEmbed {
@@ -149,7 +160,7 @@ impl Attention {
         let [batch, tokens, dim] = x.dims();
         let head_dim = dim / self.heads;
         // timm: qkv.reshape(B, N, 3, heads, head_dim).permute(2, 0, 3, 1, 4).
-        let qkv = self.qkv.forward(x).reshape([batch, tokens, 3, self.heads, head_dim]).permute([2, 0, 3, 1, 4]);
+        let qkv = tokens_linear(&self.qkv, x).reshape([batch, tokens, 3, self.heads, head_dim]).permute([2, 0, 3, 1, 4]);
         let part = |index: usize| qkv.clone().narrow(0, index, 1).reshape([batch, self.heads, tokens, head_dim]);
         let (q, k, v) = (part(0), part(1), part(2));
         let scores = q.mul_scalar((head_dim as f64).powf(-0.5)).matmul(k.swap_dims(2, 3));
@@ -159,7 +170,7 @@ impl Attention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [batch, tokens, dim] = x.dims();
         let (weights, values) = self.weights_and_values(x);
-        self.proj.forward(weights.matmul(values).swap_dims(1, 2).reshape([batch, tokens, dim]))
+        tokens_linear(&self.proj, weights.matmul(values).swap_dims(1, 2).reshape([batch, tokens, dim]))
     }
 }
 
@@ -168,9 +179,9 @@ impl Block {
         let hidden = size.dim * MLP_RATIO;
         Self {
             norm1: new_layer_norm(size.dim, device),
-            attn: Attention { qkv: linear(size.dim, 3 * size.dim, device), proj: linear(size.dim, size.dim, device), heads: size.heads },
+            attn: Attention { qkv: new_linear(size.dim, 3 * size.dim, device), proj: new_linear(size.dim, size.dim, device), heads: size.heads },
             norm2: new_layer_norm(size.dim, device),
-            mlp: Mlp { fc1: linear(size.dim, hidden, device), fc2: linear(hidden, size.dim, device) },
+            mlp: Mlp { fc1: new_linear(size.dim, hidden, device), fc2: new_linear(hidden, size.dim, device) },
             drop_path: DropoutConfig::new(drop_path).init(),
         }
     }
@@ -178,7 +189,7 @@ impl Block {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let y = self.drop_path(self.attn.forward(norm(&self.norm1, x.clone())));
         let x = x + y;
-        let y = self.drop_path(self.mlp.fc2.forward(gelu(self.mlp.fc1.forward(norm(&self.norm2, x.clone())))));
+        let y = self.drop_path(tokens_linear(&self.mlp.fc2, gelu(tokens_linear(&self.mlp.fc1, norm(&self.norm2, x.clone())))));
         x + y
     }
 
@@ -213,7 +224,7 @@ impl Vit {
             patch_embed: PatchEmbed { proj },
             blocks: (0..depth).map(|i| Block::new(size, drop_path * i as f64 / (depth - 1).max(1) as f64, device)).collect(),
             norm: new_layer_norm(size.dim, device),
-            head: linear(size.dim, spec.num_classes, device),
+            head: new_linear(size.dim, spec.num_classes, device),
             patch,
             grid,
             dim: size.dim,
