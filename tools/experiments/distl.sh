@@ -111,6 +111,9 @@ for step in "${steps[@]}"; do
             for seed in $seeds; do
                 labelled=(--set "seed=$seed" --set "data.train_subset={ ratio = 0.1, seed = $seed }")
                 train "probe_dino${tag}_s$seed" "$probe" "${labelled[@]}" --set "$normalize" --set "model.pretrained=\"$(realpath "$out")/dino${tag}_s0/checkpoints/best.safetensors\""
+                # The 20-NN comparison below reads the random probe's weights, which kept files lack:
+                # train it again (same seed, same result) when its run folder is gone.
+                [[ -f $out/probe_random_s$seed/summary.json ]] || rm -rf "${kept:?}/probe_random_s$seed"
                 train "probe_random_s$seed" "$probe" "${labelled[@]}" --set "$normalize"
                 # The same backbones scored by 20-NN with the labelled 10% as the memory bank.
                 "$medkd" eval --run "$out/probe_dino${tag}_s$seed" --knn 20 --against "$out/probe_random_s$seed" > "$kept/knn${tag}_s$seed.txt"
