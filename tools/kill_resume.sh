@@ -6,7 +6,9 @@
 # evaluation, checkpoint writes, an SSKD head stage, a staged plan's change of stage.
 #
 #   tools/kill_resume.sh train|distill|roskd|rskd CONFIG KILLS OUT [--set key=value]...
-#   e.g. tools/kill_resume.sh train configs/demo/breastmnist.toml 20 runs/kill_demo --set train.epochs=4
+#   e.g. tools/kill_resume.sh train configs/demo/breastmnist.toml 20 runs/kill_demo --set train.epochs=4 --set train.checkpoint_every_seconds=0
+#   (checkpoints after every epoch: with the default, a kill within the first minute restarts
+#   from the start)
 #
 # Prints one line per kill (seconds after the start, whether the process was still running, the
 # epoch lines logged so far) and the comparison; exits 1 if any tensor differs. MEDKD=binary (default target/debug/medkd).

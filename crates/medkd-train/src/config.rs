@@ -164,6 +164,12 @@ pub struct TrainConfig {
     /// Each parameter's gradient scaled down to at most this L2 norm (DINO's 3.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_clip_norm: Option<f64>,
+    /// Checkpoints (best weights and the resume set) are written after an epoch once this many
+    /// seconds have passed since the last write, and after the last epoch; 0: after every epoch.
+    /// Epochs in between are held in memory and written on Ctrl-C or an error; a kill loses them
+    /// (`--resume` trains them again, to the same result).
+    #[serde(default = "default_checkpoint_every_seconds", skip_serializing_if = "is_default_checkpoint_every_seconds")]
+    pub checkpoint_every_seconds: f64,
 }
 
 /// How a pretrained network is fine-tuned. The backbone is every model parameter but the
@@ -193,6 +199,14 @@ fn default_true() -> bool {
 
 fn is_true(value: &bool) -> bool {
     *value
+}
+
+fn default_checkpoint_every_seconds() -> f64 {
+    60.0
+}
+
+fn is_default_checkpoint_every_seconds(seconds: &f64) -> bool {
+    *seconds == default_checkpoint_every_seconds()
 }
 
 fn default_eval_batch_size() -> usize {
@@ -367,6 +381,10 @@ impl RunConfig {
             && !(norm.is_finite() && norm > 0.0)
         {
             return bad("train.grad_clip_norm", format!("must be a finite number > 0, got {norm}"));
+        }
+        let every = train.checkpoint_every_seconds;
+        if !(every.is_finite() && every >= 0.0) {
+            return bad("train.checkpoint_every_seconds", format!("must be a finite number of seconds >= 0, got {every}"));
         }
         let lr = train.optimizer.lr();
         if !(lr.is_finite() && lr > 0.0) {
@@ -615,6 +633,8 @@ mod tests {
         assert!(message.contains("unknown metric \"f2\"") && message.contains("select_metric"), "{message}");
         assert!(error_of(BASE, &["train.optimizer.momentum=1.5"]).contains("train.optimizer.momentum"));
         assert!(error_of(BASE, &["train.warmup_epochs=2"]).contains("train.warmup_epochs"));
+        let message = error_of(BASE, &["train.checkpoint_every_seconds=-1"]);
+        assert!(message.contains("train.checkpoint_every_seconds") && message.contains(">= 0"), "{message}");
         assert!(error_of(BASE, &["model.arch=resnet19"]).contains("resnet19"));
         assert!(error_of(BASE, &["train.early_stopping={ patience = 0 }"]).contains("train.early_stopping.patience"));
         let message = error_of(BASE, &["train.weight_averaging={ kind = \"swa\", start_epoch = 3 }"]);

@@ -139,7 +139,7 @@ pub fn fit<M: Method>(
     method.prepare(run)?;
     let started = Instant::now();
     let wall_before = state.wall_seconds;
-    let mut checkpoints = CheckpointWriter::new(run);
+    let mut checkpoints = CheckpointWriter::new(run, state.epochs_done, config.train.checkpoint_every_seconds);
 
     for epoch in state.epochs_done..config.train.epochs {
         // Parameter init and dropout masks depend on (seed, epoch) alone, not on what the process
@@ -231,8 +231,8 @@ pub fn fit<M: Method>(
             "wall_seconds": state.wall_seconds,
             "medkd_commit": build_info::COMMIT,
         }))?;
-        // The previous epoch's write first: once committed it deletes every other set's files,
-        // these included.
+        // The write in flight first: once committed it deletes every other set's files, these
+        // included.
         checkpoints.wait()?;
         let mut method_state = method_state_for(run, &state);
         method.save_state(&mut method_state)?;
@@ -257,7 +257,7 @@ pub fn fit<M: Method>(
         }
     }
 
-    checkpoints.wait()?;
+    checkpoints.finish()?;
     let spec = method.spec(setup);
     let best_model = load_weights(Model::new(&spec, &setup.device)?, &best_weights(run)?)?;
     let test_loader = setup.eval_loader(config, setup.splits.test.clone())?;

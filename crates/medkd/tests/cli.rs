@@ -10,7 +10,8 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
-/// A small, fast run: 28 px BreastMNIST, ResNet-18 with the standard stem.
+/// A small, fast run: 28 px BreastMNIST, ResNet-18 with the standard stem, checkpoints after
+/// every epoch (the kill tests stop it after its first).
 const TINY: &str = r#"
 seed = 3
 [data]
@@ -28,6 +29,7 @@ batch_size = 64
 workers = 2
 optimizer = { kind = "adam", lr = 0.001 }
 schedule = { kind = "cosine" }
+checkpoint_every_seconds = 0
 [[loss]]
 kind = "cross_entropy"
 label_smoothing = 0.1
@@ -359,6 +361,46 @@ fn a_run_stopped_by_sigterm_says_so_and_resumes_to_the_uninterrupted_result() {
     resume_to_the_same_run(&stopped, &reference);
 }
 
+/// With checkpoints an hour apart, finished epochs are held in memory: a kill after three of
+/// four loses them (had they been written after each epoch, epoch 1's set would be committed
+/// before epoch 3 is logged), and `--resume` trains from the start to the same result; SIGTERM
+/// writes the last finished one before the run stops.
+#[test]
+fn epochs_held_between_checkpoint_writes_are_lost_to_a_kill_and_written_on_sigterm() {
+    let config = TINY.replace("epochs = 3", "epochs = 4").replace("checkpoint_every_seconds = 0", "checkpoint_every_seconds = 3600");
+    let (tmp, config, reference) = train_reference(&config);
+    let logged = |run: &Path| std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |text| text.lines().count());
+    let wait_for_epochs = |run: &Path, child: &mut std::process::Child, epochs: usize| {
+        let started = Instant::now();
+        while logged(run) < epochs {
+            assert!(started.elapsed() < Duration::from_secs(300), "epoch {epochs} never finished");
+            assert!(child.try_wait().unwrap().is_none(), "the run ended before epoch {epochs} was logged");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+
+    let killed = tmp.path().join("killed");
+    let mut child = spawn_train(&config, &killed, std::process::Stdio::null());
+    wait_for_epochs(&killed, &mut child, 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!killed.join("summary.json").exists(), "killed before the end");
+    assert!(!killed.join("checkpoints/last.json").exists(), "no epoch was written");
+    resume_to_the_same_run(&killed, &reference);
+
+    let stopped = tmp.path().join("stopped");
+    let mut child = spawn_train(&config, &stopped, std::process::Stdio::piped());
+    wait_for_epochs(&stopped, &mut child, 1);
+    let signal = Command::new("sh").args(["-c", &format!("kill -TERM {}", child.id())]).status().unwrap();
+    assert!(signal.success());
+    let output = child.wait_with_output().unwrap();
+    let error = stderr(&output);
+    assert!(!output.status.success() && error.contains("stopped by a signal"), "{error}");
+    let last: Value = read_json(&stopped.join("checkpoints/last.json"));
+    assert_eq!(last["state"]["epochs_done"], logged(&stopped), "the held epoch is written: {error}");
+    resume_to_the_same_run(&stopped, &reference);
+}
+
 /// A checkpoint write that fails (epoch 2's optimizer file cannot be put in place: a folder holds
 /// its name, as a full disk or a failing device leaves a file unfinished) stops the run with an
 /// error that says what is kept; with the folder gone, `--resume` reaches the uninterrupted
@@ -438,8 +480,8 @@ fn resume_to_the_same_run(stopped: &Path, reference: &Path) {
     assert_eq!(a["test"], b["test"], "resumed run reaches the same test metrics");
     assert_eq!(a["best_epoch"], b["best_epoch"]);
     assert_eq!(best_tensors(reference), best_tensors(stopped), "identical best weights");
-    let lines = std::fs::read_to_string(stopped.join("metrics.jsonl")).unwrap();
-    assert_eq!(lines.lines().count(), 3, "each epoch logged once");
+    let lines = |run: &Path| std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!(lines(stopped), lines(reference), "each epoch logged once");
 }
 
 /// Every tensor of a run's best.safetensors, by name (the header's metadata order may vary).
