@@ -850,7 +850,8 @@ mod tests {
                         None => unfused.clone(),
                     };
                     let steps = activation.apply(added).into_data().try_to_vec::<f32>().unwrap();
-                    let what = format!("{:?} {activation:?} residual {}", (n, c, side, o, k, stride, padding, depthwise), residual.is_some());
+                    let what =
+                        format!("{:?} {activation:?} residual {}", (n, c, side, o, k, stride, padding, depthwise), residual.is_some());
                     assert!(activation != Activation::Relu6 || fused.contains(&6.0), "{what}: nothing reaches 6");
                     assert_eq!(fused, steps, "{what}");
                 }

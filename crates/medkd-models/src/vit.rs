@@ -179,7 +179,11 @@ impl Block {
         let hidden = size.dim * MLP_RATIO;
         Self {
             norm1: new_layer_norm(size.dim, device),
-            attn: Attention { qkv: new_linear(size.dim, 3 * size.dim, device), proj: new_linear(size.dim, size.dim, device), heads: size.heads },
+            attn: Attention {
+                qkv: new_linear(size.dim, 3 * size.dim, device),
+                proj: new_linear(size.dim, size.dim, device),
+                heads: size.heads,
+            },
             norm2: new_layer_norm(size.dim, device),
             mlp: Mlp { fc1: new_linear(size.dim, hidden, device), fc2: new_linear(hidden, size.dim, device) },
             drop_path: DropoutConfig::new(drop_path).init(),

@@ -12,13 +12,13 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{Device, Tensor};
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{
     BurnToPyTorchAdapter, FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
     SafetensorsStore,
 };
 use burn::tensor::{Bytes, DType};
+use burn::tensor::{Device, Tensor};
 
 use medkd_onnx::Weight;
 

@@ -2,8 +2,9 @@
 //! users, `eval` and `predict` load). Resume state is one consistent set of a finished epoch,
 //! `epoch-NNNN.{bpk,optim}`, committed by atomically replacing `last.json`, which points to
 //! it; older sets are deleted only after the commit, so a crash at any instant leaves the
-//! last written epoch loadable (which epochs are written: [`CheckpointWriter`]). A method's own resumable state (an EMA teacher, a loss term's
-//! running centre) travels in the same set through [`MethodState`].
+//! last written epoch loadable (which epochs are written: [`CheckpointWriter`]). A method's own
+//! resumable state (an EMA teacher, a loss term's running centre) travels in the same set
+//! through [`MethodState`].
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -222,10 +223,7 @@ impl CheckpointWriter {
             state: state.clone(),
             method,
         });
-        match self.last_write.elapsed() >= self.every {
-            true => self.write_held(),
-            false => Ok(()),
-        }
+        if self.last_write.elapsed() >= self.every { self.write_held() } else { Ok(()) }
     }
 
     /// Starts writing the held epoch, once the write before it is done.

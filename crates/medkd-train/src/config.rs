@@ -366,7 +366,10 @@ impl RunConfig {
             return bad("devices", "DINO's centre and EMA teacher follow whole batches: train on one device".into());
         }
         if self.devices > train.batch_size {
-            return bad("devices", format!("{} devices need a batch of at least {0} samples, `train.batch_size` is {}", self.devices, train.batch_size));
+            return bad(
+                "devices",
+                format!("{} devices need a batch of at least {0} samples, `train.batch_size` is {}", self.devices, train.batch_size),
+            );
         }
         if train.epochs == 0 {
             return bad("train.epochs", "must be at least 1, got 0".into());

@@ -22,8 +22,8 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use medkd_data::{Batch, write_csv, write_flipped_csv};
-use medkd_losses::TermValue;
 use medkd_eval::Metric;
+use medkd_losses::TermValue;
 use medkd_models::{Model, count_macs, count_params, load_weights};
 use serde_json::json;
 
