@@ -52,6 +52,7 @@ pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32
 }
 
 /// A matrix operand for [`gemm`]: data with its column and row strides.
+#[derive(Clone, Copy)]
 pub(crate) struct Operand<'a> {
     data: &'a [f32],
     col_stride: usize,
@@ -65,6 +66,28 @@ impl<'a> Operand<'a> {
     pub(crate) fn transposed(data: &'a [f32], columns: usize) -> Self {
         Self { data, col_stride: columns, row_stride: 1 }
     }
+    /// Entry (r, c) at `data[r · row_stride + c · col_stride]`: a block of a wider matrix.
+    pub(crate) fn strided(data: &'a [f32], row_stride: usize, col_stride: usize) -> Self {
+        Self { data, col_stride, row_stride }
+    }
+}
+
+/// `values`, every entry of which has been written, as floats.
+///
+/// # Safety
+/// Every entry of `values` is initialized.
+pub(crate) unsafe fn assume_init(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: MaybeUninit<f32> has f32's layout, and the caller vouches for every entry.
+    unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// `values` as a [`gemm`] destination, which it overwrites.
+///
+/// # Safety
+/// Only initialized values are written through the result (as [`gemm`] writes).
+pub(crate) unsafe fn as_destination(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: the same layout; the caller writes only initialized values.
+    unsafe { &mut *(values as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// `dst[m x n] = lhs[m x k] · rhs[k x n]`, dst row-major: writes every entry without reading any.

@@ -20,7 +20,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::error::ModelError;
 use crate::features::Stages;
 use crate::model::ModelSpec;
-use crate::transformer_ops::{gelu, layer_norm, linear, softmax_last};
+use crate::transformer_ops::{attention, attention_weights, gelu, layer_norm, linear};
 
 /// The position embeddings' checkpoint name.
 pub(crate) const POS_EMBED: &str = "pos_embed";
@@ -155,22 +155,8 @@ impl PatchEmbed {
 }
 
 impl Attention {
-    /// The softmaxed attention `[B, heads, T, T]` and the values `[B, heads, T, head_dim]`.
-    fn weights_and_values(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
-        let [batch, tokens, dim] = x.dims();
-        let head_dim = dim / self.heads;
-        // timm: qkv.reshape(B, N, 3, heads, head_dim).permute(2, 0, 3, 1, 4).
-        let qkv = tokens_linear(&self.qkv, x).reshape([batch, tokens, 3, self.heads, head_dim]).permute([2, 0, 3, 1, 4]);
-        let part = |index: usize| qkv.clone().narrow(0, index, 1).reshape([batch, self.heads, tokens, head_dim]);
-        let (q, k, v) = (part(0), part(1), part(2));
-        let scores = q.mul_scalar((head_dim as f64).powf(-0.5)).matmul(k.swap_dims(2, 3));
-        (softmax_last(scores), v)
-    }
-
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [batch, tokens, dim] = x.dims();
-        let (weights, values) = self.weights_and_values(x);
-        tokens_linear(&self.proj, weights.matmul(values).swap_dims(1, 2).reshape([batch, tokens, dim]))
+        tokens_linear(&self.proj, attention(tokens_linear(&self.qkv, x), self.heads))
     }
 }
 
@@ -284,7 +270,7 @@ impl Vit {
         let [grid_h, grid_w] = [height / self.patch, width / self.patch];
         let (last, earlier) = self.blocks.split_last().expect("a ViT has blocks");
         let x = earlier.iter().fold(self.embed(x), |x, block| block.forward(x));
-        let (weights, _) = last.attn.weights_and_values(norm(&last.norm1, x));
+        let (weights, _) = attention_weights(tokens_linear(&last.attn.qkv, norm(&last.norm1, x)), last.attn.heads);
         weights.narrow(2, 0, 1).narrow(3, 1, grid_h * grid_w).mean_dim(1).reshape([batch, grid_h, grid_w])
     }
 
