@@ -1,5 +1,5 @@
-//! A transformer's LayerNorm, softmax, exact GELU and token-wise linear layers on the `flex` CPU
-//! backend.
+//! A transformer's LayerNorm, softmax, exact GELU, token-wise linear layers and multi-head
+//! attention on the `flex` CPU backend.
 //!
 //! Written by hand because burn 0.22.1's autodiff composes LayerNorm and softmax from generic
 //! tensor operations (about eight passes, each into a new buffer, forward and as many backward),
@@ -7,9 +7,10 @@
 //! those buffers they took about a fifth of a ViT-Tiny training step (BENCHMARKS.md, issue #31).
 //! Forward, LayerNorm and softmax are flex's own fused kernels; their backward passes, and GELU
 //! both ways, are here. flex's matmul zero-fills each output and then copies it into an aligned
-//! buffer, on the calling thread while the others wait: the linear layers here write their
-//! outputs and gradients once, through the same gemm. Other backends and dtypes get burn's
-//! operations.
+//! buffer, on the calling thread while the others wait: the linear layers and the attention here
+//! write their outputs and gradients once, through the same gemm, the attention reading q, k and v
+//! in place from the qkv projection rather than from permuted copies. Other backends and dtypes
+//! get burn's operations.
 
 use crate::flex::{Operand, as_destination, assume_init, contiguous, flex_tensor, gemm, lane_sum, written_in_full};
 use burn::backend::autodiff::NodeId;
@@ -282,33 +283,19 @@ fn attention_backward(qkv: &[f32], weights: &[f32], dy: &[f32], batch: usize, ge
                     let (mut scores, mut block) = (vec![0.0; tokens * tokens], vec![0.0; tokens * head_dim]);
                     for (head, p) in weights.chunks_exact(tokens * tokens).enumerate() {
                         let dy = Operand::strided(&dy[head * head_dim..], dim, 1);
-                        gemm(as_destination(&mut block), tokens, head_dim, tokens, Operand::transposed(p, tokens), dy, serial);
-                        geometry.scatter(&block, dqkv, 3 * dim, 2 * dim + head * head_dim);
+                        // q's (0), k's (1) or v's (2) gradient of this head: lhs · rhs into its columns.
+                        let mut write = |part: usize, lhs: Operand, rhs: Operand| {
+                            gemm(as_destination(&mut block), tokens, head_dim, tokens, lhs, rhs, serial);
+                            geometry.scatter(&block, dqkv, 3 * dim, part * dim + head * head_dim);
+                        };
+                        write(2, Operand::transposed(p, tokens), dy);
                         gemm(as_destination(&mut scores), tokens, tokens, head_dim, dy, geometry.part_transposed(qkv, 2, head), serial);
                         for (ds, p) in scores.chunks_exact_mut(tokens).zip(p.chunks_exact(tokens)) {
                             let dot = lane_sum(p, ds, |p, ds| p * ds);
                             ds.iter_mut().zip(p).for_each(|(ds, p)| *ds = p * (*ds - dot) * scale);
                         }
-                        gemm(
-                            as_destination(&mut block),
-                            tokens,
-                            head_dim,
-                            tokens,
-                            Operand::row_major(&scores, tokens),
-                            geometry.part(qkv, 1, head),
-                            serial,
-                        );
-                        geometry.scatter(&block, dqkv, 3 * dim, head * head_dim);
-                        gemm(
-                            as_destination(&mut block),
-                            tokens,
-                            head_dim,
-                            tokens,
-                            Operand::transposed(&scores, tokens),
-                            geometry.part(qkv, 0, head),
-                            serial,
-                        );
-                        geometry.scatter(&block, dqkv, 3 * dim, dim + head * head_dim);
+                        write(0, Operand::row_major(&scores, tokens), geometry.part(qkv, 1, head));
+                        write(1, Operand::transposed(&scores, tokens), geometry.part(qkv, 0, head));
                     }
                 })
         })

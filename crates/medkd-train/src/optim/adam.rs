@@ -86,33 +86,23 @@ impl FusedAdam {
 #[backend_extension(Flex)]
 pub trait AdamBackend: Backend {
     /// One step of `optimizer` at `time` (1 at the first step) on a weight, its gradient and
-    /// its two moments (zeros before the first step); the new weight and moments.
-    #[allow(clippy::too_many_arguments)]
+    /// its two moments; the new weight and moments.
     fn medkd_adam_step(
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         moment_1: FloatTensor<Self>,
         moment_2: FloatTensor<Self>,
+        optimizer: FusedAdam,
         lr: f64,
         time: u32,
-        beta_1: f32,
-        beta_2: f32,
-        epsilon: f32,
-        weight_decay: f32,
-        decoupled: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// [`AdamBackend::medkd_adam_step`] at time 1, from zero moments that it creates as it goes.
-    #[allow(clippy::too_many_arguments)]
     fn medkd_adam_first_step(
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        optimizer: FusedAdam,
         lr: f64,
-        beta_1: f32,
-        beta_2: f32,
-        epsilon: f32,
-        weight_decay: f32,
-        decoupled: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
@@ -122,16 +112,11 @@ impl AdamBackend for Flex {
         grad: FloatTensor<Self>,
         moment_1: FloatTensor<Self>,
         moment_2: FloatTensor<Self>,
+        optimizer: FusedAdam,
         lr: f64,
         time: u32,
-        beta_1: f32,
-        beta_2: f32,
-        epsilon: f32,
-        weight_decay: f32,
-        decoupled: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let decay = if decoupled { Decay::Decoupled(weight_decay) } else { Decay::L2(weight_decay) };
-        let update = Update::new(&FusedAdam { beta_1, beta_2, epsilon, decay }, lr, time as i32);
+        let update = Update::new(&optimizer, lr, time as i32);
         let [mut weight, grad, mut moment_1, mut moment_2] = [weight, grad, moment_1, moment_2].map(dense);
         let (w, m, v) = (values_mut(&mut weight), values_mut(&mut moment_1), values_mut(&mut moment_2));
         let g = grad.as_slice::<f32>().expect("a dense f32 tensor");
@@ -147,15 +132,10 @@ impl AdamBackend for Flex {
     fn medkd_adam_first_step(
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        optimizer: FusedAdam,
         lr: f64,
-        beta_1: f32,
-        beta_2: f32,
-        epsilon: f32,
-        weight_decay: f32,
-        decoupled: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let decay = if decoupled { Decay::Decoupled(weight_decay) } else { Decay::L2(weight_decay) };
-        let update = Update::new(&FusedAdam { beta_1, beta_2, epsilon, decay }, lr, 1);
+        let update = Update::new(&optimizer, lr, 1);
         let shape = grad.shape().to_vec();
         let [mut weight, grad] = [weight, grad].map(dense);
         let w = values_mut(&mut weight);
@@ -270,35 +250,15 @@ impl Optimizer for FusedAdam {
         if !on_flex(&tensor) || state.as_ref().is_some_and(|s| s.momentum.max_moment_2.is_some()) {
             return self.burn_step(lr, tensor, grad, state);
         }
-        let (weight_decay, decoupled) = match self.decay {
-            Decay::L2(penalty) => (penalty, false),
-            Decay::Decoupled(rate) => (rate, true),
-        };
         let (weight, grad) = (tensor.into_dispatch(), grad.into_dispatch());
-        let (beta_1, beta_2, epsilon) = (self.beta_1, self.beta_2, self.epsilon);
         // The first step starts from zero moments, as burn's: 0 · β + g · (1 − β).
         let (time, (weight, moment_1, moment_2)) = match state {
             Some(state) => {
                 let (moment_1, moment_2) = (state.momentum.moment_1.into_dispatch(), state.momentum.moment_2.into_dispatch());
                 let time = state.momentum.time + 1;
-                let step = <Dispatch as AdamBackend>::medkd_adam_step(
-                    weight,
-                    grad,
-                    moment_1,
-                    moment_2,
-                    lr,
-                    time as u32,
-                    beta_1,
-                    beta_2,
-                    epsilon,
-                    weight_decay,
-                    decoupled,
-                );
-                (time, step)
+                (time, <Dispatch as AdamBackend>::medkd_adam_step(weight, grad, moment_1, moment_2, *self, lr, time as u32))
             }
-            None => {
-                (1, <Dispatch as AdamBackend>::medkd_adam_first_step(weight, grad, lr, beta_1, beta_2, epsilon, weight_decay, decoupled))
-            }
+            None => (1, <Dispatch as AdamBackend>::medkd_adam_first_step(weight, grad, *self, lr)),
         };
         let momentum = AdaptiveMomentumState::new(time, Tensor::from_dispatch(moment_1), Tensor::from_dispatch(moment_2));
         (Tensor::from_dispatch(weight), Some(AdamState::new(momentum)))
