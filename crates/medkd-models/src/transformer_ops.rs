@@ -206,6 +206,51 @@ impl Heads {
             row[offset..][..source.len()].write_copy_of_slice(source);
         }
     }
+    /// The scores' scale, 1 / √(D/heads).
+    fn scale(&self) -> f32 {
+        (self.head_dim() as f32).powf(-0.5)
+    }
+
+    /// One sample's attention: every head's T × T `weights` and its D/heads columns of the
+    /// `output` rows (`T × D`), all written.
+    fn attend(&self, qkv: &[f32], output: &mut [MaybeUninit<f32>], weights: &mut [MaybeUninit<f32>]) {
+        let (tokens, head_dim, serial) = (self.tokens, self.head_dim(), gemm::Parallelism::None);
+        let mut mixed = vec![0.0; tokens * head_dim];
+        for (head, scores) in weights.chunks_exact_mut(tokens * tokens).enumerate() {
+            gemm(scores, tokens, tokens, head_dim, self.part(qkv, 0, head), self.part_transposed(qkv, 1, head), serial);
+            // SAFETY: gemm wrote every score; the mixed values are written by gemm only.
+            let (probabilities, destination) = unsafe { (assume_init(scores), as_destination(&mut mixed)) };
+            softmax_rows(probabilities, tokens, self.scale());
+            gemm(destination, tokens, head_dim, tokens, Operand::row_major(probabilities, tokens), self.part(qkv, 2, head), serial);
+            self.scatter(&mixed, output, self.dim, head * head_dim);
+        }
+    }
+
+    /// One sample's qkv gradient rows (`T × 3·D`, all written) from its attention `weights` p and
+    /// output gradient `dy`: per head, v's pᵀ·dy; the scores' s = p ⊙ (dy·vᵀ − rowsum(p ⊙ dy·vᵀ))
+    /// · scale; q's s·k and k's sᵀ·q.
+    fn attend_backward(&self, qkv: &[f32], weights: &[f32], dy: &[f32], dqkv: &mut [MaybeUninit<f32>]) {
+        let (tokens, dim, head_dim, scale, serial) = (self.tokens, self.dim, self.head_dim(), self.scale(), gemm::Parallelism::None);
+        let (mut scores, mut block) = (vec![0.0; tokens * tokens], vec![0.0; tokens * head_dim]);
+        for (head, p) in weights.chunks_exact(tokens * tokens).enumerate() {
+            let dy = Operand::strided(&dy[head * head_dim..], dim, 1);
+            // q's (0), k's (1) or v's (2) gradient of this head: lhs · rhs into its columns.
+            let mut write = |part: usize, lhs: Operand, rhs: Operand| {
+                // SAFETY: gemm writes only values into the block.
+                gemm(unsafe { as_destination(&mut block) }, tokens, head_dim, tokens, lhs, rhs, serial);
+                self.scatter(&block, dqkv, 3 * dim, part * dim + head * head_dim);
+            };
+            write(2, Operand::transposed(p, tokens), dy);
+            // SAFETY: gemm writes only values into the scores.
+            gemm(unsafe { as_destination(&mut scores) }, tokens, tokens, head_dim, dy, self.part_transposed(qkv, 2, head), serial);
+            for (ds, p) in scores.chunks_exact_mut(tokens).zip(p.chunks_exact(tokens)) {
+                let dot = lane_sum(p, ds, |p, ds| p * ds);
+                ds.iter_mut().zip(p).for_each(|(ds, p)| *ds = p * (*ds - dot) * scale);
+            }
+            write(0, Operand::row_major(&scores, tokens), self.part(qkv, 1, head));
+            write(1, Operand::transposed(&scores, tokens), self.part(qkv, 0, head));
+        }
+    }
 }
 
 /// Rows of `width` scores, scaled by `scale` and softmaxed in place.
@@ -222,11 +267,9 @@ fn softmax_rows(scores: &mut [f32], width: usize, scale: f32) {
 /// by side) and the weights `[B, heads, T, T]`. A task per sample, its products on one thread
 /// (small: 50 × 50 × 64 for ViT-Tiny/4), read from the qkv rows in place, with no permuted copies.
 fn attention_forward(qkv: &[f32], batch: usize, geometry: Heads) -> (Vec<f32>, Vec<f32>) {
-    let (tokens, dim, head_dim) = (geometry.tokens, geometry.dim, geometry.head_dim());
-    let serial = gemm::Parallelism::None;
+    let (tokens, dim) = (geometry.tokens, geometry.dim);
     let mut weights = Vec::new();
-    // SAFETY: each sample's task writes its heads' T × T weights (gemm), and for every head its
-    // D/heads output columns of all T rows, so every entry of both.
+    // SAFETY: `attend` writes every entry of a sample's output rows and weights.
     let output = unsafe {
         written_in_full(batch * tokens * dim, |output| {
             weights = written_in_full(batch * geometry.heads * tokens * tokens, |weights| {
@@ -234,32 +277,7 @@ fn attention_forward(qkv: &[f32], batch: usize, geometry: Heads) -> (Vec<f32>, V
                     .par_chunks_mut(tokens * dim)
                     .zip(weights.par_chunks_mut(geometry.heads * tokens * tokens))
                     .zip(qkv.par_chunks(geometry.sample()))
-                    .for_each(|((output, weights), qkv)| {
-                        let mut mixed = vec![0.0; tokens * head_dim];
-                        for (head, scores) in weights.chunks_exact_mut(tokens * tokens).enumerate() {
-                            gemm(
-                                scores,
-                                tokens,
-                                tokens,
-                                head_dim,
-                                geometry.part(qkv, 0, head),
-                                geometry.part_transposed(qkv, 1, head),
-                                serial,
-                            );
-                            let probabilities = assume_init(scores);
-                            softmax_rows(probabilities, tokens, (head_dim as f32).powf(-0.5));
-                            gemm(
-                                as_destination(&mut mixed),
-                                tokens,
-                                head_dim,
-                                tokens,
-                                Operand::row_major(probabilities, tokens),
-                                geometry.part(qkv, 2, head),
-                                serial,
-                            );
-                            geometry.scatter(&mixed, output, dim, head * head_dim);
-                        }
-                    })
+                    .for_each(|((output, weights), qkv)| geometry.attend(qkv, output, weights))
             })
         })
     };
@@ -267,37 +285,17 @@ fn attention_forward(qkv: &[f32], batch: usize, geometry: Heads) -> (Vec<f32>, V
 }
 
 /// The qkv gradient `[B, T, 3·D]` of [`attention_forward`] for the output gradient `dy`, from its
-/// `weights` p: per head, v's pᵀ·dy; the scores' s = p ⊙ (dy·vᵀ − rowsum(p ⊙ dy·vᵀ)) · scale; q's
-/// s·k and k's sᵀ·q.
+/// `weights`, a task per sample (see [`Heads::attend_backward`]).
 fn attention_backward(qkv: &[f32], weights: &[f32], dy: &[f32], batch: usize, geometry: Heads) -> Vec<f32> {
-    let (tokens, dim, head_dim, heads) = (geometry.tokens, geometry.dim, geometry.head_dim(), geometry.heads);
-    let (serial, scale) = (gemm::Parallelism::None, (head_dim as f32).powf(-0.5));
-    // SAFETY: each sample's task writes q's, k's and v's columns of every head in all T rows.
+    let (tokens, dim) = (geometry.tokens, geometry.dim);
+    // SAFETY: `attend_backward` writes every entry of a sample's gradient rows.
     unsafe {
         written_in_full(batch * geometry.sample(), |dqkv| {
             dqkv.par_chunks_mut(geometry.sample())
                 .zip(qkv.par_chunks(geometry.sample()))
-                .zip(weights.par_chunks(heads * tokens * tokens))
+                .zip(weights.par_chunks(geometry.heads * tokens * tokens))
                 .zip(dy.par_chunks(tokens * dim))
-                .for_each(|(((dqkv, qkv), weights), dy)| {
-                    let (mut scores, mut block) = (vec![0.0; tokens * tokens], vec![0.0; tokens * head_dim]);
-                    for (head, p) in weights.chunks_exact(tokens * tokens).enumerate() {
-                        let dy = Operand::strided(&dy[head * head_dim..], dim, 1);
-                        // q's (0), k's (1) or v's (2) gradient of this head: lhs · rhs into its columns.
-                        let mut write = |part: usize, lhs: Operand, rhs: Operand| {
-                            gemm(as_destination(&mut block), tokens, head_dim, tokens, lhs, rhs, serial);
-                            geometry.scatter(&block, dqkv, 3 * dim, part * dim + head * head_dim);
-                        };
-                        write(2, Operand::transposed(p, tokens), dy);
-                        gemm(as_destination(&mut scores), tokens, tokens, head_dim, dy, geometry.part_transposed(qkv, 2, head), serial);
-                        for (ds, p) in scores.chunks_exact_mut(tokens).zip(p.chunks_exact(tokens)) {
-                            let dot = lane_sum(p, ds, |p, ds| p * ds);
-                            ds.iter_mut().zip(p).for_each(|(ds, p)| *ds = p * (*ds - dot) * scale);
-                        }
-                        write(0, Operand::row_major(&scores, tokens), geometry.part(qkv, 1, head));
-                        write(1, Operand::transposed(&scores, tokens), geometry.part(qkv, 0, head));
-                    }
-                })
+                .for_each(|(((dqkv, qkv), weights), dy)| geometry.attend_backward(qkv, weights, dy, dqkv))
         })
     }
 }

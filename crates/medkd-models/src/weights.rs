@@ -68,10 +68,11 @@ impl ModuleMapper for UndrawnAsZeros {
         if param.is_initialized() {
             return param;
         }
-        let (id, shape, device) = (param.id, param.lazy_shape(), param.lazy_device());
+        let (shape, device) = (param.lazy_shape(), param.lazy_device());
+        let zeros_shape = shape.clone();
+        let zeros = move |device: &Device, require_grad: bool| Tensor::zeros(zeros_shape, device).set_require_grad(require_grad);
         // medkd's parameters are all created trainable (burn's `Initializer::init`).
-        let zeros = move |device: &Device, require_grad: bool| Tensor::zeros(shape.clone(), device).set_require_grad(require_grad);
-        Param::uninitialized(id, zeros, device, true, param.lazy_shape())
+        Param::uninitialized(param.id, zeros, device, true, shape)
     }
 }
 
